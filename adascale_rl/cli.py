@@ -1,0 +1,161 @@
+"""The ``adascale-rl`` command.
+
+Each subcommand's arguments are declared here; the work is done by the library
+function it names, imported only when that subcommand runs (so ``--help`` is
+fast and a missing optional piece does not break the others). A user's mistake
+ends in one sentence on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+import adascale_rl
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """An error in what the user asked for: printed as one sentence, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from adascale_rl.context.traces import TraceError
+    from adascale_rl.device.catalog import CatalogError
+
+    return (UserError, TraceError, CatalogError, FileNotFoundError, FileExistsError, KeyError, ValueError)
+
+
+# --------------------------------------------------------------------------- handlers
+
+def _traces_validate(args) -> int:
+    from adascale_rl.context.traces import validate_path
+
+    status = 0
+    for p in args.paths:
+        try:
+            print(validate_path(p))
+        except _user_errors()[1] as exc:  # TraceError: report each path, keep going
+            print(f"invalid: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _traces_schema(args) -> int:
+    from adascale_rl.context.schema import describe
+
+    print(describe())
+    return 0
+
+
+def _record(args) -> int:
+    from adascale_rl.context.recorder import record_command
+
+    return record_command(args)
+
+
+def _synth(args) -> int:
+    from adascale_rl.context.synth import synth_command
+
+    return synth_command(args)
+
+
+def _envs_list(args) -> int:
+    from adascale_rl.environment.registration import list_command
+
+    return list_command(args)
+
+
+def _profile(args) -> int:
+    from adascale_rl.elastic.profile import profile_command
+
+    return profile_command(args)
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="adascale-rl",
+        description="Learned runtime adaptation for elastic on-device models: traces, environments, "
+                    "controllers, benchmarks and the on-device selector.",
+    )
+    p.add_argument("--version", action="version", version=f"adascale-rl {adascale_rl.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name: str, handler: Callable, help: str, **kw) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, **kw)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    # traces
+    tr = sub.add_parser("traces", help="inspect and validate trace datasets", description="Trace dataset tools.")
+    trs = tr.add_subparsers(dest="traces_command", metavar="ACTION")
+    v = trs.add_parser("validate", help="check a dataset folder or a single trace CSV (exit 0 if valid)")
+    v.add_argument("paths", nargs="+", metavar="PATH")
+    v.set_defaults(handler=_traces_validate)
+    s = trs.add_parser("schema", help="print the context fields with units, ranges and defaults")
+    s.set_defaults(handler=_traces_schema)
+    tr.set_defaults(handler=lambda a: (tr.print_help(), 2)[1])
+
+    # record
+    r = cmd("record", _record, "record the live resource context of this machine as a trace dataset")
+    r.add_argument("--duration", type=float, required=True, metavar="S", help="seconds to record")
+    r.add_argument("--interval", type=float, default=1.0, metavar="S", help="sampling period in seconds (default 1)")
+    r.add_argument("--out", required=True, metavar="DIR", help="dataset folder to create (or append to)")
+    r.add_argument("--split", choices=("train", "test"), default="train", help="split to write into (default train)")
+    r.add_argument("--name", default=None, help="file stem of the trace (default: host and start time)")
+    r.add_argument("--note", default="", help="how the recording was made (load, processes); goes into schema.json")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # synth
+    sy = cmd("synth", _synth, "generate a simulated trace dataset from a device preset and a scenario")
+    sy.add_argument("--device", required=False, help="device preset name (envs/devices/NAME.yaml)")
+    sy.add_argument("--scenario", required=False, help="scenario name (envs/scenarios/NAME.yaml)")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--duration", type=float, default=600.0, metavar="S", help="seconds of trace (default 600)")
+    sy.add_argument("--period", type=float, default=1.0, metavar="S", help="sample period (default 1)")
+    sy.add_argument("--split", choices=("train", "test"), default="train")
+    sy.add_argument("--out", required=False, metavar="DIR", help="dataset folder to create (or add a file to)")
+    sy.add_argument("--list", action="store_true", help="list devices and scenarios and exit")
+
+    # envs
+    e = sub.add_parser("envs", help="list the registered AdaScale environments")
+    es = e.add_subparsers(dest="envs_command", metavar="ACTION")
+    el = es.add_parser("list", help="print ids with device, catalog, dataset and reward preset")
+    el.set_defaults(handler=_envs_list)
+    e.set_defaults(handler=_envs_list)
+
+    # profile
+    pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "
+                                  "and write a catalog plus an environment spec")
+    pr.add_argument("--quick", action="store_true", help="tiny configuration for a smoke run")
+    pr.add_argument("--out", default=None, metavar="FILE", help="catalog JSON to write")
+    pr.add_argument("--data", default="digits", help="digits (bundled), cifar10:PATH or folder:PATH")
+    pr.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: all cores)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"adascale-rl {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Variant catalogs: the table of an elastic model's variants, defined once.
+
+A catalog is a JSON file (``envs/catalogs/*.json``, or written by
+``adascale-rl profile``)::
+
+    {
+      "format": "adascale-catalog", "format_version": 1,
+      "name": "rpi4-mobilenetv2", "device": "rpi4", "task": "ImageNet-1k top-1",
+      "reference": "what latency_ms etc. were measured at (clock, threads)",
+      "machine": {...},                      # optional: where a measured catalog was measured
+      "variants": [
+        {"id": "w1.0-r224-fp32",
+         "branch": {"width": 1.0, "resolution": 224, "exit": "final"},
+         "operators": ["fp32"],
+         "accuracy": 0.718,                   # fraction, on the task above
+         "latency_ms": 61.9,                  # at the top clock, all cores free
+         "compute_bound_frac": 0.8,           # share of latency that scales with 1/clock
+         "parallel_frac": 0.6,                # Amdahl parallel fraction over the device's cores
+         "peak_mem_mb": 40.0,                 # resident memory while running
+         "size_mb": 14.0,                     # on disk (sets the load time)
+         "energy_mj": 150.0,                  # per inference at the reference point
+         "provenance": {"accuracy": {"kind": "published", "source": "..."},
+                        "latency_ms": {"kind": "derived", "rule": "..."},
+                        "...": {"kind": "measured", "method": "..."}}}
+      ]
+    }
+
+Every metric needs a provenance entry: ``published`` with a ``source``,
+``derived`` with the ``rule`` that produced it, or ``measured`` with the
+``method`` (and the catalog's ``machine``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+FORMAT = "adascale-catalog"
+FORMAT_VERSION = 1
+OPERATORS = ("fp32", "int8", "prune", "lowrank", "early-exit")
+METRICS: dict[str, tuple[float, float]] = {
+    # name: (low, high) inclusive
+    "accuracy": (0.0, 1.0),
+    "latency_ms": (1e-6, 1e7),
+    "compute_bound_frac": (0.0, 1.0),
+    "parallel_frac": (0.0, 1.0),
+    "peak_mem_mb": (1e-6, 1e7),
+    "size_mb": (1e-6, 1e7),
+    "energy_mj": (1e-9, 1e9),
+}
+PROVENANCE_KINDS = {"published": "source", "derived": "rule", "measured": "method"}
+
+
+class CatalogError(ValueError):
+    """A catalog that does not follow the format; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    branch: dict[str, Any]
+    operators: tuple[str, ...]
+    accuracy: float
+    latency_ms: float
+    compute_bound_frac: float
+    parallel_frac: float
+    peak_mem_mb: float
+    size_mb: float
+    energy_mj: float
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["operators"] = list(self.operators)
+        return d
+
+
+@dataclass
+class Catalog:
+    name: str
+    device: str
+    task: str
+    variants: list[Variant]
+    reference: str = ""
+    machine: dict[str, Any] | None = None
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.variants)
+
+    def __getitem__(self, i: int) -> Variant:
+        return self.variants[i]
+
+    @property
+    def ids(self) -> list[str]:
+        return [v.id for v in self.variants]
+
+    def index(self, variant_id: str) -> int:
+        try:
+            return self.ids.index(variant_id)
+        except ValueError:
+            raise KeyError(f"catalog {self.name} has no variant {variant_id!r}; it has {', '.join(self.ids)}") from None
+
+    def column(self, metric: str):
+        import numpy as np
+
+        return np.array([getattr(v, metric) for v in self.variants], dtype=np.float64)
+
+    @property
+    def largest(self) -> int:
+        """Index of the most accurate variant (ties: the slower one, the 'full model')."""
+        return max(range(len(self)), key=lambda i: (self.variants[i].accuracy, self.variants[i].latency_ms))
+
+    @property
+    def smallest(self) -> int:
+        """Index of the fastest variant."""
+        return min(range(len(self)), key=lambda i: (self.variants[i].latency_ms, -self.variants[i].accuracy))
+
+    def to_json(self) -> dict:
+        d = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "device": self.device,
+             "task": self.task, "reference": self.reference}
+        if self.machine is not None:
+            d["machine"] = self.machine
+        d.update(self.extra)
+        d["variants"] = [v.to_json() for v in self.variants]
+        return d
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from adascale_rl.context.traces import atomic_write_text
+
+        path = Path(path)
+        validate(self.to_json(), source=str(path))
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
+        return path
+
+
+def _fail(source: str, where: str, msg: str) -> CatalogError:
+    return CatalogError(f"{source}: {where}: {msg}")
+
+
+def validate(doc: Mapping, *, source: str = "catalog") -> Catalog:
+    """Check a catalog document and return it as a :class:`Catalog`."""
+    if not isinstance(doc, Mapping):
+        raise _fail(source, "top level", "must be a JSON object")
+    for key in ("format", "format_version", "name", "device", "task", "variants"):
+        if key not in doc:
+            raise _fail(source, key, "required key is missing")
+    if doc["format"] != FORMAT:
+        raise _fail(source, "format", f"is {doc['format']!r}, expected {FORMAT!r}")
+    if doc["format_version"] != FORMAT_VERSION:
+        raise _fail(source, "format_version", f"unknown version {doc['format_version']!r}; this adascale-rl reads {FORMAT_VERSION}")
+    raw = doc["variants"]
+    if not isinstance(raw, Sequence) or len(raw) < 1:
+        raise _fail(source, "variants", "must be a non-empty list")
+    variants = []
+    seen = set()
+    for i, v in enumerate(raw):
+        where = f"variants[{i}]"
+        if not isinstance(v, Mapping):
+            raise _fail(source, where, "must be an object")
+        vid = v.get("id")
+        if not isinstance(vid, str) or not vid:
+            raise _fail(source, f"{where}.id", "must be a non-empty string")
+        where = f"variant {vid!r}"
+        if vid in seen:
+            raise _fail(source, where, "id appears twice")
+        seen.add(vid)
+        if not isinstance(v.get("branch"), Mapping):
+            raise _fail(source, f"{where}.branch", "must be an object (width, resolution, exit, ...)")
+        ops = v.get("operators")
+        if not isinstance(ops, Sequence) or isinstance(ops, str) or not ops:
+            raise _fail(source, f"{where}.operators", f"must be a non-empty list drawn from {', '.join(OPERATORS)}")
+        for op in ops:
+            if op not in OPERATORS:
+                raise _fail(source, f"{where}.operators", f"unknown operator {op!r}; known: {', '.join(OPERATORS)}")
+        prov = v.get("provenance")
+        if not isinstance(prov, Mapping):
+            raise _fail(source, f"{where}.provenance", "must be an object with an entry per metric")
+        values = {}
+        for metric, (lo, hi) in METRICS.items():
+            x = v.get(metric)
+            if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
+                raise _fail(source, f"{where}.{metric}", f"must be a finite number, not {x!r}")
+            if not lo <= x <= hi:
+                raise _fail(source, f"{where}.{metric}", f"{x:g} is out of range [{lo:g}, {hi:g}]")
+            values[metric] = float(x)
+            p = prov.get(metric)
+            if not isinstance(p, Mapping) or p.get("kind") not in PROVENANCE_KINDS:
+                raise _fail(source, f"{where}.provenance.{metric}",
+                            f"needs kind one of {', '.join(PROVENANCE_KINDS)}")
+            needed = PROVENANCE_KINDS[p["kind"]]
+            if not isinstance(p.get(needed), str) or not p[needed].strip():
+                raise _fail(source, f"{where}.provenance.{metric}", f"kind {p['kind']!r} needs a non-empty {needed!r}")
+        variants.append(Variant(id=vid, branch=dict(v["branch"]), operators=tuple(ops),
+                                provenance={k: dict(p) for k, p in prov.items()}, **values))
+    if any(v.get("provenance", {}).get(m, {}).get("kind") == "measured" for v in raw for m in METRICS):
+        if not isinstance(doc.get("machine"), Mapping):
+            raise _fail(source, "machine", "a catalog with measured numbers must describe the machine")
+    known = {"format", "format_version", "name", "device", "task", "reference", "machine", "variants"}
+    extra = {k: v for k, v in doc.items() if k not in known}
+    return Catalog(name=str(doc["name"]), device=str(doc["device"]), task=str(doc["task"]), variants=variants,
+                   reference=str(doc.get("reference", "")), machine=doc.get("machine"), extra=extra)
+
+
+def load_catalog(path: str | os.PathLike) -> Catalog:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot be read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    cat = validate(doc, source=str(path))
+    cat.path = path
+    return cat

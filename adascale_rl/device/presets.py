@@ -1,0 +1,152 @@
+"""Device presets: the physical constants of a reference device, from ``envs/devices/*.yaml``.
+
+Every number in a preset file is written as ``{value: ..., source: "..."}`` (a
+published figure, with where it was published) or ``{value: ..., derived: "..."}``
+(how it was worked out from published figures, or that it is an assumption).
+The loader refuses a number without either, so no constant enters the simulator
+without a stated origin. ``battery_wh: {value: null, ...}`` declares a device
+that has no battery (it is always on external power).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adascale_rl import paths
+
+_NUMBERS = {
+    # name: (low, high, may_be_null)
+    "cores": (1, 256, False),
+    "mem_total_mb": (16, 1e7, False),
+    "idle_w": (0.0, 1000.0, False),
+    "dyn_w_max": (0.0, 1000.0, False),
+    "freq_exponent": (1.0, 4.0, False),
+    "thermal_resistance_c_per_w": (0.01, 100.0, False),
+    "thermal_time_constant_s": (1.0, 1e5, False),
+    "throttle_c": (20.0, 150.0, False),
+    "release_c": (20.0, 150.0, False),
+    "battery_wh": (0.01, 1e4, True),
+    "saver_threshold_pct": (0.0, 100.0, True),
+    "saver_cap_mhz": (1.0, 1e5, True),
+    "storage_read_mb_s": (0.1, 1e5, False),
+    "model_init_ms": (0.0, 1e5, False),
+}
+
+
+class PresetError(ValueError):
+    """A device preset that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class DevicePreset:
+    name: str
+    description: str
+    cores: int
+    mem_total_mb: float
+    dvfs_mhz: tuple[float, ...]          # ascending operating points
+    idle_w: float                        # whole device, idle
+    dyn_w_max: float                     # extra power with all cores busy at the top clock
+    freq_exponent: float                 # dynamic power ~ (f / f_max) ** freq_exponent
+    thermal_resistance_c_per_w: float    # steady state: T = ambient + R * P
+    thermal_time_constant_s: float
+    throttle_c: float                    # governor steps the clock down above this
+    release_c: float                     # ... and back up below this (hysteresis)
+    battery_wh: float | None             # None: no battery, always on external power
+    saver_threshold_pct: float | None    # OS battery saver below this charge
+    saver_cap_mhz: float | None          # clock cap while the saver is on
+    storage_read_mb_s: float             # model load speed
+    model_init_ms: float                 # fixed cost of initialising a loaded variant
+    sources: dict[str, str]
+    path: Path | None = None
+
+    @property
+    def f_max_mhz(self) -> float:
+        return self.dvfs_mhz[-1]
+
+    @property
+    def f_min_mhz(self) -> float:
+        return self.dvfs_mhz[0]
+
+    @property
+    def has_battery(self) -> bool:
+        return self.battery_wh is not None
+
+
+def _entry(doc: dict, key: str, where: str) -> tuple[Any, str]:
+    if key not in doc:
+        raise PresetError(f"{where}: required key {key!r} is missing")
+    e = doc[key]
+    if not isinstance(e, dict) or "value" not in e:
+        raise PresetError(f"{where}: {key} must be written as {{value: ..., source: ...}} or {{value: ..., derived: ...}}")
+    origin = e.get("source") or e.get("derived")
+    if not isinstance(origin, str) or not origin.strip():
+        raise PresetError(f"{where}: {key} has no 'source' or 'derived' saying where the number comes from")
+    return e["value"], ("source: " if e.get("source") else "derived: ") + origin.strip()
+
+
+def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
+    if not isinstance(doc, dict):
+        raise PresetError(f"{where}: must be a YAML mapping")
+    for key in ("name", "description"):
+        if not isinstance(doc.get(key), str):
+            raise PresetError(f"{where}: {key!r} must be a string")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, (lo, hi, nullable) in _NUMBERS.items():
+        v, origin = _entry(doc, key, where)
+        sources[key] = origin
+        if v is None and nullable:
+            values[key] = None
+            continue
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
+            raise PresetError(f"{where}: {key} = {v!r} must be a number in [{lo:g}, {hi:g}]")
+        values[key] = float(v) if key != "cores" else int(v)
+    ladder, origin = _entry(doc, "dvfs_mhz", where)
+    sources["dvfs_mhz"] = origin
+    if (not isinstance(ladder, list) or not ladder
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in ladder)
+            or any(b <= a for a, b in zip(ladder, ladder[1:]))):
+        raise PresetError(f"{where}: dvfs_mhz must be a non-empty ascending list of positive clocks")
+    if values["release_c"] >= values["throttle_c"]:
+        raise PresetError(f"{where}: release_c must be below throttle_c (hysteresis)")
+    if values["battery_wh"] is not None and (values["saver_threshold_pct"] is None or values["saver_cap_mhz"] is None):
+        raise PresetError(f"{where}: a device with a battery needs saver_threshold_pct and saver_cap_mhz")
+    return DevicePreset(name=doc["name"], description=doc["description"], dvfs_mhz=tuple(float(x) for x in ladder),
+                        sources=sources, **values)
+
+
+def load_preset_file(path: str | os.PathLike) -> DevicePreset:
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise PresetError(f"{path}: not valid YAML ({exc})") from None
+    preset = parse_preset(doc, str(path))
+    if preset.name != path.stem:
+        raise PresetError(f"{path}: name {preset.name!r} must match the file name {path.stem!r}")
+    return DevicePreset(**{**preset.__dict__, "path": path})
+
+
+def device_names() -> list[str]:
+    return sorted(p.stem for p in (paths.envs_dir() / "devices").glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def load_device(name_or_path: str) -> DevicePreset:
+    """A preset by name (``rpi4``) or by path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return load_preset_file(p)
+    f = paths.envs_dir() / "devices" / f"{name_or_path}.yaml"
+    if not f.exists():
+        raise PresetError(f"unknown device {name_or_path!r}; known devices: {', '.join(device_names())}")
+    return load_preset_file(f)

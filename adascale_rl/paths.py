@@ -1,0 +1,62 @@
+"""Where the shipped data lives: ``envs/``, ``agents/`` and ``traces/``.
+
+In a source checkout (editable install or running from the repo) they sit next to
+the package; in a wheel they are carried inside it as ``adascale_rl/_shipped/``.
+``ADASCALE_RL_DATA`` overrides both (a folder holding the three).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+_KINDS = ("envs", "agents", "traces")
+
+
+@lru_cache(maxsize=None)
+def data_root() -> Path:
+    """The folder that holds ``envs/``, ``agents/`` and ``traces/``."""
+    override = os.environ.get("ADASCALE_RL_DATA")
+    if override:
+        root = Path(override).expanduser().resolve()
+        if not (root / "envs").is_dir():
+            raise FileNotFoundError(f"ADASCALE_RL_DATA={override} has no envs/ folder")
+        return root
+    for candidate in (_PACKAGE / "_shipped", _PACKAGE.parent):
+        if (candidate / "envs").is_dir() and (candidate / "traces").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "the shipped data (envs/, traces/) was not found next to the package or inside it; "
+        "reinstall adascale-rl or set ADASCALE_RL_DATA"
+    )
+
+
+def envs_dir() -> Path:
+    return data_root() / "envs"
+
+
+def agents_dir() -> Path:
+    return data_root() / "agents"
+
+
+def traces_dir() -> Path:
+    return data_root() / "traces"
+
+
+def resolve(path: str | os.PathLike, kind: str) -> Path:
+    """Resolve ``path`` as given, else relative to the shipped ``kind`` folder.
+
+    ``resolve("rpi4-sim-v1", "traces")`` finds the shipped dataset; an existing
+    path on disk (a user's own data) always wins.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
+    p = Path(path).expanduser()
+    if p.exists():
+        return p.resolve()
+    shipped = data_root() / kind / p
+    if shipped.exists():
+        return shipped
+    raise FileNotFoundError(f"{path}: no such file, and no shipped {kind[:-1]} of that name in {data_root() / kind}")
