@@ -119,7 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--period", type=float, default=1.0, metavar="S", help="sample period (default 1)")
     sy.add_argument("--split", choices=("train", "test"), default="train")
     sy.add_argument("--out", required=False, metavar="DIR", help="dataset folder to create (or add a file to)")
-    sy.add_argument("--list", action="store_true", help="list devices and scenarios and exit")
+    sy.add_argument("--workload", default=None, help="app workload (envs/workloads/NAME.yaml; default DEVICE-vision)")
+    sy.add_argument("--recipe", default=None, metavar="FILE",
+                    help="build a whole dataset from a recipe (envs/datasets/NAME.yaml) instead of one trace")
+    sy.add_argument("--list", action="store_true", help="list devices, scenarios, workloads and recipes, and exit")
+    sy.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # envs
     e = sub.add_parser("envs", help="list the registered AdaScale environments")
