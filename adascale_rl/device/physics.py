@@ -1,0 +1,275 @@
+"""Device physics: how a variant behaves in a context, one decision interval at a time.
+
+Each effect is a small function with units in its argument names, so it can be
+tested on its own and reused by planners (the one-step planner and the
+clairvoyant oracle simulate with exactly these functions). :func:`step` composes
+them into one transition of the endogenous state (:class:`PhysicsState`) given
+the exogenous context of the interval (:class:`Exo`) and the interval's noise
+draw (:class:`Noise`).
+
+Modelling choices and their sources are documented per function; constants of a
+device come from its preset (``envs/devices/*.yaml``), constants of a variant
+from its catalog (``envs/catalogs/*.json``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from adascale_rl.device.catalog import Catalog, Variant
+from adascale_rl.device.presets import DevicePreset
+
+#: per-frame latency dispersion within one interval (log-normal sigma). Derived:
+#: the Pi 4 ShuffleNetV2 report in CALIBRATION.md (60 ms best, spikes to 128 ms)
+#: is modelled by step-level spikes; within an interval frames vary by ~10 %.
+FRAME_SIGMA = 0.10
+_SQRT2 = math.sqrt(2.0)
+
+
+# --------------------------------------------------------------------------- clock
+
+def snap_down(freq_mhz: float, ladder_mhz: Sequence[float]) -> float:
+    """Highest operating point not above ``freq_mhz`` (the lowest one if all are above)."""
+    i = bisect.bisect_right(ladder_mhz, freq_mhz + 1e-9) - 1
+    return ladder_mhz[max(i, 0)]
+
+
+def clock_mhz(trace_cap_mhz: float, thermal_cap_mhz: float, saver_cap_mhz: float,
+              ladder_mhz: Sequence[float]) -> float:
+    """Clock in effect: the lowest of the exogenous cap, the thermal limit and the battery saver cap."""
+    return snap_down(min(trace_cap_mhz, thermal_cap_mhz, saver_cap_mhz), ladder_mhz)
+
+
+def battery_saver_cap_mhz(device: DevicePreset, battery_pct: float, plugged: bool) -> float:
+    """The OS battery saver caps the clock below its threshold while on battery."""
+    if device.battery_wh is None or plugged or battery_pct >= device.saver_threshold_pct:
+        return math.inf
+    return device.saver_cap_mhz
+
+
+# --------------------------------------------------------------------------- latency
+
+def amdahl_speedup(parallel_frac: float, cores: float) -> float:
+    """Amdahl's law: speed-up on ``cores`` cores of a job with this parallel fraction."""
+    return 1.0 / ((1.0 - parallel_frac) + parallel_frac / max(cores, 1e-9))
+
+
+def effective_cores(cores: int, bg_cpu_util: float) -> float:
+    """Cores the inference gets when other processes use ``bg_cpu_util`` of the CPU.
+
+    Free cores are the inference's; cores busy with background work are time-shared
+    fairly with one inference thread (half each). With the CPU fully loaded the
+    inference therefore gets half the machine: slow-downs of 1.3-2x from contention
+    alone, up to ~3x with noise spikes, as the co-run figures in CALIBRATION.md
+    (1.5-3x) report. Never fewer than one core's half.
+    """
+    return max(cores * (1.0 - 0.5 * bg_cpu_util), 0.5)
+
+
+def clock_factor(compute_bound_frac: float, freq_mhz: float, f_max_mhz: float) -> float:
+    """Latency multiplier from running below the top clock: only the compute-bound part scales."""
+    return compute_bound_frac * (f_max_mhz / freq_mhz) + (1.0 - compute_bound_frac)
+
+
+def median_latency_ms(v: Variant, freq_mhz: float, f_max_mhz: float, cores: int, bg_cpu_util: float,
+                      noise: float) -> float:
+    """Median per-frame latency in this interval: reference latency x clock x contention x noise."""
+    contention = amdahl_speedup(v.parallel_frac, cores) / amdahl_speedup(v.parallel_frac,
+                                                                         effective_cores(cores, bg_cpu_util))
+    return v.latency_ms * clock_factor(v.compute_bound_frac, freq_mhz, f_max_mhz) * contention * noise
+
+
+# --------------------------------------------------------------------------- serving
+
+@dataclass(frozen=True)
+class Serving:
+    served_frac: float    # requests answered / requests issued
+    on_time_frac: float   # requests answered within the deadline / requests issued
+    busy_s: float         # time the CPU spent on inference in the interval
+    mean_latency_ms: float
+
+
+def serve(median_ms: float, rate_hz: float, deadline_ms: float, dt_s: float, blocked_ms: float = 0.0,
+          frame_sigma: float = FRAME_SIGMA) -> Serving:
+    """Serve requests arriving at ``rate_hz`` for ``dt_s`` seconds, one at a time.
+
+    Per-frame latency is log-normal around ``median_ms``. Requests arriving while
+    the app is blocked (loading a variant) are dropped; when frames take longer
+    than the inter-arrival time the server falls behind and drops the excess.
+    A served frame is on time when its latency is within the deadline.
+    """
+    mean_ms = median_ms * math.exp(0.5 * frame_sigma * frame_sigma)
+    if rate_hz <= 0:
+        return Serving(1.0, 1.0, 0.0, mean_ms)
+    open_s = max(dt_s - blocked_ms / 1000.0, 0.0)
+    issued = rate_hz * dt_s
+    served = min(rate_hz * open_s, open_s * 1000.0 / mean_ms)
+    served_frac = served / issued
+    z = (math.log(deadline_ms) - math.log(median_ms)) / frame_sigma
+    within = 0.5 * (1.0 + math.erf(z / _SQRT2))
+    return Serving(served_frac, served_frac * within, served * mean_ms / 1000.0, mean_ms)
+
+
+# --------------------------------------------------------------------------- power, heat, battery
+
+def dynamic_power_w(device: DevicePreset, freq_mhz: float, busy_cores_frac: float) -> float:
+    """Dynamic power above idle: grows as (f/f_max)^k with clock and linearly with busy cores."""
+    return device.dyn_w_max * (freq_mhz / device.f_max_mhz) ** device.freq_exponent * min(max(busy_cores_frac, 0.0), 1.0)
+
+
+def inference_power_w(v: Variant, device: DevicePreset, freq_mhz: float, eff_cores: float) -> float:
+    """Power drawn above idle while the variant runs.
+
+    At the reference point (top clock, all cores free) it is energy_mj / latency_ms
+    (mJ/ms = W). It scales as (f/f_max)^k with clock and with the cores actually
+    used (the Amdahl speed-up achieved on the cores the inference gets).
+    """
+    p_ref = v.energy_mj / v.latency_ms
+    used = amdahl_speedup(v.parallel_frac, eff_cores) / amdahl_speedup(v.parallel_frac, device.cores)
+    return p_ref * (freq_mhz / device.f_max_mhz) ** device.freq_exponent * used
+
+
+def thermal_step_c(temp_c: float, ambient_c: float, power_w: float, resistance_c_per_w: float,
+                   time_constant_s: float, dt_s: float) -> float:
+    """First-order thermal model: relax towards ambient + R x P with time constant tau (exact for constant P)."""
+    steady = ambient_c + resistance_c_per_w * power_w
+    return steady + (temp_c - steady) * math.exp(-dt_s / time_constant_s)
+
+
+def throttle_step(level: int, temp_c: float, throttle_c: float, release_c: float, top_level: int) -> int:
+    """Governor with hysteresis: one DVFS step down above ``throttle_c``, one up below ``release_c``."""
+    if temp_c > throttle_c:
+        return max(level - 1, 0)
+    if temp_c < release_c:
+        return min(level + 1, top_level)
+    return level
+
+
+def battery_pct_after(battery_pct: float, energy_j: float, battery_wh: float) -> float:
+    """State of charge after drawing ``energy_j`` from a ``battery_wh`` battery."""
+    return max(battery_pct - 100.0 * energy_j / (battery_wh * 3600.0), 0.0)
+
+
+# --------------------------------------------------------------------------- memory and switching
+
+def switch_load_ms(v: Variant, device: DevicePreset) -> float:
+    """Time to bring a variant in: read its file, then initialise it."""
+    return 1000.0 * v.size_mb / device.storage_read_mb_s + device.model_init_ms
+
+
+def switch_peak_mb(old: Variant | None, new: Variant) -> float:
+    """Memory needed while switching: the new variant loads while the old one is still resident."""
+    return new.peak_mem_mb + (old.peak_mem_mb if old is not None else 0.0)
+
+
+# --------------------------------------------------------------------------- one interval
+
+@dataclass(frozen=True)
+class Exo:
+    """Exogenous context of one interval, already in this device's terms."""
+
+    freq_cap_mhz: float
+    bg_cpu_util: float
+    mem_avail_mb: float
+    ambient_temp_c: float
+    battery_pct: float
+    plugged: bool
+    request_rate_hz: float
+    deadline_ms: float
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The interval's latency noise: a log-normal draw times a spike factor (1 when no spike)."""
+
+    latency: float
+
+
+@dataclass(frozen=True)
+class PhysicsState:
+    loaded: int             # catalog index of the resident variant
+    temp_c: float
+    thermal_level: int      # index into the DVFS ladder of the thermal limit
+    battery_used_j: float   # energy the app drew from the battery since it was last plugged
+
+
+@dataclass(frozen=True)
+class Outcome:
+    variant: int
+    freq_mhz: float
+    latency_ms: float        # mean latency of the interval's frames
+    serving: Serving
+    accuracy: float
+    energy_j: float          # inference (and loading) energy above idle
+    power_w: float           # whole device, including background load
+    mem_mb: float            # the app's peak memory in the interval
+    switched: bool
+    oom: bool
+    temp_c: float
+    battery_pct: float
+
+
+class DevicePhysics:
+    """A device preset and a catalog, with the transition function of the simulator."""
+
+    def __init__(self, device: DevicePreset, catalog: Catalog, frame_sigma: float = FRAME_SIGMA):
+        self.device = device
+        self.catalog = catalog
+        self.frame_sigma = frame_sigma
+        self.ladder = list(device.dvfs_mhz)
+        self.top_level = len(self.ladder) - 1
+        self.load_ms = [switch_load_ms(v, device) for v in catalog.variants]
+
+    def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
+        """At rest with the background load: temperature at its steady state, no throttling."""
+        d = self.device
+        p = d.idle_w + dynamic_power_w(d, snap_down(min(exo.freq_cap_mhz, d.f_max_mhz), self.ladder), exo.bg_cpu_util)
+        temp = exo.ambient_temp_c + d.thermal_resistance_c_per_w * p
+        level = self.top_level
+        while level > 0 and temp > d.throttle_c:
+            level -= 1
+        return PhysicsState(loaded=loaded, temp_c=temp, thermal_level=level, battery_used_j=0.0)
+
+    def battery_pct(self, state: PhysicsState, exo: Exo) -> float:
+        if self.device.battery_wh is None:
+            return exo.battery_pct
+        return battery_pct_after(exo.battery_pct, state.battery_used_j, self.device.battery_wh)
+
+    def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
+        d = self.device
+        cat = self.catalog.variants
+        battery = self.battery_pct(state, exo)
+        freq = clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level],
+                         battery_saver_cap_mhz(d, battery, exo.plugged), self.ladder)
+        switched = target != state.loaded
+        old = cat[state.loaded]
+        new = cat[target]
+        mem = switch_peak_mb(old, new) if switched else new.peak_mem_mb
+        oom = mem > exo.mem_avail_mb
+        eff = effective_cores(d.cores, exo.bg_cpu_util)
+        median = median_latency_ms(new, freq, d.f_max_mhz, d.cores, exo.bg_cpu_util, noise.latency)
+        if oom:
+            # killed by the low-memory killer: nothing served this interval; the app restarts
+            # with the variant it asked for.
+            serving = Serving(0.0, 0.0, 0.0, median * math.exp(0.5 * self.frame_sigma ** 2))
+        else:
+            serving = serve(median, exo.request_rate_hz, exo.deadline_ms, dt_s,
+                            self.load_ms[target] if switched else 0.0, self.frame_sigma)
+        p_inf = inference_power_w(new, d, freq, eff)
+        energy = p_inf * serving.busy_s
+        if switched:
+            energy += dynamic_power_w(d, freq, 1.0 / d.cores) * min(self.load_ms[target] / 1000.0, dt_s)
+        bg_dyn = dynamic_power_w(d, freq, exo.bg_cpu_util)
+        power = d.idle_w + min(bg_dyn + energy / dt_s, dynamic_power_w(d, freq, 1.0))
+        temp = thermal_step_c(state.temp_c, exo.ambient_temp_c, power, d.thermal_resistance_c_per_w,
+                              d.thermal_time_constant_s, dt_s)
+        level = throttle_step(state.thermal_level, temp, d.throttle_c, d.release_c, self.top_level)
+        used = 0.0 if (exo.plugged or d.battery_wh is None) else state.battery_used_j + energy
+        new_state = PhysicsState(loaded=target, temp_c=temp, thermal_level=level, battery_used_j=used)
+        out = Outcome(variant=target, freq_mhz=freq, latency_ms=serving.mean_latency_ms, serving=serving,
+                      accuracy=new.accuracy, energy_j=energy, power_w=power, mem_mb=mem, switched=switched,
+                      oom=oom, temp_c=temp, battery_pct=self.battery_pct(new_state, exo))
+        return new_state, out

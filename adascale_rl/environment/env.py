@@ -1,0 +1,345 @@
+"""AdaScaleEnv: choosing the variant of an elastic model as the resource context moves."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from adascale_rl.context.traces import Trace, TraceDataset, load_dataset
+from adascale_rl.device.catalog import Catalog, load_catalog
+from adascale_rl.device.physics import DevicePhysics, Exo, Noise, Outcome, PhysicsState, switch_peak_mb
+from adascale_rl.device.presets import DevicePreset, load_device
+from adascale_rl.environment.observation import Feedback, ObservationEncoder
+from adascale_rl.environment.reward import TERMS, Reward, make_reward
+from adascale_rl.environment.spec import EnvSpec, find_spec
+
+SPLITS = ("train", "val", "test", "all")
+KEEP = 0
+
+#: step-level latency noise (log-normal sigma) and spikes. Derived from CALIBRATION.md:
+#: Pi 4 ShuffleNetV2 60 ms best case with spikes to 128 ms (2.1x) under ordinary
+#: background services; Snapdragon NPU max/median 1.8x in steady state.
+LATENCY_SIGMA = 0.08
+SPIKE_PROB = 0.03
+SPIKE_RANGE = (1.5, 2.5)
+
+
+@lru_cache(maxsize=16)
+def _dataset(path: str) -> TraceDataset:
+    return load_dataset(path)
+
+
+def split_traces(ds: TraceDataset, split: str) -> list[Trace]:
+    """Traces of a split; ``val`` is every 4th train trace, held out of ``train``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    train = ds.train
+    hold = len(train) >= 4
+    if split == "test":
+        return list(ds.test)
+    if split == "val":
+        return [t for i, t in enumerate(train) if hold and i % 4 == 3]
+    if split == "train":
+        return [t for i, t in enumerate(train) if not (hold and i % 4 == 3)]
+    return list(train) + list(ds.test)
+
+
+def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
+    """The trace in this device's terms, one :class:`Exo` per interval.
+
+    A trace recorded on another device is replayed by fraction: available memory
+    as a share of that device's total, and the clock cap as a share of the
+    trace's highest cap (its top clock).
+    """
+    tr = trace.resample(period_s) if trace.period_s and not math.isclose(trace.period_s, period_s) else trace
+    cap = tr.column("freq_cap_mhz")
+    mem = tr.column("mem_avail_mb")
+    same = trace.device == device.name
+    if not same:
+        finite = cap[np.isfinite(cap)]
+        if finite.size:
+            cap = cap * (device.f_max_mhz / finite.max())
+        if trace.mem_total_mb:
+            mem = mem * (device.mem_total_mb / trace.mem_total_mb)
+    mem = np.minimum(mem, device.mem_total_mb)
+    battery = tr.column("battery_pct") if device.has_battery else np.full(len(tr), 100.0)
+    plugged = tr.column("plugged") if device.has_battery else np.ones(len(tr))
+    cols = [cap, tr.column("bg_cpu_util"), mem, tr.column("ambient_temp_c"), battery, plugged,
+            tr.column("request_rate_hz"), tr.column("deadline_ms")]
+    return [Exo(float(c), float(b), float(m), float(a), float(bt), bool(p >= 0.5), float(r), float(dl))
+            for c, b, m, a, bt, p, r, dl in zip(*cols)]
+
+
+class AdaScaleEnv(gym.Env):
+    """
+    ## Description
+
+    An app runs an elastic model (one network, many variants: branches crossed with
+    compression operators, listed in a catalog) on a device whose resource context
+    moves: other apps take CPU and memory, power modes and heat cap the clock, the
+    battery drains, the app's request rate and deadline change with its mode. Every
+    interval (``period_s``, default 1 s) the controller keeps the loaded variant or
+    switches to another. The simulator (``adascale_rl.device.physics``) replays a
+    recorded or simulated context trace and adds the controller's own effect:
+    latency from clock, contention and noise; deadline misses and dropped frames;
+    energy; heating and thermal throttling with hysteresis; battery drain and the
+    battery saver; switching cost and OOM kills. The dynamics of heat and battery
+    couple the choices over time: running the biggest variant flat out now costs
+    clock later.
+
+    ## Action Space
+
+    ``Discrete(1 + n_variants)``: action 0 keeps the loaded variant; action ``i``
+    switches to catalog variant ``i - 1`` (names in :attr:`action_names`).
+    :meth:`action_masks` (also ``info["action_mask"]``) masks switches whose peak
+    memory (old and new variant resident together) does not fit the memory last
+    measured, and the switch to the variant already loaded; keep is never masked.
+    A masked action taken anyway is carried out, with its consequences.
+
+    ## Observation Space
+
+    ``Box(float32)``, features declared once in
+    :mod:`adascale_rl.environment.observation` (``env.unwrapped.encoder.describe()``):
+    the context as last measured (clock, background CPU, available memory,
+    battery, plugged, SoC temperature, each with a missing-sensor flag where a
+    device may lack it), the app's current deadline and request rate, last
+    interval's feedback (latency, slow-down against the catalog, miss rate,
+    energy, switch, OOM) and the loaded variant one-hot. Never the simulator's
+    hidden state (contention factor, noise draw, thermal model).
+
+    ## Rewards
+
+    ``r = w_accuracy*accuracy*on_time - w_miss*miss_rate - w_energy*energy_share
+    - w_mem*mem_share - w_switch*switched - w_oom*oom`` (see
+    :mod:`adascale_rl.environment.reward`); presets ``balanced``,
+    ``latency-critical``, ``energy-saver``, ``accuracy-first``. Every term is in
+    ``info`` as ``reward_<term>``, next to the measured quantities
+    (``accuracy``, ``effective_accuracy``, ``latency_ms``, ``deadline_ms``,
+    ``energy_mj``, ``power_w``, ``mem_mb``, ``miss_rate``, ``served_frac``,
+    ``switched``, ``oom``, ``temp_c``, ``freq_mhz``, ``battery_pct``, ``variant``).
+
+    ## Starting State
+
+    ``reset(seed=..., options=...)`` picks a trace of the split and a window start
+    with ``self.np_random`` (weighted by trace length), or takes
+    ``options={"trace": i, "start": s, "variant": id_or_index}``. The device starts
+    at its thermal steady state under the background load. The initial variant is
+    random in training (``split="train"``) and otherwise the most accurate one
+    that fits the memory at the start. The episode's latency noise is drawn at
+    reset from the seed, independently of the actions, so policies reset with the
+    same seed and options meet the same future.
+
+    ## Episode End
+
+    Never terminated (an OOM kill restarts the app); truncated when the window
+    (``max_episode_steps`` intervals, or the rest of a shorter trace) ends.
+
+    ## Arguments
+
+    ``gymnasium.make("AdaScale/Rpi4-Vision-v0", split="train", reward="balanced",
+    period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
+    random_start_variant=None, render_mode=None)``; ``spec`` (the YAML name or an
+    :class:`EnvSpec`) is set by the registration. ``dataset`` points the same
+    environment at another trace dataset (for example your own recordings).
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(self, spec: str | EnvSpec = "Rpi4-Vision", *, split: str = "train", reward: Any = None,
+                 period_s: float | None = None, dataset: str | Path | None = None,
+                 max_episode_steps: int | None = None, latency_sigma: float = LATENCY_SIGMA,
+                 spike_prob: float = SPIKE_PROB, random_start_variant: bool | None = None,
+                 render_mode: str | None = None):
+        self.env_spec = spec if isinstance(spec, EnvSpec) else find_spec(spec)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}")
+        self.render_mode = render_mode
+        self.device: DevicePreset = load_device(self.env_spec.device)
+        self.catalog: Catalog = load_catalog(self.env_spec.catalog_path())
+        self.reward_fn: Reward = make_reward(self.env_spec.reward if reward is None else reward)
+        self.period_s = float(period_s or self.env_spec.period_s)
+        self.window = int(max_episode_steps or self.env_spec.max_episode_steps)
+        self.split = split
+        self.latency_sigma = float(latency_sigma)
+        self.spike_prob = float(spike_prob)
+        self.random_start_variant = (split == "train") if random_start_variant is None else bool(random_start_variant)
+        ds_path = Path(dataset) if dataset is not None else self.env_spec.dataset_path()
+        self.dataset = _dataset(str(ds_path.resolve()))
+        self.traces = split_traces(self.dataset, split)
+        if not self.traces:
+            raise ValueError(f"dataset {self.dataset.name} has no traces in split {split!r}")
+        self.exo: list[list[Exo]] = [exo_rows(t, self.device, self.period_s) for t in self.traces]
+        self.physics = DevicePhysics(self.device, self.catalog)
+        self.encoder = ObservationEncoder(self.device, self.catalog, self.period_s)
+        n = len(self.catalog)
+        self.action_space = spaces.Discrete(n + 1)
+        self.observation_space = spaces.Box(self.encoder.low, self.encoder.high, dtype=np.float32)
+        self.action_names = ["keep"] + [f"switch:{v.id}" for v in self.catalog.variants]
+        self._peak = [v.peak_mem_mb for v in self.catalog.variants]
+        self._acc = [v.accuracy for v in self.catalog.variants]
+        lengths = np.array([len(e) for e in self.exo], dtype=np.float64)
+        self._trace_p = lengths / lengths.sum()
+        self._mask = np.ones(n + 1, dtype=np.int8)
+        self._obs = np.zeros(self.encoder.size, dtype=np.float32)
+        self._energy_budget_j = self.device.dyn_w_max * self.period_s
+        self.state: PhysicsState | None = None
+        self.episode: dict[str, Any] = {}
+        self._t = 0
+        self._last: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ episodes
+    def episode_starts(self, trace: int) -> list[int]:
+        """Window starts that cover a trace without overlap (evaluation walks these)."""
+        length = len(self.exo[trace])
+        if length <= self.window:
+            return [0]
+        return list(range(0, length - self.window + 1, self.window))
+
+    def evaluation_episodes(self) -> list[tuple[int, int]]:
+        """Every (trace, start) window of the split, in order."""
+        return [(i, s) for i in range(len(self.exo)) for s in self.episode_starts(i)]
+
+    def _resolve_variant(self, v: Any) -> int:
+        if isinstance(v, (int, np.integer)):
+            if not 0 <= int(v) < len(self.catalog):
+                raise ValueError(f"variant index {v} out of range 0..{len(self.catalog) - 1}")
+            return int(v)
+        return self.catalog.index(str(v))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"trace", "start", "variant"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {', '.join(sorted(unknown))}; known: trace, start, variant")
+        rng = self.np_random
+        if "trace" in options:
+            ti = int(options["trace"])
+            if not 0 <= ti < len(self.exo):
+                raise ValueError(f"trace index {ti} out of range: split {self.split!r} has {len(self.exo)} traces")
+        else:
+            ti = int(rng.choice(len(self.exo), p=self._trace_p))
+        rows = self.exo[ti]
+        if "start" in options:
+            start = int(options["start"])
+            if not 0 <= start < len(rows):
+                raise ValueError(f"start {start} out of range: trace {ti} has {len(rows)} intervals")
+        else:
+            start = int(rng.integers(0, max(len(rows) - self.window, 0) + 1))
+        window = rows[start:start + self.window]
+        steps = len(window)
+        noise = np.exp(self.latency_sigma * rng.standard_normal(steps))
+        spikes = rng.random(steps) < self.spike_prob
+        noise = noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
+        if "variant" in options:
+            v0 = self._resolve_variant(options["variant"])
+        elif self.random_start_variant:
+            v0 = int(rng.integers(0, len(self.catalog)))
+        else:
+            v0 = self.default_variant(window[0].mem_avail_mb)
+        self.state = self.physics.initial_state(window[0], v0)
+        self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
+                        "exo": window, "noise": [Noise(float(x)) for x in noise]}
+        self._t = 0
+        first = window[0]
+        reading = {"freq_mhz": self.physics.ladder[self.state.thermal_level] if math.isinf(first.freq_cap_mhz)
+                   else min(self.physics.ladder[self.state.thermal_level], first.freq_cap_mhz),
+                   "bg_cpu_util": first.bg_cpu_util, "mem_avail_mb": first.mem_avail_mb,
+                   "battery_pct": first.battery_pct if self.device.has_battery else None,
+                   "plugged": first.plugged, "temp_c": self.state.temp_c,
+                   "request_rate_hz": first.request_rate_hz, "deadline_ms": first.deadline_ms}
+        obs = self.encoder.encode(reading, v0, None, out=self._obs).copy()
+        self._update_mask(v0, first.mem_avail_mb)
+        info = {"trace": self.episode["trace_name"], "start": start, "variant": self.catalog.variants[v0].id,
+                "action_mask": self._mask.copy()}
+        self._last = None
+        return obs, info
+
+    def default_variant(self, mem_avail_mb: float) -> int:
+        """The most accurate variant that fits ``mem_avail_mb`` on its own (else the smallest)."""
+        fits = [i for i, p in enumerate(self._peak) if p <= mem_avail_mb]
+        if not fits:
+            return min(range(len(self._peak)), key=self._peak.__getitem__)
+        return max(fits, key=lambda i: (self._acc[i], -self._peak[i]))
+
+    def _update_mask(self, loaded: int, mem_avail_mb: float) -> None:
+        m = self._mask
+        old = self._peak[loaded]
+        for i, p in enumerate(self._peak, start=1):
+            m[i] = 1 if old + p <= mem_avail_mb else 0
+        m[loaded + 1] = 0
+        m[KEEP] = 1
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions as booleans (sb3-contrib's MaskablePPO calls this)."""
+        return self._mask.astype(bool)
+
+    def target_of(self, action: int, loaded: int) -> int:
+        """The catalog index an action asks for when ``loaded`` is resident."""
+        return loaded if action == KEEP else action - 1
+
+    # ------------------------------------------------------------------ step
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self._t >= len(self.episode["exo"]):
+            raise RuntimeError("the episode has ended; call reset()")
+        a = int(action)
+        if not 0 <= a < self.action_space.n:
+            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n})")
+        state = self.state
+        target = state.loaded if a == KEEP else a - 1
+        t = self._t
+        exo = self.episode["exo"][t]
+        state, out = self.physics.step(state, target, exo, self.episode["noise"][t], self.period_s)
+        self.state = state
+        on_time = out.serving.on_time_frac
+        miss = 1.0 - on_time
+        energy_frac = out.energy_j / self._energy_budget_j
+        mem_frac = out.mem_mb / self.device.mem_total_mb
+        terms = self.reward_fn.terms(out.accuracy, on_time, energy_frac, mem_frac, out.switched, out.oom)
+        reward = terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
+        self._t = t + 1
+        truncated = self._t >= len(self.episode["exo"])
+        nxt = self.episode["exo"][min(self._t, len(self.episode["exo"]) - 1)]
+        reading = {"freq_mhz": out.freq_mhz, "bg_cpu_util": exo.bg_cpu_util, "mem_avail_mb": exo.mem_avail_mb,
+                   "battery_pct": out.battery_pct if self.device.has_battery else None, "plugged": exo.plugged,
+                   "temp_c": out.temp_c, "request_rate_hz": nxt.request_rate_hz, "deadline_ms": nxt.deadline_ms}
+        fb = Feedback(out.latency_ms, target, miss, out.energy_j, out.switched, out.oom)
+        obs = self.encoder.encode(reading, target, fb, out=self._obs).copy()
+        self._update_mask(target, exo.mem_avail_mb)
+        info = {
+            "variant": self.catalog.variants[target].id, "accuracy": out.accuracy,
+            "effective_accuracy": out.accuracy * on_time, "latency_ms": out.latency_ms,
+            "deadline_ms": exo.deadline_ms, "energy_mj": out.energy_j * 1000.0, "power_w": out.power_w,
+            "mem_mb": out.mem_mb, "miss_rate": miss, "served_frac": out.serving.served_frac,
+            "switched": out.switched, "oom": out.oom, "temp_c": out.temp_c, "freq_mhz": out.freq_mhz,
+            "battery_pct": out.battery_pct,
+            "reward_accuracy": terms[0], "reward_miss": terms[1], "reward_energy": terms[2],
+            "reward_mem": terms[3], "reward_switch": terms[4], "reward_oom": terms[5],
+            "action_mask": self._mask.copy(),
+        }
+        self._last = info
+        return obs, float(reward), False, truncated, info
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        if self._last is None:
+            return f"t=0 variant={self.catalog.variants[self.state.loaded].id} temp={self.state.temp_c:.1f}C"
+        i = self._last
+        return (f"t={self._t} {i['variant']:<22} f={i['freq_mhz']:.0f}MHz T={i['temp_c']:.1f}C "
+                f"lat={i['latency_ms']:.1f}/{i['deadline_ms']:.0f}ms miss={i['miss_rate']:.2f} "
+                f"E={i['energy_mj']:.0f}mJ mem={i['mem_mb']:.0f}MB{' SWITCH' if i['switched'] else ''}"
+                f"{' OOM' if i['oom'] else ''}")

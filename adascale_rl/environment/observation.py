@@ -1,0 +1,153 @@
+"""The observation encoder, declared once.
+
+The environment, the exporter and the on-device selector all call
+:meth:`ObservationEncoder.encode`, so the policy sees on the device exactly what
+it saw in training. It holds only what a device can know:
+
+* the context as last measured (one interval stale): clock, background CPU,
+  available memory, battery, plugged, SoC temperature — each sensor may be
+  missing (a VM has no battery, temperature or cpufreq): a missing value is
+  encoded as a neutral value plus a ``*_missing`` flag, never invented;
+* the app's own current request rate and deadline;
+* which variant is loaded;
+* last interval's feedback as the app measured it: mean latency, miss rate,
+  inference energy, whether it switched and whether it was OOM-killed.
+
+Every feature is declared in :data:`FEATURES` with its unit and scaling; all
+values are clipped into the declared bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from adascale_rl.device.catalog import Catalog
+from adascale_rl.device.presets import DevicePreset
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    unit: str
+    low: float
+    high: float
+    doc: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("clock_frac", "fraction", 0.0, 1.0, "measured clock / device top clock (1 if unreadable)"),
+    Feature("clock_missing", "flag", 0.0, 1.0, "1 when the clock could not be read"),
+    Feature("bg_cpu_util", "fraction", 0.0, 1.0, "CPU share used by other processes"),
+    Feature("mem_avail_frac", "fraction", 0.0, 1.0, "available memory / device total memory"),
+    Feature("mem_fit_largest", "ratio/2", 0.0, 1.0, "available memory / (2 x largest variant peak), clipped"),
+    Feature("battery_frac", "fraction", 0.0, 1.0, "battery charge (1 if no battery sensor)"),
+    Feature("battery_missing", "flag", 0.0, 1.0, "1 when there is no battery sensor"),
+    Feature("plugged", "flag", 0.0, 1.0, "on external power (1 if unknown)"),
+    Feature("temp_headroom", "scaled degC", -1.0, 2.0,
+            "(throttle - SoC temp) / (throttle - 25 C); 1 if no temperature sensor"),
+    Feature("temp_missing", "flag", 0.0, 1.0, "1 when there is no temperature sensor"),
+    Feature("deadline_log", "log2/4", -2.0, 2.0, "log2(deadline / full-model reference latency) / 4"),
+    Feature("load_log", "log2/4", -3.0, 2.0, "log2(request rate x full-model reference latency) / 4"),
+    Feature("last_latency_log", "log2/4", -3.0, 2.0, "log2(last mean latency / deadline) / 4; 0 before any"),
+    Feature("last_slowdown_log", "log2/2", -1.0, 2.0,
+            "log2(last mean latency / catalog latency of the variant that ran) / 2"),
+    Feature("last_miss_rate", "fraction", 0.0, 1.0, "share of last interval's requests late or dropped"),
+    Feature("last_energy_frac", "fraction", 0.0, 1.0, "last inference energy / (dynamic power budget x period)"),
+    Feature("last_switched", "flag", 0.0, 1.0, "1 if the app switched variant last interval"),
+    Feature("last_oom", "flag", 0.0, 1.0, "1 if the app was OOM-killed last interval"),
+)
+N_CONTEXT = len(FEATURES)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the app measured about its own last interval."""
+
+    latency_ms: float
+    variant: int
+    miss_rate: float
+    energy_j: float
+    switched: bool
+    oom: bool
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return lo if x < lo else hi if x > hi else x
+
+
+class ObservationEncoder:
+    """Turns a context reading, the loaded variant and feedback into the policy's input."""
+
+    def __init__(self, device: DevicePreset, catalog: Catalog, period_s: float):
+        self.device = device
+        self.catalog = catalog
+        self.period_s = float(period_s)
+        self.n_variants = len(catalog)
+        full = catalog.variants[catalog.largest]
+        self._ref_ms = full.latency_ms
+        self._mem_scale = 2.0 * max(v.peak_mem_mb for v in catalog.variants)
+        self._lat = [v.latency_ms for v in catalog.variants]
+        self._energy_budget_j = device.dyn_w_max * self.period_s
+        self._temp_span = max(device.throttle_c - 25.0, 1.0)
+        names = [f.name for f in FEATURES] + [f"loaded={v.id}" for v in catalog.variants]
+        self.names: tuple[str, ...] = tuple(names)
+        self.low = np.array([f.low for f in FEATURES] + [0.0] * self.n_variants, dtype=np.float32)
+        self.high = np.array([f.high for f in FEATURES] + [1.0] * self.n_variants, dtype=np.float32)
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def encode(self, reading: Mapping[str, float | None], loaded: int, feedback: Feedback | None,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Encode one observation.
+
+        ``reading`` keys: ``freq_mhz``, ``bg_cpu_util``, ``mem_avail_mb``, ``battery_pct``,
+        ``plugged``, ``temp_c`` (measured SoC temperature), ``request_rate_hz``,
+        ``deadline_ms``. ``None`` (or absence) means the sensor is missing.
+        """
+        d = self.device
+        o = np.zeros(self.size, dtype=np.float32) if out is None else out
+        freq = reading.get("freq_mhz")
+        o[0] = 1.0 if freq is None else _clip(freq / d.f_max_mhz, 0.0, 1.0)
+        o[1] = 1.0 if freq is None else 0.0
+        o[2] = _clip(reading.get("bg_cpu_util") or 0.0, 0.0, 1.0)
+        mem = reading.get("mem_avail_mb")
+        mem = d.mem_total_mb if mem is None else mem
+        o[3] = _clip(mem / d.mem_total_mb, 0.0, 1.0)
+        o[4] = _clip(mem / self._mem_scale, 0.0, 1.0)
+        batt = reading.get("battery_pct")
+        o[5] = 1.0 if batt is None else _clip(batt / 100.0, 0.0, 1.0)
+        o[6] = 1.0 if batt is None else 0.0
+        plugged = reading.get("plugged")
+        o[7] = 1.0 if plugged is None else float(bool(plugged))
+        temp = reading.get("temp_c")
+        o[8] = 1.0 if temp is None else _clip((d.throttle_c - temp) / self._temp_span, -1.0, 2.0)
+        o[9] = 1.0 if temp is None else 0.0
+        deadline = reading.get("deadline_ms") or 100.0
+        rate = reading.get("request_rate_hz")
+        rate = 10.0 if rate is None else rate
+        o[10] = _clip(math.log2(deadline / self._ref_ms) / 4.0, -2.0, 2.0)
+        o[11] = _clip(math.log2(max(rate * self._ref_ms / 1000.0, 1e-3)) / 4.0, -3.0, 2.0)
+        if feedback is None:
+            o[12:18] = 0.0
+        else:
+            lat = max(feedback.latency_ms, 1e-6)
+            o[12] = _clip(math.log2(lat / deadline) / 4.0, -3.0, 2.0)
+            o[13] = _clip(math.log2(lat / self._lat[feedback.variant]) / 2.0, -1.0, 2.0)
+            o[14] = _clip(feedback.miss_rate, 0.0, 1.0)
+            o[15] = _clip(feedback.energy_j / self._energy_budget_j, 0.0, 1.0)
+            o[16] = float(feedback.switched)
+            o[17] = float(feedback.oom)
+        o[N_CONTEXT:] = 0.0
+        o[N_CONTEXT + loaded] = 1.0
+        return o
+
+    def describe(self) -> str:
+        rows = [f"{i:>3} {f.name:<18} {f.unit:<12} [{f.low:g}, {f.high:g}]  {f.doc}" for i, f in enumerate(FEATURES)]
+        rows.append(f"{N_CONTEXT:>3}.. loaded=<variant>  one-hot of the loaded variant ({self.n_variants})")
+        return "\n".join(rows)

@@ -1,0 +1,104 @@
+"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v0`` environment.
+
+::
+
+    id: AdaScale/Rpi4-Vision-v0
+    description: one line
+    device: rpi4                 # envs/devices/<device>.yaml
+    catalog: rpi4                # envs/catalogs/<catalog>.json
+    dataset: rpi4-sim-v1         # traces/<dataset>/ (or a path)
+    workload: rpi4-vision        # optional: the app workload the traces were made with
+    reward: balanced             # a preset name, or a mapping of weights
+    period_s: 1.0                # decision interval
+    max_episode_steps: 300
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adascale_rl import paths
+
+_KEYS = {"id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"}
+
+
+class SpecError(ValueError):
+    """An environment spec that cannot be used; names the file and key."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    id: str
+    description: str
+    device: str
+    catalog: str
+    dataset: str
+    reward: Any = "balanced"
+    period_s: float = 1.0
+    max_episode_steps: int = 300
+    workload: str | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v0``."""
+        return self.id.split("/", 1)[-1].rsplit("-v", 1)[0]
+
+    def catalog_path(self) -> Path:
+        p = Path(self.catalog)
+        if p.suffix == ".json" and p.exists():
+            return p
+        return paths.envs_dir() / "catalogs" / f"{self.catalog}.json"
+
+    def dataset_path(self) -> Path:
+        return paths.resolve(self.dataset, "traces")
+
+
+def load_spec(path: str | os.PathLike) -> EnvSpec:
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(doc, dict):
+        raise SpecError(f"{path}: must be a YAML mapping")
+    unknown = set(doc) - _KEYS
+    if unknown:
+        raise SpecError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_KEYS))}")
+    for key in ("id", "device", "catalog", "dataset"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise SpecError(f"{path}: {key!r} is required and must be a string")
+    if not doc["id"].startswith("AdaScale/") or not doc["id"].endswith("-v0"):
+        raise SpecError(f"{path}: id {doc['id']!r} must look like AdaScale/<Device>-<Workload>-v0")
+    period = doc.get("period_s", 1.0)
+    steps = doc.get("max_episode_steps", 300)
+    if not isinstance(period, (int, float)) or period <= 0:
+        raise SpecError(f"{path}: period_s must be a positive number")
+    if not isinstance(steps, int) or steps < 1:
+        raise SpecError(f"{path}: max_episode_steps must be a positive integer")
+    return EnvSpec(id=doc["id"], description=str(doc.get("description", "")), device=doc["device"],
+                   catalog=doc["catalog"], dataset=doc["dataset"], reward=doc.get("reward", "balanced"),
+                   period_s=float(period), max_episode_steps=steps, workload=doc.get("workload"), path=path)
+
+
+def spec_files() -> list[Path]:
+    return sorted(paths.envs_dir().glob("*.yaml"))
+
+
+def find_spec(name_or_id: str) -> EnvSpec:
+    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v0``) or by path."""
+    p = Path(name_or_id)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return load_spec(p)
+    specs = [load_spec(f) for f in spec_files()]
+    for s in specs:
+        if name_or_id in (s.id, s.name, s.path.stem if s.path else None):
+            return s
+    raise SpecError(f"unknown environment {name_or_id!r}; known: {', '.join(s.id for s in specs)}")
