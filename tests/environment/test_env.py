@@ -1,0 +1,170 @@
+"""The environment contract: API checks, determinism, pickling, fuzzing, info keys."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import adascale_rl  # noqa: F401  (registers the ids)
+from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.registration import registered_specs
+from adascale_rl.environment.reward import PRESETS, make_reward
+
+IDS = [s.id for s in registered_specs()]
+INFO_KEYS = {"accuracy", "effective_accuracy", "latency_ms", "deadline_ms", "energy_mj", "power_w", "mem_mb",
+             "miss_rate", "served_frac", "switched", "oom", "temp_c", "freq_mhz", "battery_pct", "variant",
+             "reward_accuracy", "reward_miss", "reward_energy", "reward_mem", "reward_switch", "reward_oom",
+             "action_mask"}
+# Warnings we accept from the checkers, each with its reason:
+ALLOWED = (
+    # Gymnasium asks for a render_mode to test render(); ours is optional (ansi) and tested below.
+    "No render fps was declared",
+)
+
+
+def _rollout(env, seed, steps, actions):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for i in range(steps):
+        obs, r, term, trunc, info = env.step(actions[i])
+        out.append((obs, r, info["latency_ms"], info["variant"]))
+        if term or trunc:
+            out.append(env.reset()[0])
+    return out
+
+
+def test_there_is_at_least_one_environment_per_device():
+    devices = {s.device for s in registered_specs()}
+    assert {"rpi4", "jetson-nano", "pixel4"} <= devices
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_registered_env_passes_gymnasium_and_sb3_checkers(env_id):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = gym.make(env_id)
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(gym.make(env_id).unwrapped, warn=True)
+    bad = [str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED)]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_same_seed_gives_identical_200_step_rollouts(env_id):
+    actions = np.random.default_rng(0).integers(0, gym.make(env_id).action_space.n, size=200)
+    a = _rollout(gym.make(env_id), 123, 200, actions)
+    b = _rollout(gym.make(env_id), 123, 200, actions)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        if isinstance(x, tuple):
+            np.testing.assert_array_equal(x[0], y[0])
+            assert x[1:] == y[1:]
+        else:
+            np.testing.assert_array_equal(x, y)
+    c = _rollout(gym.make(env_id), 124, 200, actions)
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a[1:], c[1:]) if isinstance(x, tuple) and isinstance(y, tuple))
+
+
+def test_noise_does_not_depend_on_the_actions(fixture_spec):
+    env = AdaScaleEnv(fixture_spec, split="test")
+    opts = {"trace": 0, "start": 0, "variant": "tiny"}
+    env.reset(seed=7, options=opts)
+    noise_a = [n.latency for n in env.episode["noise"]]
+    keep_lat = [env.step(0)[4]["latency_ms"] for _ in range(10)]
+    env.reset(seed=7, options=opts)
+    assert [n.latency for n in env.episode["noise"]] == noise_a
+    env.step(4)  # a different action path...
+    env.reset(seed=7, options=opts)
+    assert [env.step(0)[4]["latency_ms"] for _ in range(10)] == keep_lat  # ...does not change the future
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_env_pickles_mid_episode_and_continues_identically(env_id):
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=3)
+    env.step(0)
+    clone = pickle.loads(pickle.dumps(env))
+    a = env.step(1)
+    b = clone.step(1)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1]
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_action_fuzz_never_crashes_and_info_is_complete(env_id):
+    env = gym.make(env_id)
+    rng = np.random.default_rng(1)
+    obs, info = env.reset(seed=1)
+    for _ in range(600):
+        obs, r, term, trunc, info = env.step(int(rng.integers(0, env.action_space.n)))
+        assert env.observation_space.contains(obs)
+        assert np.isfinite(r)
+        assert INFO_KEYS <= set(info)
+        assert info["action_mask"][0] == 1
+        assert r == pytest.approx(sum(info[f"reward_{t}"] for t in ("accuracy", "miss", "energy", "mem", "switch", "oom")))
+        if term or trunc:
+            obs, info = env.reset()
+
+
+def test_bad_actions_and_options_are_refused_clearly(fixture_spec):
+    env = AdaScaleEnv(fixture_spec)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside Discrete"):
+        env.step(99)
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"trace_index": 0})
+    with pytest.raises(ValueError, match="out of range"):
+        env.reset(options={"trace": 99})
+    with pytest.raises(KeyError, match="no variant"):
+        env.reset(options={"variant": "nope"})
+
+
+def test_episode_truncates_at_the_window_and_evaluation_covers_the_split(fixture_spec):
+    env = AdaScaleEnv(fixture_spec, split="test")
+    assert env.evaluation_episodes() == [(0, 0), (0, 50)]
+    env.reset(seed=0, options={"trace": 0, "start": 50})
+    for i in range(50):
+        *_, trunc, _ = env.step(0)
+        assert trunc == (i == 49)
+
+
+def test_validation_split_is_held_out_of_train(fixture_spec):
+    train = AdaScaleEnv(fixture_spec, split="train")
+    val = AdaScaleEnv(fixture_spec, split="val")
+    assert len(train.traces) == 3 and len(val.traces) == 1
+    assert val.traces[0].name not in {t.name for t in train.traces}
+
+
+def test_reward_presets_and_overrides():
+    assert set(PRESETS) == {"balanced", "latency-critical", "energy-saver", "accuracy-first"}
+    r = make_reward({"preset": "energy-saver", "w_switch": 0.5})
+    assert r.w_switch == 0.5 and r.w_energy == PRESETS["energy-saver"].w_energy
+    with pytest.raises(ValueError, match="unknown reward preset"):
+        make_reward("fast")
+    with pytest.raises(ValueError, match="unknown reward weight"):
+        make_reward({"w_speed": 1})
+
+
+def test_observation_is_one_step_stale_and_hides_the_simulator(fixture_spec):
+    env = AdaScaleEnv(fixture_spec, split="test")
+    obs, _ = env.reset(seed=0, options={"trace": 0, "start": 0, "variant": "tiny"})
+    names = env.encoder.names
+    assert not any(n in names for n in ("noise", "contention", "temp_c_true"))
+    obs, _, _, _, info = env.step(0)
+    assert obs[names.index("clock_frac")] == pytest.approx(info["freq_mhz"] / env.device.f_max_mhz)
+    assert obs[names.index("loaded=tiny")] == 1.0
+
+
+def test_render_ansi(fixture_spec):
+    env = AdaScaleEnv(fixture_spec, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(0)
+    assert "MHz" in env.render()
