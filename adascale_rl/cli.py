@@ -68,6 +68,24 @@ def _envs_list(args) -> int:
     return list_command(args)
 
 
+def _train(args) -> int:
+    from adascale_rl.policies.ppo import train_command
+
+    return train_command(args)
+
+
+def _evaluate(args) -> int:
+    from adascale_rl.evaluation.bench import evaluate_command
+
+    return evaluate_command(args)
+
+
+def _bench(args) -> int:
+    from adascale_rl.evaluation.bench import bench_command
+
+    return bench_command(args)
+
+
 def _profile(args) -> int:
     from adascale_rl.elastic.profile import profile_command
 
@@ -131,6 +149,37 @@ def build_parser() -> argparse.ArgumentParser:
     el = es.add_parser("list", help="print ids with device, catalog, dataset and reward preset")
     el.set_defaults(handler=_envs_list)
     e.set_defaults(handler=_envs_list)
+
+    # train
+    t = cmd("train", _train, "train a PPO controller (MaskablePPO) on an environment's train split")
+    t.add_argument("--env", required=True, help="environment id (AdaScale/Rpi4-Vision-v0) or spec name")
+    t.add_argument("-n", "--timesteps", type=int, default=None, help="training steps (default: from the hyperparameters)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<env-name>/ppo-seed<N>)")
+    t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR where it stopped")
+    t.add_argument("--hyperparams", default=None, metavar="FILE", help="YAML keyed by env name (default: agents/hyperparams/ppo.yml)")
+    t.add_argument("--eval-freq", type=int, default=None, help="steps between validation evaluations")
+    t.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="extra environment arguments")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # evaluate
+    ev = cmd("evaluate", _evaluate, "evaluate one policy on an environment's test split (or --traces)")
+    ev.add_argument("--env", default=None, help="environment id or spec name (default: the default environment)")
+    ev.add_argument("--policy", required=True, help="a heuristic or reference name, or a trained run/agent folder")
+    ev.add_argument("--seeds", type=int, default=5, help="evaluation seeds (default 5)")
+    ev.add_argument("--traces", default=None, metavar="PATH", help="a trace dataset or folder of trace CSVs to evaluate on")
+    ev.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    ev.add_argument("--deterministic", action="store_true", default=True, help=argparse.SUPPRESS)
+
+    # bench
+    b = cmd("bench", _bench, "benchmark every heuristic, the references and the trained controllers")
+    b.add_argument("--env", action="append", default=None, help="environment id (repeatable; default: the default environment)")
+    b.add_argument("--seeds", type=int, default=None, help="evaluation seeds (default 5, --quick 2)")
+    b.add_argument("--traces", default=None, metavar="PATH", help="a trace dataset or folder of trace CSVs (e.g. your recordings)")
+    b.add_argument("--quick", action="store_true", help="fewer seeds and episodes: a smoke run")
+    b.add_argument("--out", default="bench-out", metavar="DIR", help="where results.csv, results.md and plots go")
+    b.add_argument("--policies", default=None, help="comma-separated subset of policy names")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "

@@ -1,0 +1,48 @@
+"""One interface for everything that chooses a variant.
+
+A policy sees what a deployed controller would see — the observation and the
+``info`` dict the environment returns (measured feedback, the action mask) —
+plus, at the start of each episode, the environment it acts in (for its catalog,
+device preset and observation encoder). Heuristics, learned controllers and the
+non-deployable references (which additionally read the simulator through
+``env``) share it, so the evaluation harness treats them alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+KINDS = ("heuristic", "reference", "learned")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    name: str
+    kind: str  # one of KINDS
+
+    def reset(self, env: Any) -> None:
+        """Called after ``env.reset``; ``env`` is the unwrapped :class:`AdaScaleEnv`."""
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:
+        """The action for the coming interval (0 = keep, i = switch to variant i - 1)."""
+
+
+class BasePolicy:
+    """Convenience base: stores the env and its catalog at reset."""
+
+    name = "base"
+    kind = "heuristic"
+
+    def reset(self, env: Any) -> None:
+        self.env = env
+        self.catalog = env.catalog
+        self.device = env.device
+        self.encoder = env.encoder
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
