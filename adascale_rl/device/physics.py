@@ -273,3 +273,61 @@ class DevicePhysics:
                       accuracy=new.accuracy, energy_j=energy, power_w=power, mem_mb=mem, switched=switched,
                       oom=oom, temp_c=temp, battery_pct=self.battery_pct(new_state, exo))
         return new_state, out
+
+    # ------------------------------------------------------------------ planning
+    def interval_table(self, freq_mhz: float, exo: Exo, noise: Noise, dt_s: float):
+        """Outcomes of every (loaded, target) pair for one interval at a given clock, vectorised.
+
+        Planners that hold the clock trajectory fixed (the clairvoyant oracle's dynamic
+        programme) use this instead of n x n calls to :meth:`step`; it is the same
+        model, and ``tests/device/test_physics.py`` checks it against :meth:`step`
+        pair by pair. Returns a dict of arrays indexed ``[loaded, target]``:
+        ``on_time_frac``, ``energy_j``, ``mem_mb``, ``oom``, ``switched``, ``latency_ms``.
+        """
+        import numpy as np
+
+        d = self.device
+        cat = self.catalog.variants
+        n = len(cat)
+        lat_ref = np.array([v.latency_ms for v in cat])
+        cb = np.array([v.compute_bound_frac for v in cat])
+        pf = np.array([v.parallel_frac for v in cat])
+        peak = np.array([v.peak_mem_mb for v in cat])
+        e_ref = np.array([v.energy_mj for v in cat])
+        load_ms = np.array(self.load_ms)
+        eff = effective_cores(d.cores, exo.bg_cpu_util)
+        s_all = 1.0 / ((1.0 - pf) + pf / d.cores)
+        s_eff = 1.0 / ((1.0 - pf) + pf / max(eff, 1e-9))
+        median = lat_ref * clock_factor(cb, freq_mhz, d.f_max_mhz) * (s_all / s_eff) * noise.latency
+        sig = self.frame_sigma
+        mean = median * math.exp(0.5 * sig * sig)
+        if exo.request_rate_hz <= 0:
+            on_keep = np.ones(n)
+            on_switch = np.ones(n)
+            busy_keep = np.zeros(n)
+            busy_switch = np.zeros(n)
+        else:
+            from math import erf, log
+
+            within = 0.5 * (1.0 + np.array([erf((log(exo.deadline_ms) - log(m)) / sig / _SQRT2) for m in median]))
+            issued = exo.request_rate_hz * dt_s
+            open_keep = dt_s
+            open_switch = np.maximum(dt_s - load_ms / 1000.0, 0.0)
+            served_keep = np.minimum(exo.request_rate_hz * open_keep, open_keep * 1000.0 / mean)
+            served_switch = np.minimum(exo.request_rate_hz * open_switch, open_switch * 1000.0 / mean)
+            on_keep = served_keep / issued * within
+            on_switch = served_switch / issued * within
+            busy_keep = served_keep * mean / 1000.0
+            busy_switch = served_switch * mean / 1000.0
+        p_inf = (e_ref / lat_ref) * (freq_mhz / d.f_max_mhz) ** d.freq_exponent * (s_eff / s_all)
+        load_j = dynamic_power_w(d, freq_mhz, 1.0 / d.cores) * np.minimum(load_ms / 1000.0, dt_s)
+        switched = ~np.eye(n, dtype=bool)
+        mem = np.where(switched, peak[:, None] + peak[None, :], peak[None, :])
+        oom = mem > exo.mem_avail_mb
+        on_time = np.where(switched, on_switch[None, :], on_keep[None, :])
+        on_time = np.where(oom, 0.0, on_time)
+        energy = np.where(switched, (p_inf * busy_switch + load_j)[None, :], (p_inf * busy_keep)[None, :])
+        energy = np.where(oom, np.where(switched, load_j[None, :], 0.0), energy)
+        lat = np.broadcast_to(mean[None, :], (n, n))
+        return {"on_time_frac": on_time, "energy_j": energy, "mem_mb": mem, "oom": oom, "switched": switched,
+                "latency_ms": lat}

@@ -250,7 +250,7 @@ class AdaScaleEnv(gym.Env):
             v0 = self.default_variant(window[0].mem_avail_mb)
         self.state = self.physics.initial_state(window[0], v0)
         self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
-                        "exo": window, "noise": [Noise(float(x)) for x in noise]}
+                        "exo": window, "noise": [Noise(float(x)) for x in noise], "state0": self.state}
         self._t = 0
         first = window[0]
         reading = {"freq_mhz": self.physics.ladder[self.state.thermal_level] if math.isinf(first.freq_cap_mhz)

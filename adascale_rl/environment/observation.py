@@ -147,6 +147,30 @@ class ObservationEncoder:
         o[N_CONTEXT + loaded] = 1.0
         return o
 
+    def decode(self, obs: np.ndarray) -> dict[str, float | int | None]:
+        """Physical values back from an observation (what a heuristic reasons with).
+
+        Exact inside the clipping bounds; a missing sensor decodes as ``None``.
+        """
+        d = self.device
+        o = [float(x) for x in obs[:N_CONTEXT]]
+        deadline = self._ref_ms * 2.0 ** (4.0 * o[10])
+        has_fb = any(o[12:18])
+        return {
+            "freq_mhz": None if o[1] else o[0] * d.f_max_mhz,
+            "bg_cpu_util": o[2],
+            "mem_avail_mb": o[3] * d.mem_total_mb,
+            "battery_pct": None if o[6] else 100.0 * o[5],
+            "plugged": o[7],
+            "temp_c": None if o[9] else d.throttle_c - o[8] * self._temp_span,
+            "deadline_ms": deadline,
+            "request_rate_hz": 1000.0 * 2.0 ** (4.0 * o[11]) / self._ref_ms,
+            "loaded": int(np.argmax(obs[N_CONTEXT:])),
+            "last_latency_ms": deadline * 2.0 ** (4.0 * o[12]) if has_fb else None,
+            "last_miss_rate": o[14],
+            "last_energy_j": o[15] * self._energy_budget_j,
+        }
+
     def describe(self) -> str:
         rows = [f"{i:>3} {f.name:<18} {f.unit:<12} [{f.low:g}, {f.high:g}]  {f.doc}" for i, f in enumerate(FEATURES)]
         rows.append(f"{N_CONTEXT:>3}.. loaded=<variant>  one-hot of the loaded variant ({self.n_variants})")

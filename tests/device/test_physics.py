@@ -173,3 +173,27 @@ def test_unfit_variant_is_masked_and_choosing_it_anyway_is_an_oom_kill(tmp_path)
     assert mask[1 + MID] == 0  # switching to what is loaded is keep
     _, r, _, _, info = env.step(1 + BIG)
     assert info["oom"] and info["reward_oom"] == -env.reward_fn.w_oom
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_vectorised_interval_table_matches_step_pair_by_pair(case):
+    rng = np.random.default_rng(case)
+    physics = ph.DevicePhysics(PIXEL4 if case % 2 else RPI4, CAT)
+    e = exo(bg_cpu_util=float(rng.uniform(0, 1)), mem_avail_mb=float(rng.choice([70.0, 90.0, 500.0])),
+            request_rate_hz=float(rng.choice([0.0, 5.0, 12.0, 30.0])), deadline_ms=float(rng.uniform(20, 200)),
+            battery_pct=float(rng.uniform(5, 100)), plugged=bool(case % 3 == 0))
+    noise = ph.Noise(float(rng.uniform(0.8, 2.0)))
+    table = None
+    for loaded in range(len(CAT)):
+        state = ph.PhysicsState(loaded=loaded, temp_c=60.0, thermal_level=int(rng.integers(0, 3)), battery_used_j=0.0)
+        for target in range(len(CAT)):
+            _, out = physics.step(state, target, e, noise, 1.0)
+            if table is None or table.get("_freq") != out.freq_mhz:
+                table = physics.interval_table(out.freq_mhz, e, noise, 1.0)
+                table["_freq"] = out.freq_mhz
+            assert table["on_time_frac"][loaded, target] == pytest.approx(out.serving.on_time_frac, abs=1e-12)
+            assert table["energy_j"][loaded, target] == pytest.approx(out.energy_j, rel=1e-9, abs=1e-12)
+            assert table["mem_mb"][loaded, target] == pytest.approx(out.mem_mb)
+            assert table["oom"][loaded, target] == out.oom
+            assert table["switched"][loaded, target] == out.switched
+            assert table["latency_ms"][loaded, target] == pytest.approx(out.latency_ms)

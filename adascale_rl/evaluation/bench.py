@@ -1,0 +1,194 @@
+"""``adascale-rl bench`` and ``adascale-rl evaluate``.
+
+``bench`` runs every heuristic (margins tuned on the train split), the two
+references and the trained controllers on the test split of each environment —
+or on any trace dataset or folder of trace CSVs given with ``--traces`` — over
+several seeds, on identical traces and noise, and writes ``results.csv``,
+``results.md`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from adascale_rl import paths
+from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.spec import find_spec
+from adascale_rl.evaluation import report
+from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
+from adascale_rl.policies import BUILTIN, make_policy
+
+DEFAULT_ENV = "AdaScale/Rpi4-Vision-v0"
+
+
+def learned_controllers(spec_name: str) -> dict[str, Path]:
+    """Shipped controllers for an environment: ``agents/<env-name>/<algo>/``."""
+    root = paths.agents_dir() / spec_name
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "model.zip").exists() or (p / "best_model.zip").exists()}
+
+
+def _env(spec, split: str, traces: str | None) -> AdaScaleEnv:
+    if traces is None:
+        return AdaScaleEnv(spec, split=split)
+    env = AdaScaleEnv(spec, split="all", dataset=traces)
+    if split == "test" and env.dataset.test:
+        return AdaScaleEnv(spec, split="test", dataset=traces)
+    return env
+
+
+def _tuned(name: str, train_env: AdaScaleEnv, quick: bool) -> tuple[object, dict]:
+    factory = BUILTIN[name]
+    probe = factory()
+    if name == "best-fixed":
+        grid = {"variant": list(range(len(train_env.catalog)))}
+    else:
+        grid = dict(getattr(probe, "PARAM_GRID", {}))
+    if not grid or probe.kind != "heuristic":
+        return probe, {}
+    params, _ = tune(train_env, lambda **kw: make_policy(name, **kw), grid, max_episodes=3 if quick else 8)
+    policy = make_policy(name, **params)
+    if name == "best-fixed":
+        params = {"variant": train_env.catalog.variants[params["variant"]].id}
+    return policy, params
+
+
+def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, quick: bool = False,
+          out: str | Path = "bench-out", policies: Sequence[str] | None = None, progress: bool = True,
+          command: str = "adascale-rl bench") -> list[dict]:
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_list = list(range(seeds))
+    rows: list[dict] = []
+    notes: list[str] = []
+    for env_id in envs:
+        spec = find_spec(env_id)
+        test_env = _env(spec, "test", traces)
+        train_env = AdaScaleEnv(spec, split="train")
+        episodes = test_env.evaluation_episodes()
+        if quick:
+            episodes = episodes[: max(2, len(episodes) // 4)]
+        names = [n for n in BUILTIN if policies is None or n in policies]
+        learned = {f"ppo:{k}" if k != "ppo" else "ppo": v for k, v in learned_controllers(spec.name).items()}
+        for extra in policies or []:
+            if extra not in BUILTIN and Path(extra).exists():
+                learned[Path(extra).name] = Path(extra)
+        learned = {k: v for k, v in learned.items() if policies is None or k in policies or str(v) in policies}
+        total = (len(names) + len(learned)) * len(seed_list) * len(episodes)
+        bar = tqdm(total=total, desc=spec.name, disable=not progress, unit="ep")
+        results, kinds, params_of, objs = {}, {}, {}, {}
+        for name in names:
+            bar.set_postfix_str(f"tuning {name}" if BUILTIN[name]().kind == "heuristic" else name)
+            policy, params = _tuned(name, train_env, quick)
+            policy.name = name
+            params_of[name] = params
+            kinds[name] = policy.kind
+            objs[name] = policy
+            results[name] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
+        for label, path in learned.items():
+            from adascale_rl.policies.ppo import load_policy
+
+            policy = load_policy(path)
+            policy.name = label
+            kinds[label] = "learned"
+            params_of[label] = {"path": str(path)}
+            objs[label] = policy
+            results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
+        bar.close()
+        agg = {k: aggregate(v, seed_list) for k, v in results.items()}
+        oracle = agg.get("oracle", {}).get("return")
+        largest = agg.get("static-largest")
+        for name, a in agg.items():
+            rows.append({
+                "env": spec.id, "policy": name, "kind": kinds[name], "mean_return": a["return"],
+                "ci95_return": a["ci95_return"], "effective_accuracy": a["effective_accuracy"],
+                "miss_rate": a["miss_rate"], "mean_latency_ms": a["mean_latency_ms"], "energy_j": a["energy_j"],
+                "oom_kills": a["oom_kills"], "switches": a["switches"],
+                "return_vs_oracle": a["return"] / oracle if oracle else float("nan"),
+                "latency_vs_largest": largest["mean_latency_ms"] / a["mean_latency_ms"] if largest else float("nan"),
+                "energy_vs_largest": largest["energy_j"] / a["energy_j"] if largest and a["energy_j"] > 0 else float("nan"),
+                "accuracy_vs_largest": a["effective_accuracy"] - largest["effective_accuracy"] if largest else float("nan"),
+                "episodes": a["episodes"], "params": json.dumps(params_of[name], sort_keys=True),
+            })
+        if "oracle" in results:
+            notes += _oracle_check(spec.id, results)
+        _timeline(spec, test_env, episodes[0], objs, kinds, agg, out)
+    report.write_csv(rows, out / "results.csv")
+    (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes))
+    report.plot_returns(rows, out / "returns.png")
+    return rows
+
+
+def _oracle_check(env_id: str, results: dict) -> list[str]:
+    """The oracle must score at least as high as every heuristic on every test trace."""
+    def by_trace(res):
+        d = {}
+        for r in res:
+            d.setdefault(r.trace, []).append(r.metrics["return"])
+        return {k: float(np.mean(v)) for k, v in d.items()}
+
+    oracle = by_trace(results["oracle"])
+    bad = []
+    for name, res in results.items():
+        if name == "oracle":
+            continue
+        for trace, value in by_trace(res).items():
+            if value > oracle[trace] + 1e-9:
+                bad.append(f"{name} on trace {trace} ({value:.2f} > {oracle[trace]:.2f})")
+    if bad:
+        return [f"{env_id}: the oracle is beaten on: " + "; ".join(bad)]
+    return [f"{env_id}: the oracle scores at least as high as every other policy on every test trace."]
+
+
+def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: Path) -> None:
+    """Re-run the first test episode (seed 0) with records for the oracle, the best heuristic and a learned one."""
+    trace, start = episode
+    show = ["oracle"] if "oracle" in policies else []
+    heur = [k for k in policies if kinds[k] == "heuristic"]
+    if heur:
+        show.append(max(heur, key=lambda k: agg[k]["return"]))
+    show += [k for k in policies if kinds[k] == "learned"][:1]
+    eps = {}
+    for name in show:
+        r = run_episode(env, policies[name], seed=episode_seed(0, 0), trace=trace, start=start, record=True)
+        eps[name] = {"records": r.records, "exo": env.episode["exo"], "trace": env.episode["trace_name"]}
+    if eps:
+        report.plot_timeline(spec.id, eps, env.catalog.ids, out / f"timeline-{spec.name}.png")
+
+
+def bench_command(args) -> int:
+    envs = args.env or [DEFAULT_ENV]
+    seeds = args.seeds or (2 if args.quick else 5)
+    policies = args.policies.split(",") if args.policies else None
+    command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adascale-rl bench"
+    t0 = time.perf_counter()
+    rows = bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
+                 progress=not args.no_progress, command=command)
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and plots in {out} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def evaluate_command(args) -> int:
+    spec = find_spec(args.env or DEFAULT_ENV)
+    env = _env(spec, args.split, args.traces)
+    policy = make_policy(args.policy)
+    seeds = list(range(args.seeds))
+    res = evaluate(env, policy, seeds)
+    a = aggregate(res, seeds)
+    print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}")
+    for k in ("return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms", "energy_j",
+              "oom_kills", "switches"):
+        print(f"  {k:<20} {a[k]:.4f}")
+    return 0

@@ -1,0 +1,32 @@
+"""Policies: the shared interface, heuristics, references and learned controllers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adascale_rl.policies.base import KINDS, BasePolicy, Policy
+from adascale_rl.policies.heuristics import HEURISTICS
+from adascale_rl.policies.oracle import REFERENCES
+
+BUILTIN = {**HEURISTICS, **REFERENCES}
+
+
+def make_policy(name_or_path: str, **params: Any) -> Policy:
+    """A built-in policy by name (with parameters), or a trained controller from a run/agent folder."""
+    if name_or_path in BUILTIN:
+        policy = BUILTIN[name_or_path]()
+        for k, v in params.items():
+            if not hasattr(policy, k):
+                raise ValueError(f"policy {name_or_path!r} has no parameter {k!r}")
+            setattr(policy, k, v)
+        return policy
+    p = Path(name_or_path)
+    if p.exists():
+        from adascale_rl.policies.ppo import load_policy
+
+        return load_policy(p)
+    raise ValueError(f"unknown policy {name_or_path!r}: not one of {', '.join(BUILTIN)} and not a folder")
+
+
+__all__ = ["KINDS", "BasePolicy", "Policy", "HEURISTICS", "REFERENCES", "BUILTIN", "make_policy"]
