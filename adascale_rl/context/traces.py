@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field as dc_field
@@ -38,6 +39,9 @@ SPLITS = ("train", "test")
 SOURCES = ("recorded", "simulated")
 #: relative tolerance on the spacing of timestamps (recorders write nominal times)
 PERIOD_TOLERANCE = 0.05
+#: a number as written in a trace cell (no hex, no digit separators, no words other than nan/inf)
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|inf|infinity)\s*", re.IGNORECASE)
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REQUIRED_META = ("format", "schema_version", "name", "version", "device", "device_mem_total_mb",
                   "period_s", "source", "how_made", "licence", "columns")
 
@@ -156,18 +160,28 @@ class TraceDataset:
 # --------------------------------------------------------------------------- parsing
 
 def format_value(value: float) -> str:
-    """Deterministic text for a cell (same value, same bytes)."""
+    """Deterministic text for a cell: same value, same bytes, and reading it back gives the same float.
+
+    Whole numbers are written without a decimal point; others as the shortest
+    text that round-trips (``repr``). Writers that want short files round their
+    values to a sensible resolution first (the synthesizer and the recorder do).
+    """
+    value = float(value)
+    if not math.isfinite(value):
+        return repr(value)  # 'nan', 'inf', '-inf': refused by the validator with line and column
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
-    return f"{round(float(value), 6):.12g}"
+    return repr(value)
 
 
 def parse_csv(text: str, *, file: str | os.PathLike, period_s: float | None = None,
               expected_columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Parse and validate the text of one trace file; raise :class:`TraceError` on the first problem."""
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark some spreadsheet programs write
     if not text.strip():
         raise TraceError("the file is empty; a trace needs a header and at least one row", file=file, line=1)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except csv.Error as exc:
@@ -184,27 +198,34 @@ def parse_csv(text: str, *, file: str | os.PathLike, period_s: float | None = No
         if name not in seen:
             raise TraceError("required column is missing from the header", file=file, line=1, column=name)
     if expected_columns is not None and list(header) != list(expected_columns):
-        raise TraceError(f"header {','.join(header)} does not match the dataset's columns "
-                         f"{','.join(expected_columns)} in schema.json", file=file, line=1)
+        expected = list(expected_columns)
+        bad = next((h for h, e in zip(header, expected) if h != e), None)
+        if bad is None:
+            bad = header[len(expected)] if len(header) > len(expected) else None
+        raise TraceError(f"header {','.join(header)} does not match the columns {','.join(expected)} "
+                         f"declared in schema.json", file=file, line=1, column=bad)
     fields = [schema.BY_NAME[n] for n in header]
     rows: list[list[float]] = []
     t_col = header.index("t_s")
     prev_t = None
     period = period_s
+    blank_line = None  # first blank line seen; an error only if data follows it
     try:
         for cells in reader:
             line = reader.line_num
             if not cells or (len(cells) == 1 and not cells[0].strip()):
-                raise TraceError("blank line inside the data", file=file, line=line)
+                if blank_line is None:
+                    blank_line = line
+                continue
+            if blank_line is not None:
+                raise TraceError("blank line inside the data", file=file, line=blank_line)
             if len(cells) != len(header):
                 raise TraceError(f"expected {len(header)} cells, found {len(cells)}", file=file, line=line)
             row = []
             for f, cell in zip(fields, cells):
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise TraceError(f"{cell.strip()!r} is not a number", file=file, line=line,
-                                     column=f.name) from None
+                if not _NUMBER.fullmatch(cell):
+                    raise TraceError(f"{cell.strip()!r} is not a number", file=file, line=line, column=f.name)
+                value = float(cell)
                 problem = f.check(value)
                 if problem:
                     raise TraceError(problem, file=file, line=line, column=f.name)
@@ -276,6 +297,8 @@ def read_manifest(root: Path) -> dict[str, str]:
         rel = parts[1].strip().lstrip("*")
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise TraceError(f"path {rel!r} leaves the dataset folder", file=path, line=i)
+        if rel in entries:
+            raise TraceError(f"path {rel!r} is listed twice", file=path, line=i)
         entries[rel] = parts[0]
     return entries
 
@@ -319,7 +342,7 @@ def check_meta(meta: Mapping, path: Path | str = "schema.json") -> None:
             raise TraceError(f"required key {key!r} is missing", file=path)
     if meta["format"] != FORMAT:
         raise TraceError(f"format is {meta['format']!r}, expected {FORMAT!r}", file=path)
-    if meta["schema_version"] != SCHEMA_VERSION:
+    if not _is_int(meta["schema_version"]) or meta["schema_version"] != SCHEMA_VERSION:
         raise TraceError(f"unknown schema version {meta['schema_version']!r}; this adascale-rl reads version "
                          f"{SCHEMA_VERSION}", file=path)
     if meta["source"] not in SOURCES:
@@ -328,8 +351,14 @@ def check_meta(meta: Mapping, path: Path | str = "schema.json") -> None:
         v = meta[key]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
             raise TraceError(f"{key} must be a positive number, not {v!r}", file=path)
-    if not isinstance(meta["version"], int) or meta["version"] < 1:
+    if not _is_int(meta["version"]) or meta["version"] < 1:
         raise TraceError(f"version must be a positive integer, not {meta['version']!r}", file=path)
+    for key in ("name", "device", "how_made", "licence"):
+        if not isinstance(meta[key], str) or not meta[key].strip():
+            raise TraceError(f"{key} must be a non-empty string, not {meta[key]!r}", file=path)
+    if "files" in meta and (not isinstance(meta["files"], dict)
+                            or not all(isinstance(v, dict) for v in meta["files"].values())):
+        raise TraceError("files must be an object mapping each data file to an object", file=path)
     cols = meta["columns"]
     if not isinstance(cols, list) or not cols:
         raise TraceError("columns must be a non-empty list of {name, unit}", file=path)
@@ -339,6 +368,8 @@ def check_meta(meta: Mapping, path: Path | str = "schema.json") -> None:
             raise TraceError(f"column entry {c!r} must be an object with name and unit", file=path)
         if c["name"] not in schema.BY_NAME:
             raise TraceError(f"unknown column {c['name']!r} in columns", file=path)
+        if c["name"] in names:
+            raise TraceError(f"column {c['name']!r} is listed twice in columns", file=path)
         if c["unit"] != schema.BY_NAME[c["name"]].unit:
             raise TraceError(f"column {c['name']!r} has unit {c['unit']!r}, the schema says "
                              f"{schema.BY_NAME[c['name']].unit!r}", file=path)
@@ -346,6 +377,10 @@ def check_meta(meta: Mapping, path: Path | str = "schema.json") -> None:
     for req in schema.REQUIRED:
         if req not in names:
             raise TraceError(f"required column {req!r} is not in columns", file=path)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _dataset_files(root: Path) -> list[str]:
@@ -378,7 +413,7 @@ def load_dataset(path: str | os.PathLike) -> TraceDataset:
             raise TraceError("checksum mismatch: the file differs from its MANIFEST entry", file=f)
     columns = [c["name"] for c in meta["columns"]]
     splits: dict[str, list[Trace]] = {s: [] for s in SPLITS}
-    per_file = meta.get("files", {}) if isinstance(meta.get("files", {}), dict) else {}
+    per_file = meta.get("files", {})
     for rel in files:
         trace = load_trace(root / rel, period_s=float(meta["period_s"]),
                            mem_total_mb=float(meta["device_mem_total_mb"]), device=str(meta["device"]),
@@ -432,34 +467,61 @@ def save_dataset(path: str | os.PathLike, meta: dict, splits: Mapping[str, Mappi
                  *, overwrite: bool = False) -> Path:
     """Write a dataset atomically: ``splits[split][file_stem] = {column: values}``.
 
-    The folder appears complete or not at all; every table is validated before
-    the rename.
+    Every table is rendered with :func:`format_value` (same input, same bytes) and
+    validated as the loader would, before anything is moved into place; the
+    folder then appears complete or not at all. A bad table raises
+    :class:`TraceError` naming ``<split>/<stem>.csv``, the line and the column.
     """
     root = Path(path)
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} exists; choose another --out or pass overwrite")
     check_meta(meta)
     columns = [c["name"] for c in meta["columns"]]
-    tmp = Path(tempfile.mkdtemp(dir=root.parent if root.parent.exists() else None, prefix=f".{root.name}."))
+    rendered: dict[str, str] = {}
+    for split, traces in splits.items():
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+        for stem, data in traces.items():
+            if not _STEM.fullmatch(stem):
+                raise ValueError(f"trace name {stem!r} must be a plain file stem (letters, digits, '.', '_', '-')")
+            rel = f"{split}/{stem}.csv"
+            missing = [c for c in columns if c not in data]
+            if missing:
+                raise TraceError("the table has no values for this column declared in schema.json",
+                                 file=rel, column=missing[0])
+            extra = [c for c in data if c not in columns]
+            if extra:
+                raise TraceError("the table has a column that schema.json does not declare", file=rel,
+                                 column=extra[0])
+            lengths = {c: len(np.asarray(data[c])) for c in columns}
+            if len(set(lengths.values())) != 1:
+                raise TraceError(f"columns have different lengths ({', '.join(f'{c}={n}' for c, n in lengths.items())})",
+                                 file=rel)
+            text = trace_to_csv(columns, data)
+            parse_csv(text, file=rel, period_s=float(meta["period_s"]), expected_columns=columns)
+            rendered[rel] = text
+    if not rendered:
+        raise ValueError("a dataset needs at least one trace in train or test")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    old = None
     try:
         digests = {}
-        for split, traces in splits.items():
-            if split not in SPLITS:
-                raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-            for stem, data in traces.items():
-                rel = f"{split}/{stem}.csv"
-                text = trace_to_csv(columns, data)
-                parse_csv(text, file=rel, period_s=float(meta["period_s"]), expected_columns=columns)
-                (tmp / split).mkdir(exist_ok=True)
-                (tmp / rel).write_text(text, encoding="utf-8", newline="")
-                digests[rel] = hashlib.sha256(text.encode()).hexdigest()
+        for rel, text in rendered.items():
+            (tmp / rel).parent.mkdir(exist_ok=True)
+            (tmp / rel).write_bytes(text.encode("utf-8"))
+            digests[rel] = hashlib.sha256(text.encode("utf-8")).hexdigest()
         atomic_write_text(tmp / "schema.json", json.dumps(meta, indent=2, sort_keys=False) + "\n")
         write_manifest(tmp, digests)
-        root.parent.mkdir(parents=True, exist_ok=True)
         if root.exists():
-            shutil.rmtree(root)
+            old = root.with_name(f".{root.name}.old-{os.getpid()}")
+            os.replace(root, old)
         os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not root.exists():
+            os.replace(old, root)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return root
