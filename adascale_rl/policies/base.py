@@ -30,16 +30,23 @@ class Policy(Protocol):
 
 
 class BasePolicy:
-    """Convenience base: stores the env and its catalog at reset."""
+    """Convenience base: keeps what a device knows about itself at reset.
+
+    Heuristics (``kind == "heuristic"``) keep only the public parts of the
+    environment: catalog, device preset, encoder, reward weights and period.
+    References keep the environment itself (they read the simulator).
+    """
 
     name = "base"
     kind = "heuristic"
 
     def reset(self, env: Any) -> None:
-        self.env = env
+        self.env = env if self.kind == "reference" else None
         self.catalog = env.catalog
         self.device = env.device
         self.encoder = env.encoder
+        self.reward_fn = env.reward_fn
+        self.period_s = env.period_s
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

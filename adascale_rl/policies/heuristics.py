@@ -20,7 +20,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from adascale_rl.device.physics import dynamic_power_w, inference_power_w, median_latency_ms, serve
+from adascale_rl.device.physics import (dynamic_power_w, effective_cores, inference_power_w, median_latency_ms, serve,
+                                        switch_load_ms)
 from adascale_rl.policies.base import BasePolicy
 
 KEEP = 0
@@ -40,7 +41,7 @@ class StaticPolicy(BasePolicy):
     def reset(self, env: Any) -> None:
         super().reset(env)
         if self.variant is not None:
-            self.target = env._resolve_variant(self.variant)
+            self.target = self.variant if isinstance(self.variant, int) else self.catalog.index(self.variant)
         else:
             self.target = self.catalog.largest if self.which == "largest" else self.catalog.smallest
 
@@ -222,19 +223,18 @@ class PlannerPolicy(KalmanGreedyPolicy):
 
     def reset(self, env: Any) -> None:
         super().reset(env)
-        self.w = env.reward_fn
-        self.dt = env.period_s
+        self.w = self.reward_fn
+        self.dt = self.period_s
         self._budget_j = self.device.dyn_w_max * self.dt
+        self._load_ms = [switch_load_ms(v, self.device) for v in self.catalog.variants]
 
     def predicted_reward(self, i: int, ctx, switched: bool) -> float:
         v = self.catalog.variants[i]
         d = self.device
         f = ctx["freq_mhz"] or d.f_max_mhz
         median = self.predict_ms(i, ctx)
-        blocked = self.env.physics.load_ms[i] if switched else 0.0
+        blocked = self._load_ms[i] if switched else 0.0
         s = serve(median, ctx["request_rate_hz"], ctx["deadline_ms"], self.dt, blocked, self.sigma)
-        from adascale_rl.device.physics import effective_cores
-
         energy = inference_power_w(v, d, f, effective_cores(d.cores, ctx["bg_cpu_util"])) * s.busy_s
         mem = v.peak_mem_mb
         if switched:
