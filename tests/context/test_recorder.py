@@ -1,0 +1,179 @@
+"""Recording the live context: real samples, always a valid dataset, even when interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import psutil
+import pytest
+
+from adascale_rl.context.monitor import Monitor
+from adascale_rl.context.recorder import RecordError, host_id, machine_description, record, record_command
+from adascale_rl.context.traces import load_dataset, make_meta, save_dataset
+
+CLI = [sys.executable, "-m", "adascale_rl.cli"]
+
+
+def test_short_recording_is_a_valid_dataset(tmp_path):
+    out = tmp_path / "mine-v2"
+    res = record(out, 1.5, 0.5, note="idle test machine", progress=False)
+    assert res.rows == res.planned_rows == 3 and res.interrupted is None
+    ds = load_dataset(out)
+    assert ds.name == "mine-v2" and ds.meta["source"] == "recorded" and ds.device == host_id()
+    assert ds.period_s == 0.5 and ds.mem_total_mb == pytest.approx(psutil.virtual_memory().total / 2**20, rel=1e-3)
+    (tr,) = ds.train
+    assert np.array_equal(tr.data["t_s"], [0.0, 0.5, 1.0])  # nominal, exactly regular
+    assert tr.columns == ["t_s"] + Monitor().available()
+    assert np.all((tr.data["bg_cpu_util"] >= 0) & (tr.data["bg_cpu_util"] <= 1))
+    assert np.all(tr.data["mem_avail_mb"] > 0)
+    text = (out / "schema.json").read_text()
+    meta = json.loads(text)
+    assert "idle test machine" in meta["how_made"] and meta["licence"]
+    entry = meta["files"][f"train/{res.path.stem}.csv"]
+    assert entry["rows"] == 3 and entry["interrupted"] is None and entry["note"] == "idle test machine"
+    host = socket.gethostname()
+    if len(host) >= 4:
+        assert host not in text, "the machine description must not carry the hostname"
+    assert host not in machine_description() or len(host) < 4
+
+
+def test_a_second_recording_appends_and_mismatches_are_refused(tmp_path):
+    out = tmp_path / "host-v1"
+    record(out, 0.5, 0.5, name="first", progress=False)
+    record(out, 0.5, 0.5, split="test", name="second", note="second run", progress=False)
+    ds = load_dataset(out)
+    assert [t.name for t in ds.train + ds.test] == ["host-v1/train/first.csv", "host-v1/test/second.csv"]
+    assert "second run" in ds.meta["how_made"]
+    with pytest.raises(RecordError, match="has period 0.5 s; record with --interval 0.5"):
+        record(out, 1, 1.0, name="third", progress=False)
+    with pytest.raises(RecordError, match="already exists; choose another --name"):
+        record(out, 0.5, 0.5, name="first", progress=False)
+    assert [t.name for t in load_dataset(out).train] == ["host-v1/train/first.csv"]
+
+
+def test_refuses_to_append_to_incompatible_folders(tmp_path):
+    cols = ["t_s", "bg_cpu_util", "mem_avail_mb"]
+    sim = make_meta(name="s", version=1, device=host_id(), device_mem_total_mb=100, period_s=0.5,
+                    source="simulated", how_made="tests", columns=cols)
+    save_dataset(tmp_path / "s-v1", sim, {"train": {"a": {c: np.arange(2.0) * 0.5 if c == "t_s" else np.zeros(2)
+                                                        for c in cols}}})
+    with pytest.raises(RecordError, match="holds a simulated dataset"):
+        record(tmp_path / "s-v1", 0.5, 0.5, progress=False)
+    other = dict(sim, source="recorded", device="local-elsewhere")
+    save_dataset(tmp_path / "o-v1", other, {"train": {"a": {c: np.zeros(2) if c != "t_s" else np.array([0, 0.5])
+                                                        for c in cols}}})
+    with pytest.raises(RecordError, match="was recorded on device 'local-elsewhere'"):
+        record(tmp_path / "o-v1", 0.5, 0.5, progress=False)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    with pytest.raises(RecordError, match="without schema.json"):
+        record(tmp_path / "junk", 0.5, 0.5, progress=False)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(duration_s=0, interval_s=1), "--duration must be a positive number"),
+    (dict(duration_s=float("nan"), interval_s=1), "--duration must be a positive number"),
+    (dict(duration_s=1, interval_s=0.001), "--interval must be at least 0.05 s"),
+    (dict(duration_s=0.5, interval_s=1), "shorter than one --interval"),
+    (dict(duration_s=1, interval_s=1, split="valid"), "--split must be one of train, test"),
+    (dict(duration_s=1, interval_s=1, name="../x"), "must be a plain file stem"),
+])
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kw, match):
+    with pytest.raises(RecordError, match=match):
+        record(tmp_path / "r-v1", progress=False, **kw)
+    assert not (tmp_path / "r-v1").exists()
+
+
+def test_a_sensor_that_disappears_is_carried_forward(tmp_path):
+    f = psutil.cpu_freq()
+    if f is not None and f.max and f.max > 0:
+        pytest.skip("psutil reports a hardware maximum clock here, so a vanished cpufreq file has a fallback")
+    d = tmp_path / "sys" / "cpufreq" / "policy0"
+    d.mkdir(parents=True)
+    (d / "scaling_max_freq").write_text("1500000\n")
+    monitor = Monitor(sysfs_cpu=tmp_path / "sys")
+    threading.Timer(0.55, (d / "scaling_max_freq").unlink).start()
+    res = record(tmp_path / "r-v1", 1.5, 0.25, monitor=monitor, progress=False)
+    assert "freq_cap_mhz" in res.columns
+    assert res.carried_forward.get("freq_cap_mhz", 0) >= 2
+    tr = load_dataset(tmp_path / "r-v1").train[0]
+    assert np.all(tr.data["freq_cap_mhz"] == 1500.0)
+    entry = json.loads((tmp_path / "r-v1" / "schema.json").read_text())["files"][f"train/{res.path.stem}.csv"]
+    assert entry["carried_forward"]["freq_cap_mhz"] == res.carried_forward["freq_cap_mhz"]
+
+
+def _wait_rows(csv: Path, rows: int, proc, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if csv.exists() and len(csv.read_text().splitlines()) > rows:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the recorder did not write rows in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_recording_still_validates(tmp_path, sig):
+    out = tmp_path / "cut-v1"
+    proc = subprocess.Popen(CLI + ["record", "--duration", "60", "--interval", "0.1", "--out", str(out),
+                                   "--name", "cut", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_rows(out / "train" / "cut.csv", 4, proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert f"stopped early by {sig.name}" in stdout
+    ds = load_dataset(out)
+    rows = len(ds.train[0])
+    assert 4 <= rows < 600
+    entry = json.loads((out / "schema.json").read_text())["files"]["train/cut.csv"]
+    assert entry["rows"] == rows and entry["interrupted"] == sig.name
+    assert subprocess.run(CLI + ["traces", "validate", str(out)], capture_output=True).returncode == 0
+
+
+def test_interrupted_before_the_first_sample_leaves_nothing(tmp_path):
+    out = tmp_path / "none-v1"
+    proc = subprocess.Popen(CLI + ["record", "--duration", "60", "--interval", "20", "--out", str(out),
+                                   "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 30
+    while not (out / "schema.json").exists():
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "nothing was written" in stderr
+    assert not out.exists()
+
+
+def test_cli_record_then_validate(tmp_path):
+    out = tmp_path / "cli-v1"
+    r = subprocess.run(CLI + ["record", "--duration", "3", "--interval", "0.5", "--out", str(out), "--note", "ci"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 6 rows" in r.stdout and "sample" in r.stderr  # tqdm bar on stderr
+    v = subprocess.run(CLI + ["traces", "validate", str(out)], capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stderr
+    assert "valid recorded dataset cli-v1" in v.stdout and "6 rows at 0.5 s" in v.stdout
+
+
+def test_record_command_reports_user_errors(tmp_path, capsys):
+    from adascale_rl import cli
+
+    assert cli.main(["record", "--duration", "-1", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "adascale-rl record: error: --duration must be a positive number of seconds, not -1.0"
+    args = SimpleNamespace(out=str(tmp_path / "y-v1"), duration=0.5, interval=0.5, split="train", name="n",
+                           note="", no_progress=True)
+    assert record_command(args) == 0
+    assert "wrote 1 row (" in capsys.readouterr().out
