@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from adascale_rl.device.catalog import Catalog, Variant
 from adascale_rl.device.presets import DevicePreset
@@ -84,8 +83,7 @@ def median_latency_ms(v: Variant, freq_mhz: float, f_max_mhz: float, cores: int,
 
 # --------------------------------------------------------------------------- serving
 
-@dataclass(frozen=True)
-class Serving:
+class Serving(NamedTuple):
     served_frac: float    # requests answered / requests issued
     on_time_frac: float   # requests answered within the deadline / requests issued
     busy_s: float         # time the CPU spent on inference in the interval
@@ -110,7 +108,7 @@ def serve(median_ms: float, rate_hz: float, deadline_ms: float, dt_s: float, blo
     served_frac = served / issued
     z = (math.log(deadline_ms) - math.log(median_ms)) / frame_sigma
     within = 0.5 * (1.0 + math.erf(z / _SQRT2))
-    return Serving(served_frac, served_frac * within, served * mean_ms / 1000.0, mean_ms)
+    return Serving(served_frac, served_frac * within, served * mean_ms * 0.001, mean_ms)
 
 
 # --------------------------------------------------------------------------- power, heat, battery
@@ -167,8 +165,7 @@ def switch_peak_mb(old: Variant | None, new: Variant) -> float:
 
 # --------------------------------------------------------------------------- one interval
 
-@dataclass(frozen=True)
-class Exo:
+class Exo(NamedTuple):
     """Exogenous context of one interval, already in this device's terms."""
 
     freq_cap_mhz: float
@@ -181,23 +178,20 @@ class Exo:
     deadline_ms: float
 
 
-@dataclass(frozen=True)
-class Noise:
+class Noise(NamedTuple):
     """The interval's latency noise: a log-normal draw times a spike factor (1 when no spike)."""
 
     latency: float
 
 
-@dataclass(frozen=True)
-class PhysicsState:
+class PhysicsState(NamedTuple):
     loaded: int             # catalog index of the resident variant
     temp_c: float
     thermal_level: int      # index into the DVFS ladder of the thermal limit
     battery_used_j: float   # energy the app drew from the battery since it was last plugged
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     variant: int
     freq_mhz: float
     latency_ms: float        # mean latency of the interval's frames
@@ -222,6 +216,11 @@ class DevicePhysics:
         self.ladder = list(device.dvfs_mhz)
         self.top_level = len(self.ladder) - 1
         self.load_ms = [switch_load_ms(v, device) for v in catalog.variants]
+        self.f_max_mhz = device.f_max_mhz
+        # Amdahl speed-up of each variant on all cores (the reference point), used every step
+        self._s_all = [amdahl_speedup(v.parallel_frac, device.cores) for v in catalog.variants]
+        self.has_battery = device.battery_wh is not None
+        self._sig_corr = math.exp(0.5 * frame_sigma * frame_sigma)
 
     def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
         """At rest with the background load: temperature at its steady state, no throttling."""
@@ -234,7 +233,7 @@ class DevicePhysics:
         return PhysicsState(loaded=loaded, temp_c=temp, thermal_level=level, battery_used_j=0.0)
 
     def battery_pct(self, state: PhysicsState, exo: Exo) -> float:
-        if self.device.battery_wh is None:
+        if not self.has_battery or state.battery_used_j == 0.0:
             return exo.battery_pct
         return battery_pct_after(exo.battery_pct, state.battery_used_j, self.device.battery_wh)
 
@@ -242,23 +241,25 @@ class DevicePhysics:
         d = self.device
         cat = self.catalog.variants
         battery = self.battery_pct(state, exo)
-        freq = clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level],
-                         battery_saver_cap_mhz(d, battery, exo.plugged), self.ladder)
+        saver = battery_saver_cap_mhz(d, battery, exo.plugged) if self.has_battery else math.inf
+        freq = clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level], saver, self.ladder)
         switched = target != state.loaded
         old = cat[state.loaded]
         new = cat[target]
         mem = switch_peak_mb(old, new) if switched else new.peak_mem_mb
         oom = mem > exo.mem_avail_mb
         eff = effective_cores(d.cores, exo.bg_cpu_util)
-        median = median_latency_ms(new, freq, d.f_max_mhz, d.cores, exo.bg_cpu_util, noise.latency)
+        # median_latency_ms and inference_power_w, sharing the Amdahl terms of this interval
+        used = amdahl_speedup(new.parallel_frac, eff) / self._s_all[target]
+        median = new.latency_ms * clock_factor(new.compute_bound_frac, freq, self.f_max_mhz) / used * noise.latency
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
             # with the variant it asked for.
-            serving = Serving(0.0, 0.0, 0.0, median * math.exp(0.5 * self.frame_sigma ** 2))
+            serving = Serving(0.0, 0.0, 0.0, median * self._sig_corr)
         else:
             serving = serve(median, exo.request_rate_hz, exo.deadline_ms, dt_s,
                             self.load_ms[target] if switched else 0.0, self.frame_sigma)
-        p_inf = inference_power_w(new, d, freq, eff)
+        p_inf = new.energy_mj / new.latency_ms * (freq / self.f_max_mhz) ** d.freq_exponent * used
         energy = p_inf * serving.busy_s
         if switched:
             energy += dynamic_power_w(d, freq, 1.0 / d.cores) * min(self.load_ms[target] / 1000.0, dt_s)
@@ -267,8 +268,8 @@ class DevicePhysics:
         temp = thermal_step_c(state.temp_c, exo.ambient_temp_c, power, d.thermal_resistance_c_per_w,
                               d.thermal_time_constant_s, dt_s)
         level = throttle_step(state.thermal_level, temp, d.throttle_c, d.release_c, self.top_level)
-        used = 0.0 if (exo.plugged or d.battery_wh is None) else state.battery_used_j + energy
-        new_state = PhysicsState(loaded=target, temp_c=temp, thermal_level=level, battery_used_j=used)
+        drawn = 0.0 if (exo.plugged or not self.has_battery) else state.battery_used_j + energy
+        new_state = PhysicsState(loaded=target, temp_c=temp, thermal_level=level, battery_used_j=drawn)
         out = Outcome(variant=target, freq_mhz=freq, latency_ms=serving.mean_latency_ms, serving=serving,
                       accuracy=new.accuracy, energy_j=energy, power_w=power, mem_mb=mem, switched=switched,
                       oom=oom, temp_c=temp, battery_pct=self.battery_pct(new_state, exo))

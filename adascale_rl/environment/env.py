@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -187,10 +186,12 @@ class AdaScaleEnv(gym.Env):
         self.observation_space = spaces.Box(self.encoder.low, self.encoder.high, dtype=np.float32)
         self.action_names = ["keep"] + [f"switch:{v.id}" for v in self.catalog.variants]
         self._peak = [v.peak_mem_mb for v in self.catalog.variants]
+        self._peak_arr = np.array(self._peak)
         self._acc = [v.accuracy for v in self.catalog.variants]
         lengths = np.array([len(e) for e in self.exo], dtype=np.float64)
         self._trace_p = lengths / lengths.sum()
         self._mask = np.ones(n + 1, dtype=np.int8)
+        self._mask_key = None
         self._obs = np.zeros(self.encoder.size, dtype=np.float32)
         self._energy_budget_j = self.device.dyn_w_max * self.period_s
         self.state: PhysicsState | None = None
@@ -274,10 +275,12 @@ class AdaScaleEnv(gym.Env):
         return max(fits, key=lambda i: (self._acc[i], -self._peak[i]))
 
     def _update_mask(self, loaded: int, mem_avail_mb: float) -> None:
+        key = (loaded, mem_avail_mb)
+        if key == self._mask_key:
+            return
+        self._mask_key = key
         m = self._mask
-        old = self._peak[loaded]
-        for i, p in enumerate(self._peak, start=1):
-            m[i] = 1 if old + p <= mem_avail_mb else 0
+        m[1:] = (self._peak_arr + self._peak[loaded]) <= mem_avail_mb
         m[loaded + 1] = 0
         m[KEEP] = 1
 

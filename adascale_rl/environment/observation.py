@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
@@ -63,8 +63,7 @@ FEATURES: tuple[Feature, ...] = (
 N_CONTEXT = len(FEATURES)
 
 
-@dataclass(frozen=True)
-class Feedback:
+class Feedback(NamedTuple):
     """What the app measured about its own last interval."""
 
     latency_ms: float
@@ -77,6 +76,9 @@ class Feedback:
 
 def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
+
+
+_NO_FEEDBACK = [0.0] * 6
 
 
 class ObservationEncoder:
@@ -93,6 +95,9 @@ class ObservationEncoder:
         self._lat = [v.latency_ms for v in catalog.variants]
         self._energy_budget_j = device.dyn_w_max * self.period_s
         self._temp_span = max(device.throttle_c - 25.0, 1.0)
+        self._throttle = device.throttle_c
+        self._f_max = device.f_max_mhz
+        self._mem_total = device.mem_total_mb
         names = [f.name for f in FEATURES] + [f"loaded={v.id}" for v in catalog.variants]
         self.names: tuple[str, ...] = tuple(names)
         self.low = np.array([f.low for f in FEATURES] + [0.0] * self.n_variants, dtype=np.float32)
@@ -112,37 +117,43 @@ class ObservationEncoder:
         """
         d = self.device
         o = np.zeros(self.size, dtype=np.float32) if out is None else out
-        freq = reading.get("freq_mhz")
-        o[0] = 1.0 if freq is None else _clip(freq / d.f_max_mhz, 0.0, 1.0)
-        o[1] = 1.0 if freq is None else 0.0
-        o[2] = _clip(reading.get("bg_cpu_util") or 0.0, 0.0, 1.0)
-        mem = reading.get("mem_avail_mb")
+        get = reading.get
+        freq = get("freq_mhz")
+        mem = get("mem_avail_mb")
         mem = d.mem_total_mb if mem is None else mem
-        o[3] = _clip(mem / d.mem_total_mb, 0.0, 1.0)
-        o[4] = _clip(mem / self._mem_scale, 0.0, 1.0)
-        batt = reading.get("battery_pct")
-        o[5] = 1.0 if batt is None else _clip(batt / 100.0, 0.0, 1.0)
-        o[6] = 1.0 if batt is None else 0.0
-        plugged = reading.get("plugged")
-        o[7] = 1.0 if plugged is None else float(bool(plugged))
-        temp = reading.get("temp_c")
-        o[8] = 1.0 if temp is None else _clip((d.throttle_c - temp) / self._temp_span, -1.0, 2.0)
-        o[9] = 1.0 if temp is None else 0.0
-        deadline = reading.get("deadline_ms") or 100.0
-        rate = reading.get("request_rate_hz")
+        batt = get("battery_pct")
+        plugged = get("plugged")
+        temp = get("temp_c")
+        deadline = get("deadline_ms") or 100.0
+        rate = get("request_rate_hz")
         rate = 10.0 if rate is None else rate
-        o[10] = _clip(math.log2(deadline / self._ref_ms) / 4.0, -2.0, 2.0)
-        o[11] = _clip(math.log2(max(rate * self._ref_ms / 1000.0, 1e-3)) / 4.0, -3.0, 2.0)
+        vals = [
+            1.0 if freq is None else _clip(freq / self._f_max, 0.0, 1.0),
+            1.0 if freq is None else 0.0,
+            get("bg_cpu_util") or 0.0,  # in [0, 1] by the context schema
+            _clip(mem / self._mem_total, 0.0, 1.0),
+            _clip(mem / self._mem_scale, 0.0, 1.0),
+            1.0 if batt is None else batt * 0.01,  # in [0, 100] by the context schema
+            1.0 if batt is None else 0.0,
+            1.0 if plugged is None else float(bool(plugged)),
+            1.0 if temp is None else _clip((self._throttle - temp) / self._temp_span, -1.0, 2.0),
+            1.0 if temp is None else 0.0,
+            _clip(math.log2(deadline / self._ref_ms) * 0.25, -2.0, 2.0),
+            _clip(math.log2(max(rate * self._ref_ms * 0.001, 1e-3)) * 0.25, -3.0, 2.0),
+        ]
         if feedback is None:
-            o[12:18] = 0.0
+            vals += _NO_FEEDBACK
         else:
             lat = max(feedback.latency_ms, 1e-6)
-            o[12] = _clip(math.log2(lat / deadline) / 4.0, -3.0, 2.0)
-            o[13] = _clip(math.log2(lat / self._lat[feedback.variant]) / 2.0, -1.0, 2.0)
-            o[14] = _clip(feedback.miss_rate, 0.0, 1.0)
-            o[15] = _clip(feedback.energy_j / self._energy_budget_j, 0.0, 1.0)
-            o[16] = float(feedback.switched)
-            o[17] = float(feedback.oom)
+            vals += [
+                _clip(math.log2(lat / deadline) * 0.25, -3.0, 2.0),
+                _clip(math.log2(lat / self._lat[feedback.variant]) * 0.5, -1.0, 2.0),
+                feedback.miss_rate,
+                _clip(feedback.energy_j / self._energy_budget_j, 0.0, 1.0),
+                float(feedback.switched),
+                float(feedback.oom),
+            ]
+        o[:N_CONTEXT] = vals
         o[N_CONTEXT:] = 0.0
         o[N_CONTEXT + loaded] = 1.0
         return o

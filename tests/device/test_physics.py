@@ -197,3 +197,15 @@ def test_vectorised_interval_table_matches_step_pair_by_pair(case):
             assert table["oom"][loaded, target] == out.oom
             assert table["switched"][loaded, target] == out.switched
             assert table["latency_ms"][loaded, target] == pytest.approx(out.latency_ms)
+
+
+def test_step_composes_the_small_functions():
+    physics = ph.DevicePhysics(RPI4, CAT)
+    e = exo(bg_cpu_util=0.6, freq_cap_mhz=1000.0, request_rate_hz=6.0, deadline_ms=300.0)
+    state = physics.initial_state(e, MID)
+    _, out = physics.step(state, MID, e, ph.Noise(1.3), 1.0)
+    median = ph.median_latency_ms(CAT[MID], 1000.0, 1500.0, 4, 0.6, 1.3)
+    assert out.latency_ms == pytest.approx(median * math.exp(0.5 * ph.FRAME_SIGMA ** 2))
+    serving = ph.serve(median, 6.0, 300.0, 1.0)
+    p = ph.inference_power_w(CAT[MID], RPI4, 1000.0, ph.effective_cores(4, 0.6))
+    assert out.energy_j == pytest.approx(p * serving.busy_s)
