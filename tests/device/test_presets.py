@@ -1,0 +1,135 @@
+"""Device presets (adascale_rl/device/presets.py) and the shipped envs/devices/*.yaml."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from adascale_rl import paths
+from adascale_rl.device.presets import (PresetError, device_names, load_device, load_preset_file, parse_preset)
+
+REFERENCE_DEVICES = ("rpi4", "jetson-nano", "pixel4")
+DEVICE_DIR = paths.envs_dir() / "devices"
+
+
+def _doc(name: str = "rpi4") -> dict:
+    return yaml.safe_load((DEVICE_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def test_reference_devices_are_shipped():
+    assert set(device_names()) >= set(REFERENCE_DEVICES)
+
+
+@pytest.mark.parametrize("name", sorted((DEVICE_DIR).glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_preset_loads(name):
+    preset = load_device(name.stem)
+    assert preset.name == name.stem and preset.path == name
+    assert preset.dvfs_mhz == tuple(sorted(preset.dvfs_mhz))
+    assert preset.f_max_mhz == preset.dvfs_mhz[-1] and preset.f_min_mhz == preset.dvfs_mhz[0]
+    assert preset.release_c < preset.throttle_c
+    assert preset.has_battery == (preset.battery_wh is not None)
+    # every number says where it comes from
+    raw = _doc(name.stem)
+    numbers = [k for k, v in raw.items() if isinstance(v, dict) and "value" in v]
+    assert set(preset.sources) == set(numbers)
+    for key, origin in preset.sources.items():
+        assert origin.startswith(("source: ", "derived: ")) and len(origin) > len("derived: ") + 10, key
+
+
+def test_load_by_path_gives_the_same_preset():
+    by_name = load_device("pixel4")
+    by_path = load_device(str(DEVICE_DIR / "pixel4.yaml"))
+    assert by_path == by_name
+
+
+@pytest.mark.parametrize("key", ["cores", "idle_w", "dvfs_mhz", "throttle_c", "battery_wh"])
+def test_number_without_source_or_derived_is_refused(key):
+    doc = _doc()
+    doc[key] = {"value": doc[key]["value"]}
+    with pytest.raises(PresetError, match=rf"{key} has no 'source' or 'derived'"):
+        parse_preset(doc, "rpi4.yaml")
+
+
+@pytest.mark.parametrize("origin", [{"source": ""}, {"derived": "   "}, {"source": None}])
+def test_empty_origin_is_refused(origin):
+    doc = _doc()
+    doc["dyn_w_max"] = {"value": 3.7, **origin}
+    with pytest.raises(PresetError, match="dyn_w_max has no 'source' or 'derived'"):
+        parse_preset(doc, "rpi4.yaml")
+
+
+def test_bare_number_is_refused():
+    doc = _doc()
+    doc["cores"] = 4
+    with pytest.raises(PresetError, match=r"rpi4\.yaml: cores must be written as"):
+        parse_preset(doc, "rpi4.yaml")
+
+
+def test_missing_key_is_refused():
+    doc = _doc("jetson-nano")
+    del doc["model_init_ms"]
+    with pytest.raises(PresetError, match="'model_init_ms' is missing"):
+        parse_preset(doc, "jetson-nano.yaml")
+
+
+@pytest.mark.parametrize("release", [80, 85])
+def test_release_not_below_throttle_is_refused(release):
+    doc = _doc()
+    assert doc["throttle_c"]["value"] == 80
+    doc["release_c"] = {"value": release, "derived": "test"}
+    with pytest.raises(PresetError, match="release_c must be below throttle_c"):
+        parse_preset(doc, "rpi4.yaml")
+
+
+@pytest.mark.parametrize("key, value", [("cores", 0), ("freq_exponent", 5.0), ("idle_w", "2.7"), ("cores", True),
+                                        ("thermal_time_constant_s", float("nan")), ("mem_total_mb", None)])
+def test_out_of_range_or_wrong_type_is_refused(key, value):
+    doc = _doc()
+    doc[key] = {"value": value, "derived": "test"}
+    with pytest.raises(PresetError, match=rf"{key} = .* must be a number"):
+        parse_preset(doc, "rpi4.yaml")
+
+
+@pytest.mark.parametrize("ladder", [[], [600, 600, 1500], [1500, 600], [0, 600], "1500", [600, True]])
+def test_bad_dvfs_ladder_is_refused(ladder):
+    doc = _doc()
+    doc["dvfs_mhz"] = {"value": ladder, "source": "test"}
+    with pytest.raises(PresetError, match="dvfs_mhz must be a non-empty ascending list"):
+        parse_preset(doc, "rpi4.yaml")
+
+
+def test_battery_without_saver_is_refused():
+    doc = _doc("pixel4")
+    doc["saver_cap_mhz"] = {"value": None, "derived": "test"}
+    with pytest.raises(PresetError, match="battery needs saver_threshold_pct and saver_cap_mhz"):
+        parse_preset(doc, "pixel4.yaml")
+
+
+def test_unknown_device_names_the_known_ones():
+    with pytest.raises(PresetError) as err:
+        load_device("rpi5")
+    msg = str(err.value)
+    assert "unknown device 'rpi5'" in msg
+    for name in REFERENCE_DEVICES:
+        assert name in msg
+
+
+def test_file_name_must_match_preset_name(tmp_path):
+    doc = copy.deepcopy(_doc())
+    path = tmp_path / "my-pi.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(PresetError, match="name 'rpi4' must match the file name 'my-pi'"):
+        load_preset_file(path)
+
+
+def test_invalid_yaml_and_missing_file_are_preset_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(PresetError, match="not valid YAML"):
+        load_preset_file(bad)
+    with pytest.raises(PresetError, match="cannot be read"):
+        load_preset_file(tmp_path / "absent.yaml")
+    with pytest.raises(PresetError, match="must be a YAML mapping"):
+        parse_preset(["not", "a", "mapping"])
