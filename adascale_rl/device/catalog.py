@@ -8,6 +8,10 @@ A catalog is a JSON file (``envs/catalogs/*.json``, or written by
       "name": "rpi4-mobilenetv2", "device": "rpi4", "task": "ImageNet-1k top-1",
       "reference": "what latency_ms etc. were measured at (clock, threads)",
       "machine": {...},                      # optional: where a measured catalog was measured
+      "runtime_overhead_mb": {"value": 20.0, "derived": "..."},
+                                             # optional: memory every variant's peak_mem_mb includes
+                                             # for the runtime itself; one process holds it once, so
+                                             # a switch needs old + new - overhead
       "variants": [
         {"id": "w1.0-r224-fp32",
          "branch": {"width": 1.0, "resolution": 224, "exit": "final"},
@@ -89,6 +93,8 @@ class Catalog:
     machine: dict[str, Any] | None = None
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    runtime_overhead_mb: float = 0.0
+    runtime_overhead_origin: str = ""
 
     def __len__(self) -> int:
         return len(self.variants)
@@ -126,6 +132,12 @@ class Catalog:
              "task": self.task, "reference": self.reference}
         if self.machine is not None:
             d["machine"] = self.machine
+        if self.runtime_overhead_origin:
+            kind, _, text = self.runtime_overhead_origin.partition(": ")
+            d["runtime_overhead_mb"] = {"value": self.runtime_overhead_mb, kind: text}
+        clash = set(self.extra) & (_KNOWN | {"runtime_overhead_mb"})
+        if clash:
+            raise CatalogError(f"catalog {self.name}: extra keys {', '.join(sorted(clash))} would overwrite the format's own keys")
         d.update(self.extra)
         d["variants"] = [v.to_json() for v in self.variants]
         return d
@@ -137,6 +149,10 @@ class Catalog:
         validate(self.to_json(), source=str(path))
         atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
         return path
+
+
+_KNOWN = {"format", "format_version", "name", "device", "task", "reference", "machine", "variants"}
+_VARIANT_KEYS = {"id", "branch", "operators", "provenance", *METRICS}
 
 
 def _fail(source: str, where: str, msg: str) -> CatalogError:
@@ -167,6 +183,10 @@ def validate(doc: Mapping, *, source: str = "catalog") -> Catalog:
         if not isinstance(vid, str) or not vid:
             raise _fail(source, f"{where}.id", "must be a non-empty string")
         where = f"variant {vid!r}"
+        unknown = set(v) - _VARIANT_KEYS
+        if unknown:
+            raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}; a variant has "
+                                       f"{', '.join(sorted(_VARIANT_KEYS))}")
         if vid in seen:
             raise _fail(source, where, "id appears twice")
         seen.add(vid)
@@ -201,10 +221,20 @@ def validate(doc: Mapping, *, source: str = "catalog") -> Catalog:
     if any(v.get("provenance", {}).get(m, {}).get("kind") == "measured" for v in raw for m in METRICS):
         if not isinstance(doc.get("machine"), Mapping):
             raise _fail(source, "machine", "a catalog with measured numbers must describe the machine")
-    known = {"format", "format_version", "name", "device", "task", "reference", "machine", "variants"}
-    extra = {k: v for k, v in doc.items() if k not in known}
+    overhead, origin = 0.0, ""
+    if "runtime_overhead_mb" in doc:
+        ro = doc["runtime_overhead_mb"]
+        kinds = [k for k in ("source", "derived", "measured") if isinstance(ro, Mapping) and isinstance(ro.get(k), str)]
+        x = ro.get("value") if isinstance(ro, Mapping) else None
+        if not kinds or not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or x < 0:
+            raise _fail(source, "runtime_overhead_mb", "must be {value: MB >= 0, source|derived|measured: '...'}")
+        if any(x > v.peak_mem_mb for v in variants):
+            raise _fail(source, "runtime_overhead_mb", f"{x:g} MB exceeds a variant's peak_mem_mb")
+        overhead, origin = float(x), f"{kinds[0]}: {ro[kinds[0]]}"
+    extra = {k: v for k, v in doc.items() if k not in _KNOWN | {"runtime_overhead_mb"}}
     return Catalog(name=str(doc["name"]), device=str(doc["device"]), task=str(doc["task"]), variants=variants,
-                   reference=str(doc.get("reference", "")), machine=doc.get("machine"), extra=extra)
+                   reference=str(doc.get("reference", "")), machine=doc.get("machine"), extra=extra,
+                   runtime_overhead_mb=overhead, runtime_overhead_origin=origin)
 
 
 def load_catalog(path: str | os.PathLike) -> Catalog:

@@ -158,9 +158,15 @@ def switch_load_ms(v: Variant, device: DevicePreset) -> float:
     return 1000.0 * v.size_mb / device.storage_read_mb_s + device.model_init_ms
 
 
-def switch_peak_mb(old: Variant | None, new: Variant) -> float:
-    """Memory needed while switching: the new variant loads while the old one is still resident."""
-    return new.peak_mem_mb + (old.peak_mem_mb if old is not None else 0.0)
+def switch_peak_mb(old: Variant | None, new: Variant, shared_mb: float = 0.0) -> float:
+    """Memory needed while switching: the new variant loads while the old one is still resident.
+
+    ``shared_mb`` is the runtime overhead both peaks include (the catalog's
+    ``runtime_overhead_mb``): one process holds it once.
+    """
+    if old is None:
+        return new.peak_mem_mb
+    return new.peak_mem_mb + old.peak_mem_mb - shared_mb
 
 
 # --------------------------------------------------------------------------- one interval
@@ -217,6 +223,7 @@ class DevicePhysics:
         self.top_level = len(self.ladder) - 1
         self.load_ms = [switch_load_ms(v, device) for v in catalog.variants]
         self.f_max_mhz = device.f_max_mhz
+        self.shared_mb = catalog.runtime_overhead_mb
         # Amdahl speed-up of each variant on all cores (the reference point), used every step
         self._s_all = [amdahl_speedup(v.parallel_frac, device.cores) for v in catalog.variants]
         self.has_battery = device.battery_wh is not None
@@ -246,7 +253,7 @@ class DevicePhysics:
         switched = target != state.loaded
         old = cat[state.loaded]
         new = cat[target]
-        mem = switch_peak_mb(old, new) if switched else new.peak_mem_mb
+        mem = switch_peak_mb(old, new, self.shared_mb) if switched else new.peak_mem_mb
         oom = mem > exo.mem_avail_mb
         eff = effective_cores(d.cores, exo.bg_cpu_util)
         # median_latency_ms and inference_power_w, sharing the Amdahl terms of this interval
@@ -323,7 +330,7 @@ class DevicePhysics:
         p_inf = (e_ref / lat_ref) * (freq_mhz / d.f_max_mhz) ** d.freq_exponent * (s_eff / s_all)
         load_j = dynamic_power_w(d, freq_mhz, 1.0 / d.cores) * np.minimum(load_ms / 1000.0, dt_s)
         switched = ~np.eye(n, dtype=bool)
-        mem = np.where(switched, peak[:, None] + peak[None, :], peak[None, :])
+        mem = np.where(switched, peak[:, None] + peak[None, :] - self.shared_mb, peak[None, :])
         oom = mem > exo.mem_avail_mb
         on_time = np.where(switched, on_switch[None, :], on_keep[None, :])
         on_time = np.where(oom, 0.0, on_time)

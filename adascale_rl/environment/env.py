@@ -280,7 +280,7 @@ class AdaScaleEnv(gym.Env):
             return
         self._mask_key = key
         m = self._mask
-        m[1:] = (self._peak_arr + self._peak[loaded]) <= mem_avail_mb
+        m[1:] = (self._peak_arr + (self._peak[loaded] - self.catalog.runtime_overhead_mb)) <= mem_avail_mb
         m[loaded + 1] = 0
         m[KEEP] = 1
 

@@ -239,7 +239,7 @@ class PlannerPolicy(KalmanGreedyPolicy):
         mem = v.peak_mem_mb
         if switched:
             energy += dynamic_power_w(d, f, 1.0 / d.cores) * min(blocked / 1000.0, self.dt)
-            mem += self.catalog.variants[ctx["loaded"]].peak_mem_mb
+            mem += self.catalog.variants[ctx["loaded"]].peak_mem_mb - self.catalog.runtime_overhead_mb
         t = self.w.terms(v.accuracy, s.on_time_frac, energy / self._budget_j, mem / d.mem_total_mb, switched, False)
         return sum(t)
 

@@ -267,3 +267,20 @@ def test_catalog_is_not_mutated_by_validation():
     before = copy.deepcopy(doc)
     validate(doc)
     assert doc == before
+
+
+def test_unknown_variant_key_and_bad_overhead_are_refused():
+    from adascale_rl.device.catalog import CatalogError, validate
+    from conftest import LADDER, make_catalog_doc
+
+    doc = make_catalog_doc(LADDER)
+    doc["variants"][0]["latency_p95_ms"] = 3.0
+    with pytest.raises(CatalogError, match="unknown key"):
+        validate(doc)
+    doc = make_catalog_doc(LADDER)
+    doc["runtime_overhead_mb"] = {"value": 500.0, "derived": "x"}
+    with pytest.raises(CatalogError, match="runtime_overhead_mb"):
+        validate(doc)
+    doc["runtime_overhead_mb"] = 5.0
+    with pytest.raises(CatalogError, match="runtime_overhead_mb"):
+        validate(doc)

@@ -209,3 +209,16 @@ def test_step_composes_the_small_functions():
     serving = ph.serve(median, 6.0, 300.0, 1.0)
     p = ph.inference_power_w(CAT[MID], RPI4, 1000.0, ph.effective_cores(4, 0.6))
     assert out.energy_j == pytest.approx(p * serving.busy_s)
+
+
+def test_switch_holds_the_shared_runtime_overhead_once():
+    doc = make_catalog_doc(LADDER)
+    doc["runtime_overhead_mb"] = {"value": 10.0, "derived": "test"}
+    cat = validate(doc)
+    assert cat.runtime_overhead_mb == 10.0
+    physics = ph.DevicePhysics(RPI4, cat)
+    e = exo()
+    _, out = physics.step(physics.initial_state(e, TINY), BIG, e, ph.Noise(1.0), 1.0)
+    assert out.mem_mb == pytest.approx(15.0 + 60.0 - 10.0)
+    assert ph.switch_peak_mb(cat[TINY], cat[BIG], 10.0) == pytest.approx(65.0)
+    assert validate(cat.to_json()).runtime_overhead_mb == 10.0  # survives a round trip
