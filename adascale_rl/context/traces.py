@@ -41,7 +41,7 @@ SOURCES = ("recorded", "simulated")
 PERIOD_TOLERANCE = 0.05
 #: a number as written in a trace cell (no hex, no digit separators, no words other than nan/inf)
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|inf|infinity)\s*", re.IGNORECASE)
-_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _REQUIRED_META = ("format", "schema_version", "name", "version", "device", "device_mem_total_mb",
                   "period_s", "source", "how_made", "licence", "columns")
 
@@ -483,7 +483,7 @@ def save_dataset(path: str | os.PathLike, meta: dict, splits: Mapping[str, Mappi
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         for stem, data in traces.items():
             if not _STEM.fullmatch(stem):
-                raise ValueError(f"trace name {stem!r} must be a plain file stem (letters, digits, '.', '_', '-')")
+                raise ValueError(f"trace name {stem!r} must be a plain file stem (letters, digits, '.', '_', '+', '-')")
             rel = f"{split}/{stem}.csv"
             missing = [c for c in columns if c not in data]
             if missing:
