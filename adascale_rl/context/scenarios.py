@@ -105,7 +105,8 @@ def parse_value(raw: Any, where: str, origin: str = "") -> Dist:
 
 def parse_param(entry: Any, where: str) -> Dist:
     """``{value: ..., source|derived: "..."}`` as a :class:`Dist`; refuses a number without an origin."""
-    return parse_value(entry["value"], where, origin_of(entry, where))
+    origin = origin_of(entry, where)
+    return parse_value(entry["value"], where, origin)
 
 
 def origin_of(entry: Any, where: str) -> str:
