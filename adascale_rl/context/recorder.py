@@ -134,7 +134,8 @@ def _how_made(meta: dict) -> str:
             status += f", stopped early by {entry['interrupted']}"
         note = entry.get("note") or "no note given"
         notes.append(f"{rel} ({entry.get('start_utc', '?')}, {status}): {note}")
-    return base + (" Recordings: " + " | ".join(notes) if notes else "")
+    procedure = meta.get("procedure")  # free text a maintainer adds: the load schedule, the script used
+    return base + (f" Procedure: {procedure}" if procedure else "") + (" Recordings: " + " | ".join(notes) if notes else "")
 
 
 # --------------------------------------------------------------------------- stop signals

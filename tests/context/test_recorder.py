@@ -177,3 +177,20 @@ def test_record_command_reports_user_errors(tmp_path, capsys):
                            note="", no_progress=True)
     assert record_command(args) == 0
     assert "wrote 1 row (" in capsys.readouterr().out
+
+
+def test_shipped_recorded_dataset_is_valid_and_documented():
+    from adascale_rl import paths
+    from adascale_rl.context.traces import read_manifest
+
+    root = paths.traces_dir() / "host-recorded-v1"
+    ds = load_dataset(root)
+    assert ds.meta["source"] == "recorded" and ds.period_s == 1.0 and ds.device.startswith("local-")
+    assert len(ds.train) >= 2 and len(ds.test) >= 1
+    assert 300 <= sum(len(t) for t in ds.train) <= 600 and sum(len(t) for t in ds.test) < sum(len(t) for t in ds.train)
+    assert "record.sh" in read_manifest(root)  # the load schedule ships with the data, checksummed
+    for rel, entry in ds.meta["files"].items():
+        assert entry["note"] and entry["rows"] == entry["planned_rows"] and not entry["interrupted"], rel
+        assert rel in ds.meta["how_made"]
+    for t in ds.train + ds.test:
+        assert np.array_equal(t.data["t_s"], np.arange(len(t), dtype=float))
