@@ -41,7 +41,7 @@ import psutil
 from adascale_rl.context import schema
 from adascale_rl.context.monitor import Monitor
 from adascale_rl.context.traces import (
-    SPLITS, TraceError, atomic_write_text, format_value, load_dataset, make_meta, read_manifest, read_meta,
+    SPLITS, atomic_write_text, format_value, load_dataset, make_meta, read_manifest, read_meta,
     write_manifest,
 )
 

@@ -36,7 +36,6 @@ import hashlib
 import math
 import os
 import sys
-import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +43,7 @@ import numpy as np
 
 from adascale_rl import paths
 from adascale_rl.context import schema
+from adascale_rl.context.generators import segment, snap_to_ladder  # noqa: F401  (snap_to_ladder is public here)
 from adascale_rl.context.scenarios import (
     Recipe, Scenario, ScenarioError, Workload, load_recipe, load_scenario, load_workload, names,
 )
@@ -59,223 +59,6 @@ DECIMALS = {"t_s": 6, "bg_cpu_util": 4, "mem_avail_mb": 1, "ambient_temp_c": 2, 
 
 class SynthError(ValueError):
     """A synthesis request that cannot be met; one sentence naming the value at fault."""
-
-
-def _rng(seed: int, *keys: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed)] + [zlib.crc32(k.encode()) for k in keys])
-
-
-def _ar1(rng: np.random.Generator, n: int, sd: float, corr_s: float, period: float) -> np.ndarray:
-    """Stationary AR(1) noise with standard deviation ``sd`` and correlation time ``corr_s``."""
-    if sd <= 0:
-        return np.zeros(n)
-    phi = math.exp(-period / corr_s)
-    e = rng.standard_normal(n) * sd * math.sqrt(1 - phi * phi)
-    x = np.empty(n)
-    x[0] = rng.standard_normal() * sd
-    for k in range(1, n):
-        x[k] = phi * x[k - 1] + e[k]
-    return x
-
-
-def _cover(n: int, period: float, start: float, end: float) -> tuple[int, int, np.ndarray]:
-    """Steps overlapped by [start, end) seconds and the overlapped fraction of each."""
-    k0 = max(int(start // period), 0)
-    k1 = min(int(math.ceil(end / period)), n)
-    if k1 <= k0:
-        return k0, k0, np.zeros(0)
-    edges = np.arange(k0, k1 + 1) * period
-    frac = (np.minimum(edges[1:], end) - np.maximum(edges[:-1], start)) / period
-    return k0, k1, np.clip(frac, 0.0, 1.0)
-
-
-def _onoff(rng, horizon: float, on, off, start_on_p: float) -> list[tuple[float, float]]:
-    """ON intervals (seconds) of an alternating renewal process started in equilibrium-ish."""
-    t, state, first, out = 0.0, bool(rng.random() < start_on_p), True, []
-    while t < horizon:
-        d = float((on if state else off).sample(rng))
-        if first:  # we join a process already running: the first period is a residual
-            d *= float(rng.random())
-            first = False
-        if state:
-            out.append((t, t + d))
-        t += max(d, 1e-6)
-        state = not state
-    return out
-
-
-def snap_to_ladder(mhz: float, ladder: Sequence[float]) -> float:
-    """The highest operating point at or below ``mhz`` (1 % tolerance for rounded figures), else the lowest."""
-    ok = [f for f in ladder if f <= mhz * 1.01]
-    return float(ok[-1] if ok else ladder[0])
-
-
-# --------------------------------------------------------------------------- one segment
-
-def _segment(dev: DevicePreset, sc: Scenario, wl: Workload, seed: int, n: int, period: float, seg: str,
-             battery0: float | None, mode0: str | None) -> tuple[dict[str, np.ndarray], float | None, str]:
-    total = dev.mem_total_mb
-    horizon = n * period
-    key = (sc.name, seg)
-
-    # ---- CPU of the OS and its services
-    r = _rng(seed, *key, "cpu")
-    cpu = sc.sections["cpu"]
-    base = float(cpu["base"].sample(r))
-    bg = base + _ar1(r, n, float(cpu["noise_sd"].sample(r)), float(cpu["noise_corr_s"].sample(r)), period)
-    if "spikes_per_h" in cpu:
-        rate = float(cpu["spikes_per_h"].sample(r)) / 3600.0
-        t = float(r.exponential(1 / rate)) if rate > 0 else math.inf
-        while t < horizon:
-            d = float(cpu["spike_s"].sample(r))
-            k0, k1, frac = _cover(n, period, t, t + d)
-            bg[k0:k1] += float(cpu["spike_cpu"].sample(r)) * frac
-            t += d + float(r.exponential(1 / rate))
-
-    # ---- memory held by the OS, page-cache noise
-    r = _rng(seed, *key, "memory")
-    mem = sc.sections["memory"]
-    os_mb = float(mem["os_frac"].sample(r)) * total
-    used = os_mb + _ar1(r, n, float(mem["noise_mb_sd"].sample(r)), float(mem["noise_corr_s"].sample(r)), period)
-    floor_mb = float(mem["min_avail_mb"].sample(r))
-
-    # ---- background apps: superposed on/off processes
-    for app_name, app in sc.apps.items():
-        r = _rng(seed, *key, "app", app_name)
-        for start, end in _onoff(r, horizon, app["on_s"], app["off_s"], float(app["start_on_p"].sample(r))):
-            level = float(app["cpu"].sample(r))
-            app_mem = float(app["mem_frac"].sample(r)) * total
-            k0, k1, frac = _cover(n, period, start, end)
-            if k1 <= k0:
-                continue
-            jitter = float(app["cpu_jitter"].sample(r))
-            noise = np.exp(jitter * r.standard_normal(k1 - k0) - jitter * jitter / 2)
-            bg[k0:k1] += level * frac * noise
-            used[k0:k1] += app_mem * (frac >= 0.5)
-
-    # ---- memory-pressure episodes: another app grows until available memory reaches a floor
-    avail = total - used
-    if "pressure" in sc.sections:
-        r = _rng(seed, *key, "pressure")
-        p = sc.sections["pressure"]
-        rate = float(p["per_h"].sample(r)) / 3600.0
-        t = float(p["first_after_s"].sample(r))
-        grab = np.zeros(n)
-        ts = (np.arange(n) + 1) * period  # sample instants (end of each interval)
-        while t < horizon and rate > 0:
-            ramp, hold, rel = (max(float(p[k].sample(r)), period) for k in ("ramp_s", "hold_s", "release_s"))
-            target = float(p["floor_mb"].sample(r))
-            prof = np.clip(np.minimum((ts - t) / ramp, 1.0 - (ts - t - ramp - hold) / rel), 0.0, 1.0)
-            prof[ts < t] = 0.0
-            grab = np.maximum(grab, prof * np.maximum(avail - target, 0.0))
-            c = float(p["cpu"].sample(r))
-            k0, k1, frac = _cover(n, period, t, t + ramp)
-            bg[k0:k1] += c * frac
-            k0, k1, frac = _cover(n, period, t + ramp, t + ramp + hold)
-            bg[k0:k1] += 0.5 * c * frac
-            t += ramp + hold + rel + float(r.exponential(1 / rate))
-        avail = avail - grab
-        floor_mb = min(floor_mb, float(p["floor_mb"].low))
-    avail = np.clip(avail, min(floor_mb, total), total)
-    bg = np.clip(bg, 0.0, 1.0)
-
-    # ---- ambient temperature
-    r = _rng(seed, *key, "ambient")
-    amb_s = sc.sections["ambient"]
-    lo, hi = float(amb_s["min_c"].sample(r)), float(amb_s["max_c"].sample(r))
-    amb = np.empty(n)
-    a = float(amb_s["start_c"].sample(r))
-    drift = _ar1(r, n, float(amb_s["drift_sd_c"].sample(r)), float(amb_s["drift_corr_s"].sample(r)), period)
-    if sc.legs:
-        i = int(r.integers(len(sc.leg_order)))
-        leg_end, k = 0.0, 0
-        while k < n:
-            leg = sc.legs[sc.leg_order[i % len(sc.leg_order)]]
-            target = float(leg["target_c"].sample(r))
-            alpha = 1 - math.exp(-period / float(leg["tau_s"].sample(r)))
-            leg_end += float(leg["dwell_s"].sample(r)) * (float(r.random()) if k == 0 else 1.0)
-            while k < n and (k + 1) * period <= leg_end:
-                a += (target - a) * alpha
-                amb[k] = a
-                k += 1
-            i += 1
-        amb = amb + drift
-    else:
-        amb = a + drift
-    amb = np.clip(amb, max(lo, -40.0), min(hi, 85.0))
-
-    # ---- exogenous clock cap
-    r = _rng(seed, *key, "clock")
-    cap = np.full(n, dev.f_max_mhz)
-    if "clock" in sc.sections:
-        c = sc.sections["clock"]
-        levels = [snap_to_ladder(f * dev.f_max_mhz, dev.dvfs_mhz) for f in c["levels"]]
-        onset, step = float(c["thermal_onset_c"].sample(r)), float(c["c_per_level"].sample(r))
-        level, next_eval = 0, 0.0
-        for k in range(n):
-            if k * period >= next_eval:
-                over = amb[k] - onset
-                level = 0 if over < 0 else min(len(levels) - 1, 1 + int(over // step))
-                next_eval = k * period + float(c["hold_s"].sample(r))
-            cap[k] = levels[level]
-        rate = float(c["saver_per_h"].sample(r)) / 3600.0
-        saver = snap_to_ladder(float(c["saver_level"].sample(r)) * dev.f_max_mhz, dev.dvfs_mhz)
-        t = float(r.exponential(1 / rate)) if rate > 0 else math.inf
-        while t < horizon:
-            d = float(c["saver_s"].sample(r))
-            k0, k1, frac = _cover(n, period, t, t + d)
-            on = frac >= 0.5
-            cap[k0:k1][on] = np.minimum(cap[k0:k1][on], saver)
-            t += d + float(r.exponential(1 / rate))
-
-    # ---- battery (drained by the rest of the device, not by the controller's app)
-    r = _rng(seed, *key, "battery")
-    if dev.has_battery:
-        b = sc.sections["battery"]
-        plugged = float(r.random() < float(b["plugged_p"].sample(r)))
-        if battery0 is None:
-            if "start_pct" in b:
-                battery0 = float(b["start_pct"].sample(r))
-            else:
-                battery0 = float(dev.saver_threshold_pct) + float(b["start_above_saver_pct"].sample(r))
-        other_w = float(b["other_w"].sample(r))
-        charge_w = float(b["charge_w"].sample(r))
-        power = other_w + bg * dev.dyn_w_max * (cap / dev.f_max_mhz) ** dev.freq_exponent
-        net_w = (charge_w if plugged else 0.0) - power
-        pct = np.clip(min(max(battery0, 0.0), 100.0) + np.cumsum(net_w * period / 3600.0 / dev.battery_wh * 100.0),
-                      0.0, 100.0)
-        battery = pct
-        plug = np.full(n, plugged)
-        battery_end = float(pct[-1])
-    else:
-        battery, plug, battery_end = np.full(n, 100.0), np.ones(n), None
-
-    # ---- the app's mode: request rate and deadline
-    r = _rng(seed, *key, "workload")
-    mode = mode0 if mode0 in wl.modes else wl.default_mode
-    rate_hz, deadline = np.empty(n), np.empty(n)
-    if sc.switch_modes:
-        scale = float(sc.sections.get("app", {}).get("dwell_scale").sample(r)) if "app" in sc.sections else 1.0
-        others = sorted(wl.modes)
-        k = 0
-        first = True
-        while k < n:
-            m = wl.modes[mode]
-            d = float(m.dwell_s.sample(r)) * scale * (float(r.random()) if first else 1.0)
-            first = False
-            k1 = min(n, k + max(1, int(round(d / period))))
-            rate_hz[k:k1], deadline[k:k1] = m.request_rate_hz, m.deadline_ms
-            k = k1
-            choices = [x for x in others if x != mode]
-            if choices:
-                mode = choices[int(r.integers(len(choices)))]
-    else:
-        m = wl.modes[mode]
-        rate_hz[:], deadline[:] = m.request_rate_hz, m.deadline_ms
-
-    out = {"bg_cpu_util": bg, "mem_avail_mb": avail, "freq_cap_mhz": cap, "ambient_temp_c": amb,
-           "battery_pct": battery, "plugged": plug, "request_rate_hz": rate_hz, "deadline_ms": deadline}
-    return out, battery_end, mode
 
 
 def _resolve(device, workload) -> tuple[DevicePreset, Workload]:
@@ -307,7 +90,7 @@ def synthesize_sequence(device: str | DevicePreset, segments: Sequence[tuple[str
         n = int(round(dur / period_s))
         if not (math.isfinite(dur) and n >= 1):
             raise SynthError(f"duration {dur!r} s is shorter than one period ({period_s:g} s)")
-        seg, battery, mode = _segment(dev, sc, wl, int(seed), n, float(period_s), str(i), battery, mode)
+        seg, battery, mode = segment(dev, sc, wl, int(seed), n, float(period_s), str(i), battery, mode)
         parts.append(seg)
     if not parts:
         raise SynthError("no scenario given")

@@ -419,7 +419,7 @@ def _lines(columns, data):
     return trace_to_csv(columns, data).splitlines(keepends=True)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_tables())
 def test_property_valid_tables_round_trip(case):
     columns, period, data = case
@@ -434,7 +434,7 @@ def test_property_valid_tables_round_trip(case):
 CELL_CORRUPTIONS = ["text", "empty", "nan", "inf", "-inf", "too_high", "too_low", "half_flag"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_tables(), st.data())
 def test_property_one_bad_cell_is_reported_exactly(case, draw):
     columns, period, data = case
@@ -471,7 +471,7 @@ def test_property_one_bad_cell_is_reported_exactly(case, draw):
     assert_one_sentence(exc)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_tables(), st.data())
 def test_property_one_bad_row_is_reported_exactly(case, draw):
     columns, period, data = case
@@ -512,7 +512,7 @@ def test_property_one_bad_row_is_reported_exactly(case, draw):
     assert_one_sentence(exc)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(valid_tables(), st.data())
 def test_property_datasets_are_all_or_nothing(tmp_path_factory, case, draw):
