@@ -232,8 +232,8 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
     columns = ["t_s"] + [n for n in monitor.available() if n in schema.BY_NAME]
     start_utc = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     stem = name or f"{device}-{start_utc.strftime('%Y%m%dT%H%M%SZ')}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem):
-        raise RecordError(f"--name {stem!r} must be a plain file stem (letters, digits, '.', '_', '-')")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", stem):
+        raise RecordError(f"--name {stem!r} must be a plain file stem (letters, digits, '.', '_', '+', '-')")
     rel = f"{split}/{stem}.csv"
     meta, manifest, is_new = _prepare_dataset(root, float(interval_s), columns, device)
     root_created = not root.exists()
