@@ -24,7 +24,7 @@ class Reward:
     name: str = "balanced"
     w_accuracy: float = 1.0
     w_miss: float = 0.5
-    w_energy: float = 0.3
+    w_energy: float = 0.1
     w_mem: float = 0.1
     w_switch: float = 0.02
     w_oom: float = 3.0
