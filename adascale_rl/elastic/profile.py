@@ -1,0 +1,300 @@
+"""``adascale-rl profile``: train (or load) the elastic model, derive its variants, profile them
+on this machine, write a measured catalog, a device preset for this host and an environment spec.
+
+Outputs, for ``--out DIR/catalogs/NAME.json`` (the shipped layout ``envs/catalogs/``)::
+
+    DIR/catalogs/NAME.json      the catalog (adascale_rl.device.catalog format)
+    DIR/devices/NAME.yaml       this host as a device preset
+    DIR/<Env>.yaml              environment spec AdaScale/<Env>-v0 using both
+
+For any other ``--out FOLDER/NAME.json`` the three files are written side by side in FOLDER.
+The trained supernet is cached under ``$ADASCALE_RL_CACHE`` (default
+``~/.cache/adascale-rl/elastic/<key>/``) with the deployable TorchScript variants.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from adascale_rl.device.catalog import Catalog, Variant
+from adascale_rl.elastic import host
+from adascale_rl.elastic.data import ImageData, load_data
+from adascale_rl.elastic.profilers import (amdahl_parallel_frac, load_torchscript, peak_memory, save_torchscript,
+                                           time_variants)
+from adascale_rl.elastic.variants import Built, Recipe, build_variants, full_recipe, quick_recipe, trained_supernet
+
+# Compute-bound fraction cannot be measured without controlling the clock (no DVFS access in a
+# VM). It is derived with a roofline rule: the share of the measured latency NOT explained by
+# streaming the variant's weights and activations from DRAM at an assumed bandwidth, clamped
+# to the range implied by published memory-clock sensitivities (median latency moves 11-48 %
+# with the memory clock: arXiv 2606.16106, arXiv 2509.17970; shared/CALIBRATION.md).
+DRAM_GB_S = 10.0
+CBF_RANGE = (0.52, 0.89)
+CBF_RULE = (f"derived, not measured (no DVFS control here): 1 - (weight bytes + 2 x activation bytes) / "
+            f"({DRAM_GB_S:g} GB/s assumed per-core DRAM bandwidth) / measured latency, clamped to "
+            f"[{CBF_RANGE[0]}, {CBF_RANGE[1]}] = 1 - the 11-48 % memory-clock sensitivity of median latency "
+            "published in arXiv 2606.16106 / 2509.17970")
+
+
+def _arch_name() -> str:
+    m = platform.machine().lower()
+    return {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}.get(m, m)
+
+
+def _env_name(data: ImageData) -> str:
+    return "Local-" + {"digits": "Digits", "cifar10": "Cifar10", "folder": "Images"}.get(data.name, data.name.title())
+
+
+def output_paths(out: Path, env_name: str) -> tuple[Path, Path, Path]:
+    name = out.stem
+    if out.parent.name == "catalogs":
+        root = out.parent.parent
+        return out, root / "devices" / f"{name}.yaml", root / f"{env_name}.yaml"
+    return out, out.parent / f"{name}.yaml", out.parent / f"{env_name}.yaml"
+
+
+@torch.no_grad()
+def _activation_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
+    total = 0
+
+    def hook(m, i, o):
+        nonlocal total
+        if isinstance(o, torch.Tensor):
+            total += o.numel() * o.element_size()
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def compute_bound_frac(b: Built, example: torch.Tensor, latency_ms: float) -> float:
+    bytes_per_weight = 1 if "int8" in b.spec.ops else 4
+    act = _activation_bytes(b.float_model, example) // (4 // bytes_per_weight)
+    mem_ms = (b.params * bytes_per_weight + 2 * act) / (DRAM_GB_S * 1e9) * 1e3
+    return float(min(CBF_RANGE[1], max(CBF_RANGE[0], 1.0 - mem_ms / latency_ms)))
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+
+
+def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, threads: int | None = None,
+                seed: int = 0, progress: bool = True, log=print) -> dict:
+    recipe: Recipe = quick_recipe(seed) if quick else full_recipe(seed)
+    threads = threads or psutil.cpu_count() or 1
+    if threads < 1:
+        raise ValueError(f"--threads {threads} must be at least 1")
+    data = load_data(data_spec, seed)
+    if recipe.subset:
+        data = data.subset(*recipe.subset)
+    arch = recipe.arch_for(data)
+    supernet, tlog, folder = trained_supernet(arch, data, recipe.train, progress=progress,
+                                              threads=recipe.train_threads, log=log)
+    specs = recipe.specs()
+    log(f"deriving {len(specs)} variants (BN calibration, pruning / low-rank fine-tuning, int8 calibration)")
+    with _bar(len(specs), "building variants", progress) as bar:
+        built = build_variants(supernet, data, recipe, progress=bar.update, threads=recipe.train_threads)
+    example = data.x_test[:1].contiguous()
+    art = folder / "variants"
+    files, sizes, models = {}, {}, {}
+    for b in built:
+        files[b.spec.id] = art / f"{b.spec.id}.pt"
+        sizes[b.spec.id] = save_torchscript(b.deploy, example, files[b.spec.id])
+        models[b.spec.id] = load_torchscript(files[b.spec.id])
+        with torch.no_grad():
+            ref, got = b.deploy(data.x_test[:8]), models[b.spec.id](data.x_test[:8])
+        if not torch.allclose(ref, got, atol=1e-4, rtol=1e-3):
+            raise RuntimeError(f"variant {b.spec.id}: the saved TorchScript disagrees with the built module")
+
+    rapl = host.read_rapl_uj if host.rapl_files() else None
+    log(f"timing {len(models)} variants, interleaved, at {threads} and 1 thread(s), batch 1")
+    with host.LoadMonitor() as mon, _bar(recipe.timing_rounds * len(models), "timing (interleaved)", progress) as bar:
+        timings = time_variants(models, example, threads=threads, rounds=recipe.timing_rounds,
+                                calls=recipe.timing_calls, seed=seed, progress=bar.update, rapl=rapl)
+    background = mon.summary()
+    mem = {}
+    with _bar(len(files), "peak memory (fresh processes)", progress) as bar:
+        for k, f in files.items():
+            mem[k] = peak_memory(f, threads=threads, shape=tuple(example.shape))
+            bar.update(1)
+
+    n_test = len(data.y_test)
+    t_rule = (f"median of {recipe.timing_rounds * recipe.timing_calls} batch-1 calls of the TorchScript variant at "
+              f"{threads} torch thread(s) after warm-up, interleaved round-robin with all variants (shuffled order "
+              f"per round); p95 in branch.latency_p95_ms; background CPU load in machine.background_cpu_util")
+    prov_common = {
+        "accuracy": {"kind": "measured", "method": f"top-1 on the held-out test split ({n_test} images; "
+                                                   f"{data.description}) of the deployed variant"},
+        "latency_ms": {"kind": "measured", "method": t_rule},
+        "compute_bound_frac": {"kind": "derived", "rule": CBF_RULE},
+        "parallel_frac": {"kind": "derived", "rule": (
+            f"Amdahl fit p = (1 - T_{threads}/T_1) / (1 - 1/{threads}) of median latencies measured at 1 and "
+            f"{threads} threads in the same interleaved run, clamped to [0, 1]" if threads > 1 else
+            "timed with 1 thread only: no parallel fraction can be fitted; 0 assumed")},
+        "peak_mem_mb": {"kind": "measured", "method": (
+            "RSS delta in a fresh process: peak RSS (1 ms sampling and ru_maxrss) while loading the TorchScript file "
+            "and running 30 batch-1 inferences, minus RSS after torch was imported and warmed up "
+            "(adascale_rl.elastic.memprobe)")},
+        "size_mb": {"kind": "measured", "method": "bytes of the TorchScript file (torch.jit.save of the traced variant)"},
+    }
+    energy_prov = ({"kind": "measured", "method": "RAPL package energy_uj delta over the timed calls / calls "
+                                                  "(includes whatever else ran on the package)"} if rapl else
+                   {"kind": "derived", "rule": host.POWER_RULE})
+    variants, rows = [], []
+    for b in built:
+        k = b.spec.id
+        t = timings[k]
+        lat = t.median_ms
+        if rapl and t.rapl_mj_per_call:
+            energy = float(sorted(t.rapl_mj_per_call)[len(t.rapl_mj_per_call) // 2])
+        else:
+            energy = host.ESTIMATED_BUSY_W_PER_CORE * t.cpu_ms
+        branch = {**b.spec.branch.to_json(), "latency_p95_ms": round(t.p95_ms, 4),
+                  "latency_1thread_ms": round(t.median_1t_ms, 4), "cpu_ms_per_inference": round(t.cpu_ms, 4),
+                  "macs": b.macs, "params": b.params, "load_and_first_ms": round(mem[k]["load_and_first_ms"], 2)}
+        v = Variant(id=k, branch=branch, operators=tuple(b.spec.catalog_operators), accuracy=round(b.accuracy, 4),
+                    latency_ms=round(lat, 4),
+                    compute_bound_frac=round(compute_bound_frac(b, example, lat), 3),
+                    parallel_frac=round(amdahl_parallel_frac(t.median_1t_ms, lat, threads), 3),
+                    peak_mem_mb=round(max(mem[k]["peak_delta_mb"], 0.01), 3),
+                    size_mb=round(sizes[k] / 1e6, 4), energy_mj=round(max(energy, 1e-6), 5),
+                    provenance={**prov_common, "energy_mj": energy_prov})
+        variants.append(v)
+    name = out.stem
+    machine = host.machine_description(threads, background)
+    machine["runtime_baseline_rss_mb"] = round(sorted(m["baseline_rss_mb"] for m in mem.values())[len(mem) // 2], 1)
+    catalog = Catalog(
+        name=name, device=name, task=f"{data.name} top-1 ({data.num_classes} classes), held-out test split",
+        reference=(f"measured on this host ({machine['cpu_model']}, {machine['logical_cores']} logical cores) at its "
+                   f"fixed clock with {threads} torch thread(s), batch 1, TorchScript variants"),
+        machine=machine, variants=variants,
+        extra={"elastic": {"recipe": recipe.name, "data": data_spec, "splits": data.split_sizes(), "seed": seed,
+                           "arch": arch.to_json(), "train": recipe.train.to_json(),
+                           "joint_training": {"epochs": tlog.epochs, "steps": tlog.steps, "macs": tlog.macs,
+                                              "wall_s": round(tlog.wall_s, 1),
+                                              "threads": recipe.train_threads},
+                           "operators": {"prune": f"torch-pruning MetaPruner, group L2 magnitude, ratio "
+                                                  f"{recipe.prune_ratio}, {recipe.finetune_epochs} epochs KD fine-tune",
+                                         "lowrank": f"SVD of 1x1 convs / linear layers keeping {recipe.lowrank_keep} "
+                                                    f"of their MACs, {recipe.finetune_epochs} epochs KD fine-tune",
+                                         "int8": "FX post-training static quantisation, x86 backend, 256 "
+                                                 "calibration images"}}})
+    cat_path, dev_path, env_path = output_paths(out, _env_name(data))
+    catalog.save(cat_path)
+    write_device_preset(dev_path, name, threads, mem)
+    write_env_spec(env_path, _env_name(data), name, data)
+    return {"catalog": cat_path, "device": dev_path, "env": env_path, "variants": variants, "machine": machine}
+
+
+def write_device_preset(path: Path, name: str, threads: int, mem: dict) -> Path:
+    from adascale_rl.context.traces import atomic_write_text
+    from adascale_rl.device.presets import load_preset_file
+
+    cores = psutil.cpu_count() or 1
+    ladder, ladder_origin = host.cpufreq_ladder()
+    kind, _, origin = ladder_origin.partition(": ")
+    total_mb = round(psutil.virtual_memory().total / 2**20)
+    init = sorted(m["load_and_first_ms"] for m in mem.values())
+    init_ms = init[len(init) // 2]
+    power_src = "RAPL readable" if host.rapl_files() else "no power counter readable here (RAPL absent in this VM)"
+    text = f"""# This host, written by `adascale-rl profile` at {time.strftime('%Y-%m-%d %H:%M')}.
+# Every number says where it comes from: `source` = read or measured on this host;
+# `derived` = worked out, or an assumption (said so). See docs/ELASTIC.md.
+name: {name}
+description: "{host.cpu_model()}, {cores} logical cores{' (virtual machine)' if host.is_virtual_machine() else ''}, {total_mb} MB RAM, mains power"
+cores:
+  value: {cores}
+  source: "measured on this host: psutil.cpu_count() = {cores}"
+mem_total_mb:
+  value: {total_mb}
+  source: "measured on this host: psutil.virtual_memory().total"
+dvfs_mhz:
+  value: {ladder}
+  {kind}: "{origin}"
+idle_w:
+  value: {host.ESTIMATED_IDLE_W_PER_CORE * cores:g}
+  derived: "ESTIMATE ({power_src}): {host.ESTIMATED_IDLE_W_PER_CORE:g} W idle share per core x {cores} cores (assumption, see adascale_rl/elastic/host.py)"
+dyn_w_max:
+  value: {(host.ESTIMATED_BUSY_W_PER_CORE - host.ESTIMATED_IDLE_W_PER_CORE) * cores:g}
+  derived: "ESTIMATE ({power_src}): ({host.ESTIMATED_BUSY_W_PER_CORE:g} W busy - {host.ESTIMATED_IDLE_W_PER_CORE:g} W idle) per core x {cores} cores; {host.ESTIMATED_BUSY_W_PER_CORE:g} W/core ~ package TDP / cores of a 5th-gen Xeon Scalable (assumption)"
+freq_exponent:
+  value: 2.75
+  derived: "dynamic power grows about f^2.5 to f^3 with DVFS (shared/CALIBRATION.md); midpoint chosen. Moot while the ladder has one point"
+thermal_resistance_c_per_w:
+  value: 0.5
+  derived: "assumption: a server package under datacenter cooling; this VM's share of it cannot heat it measurably, so chosen such that flat-out load stays far below the throttle point"
+thermal_time_constant_s:
+  value: 60
+  derived: "assumption (moot: the throttle point is never reached with the resistance above)"
+throttle_c:
+  value: 95
+  derived: "assumption: Xeon packages throttle near TjMax ~100 C; no sensor is readable in this VM"
+release_c:
+  value: 90
+  derived: "assumption: 5 C hysteresis below throttle_c"
+battery_wh:
+  value: null
+  source: "measured on this host: psutil.sensors_battery() reports no battery (mains-powered server/VM)"
+saver_threshold_pct:
+  value: null
+  source: "no battery, no battery saver"
+saver_cap_mhz:
+  value: null
+  source: "no battery, no battery saver"
+storage_read_mb_s:
+  value: 500
+  derived: "assumption: virtio disk of a cloud VM; not measured (the variant files were in the page cache when profiled)"
+model_init_ms:
+  value: {round(init_ms, 1)}
+  source: "measured on this host: median over variants of torch.jit.load + first batch-1 inference in a fresh process (adascale_rl.elastic.memprobe), {threads} thread(s)"
+"""
+    atomic_write_text(path, text)
+    load_preset_file(path)  # refuse to leave a preset the simulator cannot read
+    return path
+
+
+def write_env_spec(path: Path, env_name: str, name: str, data: ImageData) -> Path:
+    from adascale_rl.context.traces import atomic_write_text
+
+    text = f"""id: AdaScale/{env_name}-v0
+description: This host ({host.cpu_model()}, {psutil.cpu_count()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
+device: {name}            # envs/devices/<device>.yaml
+catalog: {name}           # envs/catalogs/<catalog>.json
+dataset: host-recorded-v1    # traces/<dataset>
+reward: balanced
+period_s: 1.0
+max_episode_steps: 300
+"""
+    atomic_write_text(path, text)
+    return path
+
+
+def _print_table(variants, log=print) -> None:
+    log(f"{'id':34s} {'acc':>6s} {'lat_ms':>8s} {'p95_ms':>8s} {'mem_mb':>7s} {'size_mb':>8s} {'energy_mj':>9s}")
+    for v in variants:
+        log(f"{v.id:34s} {v.accuracy:6.3f} {v.latency_ms:8.3f} {v.branch['latency_p95_ms']:8.3f} "
+            f"{v.peak_mem_mb:7.2f} {v.size_mb:8.3f} {v.energy_mj:9.4f}")
+
+
+def profile_command(args) -> int:
+    out = Path(args.out) if args.out else Path("envs") / "catalogs" / f"local-{_arch_name()}.json"
+    if out.suffix != ".json":
+        raise ValueError(f"--out {out}: the catalog file must end in .json")
+    res = run_profile(data_spec=args.data, out=out, quick=args.quick, threads=args.threads, seed=args.seed,
+                      progress=not args.no_progress)
+    _print_table(res["variants"])
+    bg = res["machine"].get("background_cpu_util", {})
+    print(f"background CPU load while timing: mean {bg.get('mean')}, max {bg.get('max')}")
+    print(f"wrote {res['catalog']}\nwrote {res['device']}\nwrote {res['env']}")
+    return 0
