@@ -1,0 +1,382 @@
+"""PPO controllers: train (MaskablePPO on the train split), resume, load as a :class:`Policy`.
+
+``train`` builds ``n_envs`` copies of the environment's train split in a
+``DummyVecEnv`` under ``VecNormalize`` (observations and rewards), a
+``MaskablePPO`` that reads the masks through the environments' own
+``action_masks()`` (variants whose switch peak does not fit memory are never
+sampled), and runs the recipe of ``agents/hyperparams/ppo.yml`` (one recipe for
+every environment). It validates on the ``val`` split (every 4th train trace,
+held out), keeps the best checkpoint, and writes everything into one run folder
+(:mod:`adascale_rl.policies.ppo_run`). ``load_policy`` turns a run folder or a
+shipped ``agents/<env>/ppo/`` folder into a deterministic, masked controller.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import pickle
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+from adascale_rl import paths
+from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.registration import ENTRY_POINT
+from adascale_rl.environment.spec import EnvSpec, find_spec
+from adascale_rl.policies import ppo_run
+from adascale_rl.policies.callbacks import RolloutInfoLogger
+from adascale_rl.policies.ppo_hyperparams import Recipe, build_callbacks, load_recipe, parse
+from adascale_rl.policies.ppo_run import RunFolder, ValidationCallback, pick_episodes
+
+ALGO = "MaskablePPO"
+#: validation windows per evaluation (evenly spread over the val split)
+EVAL_EPISODES = 20
+#: validations per run when --eval-freq is not given
+EVALS_PER_RUN = 10
+#: environment arguments the trainer sets itself
+_TRAINER_ENV_KWARGS = ("spec", "split", "render_mode")
+
+
+# ---------------------------------------------------------------- environments
+
+def make_env(spec: EnvSpec, split: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+    """``gymnasium.make`` of the spec (the same wrappers as a registered id) on ``split``."""
+    kw = dict(env_kwargs or {})
+    # gymnasium.make takes max_episode_steps for its TimeLimit; the env needs it too (its window)
+    steps = int(kw.pop("max_episode_steps", None) or spec.max_episode_steps)
+    gspec = gym.envs.registration.EnvSpec(id=spec.id, entry_point=ENTRY_POINT, max_episode_steps=steps,
+                                          kwargs={"spec": spec, "max_episode_steps": steps})
+    return gym.make(gspec, split=split, **kw)
+
+
+def check_env_kwargs(env_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Reject keys AdaScaleEnv does not take (one sentence naming them), before any work starts."""
+    env_kwargs = dict(env_kwargs or {})
+    allowed = set(inspect.signature(AdaScaleEnv.__init__).parameters) - {"self", *_TRAINER_ENV_KWARGS}
+    bad = sorted(set(env_kwargs) - allowed)
+    if bad:
+        raise ValueError(f"unknown environment argument(s) {', '.join(bad)}; "
+                         f"known: {', '.join(sorted(allowed))} (the split is chosen by the trainer)")
+    return env_kwargs
+
+
+def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """``["reward=energy-saver", "latency_sigma=0.1"]`` -> a dict (values read as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env-kwargs takes KEY=VALUE pairs, not {item!r}")
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def _make_vec_env(spec: EnvSpec, recipe: Recipe, env_kwargs: dict, seed: int):
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    kw = {**recipe.env_kwargs, **env_kwargs}
+    venv = DummyVecEnv([lambda: Monitor(make_env(spec, "train", kw)) for _ in range(recipe.n_envs)])
+    venv.seed(seed)
+    return venv
+
+
+# ---------------------------------------------------------------- training
+
+def default_out(spec: EnvSpec, seed: int) -> Path:
+    return Path("runs") / spec.name / f"ppo-seed{seed}"
+
+
+def _eval_freq(eval_freq: int | None, total: int, rollout: int) -> int:
+    if eval_freq is not None:
+        if eval_freq < 1:
+            raise ValueError(f"--eval-freq must be a positive number of steps, not {eval_freq}")
+        return int(eval_freq)
+    return max(rollout, math.ceil(total / EVALS_PER_RUN / rollout) * rollout)
+
+
+def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, out: str | os.PathLike | None = None,
+          resume: str | os.PathLike | None = None, hyperparams: str | os.PathLike | None = None,
+          eval_freq: int | None = None, env_kwargs: Mapping[str, Any] | None = None,
+          progress: bool = True) -> Path:
+    """Train (or with ``resume``, continue) a MaskablePPO controller; returns the run folder.
+
+    ``env_id`` is a registered id, a spec name, a spec YAML path or an
+    :class:`EnvSpec`. ``timesteps``
+    defaults to the recipe's ``n_timesteps``; with ``resume`` it is the new total
+    (default: the total in the run's config). Everything else about a resumed
+    run (environment, kwargs, recipe, seed) comes from its ``config.yml``.
+    """
+    if resume is not None:
+        return _resume(Path(resume), env_id, timesteps, progress)
+    spec = env_id if isinstance(env_id, EnvSpec) else find_spec(str(env_id))
+    env_kwargs = check_env_kwargs(env_kwargs)
+    recipe = load_recipe(spec.id, spec.name, hyperparams)
+    check_env_kwargs(recipe.env_kwargs)
+    total = int(timesteps) if timesteps is not None else recipe.n_timesteps
+    if total < 1:
+        raise ValueError(f"--timesteps must be positive, not {total}")
+    freq = _eval_freq(eval_freq, total, recipe.rollout_steps)
+    run = RunFolder(out if out is not None else default_out(spec, seed))
+    if (run / ppo_run.MODEL).exists():
+        raise FileExistsError(f"{run.path} already holds a run; continue it with --resume {run.path} "
+                              f"or choose another --out")
+    # the data and the arguments must work before anything is written
+    make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs}).close()
+    run.path.mkdir(parents=True, exist_ok=True)
+    config = {
+        "algo": ALGO, "env": spec.id, "env_spec": str(spec.path) if spec.path else None,
+        "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
+        "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED},
+        "hyperparams_file": recipe.file, "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
+        "versions": ppo_run.versions(), "sessions": [],
+        "state": {"num_timesteps": 0, "best_val_return": None, "best_at": None, "wall_time_s": 0.0},
+    }
+    if spec.path is None:  # an EnvSpec object, not a file: keep all of it, so resume can rebuild it
+        config["env_spec_fields"] = {k: getattr(spec, k) for k in ("id", "description", "device", "catalog",
+                                                                   "dataset", "reward", "period_s",
+                                                                   "max_episode_steps", "workload")}
+    run.write_config(config)
+    return _learn(run, config, spec, recipe, model=None, progress=progress)
+
+
+def _resume(path: Path, env_id: str | None, timesteps: int | None, progress: bool) -> Path:
+    run = RunFolder(path)
+    config = run.read_config()
+    if not (run / ppo_run.MODEL).exists():
+        raise FileNotFoundError(f"{run.path} has no {ppo_run.MODEL} to resume from (it stopped before "
+                                f"its first checkpoint); start it again instead")
+    spec = _spec_of(config)
+    if env_id and env_id not in (spec.id, spec.name, config.get("env_spec")):
+        raise ValueError(f"{run.path} is a run on {spec.id}, not {env_id}")
+    recipe = parse(config["hyperparams"], config["hyperparams_file"], config["hyperparams_key"])
+    if timesteps is not None:
+        config["timesteps"] = int(timesteps)
+    return _learn(run, config, spec, recipe, model=run / ppo_run.MODEL, progress=progress)
+
+
+def _spec_of(config: dict) -> EnvSpec:
+    if config.get("env_spec_fields"):
+        return EnvSpec(**config["env_spec_fields"])
+    if config.get("env_spec") and Path(config["env_spec"]).exists():
+        return find_spec(config["env_spec"])
+    return find_spec(config["env"])
+
+
+def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: Path | None,
+           progress: bool) -> Path:
+    import torch as th
+    from sb3_contrib import MaskablePPO
+    from sb3_contrib.common.maskable.utils import is_masking_supported
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    seed, total = int(config["seed"]), int(config["timesteps"])
+    env_kwargs = dict(config["env_kwargs"])
+    state = config["state"]
+    done = int(state["num_timesteps"])
+    if model is not None and done >= total:
+        print(f"{run.path}: already trained for {done} of {total} steps; nothing to do "
+              f"(pass -n/--timesteps with a larger total to continue)")
+        return run.path
+
+    threads = th.get_num_threads()
+    th.set_num_threads(1)  # small MLPs: one thread is as fast, and results do not depend on the core count
+    started = time.time()
+    session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "command": shlex.join(sys.argv), "from_timesteps": done, "to_timesteps": total}
+    config["sessions"].append(session)
+    wall_before = float(state.get("wall_time_s") or 0.0)
+    venv = eval_env = None
+    try:
+        # the venv is seeded again by the model (seed + steps done) right before its first reset
+        venv = _make_vec_env(spec, recipe, env_kwargs, seed + done)
+        if recipe.normalize is not None:
+            if model is not None and (run / ppo_run.STATS).exists():
+                venv = VecNormalize.load(str(run / ppo_run.STATS), venv)
+                venv.training = True
+            else:
+                venv = VecNormalize(venv, **recipe.normalize)
+        if not is_masking_supported(venv):  # pragma: no cover - AdaScaleEnv always has action_masks()
+            raise RuntimeError("the environment does not expose action_masks()")
+        eval_env = make_env(spec, "val", env_kwargs)
+        episodes = pick_episodes(eval_env.unwrapped.evaluation_episodes(), config["eval"]["episodes"])
+
+        if model is None:
+            agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
+                                tensorboard_log=str(run / ppo_run.TENSORBOARD), **recipe.model_kwargs)
+        else:
+            agent = MaskablePPO.load(str(model), env=venv, device="cpu",
+                                     tensorboard_log=str(run / ppo_run.TENSORBOARD))
+            agent.set_random_seed(seed + agent.num_timesteps)
+            print(f"resuming {run.path} from {model.name} at {agent.num_timesteps} of {total} steps "
+                  f"(best validation return so far: {state.get('best_val_return')})")
+            done = agent.num_timesteps
+
+        def on_checkpoint(steps: int, metrics: dict | None, is_best: bool) -> None:
+            state["num_timesteps"] = int(steps)
+            if metrics is not None and is_best:
+                state["best_val_return"] = float(metrics["mean_return"])
+                state["best_at"] = int(steps)
+            state["wall_time_s"] = round(wall_before + time.time() - started, 2)
+            session["wall_time_s"] = round(time.time() - started, 2)
+            session["reached_timesteps"] = int(steps)
+            run.write_config(config)
+
+        best = state["best_val_return"]
+        validation = ValidationCallback(run, eval_env, episodes, config["eval"]["freq"], on_checkpoint,
+                                        best=-np.inf if best is None else best, last_eval=done)
+        callbacks = build_callbacks(recipe)
+        if not any(isinstance(c, RolloutInfoLogger) for c in callbacks):
+            callbacks.append(RolloutInfoLogger())
+        callbacks.append(validation)
+        try:
+            agent.learn(total_timesteps=total - done, callback=callbacks, tb_log_name=ppo_run.TB_NAME,
+                        reset_num_timesteps=model is None, progress_bar=progress)
+        except KeyboardInterrupt:
+            run.save_checkpoint(agent, agent.get_vec_normalize_env())
+            on_checkpoint(agent.num_timesteps, None, False)
+            print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved, continue with "
+                  f"--resume {run.path}", file=sys.stderr)
+            raise
+    finally:
+        th.set_num_threads(threads)
+        for e in (venv, eval_env):
+            if e is not None:
+                e.close()
+    secs = time.time() - started
+    steps = agent.num_timesteps - session["from_timesteps"]
+    best = state["best_val_return"]
+    print(f"trained {run.path}: {agent.num_timesteps} steps ({steps / max(secs, 1e-9):.0f} steps/s this session), "
+          f"best validation return {'none' if best is None else f'{best:.3f}'} at {state['best_at']} steps")
+    return run.path
+
+
+def train_command(args) -> int:
+    """``adascale-rl train``: arguments from :mod:`adascale_rl.cli`."""
+    train(args.env, timesteps=args.timesteps, seed=args.seed, out=args.out, resume=args.resume,
+          hyperparams=args.hyperparams, eval_freq=args.eval_freq, env_kwargs=parse_env_kwargs(args.env_kwargs),
+          progress=not args.no_progress)
+    return 0
+
+
+# ---------------------------------------------------------------- the learned controller
+
+def _model_files(folder: Path) -> tuple[Path, Path | None]:
+    for m in (ppo_run.BEST_MODEL, ppo_run.MODEL):
+        if (folder / m).exists():
+            return folder / m, _stats_for(folder / m)
+    raise FileNotFoundError(f"{folder} holds neither {ppo_run.BEST_MODEL} nor {ppo_run.MODEL}")
+
+
+class PPOPolicy:
+    """A trained (Maskable)PPO as a :class:`~adascale_rl.policies.base.Policy`.
+
+    Observations are normalised with the run's saved statistics (frozen); the
+    action is the most probable one among those ``info["action_mask"]`` allows
+    (keep is never masked). The mask is applied to the logits here, so a plain
+    PPO model (rl-zoo3's ``--algo ppo``) is masked the same way.
+    """
+
+    kind = "learned"
+
+    def __init__(self, model, obs_norm, name: str = "ppo", path: Path | None = None,
+                 config: dict[str, Any] | None = None):
+        self.model = model
+        self.obs_norm = obs_norm
+        self.name = name
+        self.path = path
+        self.config = config or {}
+        self.env = None
+
+    def reset(self, env: Any) -> None:
+        env = getattr(env, "unwrapped", env)
+        want, n = self.model.observation_space.shape, self.model.action_space.n
+        if env.observation_space.shape != want or env.action_space.n != n:
+            which = getattr(getattr(env, "env_spec", None), "id", env)
+            raise ValueError(f"{self.path or self.name} was trained for observations {want} and {n} actions, "
+                             f"but {which} has {env.observation_space.shape} and {env.action_space.n}")
+        self.env = env
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Unmasked action logits for one raw observation."""
+        import torch as th
+
+        o = np.asarray(obs, dtype=np.float32)
+        if self.obs_norm is not None:
+            o = self.obs_norm.normalize_obs(o).astype(np.float32)
+        policy = self.model.policy
+        with th.no_grad():
+            x = th.as_tensor(o).reshape(1, -1)
+            features = policy.extract_features(x, policy.pi_features_extractor)
+            return policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:
+        logits = self.logits(obs)
+        mask = info.get("action_mask") if info is not None else None
+        if mask is None and self.env is not None:
+            mask = self.env.action_masks()
+        if mask is not None:
+            logits = np.where(np.asarray(mask, dtype=bool), logits, -np.inf)
+        return int(np.argmax(logits))
+
+    def __repr__(self) -> str:
+        return f"PPOPolicy({self.name!r}, {self.path})"
+
+
+def _stats_for(model_file: Path) -> Path | None:
+    """The normalisation statistics saved with a model file (ours, or rl-zoo3's layout)."""
+    folder = model_file.parent
+    candidates = [folder / (ppo_run.BEST_STATS if model_file.name == ppo_run.BEST_MODEL else ppo_run.STATS),
+                  folder / model_file.stem / "vecnormalize.pkl"]  # rl-zoo3: <run>/<env>.zip + <run>/<env>/
+    return next((c for c in candidates if c.exists()), None)
+
+
+def load_policy(path: str | os.PathLike, name: str | None = None) -> PPOPolicy:
+    """A run folder, a shipped ``agents/<env>/ppo/`` folder (also as ``<env>/ppo``) or a model .zip.
+
+    Uses ``best_model.zip`` with ``best_vecnormalize.pkl`` when present, else
+    ``model.zip`` with ``vecnormalize.pkl``. A .zip from rl-zoo3 (plain PPO)
+    loads too, with its ``vecnormalize.pkl``. The name is ``name``, else the
+    folder's (``ppo``, ``ppo-seed0``).
+    """
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import PPO
+
+    p = paths.resolve(path, "agents")
+    if p.is_file():
+        model_file, folder = p, p.parent
+        stats = _stats_for(p)
+    else:
+        folder = p
+        model_file, stats = _model_files(folder)
+    model = None
+    errors = []
+    for cls in (MaskablePPO, PPO):
+        try:
+            model = cls.load(str(model_file), device="cpu")
+            break
+        except Exception as exc:  # try the next algorithm; report all if none fits
+            errors.append(f"{cls.__name__}: {exc}")
+    if model is None:
+        raise ValueError(f"{model_file} is not a loadable PPO model ({'; '.join(errors)})")
+    obs_norm = None
+    if stats is not None:
+        with open(stats, "rb") as fh:
+            obs_norm = pickle.load(fh)
+        obs_norm.training = False
+    config = None
+    if (folder / ppo_run.CONFIG).exists():
+        config = yaml.safe_load((folder / ppo_run.CONFIG).read_text(encoding="utf-8"))
+    return PPOPolicy(model, obs_norm, name=name or folder.name, path=model_file, config=config)

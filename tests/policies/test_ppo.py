@@ -1,0 +1,333 @@
+"""PPO training machinery: run folder, determinism, resume, the loaded controller, CLI errors.
+
+Everything runs on the small fixture environment of ``tests/conftest.py`` with a
+tiny recipe (2 envs x 64 steps per rollout), so the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import adascale_rl  # noqa: F401  (registers the ids)
+from adascale_rl import cli
+from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.registration import registered_specs
+from adascale_rl.policies import ppo_run
+from adascale_rl.policies.base import Policy
+from adascale_rl.policies.callbacks import apply_keep_bias, keep_logit
+from adascale_rl.policies.ppo import load_policy, make_env, parse_env_kwargs, train
+from adascale_rl.policies.ppo_hyperparams import HyperparamsError, default_file, load_recipe, parse, safe_eval
+from conftest import constant_trace, write_env
+
+TINY = {"policy": "MlpPolicy", "n_envs": 2, "n_timesteps": 256, "normalize": {"norm_obs": True, "norm_reward": True},
+        "n_steps": 64, "batch_size": 64, "n_epochs": 2, "gamma": 0.97, "learning_rate": "lin_3e-4",
+        "policy_kwargs": {"net_arch": [16, 16]},
+        "callback": [{"adascale_rl.policies.callbacks.KeepBias": {"keep_prob": 0.9}},
+                     "adascale_rl.policies.callbacks.RolloutInfoLogger"]}
+RUN_FILES = ("model.zip", "vecnormalize.pkl", "best_model.zip", "best_vecnormalize.pkl", "config.yml",
+             "evaluations.csv")
+
+
+def _spec_yaml(tmp: Path, **kw) -> Path:
+    """A fixture environment written as a spec YAML (what ``--env PATH`` takes)."""
+    (tmp / "env").mkdir(exist_ok=True)
+    spec = write_env(tmp / "env", **kw)
+    doc = {k: getattr(spec, k) for k in ("id", "description", "device", "catalog", "dataset", "reward", "period_s",
+                                         "max_episode_steps")}
+    path = tmp / "Fixture-Test.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def env_yaml(tmp_path) -> Path:
+    return _spec_yaml(tmp_path)
+
+
+@pytest.fixture
+def tiny_hp(tmp_path) -> Path:
+    f = tmp_path / "tiny.yml"
+    f.write_text(yaml.safe_dump({"default": TINY}))
+    return f
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return load_policy(path).model.policy.state_dict()
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "adascale-rl"  # the installed command, as a user runs it
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "adascale_rl.cli"]
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_cli_train_smoke_writes_a_complete_run_folder(tmp_path, env_yaml, tiny_hp):
+    out = tmp_path / "run"
+    res = _cli("train", "--env", str(env_yaml), "-n", "512", "--out", str(out), "--hyperparams", str(tiny_hp),
+               "--eval-freq", "256", "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for f in RUN_FILES:
+        assert (out / f).is_file(), f
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    cfg = yaml.safe_load((out / "config.yml").read_text())
+    assert cfg["env"] == "AdaScale/Fixture-Test-v0" and cfg["seed"] == 0 and cfg["timesteps"] == 512
+    assert cfg["hyperparams"]["n_steps"] == 64 and cfg["hyperparams_key"] == "default"
+    assert cfg["state"]["num_timesteps"] == 512 and cfg["state"]["best_val_return"] is not None
+    assert {"stable_baselines3", "sb3_contrib", "torch", "gymnasium"} <= set(cfg["versions"])
+    assert "train" in cfg["sessions"][0]["command"] and cfg["sessions"][0]["wall_time_s"] > 0
+    rows = (out / "evaluations.csv").read_text().splitlines()
+    assert rows[0].startswith("timesteps,mean_return") and [r.split(",")[0] for r in rows[1:]] == ["256", "512"]
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    blob = b"".join(e.read_bytes() for e in events)
+    for tag in (b"env/reward_miss", b"env/effective_accuracy", b"env/switched", b"eval/mean_return",
+                b"rollout/ep_rew_mean"):
+        assert tag in blob, tag
+
+
+def test_cli_bad_env_exits_2_with_one_sentence(tmp_path):
+    res = _cli("train", "--env", "AdaScale/NoSuch-Thing-v0", "-n", "64", "--out", str(tmp_path / "run"),
+               "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("adascale-rl train: error: unknown environment 'AdaScale/NoSuch-Thing-v0'")
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--env-kwargs", "nosuch=1"], "unknown environment argument(s) nosuch"),
+    (["--env-kwargs", "reward"], "KEY=VALUE"),
+    (["--env-kwargs", "reward=nosuch"], "nosuch"),
+    (["--eval-freq", "0"], "--eval-freq"),
+    (["--hyperparams", "{bad}"], "unknown hyperparameter(s) learning_rte"),
+    (["--hyperparams", "{missing}"], "cannot be read"),
+])
+def test_cli_user_mistakes_exit_2_naming_the_fault(tmp_path, env_yaml, capsys, extra, words):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"default": {**TINY, "learning_rte": 0.1}}))
+    extra = [a.format(bad=bad, missing=tmp_path / "missing.yml") for a in extra]
+    code = cli.main(["train", "--env", str(env_yaml), "-n", "64", "--out", str(tmp_path / "run"), "--no-progress",
+                     *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, env_yaml, tiny_hp, capsys):
+    out = tmp_path / "run"
+    train(str(env_yaml), timesteps=128, out=out, hyperparams=tiny_hp, progress=False)
+    before = (out / "model.zip").read_bytes()
+    code = cli.main(["train", "--env", str(env_yaml), "-n", "128", "--out", str(out), "--hyperparams", str(tiny_hp),
+                     "--no-progress"])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+    assert (out / "model.zip").read_bytes() == before
+
+
+# ------------------------------------------------------------------ determinism and resume
+
+def test_same_seed_gives_identical_parameters_and_another_seed_does_not(tmp_path, env_yaml, tiny_hp):
+    runs = [train(str(env_yaml), timesteps=256, seed=s, out=tmp_path / f"r{i}", hyperparams=tiny_hp, progress=False)
+            for i, s in enumerate((7, 7, 8))]
+    a, b, c = (_params(r / "model.zip") for r in runs)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert (runs[0] / "evaluations.csv").read_text() == (runs[1] / "evaluations.csv").read_text()
+
+
+def test_resume_continues_from_where_it_stopped(tmp_path, env_yaml, tiny_hp, capsys):
+    out = tmp_path / "run"
+    train(str(env_yaml), timesteps=256, out=out, hyperparams=tiny_hp, eval_freq=128, progress=False)
+    first = load_policy(out / "model.zip").model
+    assert first.num_timesteps == 256
+    before = _params(out / "model.zip")
+    capsys.readouterr()
+    assert cli.main(["train", "--env", str(env_yaml), "--resume", str(out), "-n", "512", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming {out} from model.zip at 256 of 512 steps" in printed
+    after = load_policy(out / "model.zip").model
+    assert after.num_timesteps == 512
+    assert not all(torch.equal(before[k], after.policy.state_dict()[k]) for k in before)
+    cfg = yaml.safe_load((out / "config.yml").read_text())
+    assert cfg["timesteps"] == 512 and cfg["state"]["num_timesteps"] == 512
+    assert [(s["from_timesteps"], s["reached_timesteps"]) for s in cfg["sessions"]] == [(0, 256), (256, 512)]
+    steps = [int(r.split(",")[0]) for r in (out / "evaluations.csv").read_text().splitlines()[1:]]
+    assert steps == [128, 256, 384, 512]
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {e.parent.name for e in events} == {"ppo_1"}  # the same TensorBoard run continues
+    # a finished run is left alone
+    assert cli.main(["train", "--env", str(env_yaml), "--resume", str(out), "--no-progress"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_resume_of_another_environment_is_refused(tmp_path, env_yaml, tiny_hp):
+    out = tmp_path / "run"
+    train(str(env_yaml), timesteps=128, out=out, hyperparams=tiny_hp, progress=False)
+    with pytest.raises(ValueError, match="is a run on AdaScale/Fixture-Test-v0"):
+        train("AdaScale/Other-Thing-v0", resume=out)
+
+
+# ------------------------------------------------------------------ the loaded controller
+
+def test_loaded_policy_acts_only_with_unmasked_actions(tmp_path, tiny_hp):
+    # 70 MB free: 'big' (60 MB) fits alone but never next to another variant, so switching to it is masked
+    tight = {f"t{i}": constant_trace(120, request_rate_hz=8, deadline_ms=150, mem_avail_mb=70) for i in range(4)}
+    env_yaml = _spec_yaml(tmp_path, train=tight, test=dict(list(tight.items())[:1]))
+    out = train(str(env_yaml), timesteps=128, out=tmp_path / "run", hyperparams=tiny_hp, progress=False)
+    policy = load_policy(out)
+    assert isinstance(policy, Policy) and policy.kind == "learned" and policy.name == "run"
+    assert policy.path.name == "best_model.zip"
+    # push the policy hard towards switching to 'big' (action 1), which the tight memory masks
+    with torch.no_grad():
+        policy.model.policy.action_net.bias[1] += 50.0
+    env = make_env(load_policy_spec(out), "test")
+    obs, info = env.reset(seed=0, options={"trace": 0, "start": 0, "variant": "tiny"})
+    policy.reset(env)
+    masked_seen = 0
+    for _ in range(40):
+        a = policy.act(obs, info)
+        assert info["action_mask"][a] == 1, (a, info["action_mask"])
+        masked_seen += int(info["action_mask"][1] == 0)
+        obs, _, term, trunc, info = env.step(a)
+        if term or trunc:
+            break
+    assert masked_seen > 0  # the test exercised the mask
+
+
+def test_loaded_policy_matches_maskable_ppo_predict(tmp_path, env_yaml, tiny_hp):
+    out = train(str(env_yaml), timesteps=128, out=tmp_path / "run", hyperparams=tiny_hp, progress=False)
+    policy = load_policy(out / "model.zip", name="mine")
+    assert policy.name == "mine" and policy.obs_norm is not None and not policy.obs_norm.training
+    env = make_env(load_policy_spec(out), "val")
+    obs, info = env.reset(seed=1)
+    policy.reset(env)
+    for _ in range(30):
+        a = policy.act(obs, info)
+        ref, _ = policy.model.predict(policy.obs_norm.normalize_obs(obs), deterministic=True,
+                                      action_masks=info["action_mask"].astype(bool))
+        assert a == int(ref)
+        obs, _, _, trunc, info = env.step(a)
+        if trunc:
+            obs, info = env.reset()
+
+
+def test_loaded_policy_refuses_an_environment_of_another_shape(tmp_path, env_yaml, tiny_hp):
+    out = train(str(env_yaml), timesteps=128, out=tmp_path / "run", hyperparams=tiny_hp, progress=False)
+    (tmp_path / "other").mkdir()
+    other = AdaScaleEnv(write_env(tmp_path / "other", variants=[
+        {"id": "only", "accuracy": 0.5, "latency_ms": 10.0, "peak_mem_mb": 10.0}]))
+    with pytest.raises(ValueError, match="was trained for observations"):
+        load_policy(out).reset(other)
+
+
+def test_load_policy_errors_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither best_model.zip nor model.zip"):
+        load_policy(tmp_path)
+    (tmp_path / "model.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="model.zip is not a loadable PPO model"):
+        load_policy(tmp_path)
+
+
+def load_policy_spec(run: Path):
+    from adascale_rl.environment.spec import find_spec
+
+    return find_spec(yaml.safe_load((run / "config.yml").read_text())["env_spec"])
+
+
+# ------------------------------------------------------------------ recipe, keep bias, atomic writes
+
+def test_shipped_recipe_is_one_default_for_every_environment():
+    doc = yaml.safe_load(default_file().read_text())
+    assert list(doc) == ["default"]
+    for s in registered_specs():
+        r = load_recipe(s.id, s.name)
+        assert r.key == "default" and r.n_envs >= 1 and r.normalize is not None
+        assert r.normalize["gamma"] == r.model_kwargs["gamma"]
+        assert r.rollout_steps == r.n_envs * r.model_kwargs["n_steps"]
+
+
+def test_recipe_lookup_prefers_id_then_name_then_default(tmp_path):
+    f = tmp_path / "hp.yml"
+    f.write_text(yaml.safe_dump({"default": {"n_steps": 8}, "Fixture-Test": {"n_steps": 16},
+                                 "AdaScale/Fixture-Test-v0": {"n_steps": 32}}))
+    assert load_recipe("AdaScale/Fixture-Test-v0", "Fixture-Test", f).model_kwargs["n_steps"] == 32
+    assert load_recipe("AdaScale/Fixture-Other-v0", "Fixture-Test", f).model_kwargs["n_steps"] == 16
+    assert load_recipe("AdaScale/X-Y-v0", "X-Y", f).key == "default"
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"frame_stack": 4}, "frame_stack is an rl-zoo3 option"),
+    ({"seed": 3}, "set by the trainer"),
+    ({"n_steps": 0}, "n_steps must be a positive integer"),
+    ({"learning_rate": "cos_1e-3"}, "learning_rate must be a number or lin_"),
+    ({"policy_kwargs": "dict(net_arch=__import__('os'))"}, "policy_kwargs"),
+    ({"normalize": 3}, "normalize must be"),
+    ({"callback": [{"a.B": 1}]}, "needs a mapping"),
+])
+def test_bad_recipe_entries_name_the_file_entry_and_key(entry, words):
+    with pytest.raises(HyperparamsError, match=r"hp\.yml \[default\]") as exc:
+        parse(entry, "hp.yml", "default")
+    assert words in str(exc.value)
+
+
+def test_rl_zoo_python_strings_are_read_without_eval():
+    got = safe_eval("dict(net_arch=dict(pi=[64, 64], vf=[32]), activation_fn=nn.ReLU, ortho_init=False)", "f", "k")
+    assert got == {"net_arch": {"pi": [64, 64], "vf": [32]}, "activation_fn": torch.nn.ReLU, "ortho_init": False}
+    r = parse({"normalize": "dict(norm_obs=True, norm_reward=False)", "gamma": 0.9}, "f", "k")
+    assert r.normalize == {"norm_obs": True, "norm_reward": False, "gamma": 0.9}
+
+
+def test_env_kwargs_are_parsed_as_yaml_scalars():
+    assert parse_env_kwargs(["reward=energy-saver", "latency_sigma=0.1", "random_start_variant=false"]) == {
+        "reward": "energy-saver", "latency_sigma": 0.1, "random_start_variant": False}
+
+
+def test_keep_bias_makes_the_initial_policy_mostly_keep(fixture_spec):
+    from sb3_contrib import MaskablePPO
+
+    env = AdaScaleEnv(fixture_spec)
+    model = MaskablePPO("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
+    offset = apply_keep_bias(model.policy, 0.9)
+    assert offset == pytest.approx(keep_logit(0.9, env.action_space.n)) == pytest.approx(np.log(0.9 * 4 / 0.1))
+    obs, info = env.reset(seed=0, options={"variant": "tiny"})
+    allowed = info["action_mask"].astype(bool)
+    dist = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0], action_masks=allowed)
+    probs = dist.distribution.probs.detach().numpy()[0]
+    assert probs[0] > 0.85 and probs[~allowed].sum() == 0
+    with pytest.raises(ValueError, match="keep_prob"):
+        keep_logit(1.0, 5)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    f = tmp_path / "model.zip"
+    f.write_bytes(b"old")
+
+    def boom(p: Path) -> None:
+        p.write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        ppo_run.atomic_write(f, boom)
+    assert f.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.zip"]
+    ppo_run.atomic_write(f, lambda p: p.write_bytes(b"new"))
+    assert f.read_bytes() == b"new" and os.listdir(tmp_path) == ["model.zip"]
+
+
+def test_validation_windows_are_spread_over_the_split():
+    eps = [(t, s) for t in range(3) for s in (0, 50, 100)]
+    assert ppo_run.pick_episodes(eps, None) == eps
+    assert ppo_run.pick_episodes(eps, 3) == [(0, 0), (1, 50), (2, 100)]
+    assert len(ppo_run.pick_episodes(eps, 100)) == 9
