@@ -99,6 +99,13 @@ def default_out(spec: EnvSpec, seed: int) -> Path:
     return Path("runs") / spec.name / f"ppo-seed{seed}"
 
 
+def _whole_rollouts(steps: int, recipe: Recipe) -> int:
+    """PPO trains whole rollouts (n_envs x n_steps); round the budget up so the count is honest."""
+    if steps < 1:
+        raise ValueError(f"--timesteps must be positive, not {steps}")
+    return math.ceil(steps / recipe.rollout_steps) * recipe.rollout_steps
+
+
 def _eval_freq(eval_freq: int | None, total: int, rollout: int) -> int:
     if eval_freq is not None:
         if eval_freq < 1:
@@ -125,9 +132,7 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     env_kwargs = check_env_kwargs(env_kwargs)
     recipe = load_recipe(spec.id, spec.name, hyperparams)
     check_env_kwargs(recipe.env_kwargs)
-    total = int(timesteps) if timesteps is not None else recipe.n_timesteps
-    if total < 1:
-        raise ValueError(f"--timesteps must be positive, not {total}")
+    total = _whole_rollouts(int(timesteps) if timesteps is not None else recipe.n_timesteps, recipe)
     freq = _eval_freq(eval_freq, total, recipe.rollout_steps)
     run = RunFolder(out if out is not None else default_out(spec, seed))
     if (run / ppo_run.MODEL).exists():
@@ -163,7 +168,7 @@ def _resume(path: Path, env_id: str | None, timesteps: int | None, progress: boo
         raise ValueError(f"{run.path} is a run on {spec.id}, not {env_id}")
     recipe = parse(config["hyperparams"], config["hyperparams_file"], config["hyperparams_key"])
     if timesteps is not None:
-        config["timesteps"] = int(timesteps)
+        config["timesteps"] = _whole_rollouts(int(timesteps), recipe)
     return _learn(run, config, spec, recipe, model=run / ppo_run.MODEL, progress=progress)
 
 
@@ -214,6 +219,8 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
         episodes = pick_episodes(eval_env.unwrapped.evaluation_episodes(), config["eval"]["episodes"])
 
         if model is None:
+            print(f"training {spec.id} for {total} steps into {run.path} (seed {seed}, recipe "
+                  f"'{recipe.key}' of {recipe.file}; validation every {config['eval']['freq']} steps)")
             agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
                                 tensorboard_log=str(run / ppo_run.TENSORBOARD), **recipe.model_kwargs)
         else:
