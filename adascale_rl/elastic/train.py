@@ -5,8 +5,8 @@ slimmable networks", 2019): every step runs the largest branch (width 1, top res
 the smallest (lowest width, lowest resolution) and ``n_random`` random (width, resolution)
 pairs. Each pass evaluates *every* exit, so one pass trains four branches. The largest
 pass learns from the labels (cross-entropy with label smoothing on every exit); all the
-other outputs learn from the largest pass's final logits (KL divergence, detached
-teacher). Gradients of all passes accumulate into the shared weights, then one optimizer
+other outputs learn half from the labels and half from the largest pass's final logits
+(KL divergence, detached teacher). Gradients of all passes accumulate into the shared weights, then one optimizer
 step.
 
 Every training function counts its arithmetic: ``macs`` = multiply-accumulates spent,
@@ -35,12 +35,13 @@ BACKWARD_FACTOR = 2.0  # backward MACs per forward MAC
 @dataclass
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     n_random: int = 1              # sandwich: largest + smallest + n_random random branches per step
     kd_temperature: float = 1.0
+    kd_weight: float = 0.5         # sub-branch loss = (1 - kd_weight) CE(labels) + kd_weight KD(largest)
     augment_shift: float = 0.125   # random translation, as a fraction of the image side
     seed: int = 0
 
@@ -141,7 +142,9 @@ def train_joint(net: ElasticNet, data: ImageData, cfg: TrainConfig, *, progress:
                                for _ in range(cfg.n_random)]
             for w, r in pairs:
                 sub = net(x, w, r)
-                (sum(kd_loss(o, teacher, cfg.kd_temperature) for o in sub.values()) / len(sub)).backward()
+                sub_loss = sum((1 - cfg.kd_weight) * F.cross_entropy(o, y, label_smoothing=cfg.label_smoothing)
+                               + cfg.kd_weight * kd_loss(o, teacher, cfg.kd_temperature) for o in sub.values())
+                (sub_loss / len(sub)).backward()
             opt.step()
             sched.step()
             log.steps += 1

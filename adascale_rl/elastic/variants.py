@@ -72,14 +72,19 @@ def full_recipe(seed: int = 0) -> Recipe:
     branches = {
         (1.0, FINAL, 24): [(), ("int8",), ("prune",), ("prune", "int8"), ("lowrank",)],
         (1.0, FINAL, 16): [(), ("int8",)],
+        (0.75, FINAL, 24): [()],
         (0.75, FINAL, 16): [()],
+        (0.5, FINAL, 24): [()],
         (0.5, FINAL, 16): [()],
+        (1.0, "e3", 24): [()],
         (1.0, "e3", 16): [(), ("int8",), ("prune",)],
         (0.75, "e3", 16): [()],
         (0.5, "e3", 8): [()],
+        (1.0, "e2", 24): [()],
         (1.0, "e2", 16): [(), ("int8",)],
         (0.5, "e2", 16): [()],
         (0.5, "e2", 8): [()],
+        (0.5, "e1", 16): [()],
         (0.25, "e1", 16): [()],
         (0.25, "e1", 8): [(), ("int8",)],
     }
@@ -116,7 +121,7 @@ def cache_key(arch: ArchConfig, train: TrainConfig, data: ImageData) -> str:
 
 
 def trained_supernet(arch: ArchConfig, data: ImageData, cfg: TrainConfig, *, progress: bool = True,
-                     threads: int = 1, log=print) -> tuple[ElasticNet, TrainLog, Path]:
+                     threads: int = 1, log=print, on_epoch=None) -> tuple[ElasticNet, TrainLog, Path]:
     """Load the trained supernet from the cache, or train it jointly and cache it."""
     folder = cache_root() / cache_key(arch, cfg, data)
     weights, meta = folder / "supernet.pt", folder / "train.json"
@@ -130,7 +135,7 @@ def trained_supernet(arch: ArchConfig, data: ImageData, cfg: TrainConfig, *, pro
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        tlog = train_joint(net, data, cfg, progress=progress)
+        tlog = train_joint(net, data, cfg, progress=progress, on_epoch=on_epoch)
     finally:
         torch.set_num_threads(prev)
     folder.mkdir(parents=True, exist_ok=True)
