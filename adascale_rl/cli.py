@@ -71,6 +71,8 @@ def _envs_list(args) -> int:
 def _train(args) -> int:
     from adascale_rl.policies.ppo import train_command
 
+    if args.env is None and args.resume is None:
+        raise UserError("give --env ID for a new run, or --resume DIR to continue one")
     return train_command(args)
 
 
@@ -152,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # train
     t = cmd("train", _train, "train a PPO controller (MaskablePPO) on an environment's train split")
-    t.add_argument("--env", required=True, help="environment id (AdaScale/Rpi4-Vision-v0) or spec name")
+    t.add_argument("--env", default=None, help="environment id (AdaScale/Rpi4-Vision-v0) or spec name "
+                                               "(required unless --resume)")
     t.add_argument("-n", "--timesteps", type=int, default=None, help="training steps (default: from the hyperparameters)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<env-name>/ppo-seed<N>)")

@@ -104,6 +104,11 @@ class ObservationEncoder:
         self.high = np.array([f.high for f in FEATURES] + [1.0] * self.n_variants, dtype=np.float32)
 
     @property
+    def reference_latency_ms(self) -> float:
+        """The full model's catalog latency: the scale of ``deadline_log`` and ``load_log``."""
+        return self._ref_ms
+
+    @property
     def size(self) -> int:
         return len(self.names)
 

@@ -21,12 +21,16 @@ def make_policy(name_or_path: str, **params: Any) -> Policy:
                 raise ValueError(f"policy {name_or_path!r} has no parameter {k!r}")
             setattr(policy, k, v)
         return policy
-    p = Path(name_or_path)
-    if p.exists():
-        from adascale_rl.policies.ppo import load_policy
+    from adascale_rl import paths
 
-        return load_policy(p)
-    raise ValueError(f"unknown policy {name_or_path!r}: not one of {', '.join(BUILTIN)} and not a folder")
+    try:
+        p = paths.resolve(name_or_path, "agents")  # a path, or a shipped agents/<env>/<algo>
+    except FileNotFoundError:
+        raise ValueError(f"unknown policy {name_or_path!r}: not one of {', '.join(BUILTIN)}, not a folder, "
+                         f"and not a shipped agent (agents/<env-name>/ppo)") from None
+    from adascale_rl.policies.ppo import load_policy
+
+    return load_policy(p)
 
 
 __all__ = ["KINDS", "BasePolicy", "Policy", "HEURISTICS", "REFERENCES", "BUILTIN", "make_policy"]

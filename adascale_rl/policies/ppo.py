@@ -180,6 +180,22 @@ def _spec_of(config: dict) -> EnvSpec:
     return find_spec(config["env"])
 
 
+def _model_kwargs_for(recipe: Recipe, env: AdaScaleEnv) -> dict:
+    """The recipe's model arguments, with environment constants for a features extractor that needs them.
+
+    A features extractor class with a ``kwargs_for(env)`` class method (such as
+    :class:`adascale_rl.policies.features.VariantSlack`) gets the catalog constants of
+    this environment, so one recipe serves every environment.
+    """
+    kwargs = dict(recipe.model_kwargs)
+    pk = dict(kwargs.get("policy_kwargs") or {})
+    cls = pk.get("features_extractor_class")
+    if cls is not None and hasattr(cls, "kwargs_for"):
+        pk["features_extractor_kwargs"] = {**cls.kwargs_for(env), **(pk.get("features_extractor_kwargs") or {})}
+        kwargs["policy_kwargs"] = pk
+    return kwargs
+
+
 def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: Path | None,
            progress: bool) -> Path:
     import torch as th
@@ -222,7 +238,8 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             print(f"training {spec.id} for {total} steps into {run.path} (seed {seed}, recipe "
                   f"'{recipe.key}' of {recipe.file}; validation every {config['eval']['freq']} steps)")
             agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
-                                tensorboard_log=str(run / ppo_run.TENSORBOARD), **recipe.model_kwargs)
+                                tensorboard_log=str(run / ppo_run.TENSORBOARD),
+                                **_model_kwargs_for(recipe, eval_env.unwrapped))
         else:
             agent = MaskablePPO.load(str(model), env=venv, device="cpu",
                                      tensorboard_log=str(run / ppo_run.TENSORBOARD))

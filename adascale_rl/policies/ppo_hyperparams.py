@@ -134,6 +134,9 @@ def parse(entry: dict[str, Any], file: str = "<hyperparams>", key: str = "defaul
         pk = safe_eval(pk, where, "policy_kwargs") if isinstance(pk, str) else pk
         if not isinstance(pk, dict):
             raise HyperparamsError(f"{where}: policy_kwargs must be a mapping")
+        pk = dict(pk)
+        if isinstance(pk.get("features_extractor_class"), str):
+            pk["features_extractor_class"] = import_object(pk["features_extractor_class"], where)
         hp["policy_kwargs"] = pk
     for k in ("n_steps", "batch_size", "n_epochs"):
         if k in hp:

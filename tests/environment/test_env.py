@@ -168,3 +168,4 @@ def test_render_ansi(fixture_spec):
     env.reset(seed=0)
     env.step(0)
     assert "MHz" in env.render()
+
