@@ -99,7 +99,9 @@ class AdaScaleEnv(gym.Env):
     switches to catalog variant ``i - 1`` (names in :attr:`action_names`).
     :meth:`action_masks` (also ``info["action_mask"]``) masks switches whose peak
     memory (old and new variant resident together) does not fit the memory last
-    measured, and the switch to the variant already loaded; keep is never masked.
+    measured; keep is never masked, and neither is action ``loaded + 1`` (asking
+    for the variant already loaded is a keep), so a policy may name the variant it
+    wants every interval instead of deciding when to switch.
     A masked action taken anyway is carried out, with its consequences.
 
     ## Observation Space
@@ -281,7 +283,7 @@ class AdaScaleEnv(gym.Env):
         self._mask_key = key
         m = self._mask
         m[1:] = (self._peak_arr + (self._peak[loaded] - self.catalog.runtime_overhead_mb)) <= mem_avail_mb
-        m[loaded + 1] = 0
+        m[loaded + 1] = 1  # "switch" to the loaded variant is a keep: never masked, like action 0
         m[KEEP] = 1
 
     def action_masks(self) -> np.ndarray:

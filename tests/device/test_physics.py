@@ -170,7 +170,7 @@ def test_unfit_variant_is_masked_and_choosing_it_anyway_is_an_oom_kill(tmp_path)
     assert mask[0] == 1  # keep is never masked
     assert mask[1 + BIG] == 0  # 40 + 60 > 70
     assert mask[1 + SMALL] == 1 and mask[1 + TINY] == 1  # 40 + 25, 40 + 15 fit
-    assert mask[1 + MID] == 0  # switching to what is loaded is keep
+    assert mask[1 + MID] == 1  # asking for what is loaded is a keep, never masked
     _, r, _, _, info = env.step(1 + BIG)
     assert info["oom"] and info["reward_oom"] == -env.reward_fn.w_oom
 
