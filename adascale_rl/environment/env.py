@@ -36,18 +36,26 @@ def _dataset(path: str) -> TraceDataset:
 
 
 def split_traces(ds: TraceDataset, split: str) -> list[Trace]:
-    """Traces of a split; ``val`` is every 4th train trace, held out of ``train``."""
+    """Traces of a split.
+
+    ``val`` is held out of ``train``: every 4th train trace when there are at least
+    four, otherwise the last fifth (in time) of every train trace.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     train = ds.train
-    hold = len(train) >= 4
     if split == "test":
         return list(ds.test)
+    if split == "all":
+        return list(train) + list(ds.test)
+    if len(train) >= 4:
+        if split == "val":
+            return [t for i, t in enumerate(train) if i % 4 == 3]
+        return [t for i, t in enumerate(train) if i % 4 != 3]
+    cut = [len(t) - max(len(t) // 5, 1) for t in train]
     if split == "val":
-        return [t for i, t in enumerate(train) if hold and i % 4 == 3]
-    if split == "train":
-        return [t for i, t in enumerate(train) if not (hold and i % 4 == 3)]
-    return list(train) + list(ds.test)
+        return [t.window(c, len(t) - c) for t, c in zip(train, cut) if len(t) >= 2]
+    return [t.window(0, c) if len(t) >= 2 else t for t, c in zip(train, cut)]
 
 
 def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
