@@ -67,3 +67,118 @@ class VariantSlack(BaseFeaturesExtractor):
     def forward(self, obs: th.Tensor) -> th.Tensor:
         slack = (th.log2(self.budget_ms(obs) / self.predicted_ms(obs)) / 4.0).clamp(-1.0, 1.0)
         return th.cat([obs, slack], dim=1)
+
+
+class PlannerPrior(VariantSlack):
+    """:class:`VariantSlack` features plus the reward-aware planner's scores as prior action logits.
+
+    For every action it predicts the coming interval's reward the way
+    :class:`adascale_rl.policies.heuristics.PlannerPolicy` does (profiler latency
+    model, log-normal serving, profiled energy, memory, the app's reward weights;
+    a switch's cost amortised over ``horizon`` intervals), divides by
+    ``temperature`` and leaves the result in :attr:`last_prior` for
+    :class:`PriorMaskablePolicy`, which adds it to the network's logits. At
+    initialisation the network's own logits are near zero, so the policy starts as
+    a soft version of the planner and PPO learns the residual (residual policy
+    learning: Silver et al. 2018, arXiv 1812.06298; Johannink et al. 2019,
+    arXiv 1812.03201). Unlike the planner it has no Kalman filter: the last
+    observed slow-down is an input of the learned part.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, latency_ms, compute_bound_frac, parallel_frac, cores,
+                 ref_ms, accuracy: Sequence[float], peak_mem_mb: Sequence[float], energy_mj: Sequence[float],
+                 load_ms: Sequence[float], freq_exponent: float, dyn_w_max: float, mem_total_mb: float,
+                 period_s: float, runtime_overhead_mb: float, weights: Sequence[float], sigma: float = 0.2,
+                 horizon: float = 8.0, temperature: float = 0.01):
+        super().__init__(observation_space, latency_ms, compute_bound_frac, parallel_frac, cores, ref_ms)
+        for name, values in (("acc", accuracy), ("peak", peak_mem_mb), ("energy", energy_mj), ("load", load_ms)):
+            self.register_buffer(name, th.tensor(values, dtype=th.float32))
+        self.k = float(freq_exponent)
+        self.dyn_w_max = float(dyn_w_max)
+        self.mem_total = float(mem_total_mb)
+        self.dt = float(period_s)
+        self.overhead = float(runtime_overhead_mb)
+        self.w_acc, self.w_miss, self.w_energy, self.w_mem, self.w_switch = (float(w) for w in weights)
+        self.sigma = float(sigma)
+        self.horizon = float(horizon)
+        self.temperature = float(temperature)
+        self.n_variants = len(latency_ms)
+        self.last_prior: th.Tensor | None = None
+
+    @classmethod
+    def kwargs_for(cls, env: Any) -> dict:
+        from adascale_rl.device.physics import switch_load_ms
+
+        cat, dev, w = env.catalog, env.device, env.reward_fn
+        kw = VariantSlack.kwargs_for(env)
+        kw.update(accuracy=[v.accuracy for v in cat.variants], peak_mem_mb=[v.peak_mem_mb for v in cat.variants],
+                  energy_mj=[v.energy_mj for v in cat.variants],
+                  load_ms=[switch_load_ms(v, dev) for v in cat.variants], freq_exponent=dev.freq_exponent,
+                  dyn_w_max=dev.dyn_w_max, mem_total_mb=dev.mem_total_mb, period_s=env.period_s,
+                  runtime_overhead_mb=cat.runtime_overhead_mb,
+                  weights=[w.w_accuracy, w.w_miss, w.w_energy, w.w_mem, w.w_switch])
+        return kw
+
+    def predicted_rewards(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(reward if the variant keeps running, reward of the interval that switches to it), each (B, n)."""
+        n = self.n_variants
+        median = self.predicted_ms(obs)
+        clock = obs[:, _IDX["clock_frac"]].clamp(min=0.05).unsqueeze(1)
+        bg = obs[:, _IDX["bg_cpu_util"]].unsqueeze(1)
+        deadline = self.ref_ms * th.pow(2.0, 4.0 * obs[:, _IDX["deadline_log"]]).unsqueeze(1)
+        rate = (1000.0 / self.ref_ms) * th.pow(2.0, 4.0 * obs[:, _IDX["load_log"]]).unsqueeze(1)
+        loaded = obs[:, -n:]
+        mean = median * float(th.exp(th.tensor(0.5 * self.sigma ** 2)))
+        within = 0.5 * (1.0 + th.erf((th.log(deadline) - th.log(median)) / (self.sigma * 2.0 ** 0.5)))
+        issued = rate * self.dt
+        open_sw = (self.dt - self.load / 1000.0).clamp(min=0.0)
+        served = th.minimum(issued, self.dt * 1000.0 / mean)
+        served_sw = th.minimum(rate * open_sw, open_sw * 1000.0 / mean)
+        eff = (self.cores * (1.0 - 0.5 * bg)).clamp(min=0.5)
+        used = (1.0 / ((1.0 - self.pf) + self.pf / eff)) / (1.0 / ((1.0 - self.pf) + self.pf / self.cores))
+        fk = th.pow(clock, self.k)
+        p_inf = self.energy / self.lat * fk * used
+        budget_j = self.dyn_w_max * self.dt
+        load_j = self.dyn_w_max * fk / self.cores * th.minimum(self.load / 1000.0, th.tensor(self.dt))
+
+        def reward(served_n, energy_j, mem_mb, switched):
+            on = served_n / issued.clamp(min=1e-9) * within
+            return (self.w_acc * self.acc * on - self.w_miss * (1.0 - on) - self.w_energy * energy_j / budget_j
+                    - self.w_mem * mem_mb / self.mem_total - self.w_switch * switched)
+
+        keep = reward(served, p_inf * served * mean / 1000.0, self.peak.expand_as(median), 0.0)
+        peak_loaded = (loaded * self.peak).sum(dim=1, keepdim=True)
+        switch = reward(served_sw, p_inf * served_sw * mean / 1000.0 + load_j,
+                        self.peak + peak_loaded - self.overhead, 1.0)
+        return keep, switch
+
+    def prior_logits(self, obs: th.Tensor) -> th.Tensor:
+        n = self.n_variants
+        keep, switch = self.predicted_rewards(obs)
+        loaded = obs[:, -n:]
+        value = loaded * keep + (1.0 - loaded) * (switch + (self.horizon - 1.0) * keep) / self.horizon
+        keep_value = (loaded * keep).sum(dim=1, keepdim=True)
+        return th.cat([keep_value, value], dim=1) / self.temperature
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        self.last_prior = self.prior_logits(obs)
+        return super().forward(obs)
+
+
+def _prior_policy_class():
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+    class PriorMaskablePolicy(MaskableActorCriticPolicy):
+        """Maskable actor-critic whose action logits are the network's plus the extractor's prior logits."""
+
+        def _get_action_dist_from_latent(self, latent_pi: th.Tensor):
+            logits = self.action_net(latent_pi)
+            prior = getattr(self.pi_features_extractor, "last_prior", None)
+            if prior is not None and prior.shape == logits.shape:
+                logits = logits + prior
+            return self.action_dist.proba_distribution(action_logits=logits)
+
+    return PriorMaskablePolicy
+
+
+PriorMaskablePolicy = _prior_policy_class()

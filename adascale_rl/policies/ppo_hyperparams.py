@@ -58,7 +58,7 @@ class Recipe:
     file: str
     key: str
     raw: dict[str, Any]                       # the entry as written (goes into config.yml)
-    policy: str = "MlpPolicy"
+    policy: Any = "MlpPolicy"                 # a name SB3 knows, or a policy class
     n_envs: int = 1
     n_timesteps: int = 100_000
     normalize: dict[str, Any] | None = None   # VecNormalize kwargs, None = no normalisation
@@ -117,7 +117,9 @@ def parse(entry: dict[str, Any], file: str = "<hyperparams>", key: str = "defaul
         raise HyperparamsError(f"{where}: unknown hyperparameter(s) {', '.join(sorted(unknown))}; "
                                f"MaskablePPO takes {', '.join(sorted(allowed))}")
     r = Recipe(file=file, key=key, raw=raw)
-    r.policy = str(hp.pop("policy", "MlpPolicy"))
+    r.policy = hp.pop("policy", "MlpPolicy")
+    if isinstance(r.policy, str) and "." in r.policy:  # a policy class by its import path
+        r.policy = import_object(r.policy, where)
     r.n_envs = _positive_int(hp.pop("n_envs", 1), where, "n_envs")
     r.n_timesteps = _positive_int(hp.pop("n_timesteps", 100_000), where, "n_timesteps")
     r.normalize = _normalize(hp.pop("normalize", False), where)

@@ -34,3 +34,49 @@ def test_variant_slack_matches_the_profiler_latency_model(fixture_spec):
     out = ext(th.as_tensor(batch))
     assert out.shape == (len(batch), env.observation_space.shape[0] + len(env.catalog))
     assert th.all(out[:, -len(env.catalog):].abs() <= 1.0)
+
+
+def test_planner_prior_predicts_the_planners_rewards(fixture_spec):
+    from adascale_rl.policies.features import PlannerPrior
+    from adascale_rl.policies.heuristics import PlannerPolicy
+
+    env = AdaScaleEnv(fixture_spec, split="test")
+    ext = PlannerPrior(env.observation_space, **PlannerPrior.kwargs_for(env))
+    planner = PlannerPolicy(q=0.0)
+    obs, info = env.reset(seed=0, options={"trace": 0, "start": 0})
+    planner.reset(env)
+    for t in range(40):
+        obs, *_ = env.step([0, 1, 0, 3, 0, 4][t % 6])
+        ctx = env.encoder.decode(obs)
+        keep, switch = ext.predicted_rewards(th.as_tensor(obs[None]))
+        for i in range(len(env.catalog)):
+            assert float(keep[0, i]) == pytest.approx(planner.predicted_reward(i, ctx, False), abs=1e-5)
+            if i != ctx["loaded"]:
+                assert float(switch[0, i]) == pytest.approx(planner.predicted_reward(i, ctx, True), abs=1e-5)
+
+
+def test_prior_policy_starts_as_the_planner(fixture_spec):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from adascale_rl.policies.features import PlannerPrior, PriorMaskablePolicy
+    from adascale_rl.policies.heuristics import PlannerPolicy
+
+    env = AdaScaleEnv(fixture_spec, split="test")
+    agent = MaskablePPO(PriorMaskablePolicy, DummyVecEnv([lambda: AdaScaleEnv(fixture_spec)]), seed=0, device="cpu",
+                        policy_kwargs={"features_extractor_class": PlannerPrior,
+                                       "features_extractor_kwargs": PlannerPrior.kwargs_for(env)})
+    planner = PlannerPolicy(q=0.0, horizon=8.0, sigma=0.2)
+    obs, info = env.reset(seed=1, options={"trace": 0, "start": 0})
+    planner.reset(env)
+    agree = 0
+    for t in range(50):
+        mask = np.asarray(info["action_mask"], dtype=bool)
+        a_net, _ = agent.predict(obs, deterministic=True, action_masks=mask)
+        a_pl = planner.act(obs, info)
+        loaded = env.state.loaded
+        # the same decision: the same target variant (keep == asking for the loaded one)
+        same = (loaded if int(a_net) == 0 else int(a_net) - 1) == (loaded if a_pl == 0 else a_pl - 1)
+        agree += same
+        obs, _, _, _, info = env.step(a_pl)
+    assert agree >= 48
