@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 import torch as th
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from adascale_rl.environment.observation import FEATURES
@@ -165,20 +166,12 @@ class PlannerPrior(VariantSlack):
         return super().forward(obs)
 
 
-def _prior_policy_class():
-    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+class PriorMaskablePolicy(MaskableActorCriticPolicy):
+    """Maskable actor-critic whose action logits are the network's plus the extractor's prior logits."""
 
-    class PriorMaskablePolicy(MaskableActorCriticPolicy):
-        """Maskable actor-critic whose action logits are the network's plus the extractor's prior logits."""
-
-        def _get_action_dist_from_latent(self, latent_pi: th.Tensor):
-            logits = self.action_net(latent_pi)
-            prior = getattr(self.pi_features_extractor, "last_prior", None)
-            if prior is not None and prior.shape == logits.shape:
-                logits = logits + prior
-            return self.action_dist.proba_distribution(action_logits=logits)
-
-    return PriorMaskablePolicy
-
-
-PriorMaskablePolicy = _prior_policy_class()
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor):
+        logits = self.action_net(latent_pi)
+        prior = getattr(self.pi_features_extractor, "last_prior", None)
+        if prior is not None and prior.shape == logits.shape:
+            logits = logits + prior
+        return self.action_dist.proba_distribution(action_logits=logits)
