@@ -266,12 +266,12 @@ class DevicePhysics:
         else:
             serving = serve(median, exo.request_rate_hz, exo.deadline_ms, dt_s,
                             self.load_ms[target] if switched else 0.0, self.frame_sigma)
-        p_inf = new.energy_mj / new.latency_ms * (freq / self.f_max_mhz) ** d.freq_exponent * used
-        energy = p_inf * serving.busy_s
+        # dynamic_power_w and inference_power_w, sharing (f / f_max)^k
+        dyn_all = d.dyn_w_max * (freq / self.f_max_mhz) ** d.freq_exponent
+        energy = new.energy_mj / new.latency_ms * dyn_all / d.dyn_w_max * used * serving.busy_s
         if switched:
-            energy += dynamic_power_w(d, freq, 1.0 / d.cores) * min(self.load_ms[target] / 1000.0, dt_s)
-        bg_dyn = dynamic_power_w(d, freq, exo.bg_cpu_util)
-        power = d.idle_w + min(bg_dyn + energy / dt_s, dynamic_power_w(d, freq, 1.0))
+            energy += dyn_all / d.cores * min(self.load_ms[target] / 1000.0, dt_s)
+        power = d.idle_w + min(dyn_all * exo.bg_cpu_util + energy / dt_s, dyn_all)
         temp = thermal_step_c(state.temp_c, exo.ambient_temp_c, power, d.thermal_resistance_c_per_w,
                               d.thermal_time_constant_s, dt_s)
         level = throttle_step(state.thermal_level, temp, d.throttle_c, d.release_c, self.top_level)

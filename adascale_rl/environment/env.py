@@ -204,6 +204,8 @@ class AdaScaleEnv(gym.Env):
         self._mask_key = None
         self._obs = np.zeros(self.encoder.size, dtype=np.float32)
         self._energy_budget_j = self.device.dyn_w_max * self.period_s
+        self._has_battery = self.device.has_battery
+        self._mem_total = self.device.mem_total_mb
         self.state: PhysicsState | None = None
         self.episode: dict[str, Any] = {}
         self._t = 0
@@ -320,17 +322,16 @@ class AdaScaleEnv(gym.Env):
         on_time = out.serving.on_time_frac
         miss = 1.0 - on_time
         energy_frac = out.energy_j / self._energy_budget_j
-        mem_frac = out.mem_mb / self.device.mem_total_mb
+        mem_frac = out.mem_mb / self._mem_total
         terms = self.reward_fn.terms(out.accuracy, on_time, energy_frac, mem_frac, out.switched, out.oom)
         reward = terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
         self._t = t + 1
         truncated = self._t >= len(self.episode["exo"])
         nxt = self.episode["exo"][min(self._t, len(self.episode["exo"]) - 1)]
-        reading = {"freq_mhz": out.freq_mhz, "bg_cpu_util": exo.bg_cpu_util, "mem_avail_mb": exo.mem_avail_mb,
-                   "battery_pct": out.battery_pct if self.device.has_battery else None, "plugged": exo.plugged,
-                   "temp_c": out.temp_c, "request_rate_hz": nxt.request_rate_hz, "deadline_ms": nxt.deadline_ms}
         fb = Feedback(out.latency_ms, target, miss, out.energy_j, out.switched, out.oom)
-        obs = self.encoder.encode(reading, target, fb, out=self._obs).copy()
+        obs = self.encoder.encode_values(out.freq_mhz, exo.bg_cpu_util, exo.mem_avail_mb,
+                                         out.battery_pct if self._has_battery else None, exo.plugged, out.temp_c,
+                                         nxt.request_rate_hz, nxt.deadline_ms, target, fb, out=self._obs).copy()
         self._update_mask(target, exo.mem_avail_mb)
         info = {
             "variant": self.catalog.variants[target].id, "accuracy": out.accuracy,

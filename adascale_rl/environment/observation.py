@@ -120,22 +120,22 @@ class ObservationEncoder:
         ``plugged``, ``temp_c`` (measured SoC temperature), ``request_rate_hz``,
         ``deadline_ms``. ``None`` (or absence) means the sensor is missing.
         """
-        d = self.device
-        o = np.zeros(self.size, dtype=np.float32) if out is None else out
         get = reading.get
-        freq = get("freq_mhz")
-        mem = get("mem_avail_mb")
-        mem = d.mem_total_mb if mem is None else mem
-        batt = get("battery_pct")
-        plugged = get("plugged")
-        temp = get("temp_c")
-        deadline = get("deadline_ms") or 100.0
-        rate = get("request_rate_hz")
+        return self.encode_values(get("freq_mhz"), get("bg_cpu_util"), get("mem_avail_mb"), get("battery_pct"),
+                                  get("plugged"), get("temp_c"), get("request_rate_hz"), get("deadline_ms"),
+                                  loaded, feedback, out)
+
+    def encode_values(self, freq, bg, mem, batt, plugged, temp, rate, deadline, loaded: int,
+                      feedback: Feedback | None, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`encode` with the reading's values as arguments (the environment's fast path)."""
+        o = np.zeros(self.size, dtype=np.float32) if out is None else out
+        mem = self._mem_total if mem is None else mem
+        deadline = deadline or 100.0
         rate = 10.0 if rate is None else rate
         vals = [
             1.0 if freq is None else _clip(freq / self._f_max, 0.0, 1.0),
             1.0 if freq is None else 0.0,
-            get("bg_cpu_util") or 0.0,  # in [0, 1] by the context schema
+            bg or 0.0,  # in [0, 1] by the context schema
             _clip(mem / self._mem_total, 0.0, 1.0),
             _clip(mem / self._mem_scale, 0.0, 1.0),
             1.0 if batt is None else batt * 0.01,  # in [0, 100] by the context schema
