@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from adascale_rl.context.traces import Trace, TraceDataset, load_dataset
 from adascale_rl.device.catalog import Catalog, load_catalog
-from adascale_rl.device.physics import DevicePhysics, Exo, Noise, Outcome, PhysicsState, switch_peak_mb
+from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState, median_latency_ms
 from adascale_rl.device.presets import DevicePreset, load_device
 from adascale_rl.environment.observation import Feedback, ObservationEncoder
 from adascale_rl.environment.reward import TERMS, Reward, make_reward
@@ -28,6 +28,8 @@ KEEP = 0
 LATENCY_SIGMA = 0.08
 SPIKE_PROB = 0.03
 SPIKE_RANGE = (1.5, 2.5)
+#: weight of the newest measurement in the app's running slow-down estimate (observation slowdown_ema_log)
+SLOWDOWN_EMA_WEIGHT = 0.5
 
 
 @lru_cache(maxsize=16)
@@ -210,6 +212,7 @@ class AdaScaleEnv(gym.Env):
         self.episode: dict[str, Any] = {}
         self._t = 0
         self._last: dict[str, Any] | None = None
+        self._slow_ema = 0.0
 
     # ------------------------------------------------------------------ episodes
     def episode_starts(self, trace: int) -> list[int]:
@@ -265,6 +268,7 @@ class AdaScaleEnv(gym.Env):
         self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
                         "exo": window, "noise": [Noise(float(x)) for x in noise], "state0": self.state}
         self._t = 0
+        self._slow_ema = 0.0
         first = window[0]
         reading = {"freq_mhz": self.physics.ladder[self.state.thermal_level] if math.isinf(first.freq_cap_mhz)
                    else min(self.physics.ladder[self.state.thermal_level], first.freq_cap_mhz),
@@ -328,7 +332,12 @@ class AdaScaleEnv(gym.Env):
         self._t = t + 1
         truncated = self._t >= len(self.episode["exo"])
         nxt = self.episode["exo"][min(self._t, len(self.episode["exo"]) - 1)]
-        fb = Feedback(out.latency_ms, target, miss, out.energy_j, out.switched, out.oom)
+        if not out.oom and out.serving.served_frac > 0.0:
+            # the app's running estimate of the slow-down its profiler model does not explain
+            predicted = median_latency_ms(self.catalog.variants[target], out.freq_mhz, self.device.f_max_mhz,
+                                          self.device.cores, exo.bg_cpu_util, 1.0) * self.physics._sig_corr
+            self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(out.latency_ms / predicted) - self._slow_ema)
+        fb = Feedback(out.latency_ms, target, miss, out.energy_j, out.switched, out.oom, self._slow_ema)
         obs = self.encoder.encode_values(out.freq_mhz, exo.bg_cpu_util, exo.mem_avail_mb,
                                          out.battery_pct if self._has_battery else None, exo.plugged, out.temp_c,
                                          nxt.request_rate_hz, nxt.deadline_ms, target, fb, out=self._obs).copy()

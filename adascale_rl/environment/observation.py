@@ -55,6 +55,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("last_latency_log", "log2/4", -3.0, 2.0, "log2(last mean latency / deadline) / 4; 0 before any"),
     Feature("last_slowdown_log", "log2/2", -1.0, 2.0,
             "log2(last mean latency / catalog latency of the variant that ran) / 2"),
+    Feature("slowdown_ema_log", "log2/2", -1.0, 2.0,
+            "exponential average (weight 0.5) of log2(measured latency / profiler-predicted latency) / 2: "
+            "the slow-down the profiler model does not explain"),
     Feature("last_miss_rate", "fraction", 0.0, 1.0, "share of last interval's requests late or dropped"),
     Feature("last_energy_frac", "fraction", 0.0, 1.0, "last inference energy / (dynamic power budget x period)"),
     Feature("last_switched", "flag", 0.0, 1.0, "1 if the app switched variant last interval"),
@@ -72,13 +75,14 @@ class Feedback(NamedTuple):
     energy_j: float
     switched: bool
     oom: bool
+    slowdown_ema_log2: float = 0.0  # running average of log2(measured / profiler-predicted latency)
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
-_NO_FEEDBACK = [0.0] * 6
+_NO_FEEDBACK = [0.0] * 7
 
 
 class ObservationEncoder:
@@ -153,6 +157,7 @@ class ObservationEncoder:
             vals += [
                 _clip(math.log2(lat / deadline) * 0.25, -3.0, 2.0),
                 _clip(math.log2(lat / self._lat[feedback.variant]) * 0.5, -1.0, 2.0),
+                _clip(feedback.slowdown_ema_log2 * 0.5, -1.0, 2.0),
                 feedback.miss_rate,
                 _clip(feedback.energy_j / self._energy_budget_j, 0.0, 1.0),
                 float(feedback.switched),
@@ -171,7 +176,7 @@ class ObservationEncoder:
         d = self.device
         o = [float(x) for x in obs[:N_CONTEXT]]
         deadline = self._ref_ms * 2.0 ** (4.0 * o[10])
-        has_fb = any(o[12:18])
+        has_fb = any(o[12:19])
         return {
             "freq_mhz": None if o[1] else o[0] * d.f_max_mhz,
             "bg_cpu_util": o[2],
@@ -183,8 +188,9 @@ class ObservationEncoder:
             "request_rate_hz": 1000.0 * 2.0 ** (4.0 * o[11]) / self._ref_ms,
             "loaded": int(np.argmax(obs[N_CONTEXT:])),
             "last_latency_ms": deadline * 2.0 ** (4.0 * o[12]) if has_fb else None,
-            "last_miss_rate": o[14],
-            "last_energy_j": o[15] * self._energy_budget_j,
+            "slowdown_ema_log2": 2.0 * o[14],
+            "last_miss_rate": o[15],
+            "last_energy_j": o[16] * self._energy_budget_j,
         }
 
     def describe(self) -> str:

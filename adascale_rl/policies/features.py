@@ -82,8 +82,9 @@ class PlannerPrior(VariantSlack):
     initialisation the network's own logits are near zero, so the policy starts as
     a soft version of the planner and PPO learns the residual (residual policy
     learning: Silver et al. 2018, arXiv 1812.06298; Johannink et al. 2019,
-    arXiv 1812.03201). Unlike the planner it has no Kalman filter: the last
-    observed slow-down is an input of the learned part.
+    arXiv 1812.03201). Where the planner runs a Kalman filter on the slow-down it
+    observes, the prior uses the observation's running average of it
+    (``slowdown_ema_log``).
     """
 
     def __init__(self, observation_space: gym.spaces.Box, latency_ms, compute_bound_frac, parallel_frac, cores,
@@ -123,7 +124,8 @@ class PlannerPrior(VariantSlack):
     def predicted_rewards(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """(reward if the variant keeps running, reward of the interval that switches to it), each (B, n)."""
         n = self.n_variants
-        median = self.predicted_ms(obs)
+        # the profiler's prediction, corrected by the app's running slow-down estimate
+        median = self.predicted_ms(obs) * th.pow(2.0, 2.0 * obs[:, _IDX["slowdown_ema_log"]]).unsqueeze(1)
         clock = obs[:, _IDX["clock_frac"]].clamp(min=0.05).unsqueeze(1)
         bg = obs[:, _IDX["bg_cpu_util"]].unsqueeze(1)
         deadline = self.ref_ms * th.pow(2.0, 4.0 * obs[:, _IDX["deadline_log"]]).unsqueeze(1)

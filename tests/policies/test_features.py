@@ -48,6 +48,7 @@ def test_planner_prior_predicts_the_planners_rewards(fixture_spec):
     for t in range(40):
         obs, *_ = env.step([0, 1, 0, 3, 0, 4][t % 6])
         ctx = env.encoder.decode(obs)
+        planner.x = ctx["slowdown_ema_log2"] * np.log(2.0)  # the prior's slow-down: the observation's average
         keep, switch = ext.predicted_rewards(th.as_tensor(obs[None]))
         for i in range(len(env.catalog)):
             assert float(keep[0, i]) == pytest.approx(planner.predicted_reward(i, ctx, False), abs=1e-5)
