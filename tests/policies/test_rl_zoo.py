@@ -4,8 +4,9 @@ AdaScale/Rpi4-Vision-v0 --gym-packages adascale_rl``.
 rl-zoo3 imports the ``--gym-packages`` (``import adascale_rl`` registers the ids),
 then looks the id up in its hyperparameter file and, failing that, uses the
 file's ``default`` entry (its own ``ppo.yml`` has one), so no registration in
-rl-zoo3 is needed. ``--conf-file agents/hyperparams/ppo.yml`` runs our recipe
-instead (same format). The environment data are a small fixture installed as
+rl-zoo3 is needed. ``--conf-file agents/hyperparams/ppo-rlzoo.yml`` runs our
+plain-PPO recipe instead (same format; rl-zoo3 cannot build the planner-prior
+policy of ``ppo.yml``). The environment data are a small fixture installed as
 ``AdaScale/Rpi4-Vision-v0`` through ``ADASCALE_RL_DATA``, so the tests do not
 depend on the shipped traces; one more test runs on the shipped data when they
 are present.
@@ -75,7 +76,7 @@ def test_the_documented_rl_zoo_command_trains(tmp_path):
 def test_rl_zoo_runs_our_recipe_with_conf_file_and_we_load_its_model(tmp_path):
     data = _data_root(tmp_path)
     res = _zoo(["--algo", "ppo", "--env", ENV_ID, "--gym-packages", "adascale_rl", "-n", "2000", "--seed", "1",
-                "--conf-file", str(default_file()), "--tensorboard-log", "tb", "--eval-env-kwargs", "split:'val'",
+                "--conf-file", str(default_file().with_name("ppo-rlzoo.yml")), "--tensorboard-log", "tb", "--eval-env-kwargs", "split:'val'",
                 "--eval-freq", "1000", "--eval-episodes", "2"], tmp_path, data)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Using 'default' hyperparameters" in res.stdout and "Using 8 environments" in res.stdout
