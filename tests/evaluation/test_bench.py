@@ -1,0 +1,57 @@
+"""``adascale-rl bench`` and ``adascale-rl evaluate`` end to end, through a subprocess, on a fixture."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import yaml
+
+from conftest import write_env
+
+COLUMNS = ["policy", "kind", "mean_return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms",
+           "energy_j", "oom_kills", "switches", "return_vs_oracle"]
+
+
+def _spec_file(tmp_path):
+    spec = write_env(tmp_path, steps=40)
+    f = tmp_path / "Fixture-Test.yaml"
+    f.write_text(yaml.safe_dump({"id": spec.id, "description": "fixture", "device": spec.device,
+                                 "catalog": spec.catalog, "dataset": spec.dataset, "reward": "balanced",
+                                 "period_s": 1.0, "max_episode_steps": 40}))
+    return f
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "adascale_rl.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_bench_writes_csv_markdown_and_plots(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "bench"
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "2", "--out", str(out), "--no-progress",
+               "--policies", "static-largest,static-smallest,greedy,planner,oracle", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert set(COLUMNS) <= set(rows[0])
+    by = {r["policy"]: r for r in rows}
+    assert set(by) == {"static-largest", "static-smallest", "greedy", "planner", "oracle"}
+    assert by["oracle"]["kind"] == "reference" and by["greedy"]["kind"] == "heuristic"
+    assert float(by["oracle"]["return_vs_oracle"]) == 1.0
+    assert all(float(r["mean_return"]) <= float(by["oracle"]["mean_return"]) + 1e-9 for r in rows)
+    md = (out / "results.md").read_text()
+    assert "| policy |" in md and "Evaluation seeds: [0, 1]" in md
+    assert (out / "returns.png").stat().st_size > 1000
+    assert (out / "timeline-Fixture-Test.png").stat().st_size > 1000
+
+
+def test_evaluate_prints_metrics_and_bad_policy_is_one_sentence(tmp_path):
+    spec = _spec_file(tmp_path)
+    res = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--seeds", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "effective_accuracy" in res.stdout and "episodes=" in res.stdout
+    bad = _cli("evaluate", "--env", str(spec), "--policy", "clever", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "unknown policy 'clever'" in bad.stderr
