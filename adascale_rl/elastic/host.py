@@ -101,8 +101,8 @@ def cpufreq_ladder() -> tuple[list[float], str]:
 class LoadMonitor:
     """Samples system CPU utilisation and this process's own share in the background.
 
-    background = max(0, system busy fraction - this process's CPU time / (interval x cores)):
-    the CPU share other processes took while we profiled.
+    background = max(0, system busy fraction - CPU time of this process and its children
+    (the timing / memory probes) / (interval x cores)): the CPU share other processes took.
     """
 
     interval_s: float = 0.5
@@ -115,15 +115,32 @@ class LoadMonitor:
         n = psutil.cpu_count() or 1
         psutil.cpu_percent(None)
 
+        def cpu_of_family(last: dict) -> float:
+            used = 0.0
+            procs = [proc]
+            try:
+                procs += proc.children(recursive=True)
+            except psutil.Error:
+                pass
+            for p in procs:
+                try:
+                    c = sum(p.cpu_times()[:2])
+                except psutil.Error:
+                    continue
+                used += c - last.get(p.pid, 0.0 if p.pid != proc.pid else c)
+                last[p.pid] = c
+            return used
+
         def run():
-            last_cpu = sum(proc.cpu_times()[:2])
+            last: dict[int, float] = {}
+            cpu_of_family(last)
             last_t = time.perf_counter()
             while not self._stop.wait(self.interval_s):
                 total = psutil.cpu_percent(None) / 100.0
-                cpu = sum(proc.cpu_times()[:2])
+                used = cpu_of_family(last)
                 t = time.perf_counter()
-                own = (cpu - last_cpu) / max(1e-9, (t - last_t) * n)
-                last_cpu, last_t = cpu, t
+                own = used / max(1e-9, (t - last_t) * n)
+                last_t = t
                 self.samples.append(min(1.0, max(0.0, total - own)))
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -141,7 +158,8 @@ class LoadMonitor:
         s = np.array(self.samples or [float("nan")])
         return {"mean": round(float(np.nanmean(s)), 3), "p95": round(float(np.nanpercentile(s, 95)), 3),
                 "max": round(float(np.nanmax(s)), 3), "samples": len(self.samples),
-                "method": f"psutil: system CPU busy fraction minus this process's CPU time, every {self.interval_s:g} s "
+                "method": f"psutil: system CPU busy fraction minus the CPU time of the profiler and its probe "
+                          f"processes, every {self.interval_s:g} s "
                           "while timing (0 = other processes idle, 1 = all cores taken by others)"}
 
 

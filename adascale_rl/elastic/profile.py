@@ -107,21 +107,26 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
         built = build_variants(supernet, data, recipe, progress=bar.update, threads=recipe.train_threads)
     example = data.x_test[:1].contiguous()
     art = folder / "variants"
-    files, sizes, models = {}, {}, {}
+    files, sizes = {}, {}
     for b in built:
         files[b.spec.id] = art / f"{b.spec.id}.pt"
         sizes[b.spec.id] = save_torchscript(b.deploy, example, files[b.spec.id])
-        models[b.spec.id] = load_torchscript(files[b.spec.id])
         with torch.no_grad():
-            ref, got = b.deploy(data.x_test[:8]), models[b.spec.id](data.x_test[:8])
+            ref, got = b.deploy(data.x_test[:8]), load_torchscript(files[b.spec.id])(data.x_test[:8])
         if not torch.allclose(ref, got, atol=1e-4, rtol=1e-3):
             raise RuntimeError(f"variant {b.spec.id}: the saved TorchScript disagrees with the built module")
 
-    rapl = host.read_rapl_uj if host.rapl_files() else None
-    log(f"timing {len(models)} variants, interleaved, at {threads} and 1 thread(s), batch 1")
-    with host.LoadMonitor() as mon, _bar(recipe.timing_rounds * len(models), "timing (interleaved)", progress) as bar:
-        timings = time_variants(models, example, threads=threads, rounds=recipe.timing_rounds,
-                                calls=recipe.timing_calls, seed=seed, progress=bar.update, rapl=rapl)
+    rapl = bool(host.rapl_files())
+    cores = psutil.cpu_count() or 1
+    fit_n = cores if threads == 1 else threads
+    others = tuple(t for t in (1, fit_n) if t != threads)
+    sessions = recipe.timing_sessions
+    log(f"timing {len(files)} variants in fresh processes, interleaved, {sessions} sessions at "
+        f"{', '.join(str(t) for t in (threads, *others))} thread(s), batch 1")
+    with host.LoadMonitor() as mon, _bar(sessions * (1 + len(others)), "timing sessions", progress) as bar:
+        timings = time_variants(files, tuple(example.shape), threads=threads, also_threads=others,
+                                sessions=sessions, rounds=recipe.timing_rounds, calls=recipe.timing_calls,
+                                seed=seed, progress=bar.update)
     background = mon.summary()
     mem = {}
     with _bar(len(files), "peak memory (fresh processes)", progress) as bar:
@@ -130,18 +135,20 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
             bar.update(1)
 
     n_test = len(data.y_test)
-    t_rule = (f"median of {recipe.timing_rounds * recipe.timing_calls} batch-1 calls of the TorchScript variant at "
-              f"{threads} torch thread(s) after warm-up, interleaved round-robin with all variants (shuffled order "
-              f"per round); p95 in branch.latency_p95_ms; background CPU load in machine.background_cpu_util")
+    t_rule = (f"median of {sessions * recipe.timing_rounds * recipe.timing_calls} batch-1 calls of the TorchScript "
+              f"variant at {threads} torch thread(s) after warm-up, in {sessions} fresh processes, interleaved "
+              f"round-robin with all variants (shuffled order per round); p95 in branch.latency_p95_ms; "
+              f"background CPU load in machine.background_cpu_util")
     prov_common = {
         "accuracy": {"kind": "measured", "method": f"top-1 on the held-out test split ({n_test} images; "
                                                    f"{data.description}) of the deployed variant"},
         "latency_ms": {"kind": "measured", "method": t_rule},
         "compute_bound_frac": {"kind": "derived", "rule": CBF_RULE},
         "parallel_frac": {"kind": "derived", "rule": (
-            f"Amdahl fit p = (1 - T_{threads}/T_1) / (1 - 1/{threads}) of median latencies measured at 1 and "
-            f"{threads} threads in the same interleaved run, clamped to [0, 1]" if threads > 1 else
-            "timed with 1 thread only: no parallel fraction can be fitted; 0 assumed")},
+            f"Amdahl fit p = (1 - T_{fit_n}/T_1) / (1 - 1/{fit_n}) of median latencies measured at 1 and {fit_n} "
+            f"threads in alternating fresh-process sessions of the same run, clamped to [0, 1]; measured under the "
+            f"background load in machine.background_cpu_util" if fit_n > 1 else
+            "1-core machine: no parallel fraction can be fitted; 0 assumed")},
         "peak_mem_mb": {"kind": "measured", "method": (
             "RSS delta in a fresh process: peak RSS (1 ms sampling and ru_maxrss) while loading the TorchScript file "
             "and running 30 batch-1 inferences, minus RSS after torch was imported and warmed up "
@@ -161,12 +168,13 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
         else:
             energy = host.ESTIMATED_BUSY_W_PER_CORE * t.cpu_ms
         branch = {**b.spec.branch.to_json(), "latency_p95_ms": round(t.p95_ms, 4),
-                  "latency_1thread_ms": round(t.median_1t_ms, 4), "cpu_ms_per_inference": round(t.cpu_ms, 4),
+                  **{f"latency_{n}thread_ms": round(t.median_at(n), 4) for n in sorted(t.samples) if n != threads},
+                  "cpu_ms_per_inference": round(t.cpu_ms, 4),
                   "macs": b.macs, "params": b.params, "load_and_first_ms": round(mem[k]["load_and_first_ms"], 2)}
         v = Variant(id=k, branch=branch, operators=tuple(b.spec.catalog_operators), accuracy=round(b.accuracy, 4),
                     latency_ms=round(lat, 4),
                     compute_bound_frac=round(compute_bound_frac(b, example, lat), 3),
-                    parallel_frac=round(amdahl_parallel_frac(t.median_1t_ms, lat, threads), 3),
+                    parallel_frac=round(amdahl_parallel_frac(t.median_at(1), t.median_at(fit_n), fit_n), 3),
                     peak_mem_mb=round(max(mem[k]["peak_delta_mb"], 0.01), 3),
                     size_mb=round(sizes[k] / 1e6, 4), energy_mj=round(max(energy, 1e-6), 5),
                     provenance={**prov_common, "energy_mj": energy_prov})

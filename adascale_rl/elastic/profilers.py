@@ -1,10 +1,10 @@
 """Profilers: latency, parallel fraction, CPU time (energy), peak memory and size of deployed variants.
 
-Timing is interleaved: in every round the variants are visited in a freshly shuffled order
-and, for each, ``calls`` batch-1 inferences are timed one by one at the reference thread
-count and then at one thread (after ``warmup`` untimed calls each time). So background load
-that comes and goes spreads over all variants alike, and 1-thread and n-thread numbers of
-the same variant are taken side by side. Reported: median and p95 per variant.
+Timing and memory are measured in fresh processes on the saved TorchScript files
+(:mod:`.timeprobe`, :mod:`.memprobe`). Timing is interleaved: every round visits all
+variants in a freshly shuffled order, so background load that comes and goes spreads over
+all variants alike; each thread count gets its own process (see :mod:`.timeprobe` for why),
+and sessions alternate the thread counts. Reported: median and p95 per variant.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ import torch
 
 @dataclass
 class Timing:
-    samples_ms: list[float] = field(default_factory=list)
-    samples_1t_ms: list[float] = field(default_factory=list)
-    cpu_ms_per_call: list[float] = field(default_factory=list)  # process CPU time per call, per block
+    """Per-variant samples: latency at every thread count timed, CPU time and RAPL energy per call
+    (both at the reference thread count)."""
+
+    samples: dict[int, list[float]] = field(default_factory=dict)
+    cpu_ms_per_call: list[float] = field(default_factory=list)
     rapl_mj_per_call: list[float] = field(default_factory=list)
+    reference_threads: int = 1
+
+    @property
+    def samples_ms(self) -> list[float]:
+        return self.samples.get(self.reference_threads, [])
 
     @property
     def median_ms(self) -> float:
@@ -35,48 +42,47 @@ class Timing:
     def p95_ms(self) -> float:
         return float(np.percentile(self.samples_ms, 95))
 
-    @property
-    def median_1t_ms(self) -> float:
-        return float(np.median(self.samples_1t_ms)) if self.samples_1t_ms else float("nan")
+    def median_at(self, threads: int) -> float:
+        xs = self.samples.get(threads)
+        return float(np.median(xs)) if xs else float("nan")
 
     @property
     def cpu_ms(self) -> float:
         return float(np.median(self.cpu_ms_per_call))
 
 
-def time_variants(models: dict[str, torch.nn.Module], example: torch.Tensor, *, threads: int, rounds: int = 20,
-                  calls: int = 10, warmup: int = 3, seed: int = 0, progress=None, rapl=None) -> dict[str, Timing]:
-    """Interleaved batch-1 timing of every model at ``threads`` and at 1 thread."""
-    rng = np.random.default_rng(seed)
-    out = {k: Timing() for k in models}
-    keys = list(models)
-    thread_settings = [threads] + ([1] if threads > 1 else [])
-    prev = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            for _ in range(rounds):
-                for i in rng.permutation(len(keys)):
-                    k = keys[i]
-                    m = models[k]
-                    for th in thread_settings:
-                        torch.set_num_threads(th)
-                        for _ in range(warmup):
-                            m(example)
-                        c0 = time.process_time()
-                        e0 = rapl() if rapl is not None and th == threads else None
-                        for _ in range(calls):
-                            t0 = time.perf_counter()
-                            m(example)
-                            dt = (time.perf_counter() - t0) * 1e3
-                            (out[k].samples_ms if th == threads else out[k].samples_1t_ms).append(dt)
-                        if th == threads:
-                            out[k].cpu_ms_per_call.append((time.process_time() - c0) * 1e3 / calls)
-                            if e0 is not None:
-                                out[k].rapl_mj_per_call.append((rapl() - e0) / 1e3 / calls)
-                    if progress is not None:
-                        progress(1)
-    finally:
-        torch.set_num_threads(prev)
+def time_variants(files: dict[str, Path], shape: tuple[int, ...], *, threads: int, also_threads: tuple[int, ...] = (),
+                  sessions: int = 2, rounds: int = 10, calls: int = 10, warmup: int = 3, seed: int = 0,
+                  progress=None, timeout_s: float = 3600) -> dict[str, Timing]:
+    """Interleaved batch-1 timing of saved TorchScript variants.
+
+    For each of ``sessions`` sessions and each thread count (``threads`` first, then
+    ``also_threads``), one fresh :mod:`adascale_rl.elastic.timeprobe` process times all
+    variants round-robin for ``rounds`` rounds of ``calls`` calls (half of each for the
+    ``also_threads`` counts, which only feed the Amdahl fit). Sessions alternate the thread
+    counts, so slow drifts in background load hit both alike.
+    """
+    settings = list(dict.fromkeys([threads, *also_threads]))
+    out = {k: Timing(reference_threads=threads) for k in files}
+    by_file = {str(f): k for k, f in files.items()}
+    for s in range(sessions):
+        for th in settings:
+            r_, c_ = (rounds, calls) if th == threads else (max(1, rounds // 2), max(2, calls // 2))
+            cmd = [sys.executable, "-m", "adascale_rl.elastic.timeprobe", "--threads", str(th),
+                   "--shape", ",".join(str(x) for x in shape), "--rounds", str(r_), "--calls", str(c_),
+                   "--warmup", str(warmup), "--seed", str(seed * 1000 + s), *by_file]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            if r.returncode != 0:
+                raise RuntimeError(f"timing probe failed ({th} threads): {r.stderr.strip()[-800:]}")
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            for f, d in res.items():
+                t = out[by_file[f]]
+                t.samples.setdefault(th, []).extend(d["ms"])
+                if th == threads:
+                    t.cpu_ms_per_call.extend(d["cpu_ms"])
+                    t.rapl_mj_per_call.extend(d["rapl_mj"])
+            if progress is not None:
+                progress(1)
     return out
 
 

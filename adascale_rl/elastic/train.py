@@ -186,7 +186,7 @@ def calibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> fl
 
 
 def finetune(student: nn.Module, teacher: nn.Module | None, data: ImageData, *, epochs: int, lr: float = 1e-3,
-             seed: int = 0, shift: float = 0.125, batch_size: int = 64, progress: bool = False,
+             seed: int = 0, shift: float = 0.125, batch_size: int = 32, progress: bool = False,
              desc: str = "fine-tune") -> TrainLog:
     """Short fine-tuning after a compression operator: CE plus KD from ``teacher`` (the
     uncompressed branch) when given."""

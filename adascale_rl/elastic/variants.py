@@ -53,10 +53,11 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     variants: list[tuple[tuple[float, str, int], tuple[str, ...]]] = field(default_factory=list)
     prune_ratio: float = 0.5
-    lowrank_keep: float = 0.5
-    finetune_epochs: int = 4
+    lowrank_keep: float = 0.6
+    finetune_epochs: int = 8
     subset: tuple[int, int] | None = None              # (train, eval) images, for smoke runs
-    timing_rounds: int = 20
+    timing_sessions: int = 4
+    timing_rounds: int = 5
     timing_calls: int = 10
     train_threads: int = 1
 
@@ -102,7 +103,7 @@ def quick_recipe(seed: int = 0) -> Recipe:
     variants = [((1.0, FINAL, 16), ()), ((1.0, FINAL, 16), ("int8",)), ((1.0, FINAL, 16), ("prune",)),
                 ((1.0, FINAL, 16), ("lowrank",)), ((0.5, "e1", 8), ()), ((1.0, "e2", 8), ("prune", "int8"))]
     return Recipe(name="quick", arch=arch, train=TrainConfig(epochs=1, seed=seed), variants=variants,
-                  finetune_epochs=1, subset=(160, 80), timing_rounds=2, timing_calls=3)
+                  finetune_epochs=1, subset=(160, 80), timing_sessions=1, timing_rounds=2, timing_calls=3)
 
 
 # --------------------------------------------------------------------------- cache

@@ -21,17 +21,20 @@ def _tiny(tiny_arch):
     return fuse_bn(extract_branch(ElasticNet(tiny_arch).eval(), Branch(0.5, "e1", 8)))
 
 
-def test_time_variants_structure_and_interleaving(tiny_arch):
+def test_time_variants_structure_and_interleaving(tiny_arch, tmp_path):
     m = _tiny(tiny_arch)
     x = torch.randn(1, 1, 8, 8)
+    save_torchscript(m, x, tmp_path / "a.pt")
+    save_torchscript(fuse_bn(m), x, tmp_path / "b.pt")
     calls = []
-    t = time_variants({"a": m, "b": m}, x, threads=2, rounds=3, calls=4, warmup=1, progress=calls.append)
+    t = time_variants({"a": tmp_path / "a.pt", "b": tmp_path / "b.pt"}, (1, 1, 8, 8), threads=2, also_threads=(1,),
+                      sessions=2, rounds=3, calls=4, warmup=1, progress=calls.append)
     for k in ("a", "b"):
-        assert len(t[k].samples_ms) == 12 and len(t[k].samples_1t_ms) == 12
-        assert len(t[k].cpu_ms_per_call) == 3
-        assert t[k].p95_ms >= t[k].median_ms > 0
-    assert len(calls) == 6
-    assert torch.get_num_threads() >= 1
+        assert len(t[k].samples[2]) == 24 and len(t[k].samples[1]) == 2 * 1 * 2  # fit-only count: half effort
+        assert t[k].samples_ms is t[k].samples[2]
+        assert len(t[k].cpu_ms_per_call) == 6
+        assert t[k].p95_ms >= t[k].median_ms > 0 and t[k].median_at(1) > 0
+    assert len(calls) == 4  # 2 sessions x 2 thread counts, one probe process each
 
 
 def test_torchscript_roundtrip_and_memory_probe(tiny_arch, tmp_path):
