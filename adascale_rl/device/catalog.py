@@ -238,13 +238,9 @@ def validate(doc: Mapping, *, source: str = "catalog") -> Catalog:
 
 
 def load_catalog(path: str | os.PathLike) -> Catalog:
+    from adascale_rl._files import read_data
+
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot be read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    cat = validate(doc, source=str(path))
+    cat = validate(read_data(path, CatalogError), source=str(path))
     cat.path = path
     return cat

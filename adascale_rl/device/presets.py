@@ -17,9 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adascale_rl import paths
+from adascale_rl._files import read_data
 
 _NUMBERS = {
     # name: (low, high, may_be_null)
@@ -124,13 +123,7 @@ def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
 
 def load_preset_file(path: str | os.PathLike) -> DevicePreset:
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PresetError(f"{path}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise PresetError(f"{path}: not valid YAML ({exc})") from None
-    preset = parse_preset(doc, str(path))
+    preset = parse_preset(read_data(path, PresetError), str(path))
     if preset.name != path.stem:
         raise PresetError(f"{path}: name {preset.name!r} must match the file name {path.stem!r}")
     return DevicePreset(**{**preset.__dict__, "path": path})

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adascale_rl import paths
+from adascale_rl._files import read_data
 
 _KEYS = {"id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"}
 
@@ -61,12 +60,7 @@ class EnvSpec:
 
 def load_spec(path: str | os.PathLike) -> EnvSpec:
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    doc = read_data(path, SpecError)
     if not isinstance(doc, dict):
         raise SpecError(f"{path}: must be a YAML mapping")
     unknown = set(doc) - _KEYS

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from adascale_rl import paths
 
@@ -73,13 +72,10 @@ class Recipe:
 
 
 def read_file(file: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]]:
+    from adascale_rl._files import read_data
+
     path = Path(file) if file is not None else default_file()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HyperparamsError(f"hyperparameter file {path} cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise HyperparamsError(f"hyperparameter file {path} is not valid YAML ({exc})") from None
+    doc = read_data(path, HyperparamsError)
     if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
         raise HyperparamsError(f"hyperparameter file {path} must map environment ids (or 'default') to mappings")
     return path, doc
