@@ -24,7 +24,6 @@ import math
 import statistics
 import sys
 
-import torch
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,8 @@ Compression fine-tuning (prune / low-rank) is the same on both sides and left ou
 
 Usage::
 
-    python benchmarks/elastic_training_cost.py [--seed 0] [--json results.json] [--branches N]
+    python benchmarks/elastic_training_cost.py [--seed 0] [--json results.json] [--branch-set catalog|all]
+                                               [--reuse earlier.json] [--branches N]
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--branches", type=int, default=None, help="only the first N catalog branches (smoke runs)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--branch-set", choices=("catalog", "all"), default="catalog",
+                    help="the catalog's distinct branches, or every (width, exit, resolution) the supernet serves")
+    ap.add_argument("--reuse", default=None, metavar="JSON",
+                    help="take rows for branches already measured (same seed and recipe) from an earlier --json")
     a = ap.parse_args(argv)
 
     torch.set_num_threads(a.threads)
@@ -49,7 +54,16 @@ def main(argv=None) -> int:
     data = load_data("digits", a.seed)
     arch = recipe.arch_for(data)
     net, jlog, folder = trained_supernet(arch, data, recipe.train, progress=False, threads=a.threads)
-    branches = list(dict.fromkeys(s.branch for s in recipe.specs()))[: a.branches]
+    if a.branch_set == "all":
+        branches = arch.branches()[: a.branches]
+    else:
+        branches = list(dict.fromkeys(s.branch for s in recipe.specs()))[: a.branches]
+    reuse = {}
+    if a.reuse:
+        with open(a.reuse) as fh:
+            old = json.load(fh)
+        if old["seed"] == a.seed and old["epoch_budget"] == recipe.train.epochs:
+            reuse = {r["branch"]: r for r in old["rows"]}
     print(f"joint: {jlog.epochs} epochs, {jlog.steps} steps, {jlog.macs / 1e12:.3f} TMAC, {jlog.wall_s:.0f} s "
           f"(cached run, {folder})", flush=True)
     joint_macs = jlog.macs
@@ -60,6 +74,10 @@ def main(argv=None) -> int:
         calib = calibrate_bn(static, data.x_train)
         joint_macs += calib
         target = accuracy(static, data.x_val, data.y_val)
+        if b.id in reuse and abs(reuse[b.id]["joint_val_acc"] - target) < 1e-9:
+            rows.append({**reuse[b.id], "reused": True})
+            print(f"{b.id:16s} reused from {a.reuse}", flush=True)
+            continue
         torch.manual_seed(a.seed)
         alone = build_static(arch, b)
         log = train_single(alone, data, recipe.train, target_val=target)
@@ -73,7 +91,8 @@ def main(argv=None) -> int:
               f"{log.macs / 1e12:.3f} TMAC {log.wall_s:.0f} s", flush=True)
     sep_macs = sum(r["macs"] for r in rows)
     res = {
-        "seed": a.seed, "threads": a.threads, "branches": len(rows), "epoch_budget": recipe.train.epochs,
+        "seed": a.seed, "threads": a.threads, "branch_set": a.branch_set, "branches": len(rows),
+        "epoch_budget": recipe.train.epochs,
         "joint": {"train_macs": jlog.macs, "bn_calibration_macs": joint_macs - jlog.macs, "total_macs": joint_macs,
                   "steps": jlog.steps, "wall_s": round(jlog.wall_s, 1)},
         "separate": {"total_macs": sep_macs, "steps": sum(r["steps"] for r in rows),

@@ -43,9 +43,23 @@ def test_profile_quick_end_to_end(tmp_path):
     assert preset.cores >= 1 and preset.battery_wh is None
     _check_env_spec(tmp_path / "envs" / "Local-Digits.yaml", "cat")
     assert "wrote" in r.stdout
-    # the second run reuses the cached supernet instead of training again
-    r2 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r2.returncode == 0 and "loaded the trained elastic model" in r2.stdout
+    # a second run would reuse the cached supernet instead of training again
+    from adascale_rl.elastic.data import load_data
+    from adascale_rl.elastic.variants import quick_recipe, trained_supernet
+
+    recipe = quick_recipe(0)
+    data = load_data("digits", 0).subset(*recipe.subset)
+    said = []
+    old = os.environ.get("ADASCALE_RL_CACHE")
+    os.environ["ADASCALE_RL_CACHE"] = env["ADASCALE_RL_CACHE"]
+    try:
+        trained_supernet(recipe.arch_for(data), data, recipe.train, progress=False, log=said.append)
+    finally:
+        if old is None:
+            del os.environ["ADASCALE_RL_CACHE"]
+        else:
+            os.environ["ADASCALE_RL_CACHE"] = old
+    assert said and said[0].startswith("loaded the trained elastic model")
 
 
 def test_profile_bad_data_is_a_one_line_user_error(tmp_path):
