@@ -343,8 +343,8 @@ class PPOPolicy:
         policy = self.model.policy
         with th.no_grad():
             x = th.as_tensor(o).reshape(1, -1)
-            features = policy.extract_features(x, policy.pi_features_extractor)
-            return policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
+            # the policy's own distribution, so custom policies (e.g. the planner-prior residual) count in full
+            return policy.get_distribution(x).distribution.logits[0].numpy()
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:
         logits = self.logits(obs)

@@ -81,3 +81,26 @@ def test_prior_policy_starts_as_the_planner(fixture_spec):
         agree += same
         obs, _, _, _, info = env.step(a_pl)
     assert agree >= 48
+
+
+def test_loaded_prior_policy_acts_as_the_model_predicts(fixture_spec, tmp_path):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from adascale_rl.policies.features import PlannerPrior, PriorMaskablePolicy
+    from adascale_rl.policies.ppo import load_policy
+
+    env = AdaScaleEnv(fixture_spec, split="test")
+    agent = MaskablePPO(PriorMaskablePolicy, DummyVecEnv([lambda: AdaScaleEnv(fixture_spec)]), seed=0, device="cpu",
+                        policy_kwargs={"features_extractor_class": PlannerPrior,
+                                       "features_extractor_kwargs": PlannerPrior.kwargs_for(env)})
+    agent.save(tmp_path / "model.zip")
+    policy = load_policy(tmp_path / "model.zip")
+    obs, info = env.reset(seed=2, options={"trace": 0, "start": 0})
+    policy.reset(env)
+    for _ in range(40):
+        mask = np.asarray(info["action_mask"], dtype=bool)
+        expect, _ = agent.predict(obs, deterministic=True, action_masks=mask)
+        a = policy.act(obs, info)
+        assert a == int(expect)
+        obs, _, _, _, info = env.step(a)
