@@ -191,10 +191,11 @@ class Noise(NamedTuple):
 
 
 class PhysicsState(NamedTuple):
-    loaded: int             # catalog index of the resident variant
+    loaded: int             # catalog index of the variant the app runs (resident unless killed)
     temp_c: float
     thermal_level: int      # index into the DVFS ladder of the thermal limit
     battery_used_j: float   # energy the app drew from the battery since it was last plugged
+    killed: bool = False    # OOM-killed last interval: nothing is resident, the next variant loads alone
 
 
 class Outcome(NamedTuple):
@@ -251,9 +252,11 @@ class DevicePhysics:
         saver = battery_saver_cap_mhz(d, battery, exo.plugged) if self.has_battery else math.inf
         freq = clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level], saver, self.ladder)
         switched = target != state.loaded
-        old = cat[state.loaded]
         new = cat[target]
-        mem = switch_peak_mb(old, new, self.shared_mb) if switched else new.peak_mem_mb
+        # after an OOM kill the app restarts empty: whatever it runs next loads alone
+        loading = switched or state.killed
+        mem = switch_peak_mb(None if state.killed else cat[state.loaded], new, self.shared_mb) if loading \
+            else new.peak_mem_mb
         oom = mem > exo.mem_avail_mb
         eff = effective_cores(d.cores, exo.bg_cpu_util)
         # median_latency_ms and inference_power_w, sharing the Amdahl terms of this interval
@@ -265,25 +268,25 @@ class DevicePhysics:
             serving = Serving(0.0, 0.0, 0.0, median * self._sig_corr)
         else:
             serving = serve(median, exo.request_rate_hz, exo.deadline_ms, dt_s,
-                            self.load_ms[target] if switched else 0.0, self.frame_sigma)
+                            self.load_ms[target] if loading else 0.0, self.frame_sigma)
         # dynamic_power_w and inference_power_w, sharing (f / f_max)^k
         dyn_all = d.dyn_w_max * (freq / self.f_max_mhz) ** d.freq_exponent
         energy = new.energy_mj / new.latency_ms * dyn_all / d.dyn_w_max * used * serving.busy_s
-        if switched:
+        if loading:
             energy += dyn_all / d.cores * min(self.load_ms[target] / 1000.0, dt_s)
         power = d.idle_w + min(dyn_all * exo.bg_cpu_util + energy / dt_s, dyn_all)
         temp = thermal_step_c(state.temp_c, exo.ambient_temp_c, power, d.thermal_resistance_c_per_w,
                               d.thermal_time_constant_s, dt_s)
         level = throttle_step(state.thermal_level, temp, d.throttle_c, d.release_c, self.top_level)
         drawn = 0.0 if (exo.plugged or not self.has_battery) else state.battery_used_j + energy
-        new_state = PhysicsState(loaded=target, temp_c=temp, thermal_level=level, battery_used_j=drawn)
+        new_state = PhysicsState(loaded=target, temp_c=temp, thermal_level=level, battery_used_j=drawn, killed=oom)
         out = Outcome(variant=target, freq_mhz=freq, latency_ms=serving.mean_latency_ms, serving=serving,
                       accuracy=new.accuracy, energy_j=energy, power_w=power, mem_mb=mem, switched=switched,
                       oom=oom, temp_c=temp, battery_pct=self.battery_pct(new_state, exo))
         return new_state, out
 
     # ------------------------------------------------------------------ planning
-    def interval_table(self, freq_mhz: float, exo: Exo, noise: Noise, dt_s: float):
+    def interval_table(self, freq_mhz: float, exo: Exo, noise: Noise, dt_s: float, killed: bool = False):
         """Outcomes of every (loaded, target) pair for one interval at a given clock, vectorised.
 
         Planners that hold the clock trajectory fixed (the clairvoyant oracle's dynamic
@@ -291,6 +294,7 @@ class DevicePhysics:
         model, and ``tests/device/test_physics.py`` checks it against :meth:`step`
         pair by pair. Returns a dict of arrays indexed ``[loaded, target]``:
         ``on_time_frac``, ``energy_j``, ``mem_mb``, ``oom``, ``switched``, ``latency_ms``.
+        With ``killed`` the app was OOM-killed the interval before: every target loads alone.
         """
         import numpy as np
 
@@ -330,12 +334,16 @@ class DevicePhysics:
         p_inf = (e_ref / lat_ref) * (freq_mhz / d.f_max_mhz) ** d.freq_exponent * (s_eff / s_all)
         load_j = dynamic_power_w(d, freq_mhz, 1.0 / d.cores) * np.minimum(load_ms / 1000.0, dt_s)
         switched = ~np.eye(n, dtype=bool)
-        mem = np.where(switched, peak[:, None] + peak[None, :] - self.shared_mb, peak[None, :])
+        loading = np.ones((n, n), dtype=bool) if killed else switched
+        if killed:
+            mem = np.broadcast_to(peak[None, :], (n, n)).copy()
+        else:
+            mem = np.where(switched, peak[:, None] + peak[None, :] - self.shared_mb, peak[None, :])
         oom = mem > exo.mem_avail_mb
-        on_time = np.where(switched, on_switch[None, :], on_keep[None, :])
+        on_time = np.where(loading, on_switch[None, :], on_keep[None, :])
         on_time = np.where(oom, 0.0, on_time)
-        energy = np.where(switched, (p_inf * busy_switch + load_j)[None, :], (p_inf * busy_keep)[None, :])
-        energy = np.where(oom, np.where(switched, load_j[None, :], 0.0), energy)
+        energy = np.where(loading, (p_inf * busy_switch + load_j)[None, :], (p_inf * busy_keep)[None, :])
+        energy = np.where(oom, np.where(loading, load_j[None, :], 0.0), energy)
         lat = np.broadcast_to(mean[None, :], (n, n))
         return {"on_time_frac": on_time, "energy_j": energy, "mem_mb": mem, "oom": oom, "switched": switched,
                 "latency_ms": lat}

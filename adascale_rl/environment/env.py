@@ -109,7 +109,8 @@ class AdaScaleEnv(gym.Env):
     switches to catalog variant ``i - 1`` (names in :attr:`action_names`).
     :meth:`action_masks` (also ``info["action_mask"]``) masks switches whose peak
     memory (old and new variant resident together) does not fit the memory last
-    measured; keep is never masked, and neither is action ``loaded + 1`` (asking
+    measured (after an OOM kill nothing is resident: a variant needs only its own
+    peak); keep is never masked, and neither is action ``loaded + 1`` (asking
     for the variant already loaded is a keep), so a policy may name the variant it
     wants every interval instead of deciding when to switch.
     A masked action taken anyway is carried out, with its consequences.
@@ -291,12 +292,14 @@ class AdaScaleEnv(gym.Env):
         return max(fits, key=lambda i: (self._acc[i], -self._peak[i]))
 
     def _update_mask(self, loaded: int, mem_avail_mb: float) -> None:
-        key = (loaded, mem_avail_mb)
+        killed = self.state is not None and self.state.killed
+        key = (loaded, mem_avail_mb, killed)
         if key == self._mask_key:
             return
         self._mask_key = key
         m = self._mask
-        m[1:] = (self._peak_arr + (self._peak[loaded] - self.catalog.runtime_overhead_mb)) <= mem_avail_mb
+        resident = 0.0 if killed else self._peak[loaded] - self.catalog.runtime_overhead_mb
+        m[1:] = (self._peak_arr + resident) <= mem_avail_mb
         m[loaded + 1] = 1  # "switch" to the loaded variant is a keep: never masked, like action 0
         m[KEEP] = 1
 

@@ -191,6 +191,7 @@ class ObservationEncoder:
             "slowdown_ema_log2": 2.0 * o[14],
             "last_miss_rate": o[15],
             "last_energy_j": o[16] * self._energy_budget_j,
+            "killed": o[18] > 0.5,  # OOM-killed last interval: nothing is resident
         }
 
     def describe(self) -> str:

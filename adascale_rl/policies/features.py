@@ -149,17 +149,22 @@ class PlannerPrior(VariantSlack):
             return (self.w_acc * self.acc * on - self.w_miss * (1.0 - on) - self.w_energy * energy_j / budget_j
                     - self.w_mem * mem_mb / self.mem_total - self.w_switch * switched)
 
-        keep = reward(served, p_inf * served * mean / 1000.0, self.peak.expand_as(median), 0.0)
+        # after an OOM kill (last_oom) nothing is resident: every choice loads, alone
+        killed = (obs[:, _IDX["last_oom"]] > 0.5).unsqueeze(1)
+        energy_sw = p_inf * served_sw * mean / 1000.0 + load_j
+        keep = th.where(killed, reward(served_sw, energy_sw, self.peak.expand_as(median), 0.0),
+                        reward(served, p_inf * served * mean / 1000.0, self.peak.expand_as(median), 0.0))
         peak_loaded = (loaded * self.peak).sum(dim=1, keepdim=True)
-        switch = reward(served_sw, p_inf * served_sw * mean / 1000.0 + load_j,
-                        self.peak + peak_loaded - self.overhead, 1.0)
+        switch = reward(served_sw, energy_sw, th.where(killed, self.peak, self.peak + peak_loaded - self.overhead), 1.0)
         return keep, switch
 
     def prior_logits(self, obs: th.Tensor) -> th.Tensor:
         n = self.n_variants
         keep, switch = self.predicted_rewards(obs)
         loaded = obs[:, -n:]
-        value = loaded * keep + (1.0 - loaded) * (switch + (self.horizon - 1.0) * keep) / self.horizon
+        killed = (obs[:, _IDX["last_oom"]] > 0.5).unsqueeze(1)
+        amortised = th.where(killed, switch, (switch + (self.horizon - 1.0) * keep) / self.horizon)
+        value = loaded * keep + (1.0 - loaded) * amortised
         keep_value = (loaded * keep).sum(dim=1, keepdim=True)
         return th.cat([keep_value, value], dim=1) / self.temperature
 

@@ -233,12 +233,15 @@ class PlannerPolicy(KalmanGreedyPolicy):
         d = self.device
         f = ctx["freq_mhz"] or d.f_max_mhz
         median = self.predict_ms(i, ctx)
-        blocked = self._load_ms[i] if switched else 0.0
+        killed = bool(ctx.get("killed"))
+        loading = switched or killed  # after an OOM kill even the same variant loads again, alone
+        blocked = self._load_ms[i] if loading else 0.0
         s = serve(median, ctx["request_rate_hz"], ctx["deadline_ms"], self.dt, blocked, self.sigma)
         energy = inference_power_w(v, d, f, effective_cores(d.cores, ctx["bg_cpu_util"])) * s.busy_s
         mem = v.peak_mem_mb
-        if switched:
+        if loading:
             energy += dynamic_power_w(d, f, 1.0 / d.cores) * min(blocked / 1000.0, self.dt)
+        if switched and not killed:
             mem += self.catalog.variants[ctx["loaded"]].peak_mem_mb - self.catalog.runtime_overhead_mb
         t = self.w.terms(v.accuracy, s.on_time_frac, energy / self._budget_j, mem / d.mem_total_mb, switched, False)
         return sum(t)
@@ -246,6 +249,14 @@ class PlannerPolicy(KalmanGreedyPolicy):
     def choose(self, ctx, mask) -> int:
         loaded = ctx["loaded"]
         keep_r = self.predicted_reward(loaded, ctx, False)
+        if ctx.get("killed"):  # nothing is resident: every choice loads; no amortisation to weigh
+            best, best_v = loaded, keep_r
+            for i in range(len(self.catalog)):
+                if i != loaded and mask[i + 1]:
+                    v = self.predicted_reward(i, ctx, True)
+                    if v > best_v:
+                        best, best_v = i, v
+            return best
         best, best_v = loaded, keep_r
         for i in range(len(self.catalog)):
             if i == loaded or not mask[i + 1]:

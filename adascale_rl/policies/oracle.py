@@ -93,22 +93,36 @@ class OraclePolicy(BasePolicy):
         d = env.device
         acc = np.array([v.accuracy for v in env.catalog.variants])
         steps = len(ep["exo"])
-        value = np.zeros(n)
-        choice = np.zeros((steps, n), dtype=np.int64)
+        # states: (loaded variant, killed by an OOM last interval) -> index loaded + n * killed
+        value = np.zeros(2 * n)
+        choice = np.zeros((steps, 2 * n), dtype=np.int64)
         budget = d.dyn_w_max * env.period_s
         for t in range(steps - 1, -1, -1):
-            tab = env.physics.interval_table(freqs[t], ep["exo"][t], ep["noise"][t], env.period_s)
-            on = tab["on_time_frac"]
-            r = (w.w_accuracy * acc[None, :] * on - w.w_miss * (1.0 - on) - w.w_energy * tab["energy_j"] / budget
-                 - w.w_mem * tab["mem_mb"] / d.mem_total_mb - w.w_switch * tab["switched"] - w.w_oom * tab["oom"])
-            q = r + value[None, :]
+            q_all = []
+            for killed in (False, True):
+                tab = env.physics.interval_table(freqs[t], ep["exo"][t], ep["noise"][t], env.period_s, killed)
+                on = tab["on_time_frac"]
+                r = (w.w_accuracy * acc[None, :] * on - w.w_miss * (1.0 - on) - w.w_energy * tab["energy_j"] / budget
+                     - w.w_mem * tab["mem_mb"] / d.mem_total_mb - w.w_switch * tab["switched"] - w.w_oom * tab["oom"])
+                nxt = np.arange(n)[None, :] + n * tab["oom"].astype(np.int64)
+                q_all.append(r + value[nxt])
+            q = np.concatenate(q_all, axis=0)
             choice[t] = np.argmax(q, axis=1)
-            value = q[np.arange(n), choice[t]]
-        targets, loaded = [], ep["state0"].loaded
+            value = q[np.arange(2 * n), choice[t]]
+        targets, state = [], ep["state0"].loaded + n * int(ep["state0"].killed)
         for t in range(steps):
-            loaded = int(choice[t, loaded])
-            targets.append(loaded)
+            target = int(choice[t, state])
+            targets.append(target)
+            killed = self._oom_in_plan(env, t, state, target, freqs[t])
+            state = target + n * int(killed)
         return targets
+
+    @staticmethod
+    def _oom_in_plan(env, t: int, state: int, target: int, freq: float) -> bool:
+        n = len(env.catalog)
+        ep = env.episode
+        tab = env.physics.interval_table(freq, ep["exo"][t], ep["noise"][t], env.period_s, state >= n)
+        return bool(tab["oom"][state % n, target])
 
     def plan(self, env) -> list[int]:
         ep = env.episode

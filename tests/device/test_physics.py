@@ -184,13 +184,14 @@ def test_vectorised_interval_table_matches_step_pair_by_pair(case):
             battery_pct=float(rng.uniform(5, 100)), plugged=bool(case % 3 == 0))
     noise = ph.Noise(float(rng.uniform(0.8, 2.0)))
     table = None
-    for loaded in range(len(CAT)):
-        state = ph.PhysicsState(loaded=loaded, temp_c=60.0, thermal_level=int(rng.integers(0, 3)), battery_used_j=0.0)
+    for loaded, killed in [(v, k) for v in range(len(CAT)) for k in (False, True)]:
+        state = ph.PhysicsState(loaded=loaded, temp_c=60.0, thermal_level=int(rng.integers(0, 3)), battery_used_j=0.0,
+                                killed=killed)
         for target in range(len(CAT)):
             _, out = physics.step(state, target, e, noise, 1.0)
-            if table is None or table.get("_freq") != out.freq_mhz:
-                table = physics.interval_table(out.freq_mhz, e, noise, 1.0)
-                table["_freq"] = out.freq_mhz
+            if table is None or table.get("_key") != (out.freq_mhz, killed):
+                table = physics.interval_table(out.freq_mhz, e, noise, 1.0, killed)
+                table["_key"] = (out.freq_mhz, killed)
             assert table["on_time_frac"][loaded, target] == pytest.approx(out.serving.on_time_frac, abs=1e-12)
             assert table["energy_j"][loaded, target] == pytest.approx(out.energy_j, rel=1e-9, abs=1e-12)
             assert table["mem_mb"][loaded, target] == pytest.approx(out.mem_mb)
@@ -222,3 +223,29 @@ def test_switch_holds_the_shared_runtime_overhead_once():
     assert out.mem_mb == pytest.approx(15.0 + 60.0 - 10.0)
     assert ph.switch_peak_mb(cat[TINY], cat[BIG], 10.0) == pytest.approx(65.0)
     assert validate(cat.to_json()).runtime_overhead_mb == 10.0  # survives a round trip
+
+
+def test_after_an_oom_kill_the_next_variant_loads_alone():
+    physics = ph.DevicePhysics(RPI4, CAT)
+    e = exo(mem_avail_mb=50.0)  # mid (40) runs alone; mid + small (65) does not fit
+    state = physics.initial_state(exo(), BIG)
+    state, out = physics.step(state, BIG, e, ph.Noise(1.0), 1.0)  # big (60) no longer fits: killed
+    assert out.oom and state.killed
+    state2, out2 = physics.step(state, MID, e, ph.Noise(1.0), 1.0)  # restart with mid: loads alone
+    assert not out2.oom and out2.mem_mb == 40.0 and out2.switched
+    assert out2.serving.served_frac < 1.0  # it pays the load time
+    _, again = physics.step(state, BIG, e, ph.Noise(1.0), 1.0)  # asking for the same variant: killed again
+    assert again.oom and not again.switched
+
+
+def test_mask_after_an_oom_kill_counts_only_the_new_variant(tmp_path):
+    train = {f"t{i}": constant_trace(60, mem_avail_mb=50.0, request_rate_hz=8, deadline_ms=150) for i in range(2)}
+    spec = write_env(tmp_path, train=train, test=train)
+    env = AdaScaleEnv(spec, split="test")
+    env.reset(seed=0, options={"trace": 0, "start": 0, "variant": "big"})
+    _, _, _, _, info = env.step(0)  # big does not fit: OOM kill
+    assert info["oom"]
+    mask = info["action_mask"]
+    assert mask[1 + MID] == 1 and mask[1 + SMALL] == 1  # each fits alone now
+    _, _, _, _, info = env.step(1 + MID)
+    assert not info["oom"]
