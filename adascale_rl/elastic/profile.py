@@ -216,6 +216,11 @@ def write_device_preset(path: Path, name: str, threads: int, mem: dict) -> Path:
     init = sorted(m["load_and_first_ms"] for m in mem.values())
     init_ms = init[len(init) // 2]
     power_src = "RAPL readable" if host.rapl_files() else "no power counter readable here (RAPL absent in this VM)"
+    battery = psutil.sensors_battery() if hasattr(psutil, "sensors_battery") else None
+    battery_origin = ('source: "measured on this host: psutil.sensors_battery() reports no battery (mains power)"'
+                      if battery is None else
+                      'derived: "a battery is present but psutil does not report its capacity; this preset treats '
+                      'the host as always on mains power (edit battery_wh and the saver values to simulate it)"')
     text = f"""# This host, written by `adascale-rl profile` at {time.strftime('%Y-%m-%d %H:%M')}.
 # Every number says where it comes from: `source` = read or measured on this host;
 # `derived` = worked out, or an assumption (said so). See docs/ELASTIC.md.
@@ -253,7 +258,7 @@ release_c:
   derived: "assumption: 5 C hysteresis below throttle_c"
 battery_wh:
   value: null
-  source: "measured on this host: psutil.sensors_battery() reports no battery (mains-powered server/VM)"
+  {battery_origin}
 saver_threshold_pct:
   value: null
   source: "no battery, no battery saver"
