@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from adascale_rl.elastic import host
     from adascale_rl.elastic.data import load_data
     from adascale_rl.elastic.profilers import time_variants
-    from adascale_rl.elastic.variants import cache_key, cache_root, full_recipe
+    from adascale_rl.elastic.variants import variant_files
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--catalog", default="envs/catalogs/local-x86.json")
@@ -44,11 +44,8 @@ def main(argv=None) -> int:
 
     cat = load_catalog(a.catalog)
     meta = cat.extra["elastic"]
-    seed = meta["seed"]
-    data = load_data(meta["data"], seed)
-    arch = full_recipe(seed).arch_for(data)
-    folder = cache_root() / cache_key(arch, full_recipe(seed).train, data) / "variants"
-    files = {v.id: folder / f"{v.id}.pt" for v in cat.variants}
+    data = load_data(meta["data"], meta["seed"])
+    files = variant_files(cat)
     acc = {v.id: v.accuracy for v in cat.variants}
     threads = a.threads or cat.machine["threads_used"]
     shape = tuple(data.x_test[:1].shape)

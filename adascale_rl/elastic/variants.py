@@ -207,3 +207,34 @@ def build_variants(supernet: ElasticNet, data: ImageData, recipe: Recipe, *, pro
     finally:
         torch.set_num_threads(prev)
     return out
+
+
+def variant_files(catalog) -> dict[str, Path]:
+    """The cached TorchScript file of every variant of a catalog written by ``adascale-rl profile``.
+
+    ``catalog`` is an :class:`adascale_rl.device.catalog.Catalog` (or a path to one). Load a
+    variant with ``torch.jit.load(path)``; it takes the data set's native images (N x C x H x W,
+    standardised as in :mod:`adascale_rl.elastic.data`) and returns logits. Raises
+    ``FileNotFoundError`` naming the command that rebuilds them when the cache lacks them
+    (another machine, or a cleared cache).
+    """
+    from adascale_rl.device.catalog import Catalog, load_catalog
+    from adascale_rl.elastic.data import load_data
+
+    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    meta = cat.extra.get("elastic")
+    if not isinstance(meta, dict):
+        raise ValueError(f"catalog {cat.name} was not written by adascale-rl profile (no 'elastic' entry)")
+    recipe = quick_recipe(meta["seed"]) if meta.get("recipe") == "quick" else full_recipe(meta["seed"])
+    data = load_data(meta["data"], meta["seed"])
+    if recipe.subset:
+        data = data.subset(*recipe.subset)
+    folder = cache_root() / cache_key(recipe.arch_for(data), recipe.train, data) / "variants"
+    files = {vid: folder / f"{vid}.pt" for vid in cat.ids}
+    missing = [vid for vid, f in files.items() if not f.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} variant file(s) of catalog {cat.name} are not in {folder} (e.g. {missing[0]}); rebuild them "
+            f"with: adascale-rl profile --data {meta['data']} --seed {meta['seed']}"
+            f"{' --quick' if meta.get('recipe') == 'quick' else ''} --out <somewhere>.json")
+    return files

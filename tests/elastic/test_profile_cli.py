@@ -25,6 +25,7 @@ def _check_env_spec(path: Path, name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_profile_quick_end_to_end(tmp_path):
     out = tmp_path / "envs" / "catalogs" / "cat.json"
     env = {**os.environ, "ADASCALE_RL_CACHE": str(tmp_path / "cache")}
@@ -60,6 +61,22 @@ def test_profile_quick_end_to_end(tmp_path):
         else:
             os.environ["ADASCALE_RL_CACHE"] = old
     assert said and said[0].startswith("loaded the trained elastic model")
+    # ... and the runtime finds every deployable variant of the written catalog
+    from adascale_rl.elastic.variants import variant_files
+
+    os.environ["ADASCALE_RL_CACHE"] = env["ADASCALE_RL_CACHE"]
+    try:
+        files = variant_files(out)
+    finally:
+        if old is None:
+            del os.environ["ADASCALE_RL_CACHE"]
+        else:
+            os.environ["ADASCALE_RL_CACHE"] = old
+    assert set(files) == set(cat.ids) and all(f.exists() for f in files.values())
+    import torch
+
+    logits = torch.jit.load(str(files[cat.ids[0]]))(data.x_test[:2])
+    assert logits.shape == (2, 10)
 
 
 def test_profile_bad_data_is_a_one_line_user_error(tmp_path):
