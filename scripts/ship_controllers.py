@@ -86,10 +86,12 @@ def main() -> None:
             w.writeheader()
             w.writerows(rows)
         bench_out = runs / spec.name / "bench"
-        bench_cmd = ["adascale-rl", "bench", "--env", spec.id, "--seeds", str(args.bench_seeds), "--out", str(bench_out),
+        shown = bench_out.relative_to(ROOT) if bench_out.is_relative_to(ROOT) else bench_out
+        bench_cmd = ["adascale-rl", "bench", "--env", spec.id, "--seeds", str(args.bench_seeds), "--out", str(shown),
                      "--no-progress"]
         t0 = time.time()
-        subprocess.run([sys.executable, "-m", "adascale_rl.cli", *bench_cmd[1:]], check=True, cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "adascale_rl.cli", *bench_cmd[1:-2], str(bench_out), "--no-progress"],
+                       check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         write_card(spec, dst, rows, best, bench_out, " ".join(bench_cmd), time.time() - t0)
         print(f"{spec.id}: shipped seed {best['seed']} (validation {best['best_val_return']:.2f}) -> {dst}")
