@@ -108,8 +108,10 @@ class GreedyPolicy(BasePolicy):
         best, best_key = None, None
         fastest, fastest_ms = loaded, math.inf
         for i in range(len(self.catalog)):
-            if i != loaded and not mask[i + 1]:
+            if not mask[i + 1]:
                 continue
+            if self.catalog.variants[i].peak_mem_mb > ctx["mem_avail_mb"]:
+                continue  # does not fit the memory measured now (the resident one included): avoid an OOM kill
             pred = self.predict_ms(i, ctx) * self.margin
             if pred < fastest_ms:
                 fastest, fastest_ms = i, pred
