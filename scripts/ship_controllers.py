@@ -120,7 +120,8 @@ def write_card(spec, dst: Path, rows: list[dict], best: dict, bench_out: Path, b
     ]
     for r in rows:
         mark = " (shipped)" if r is best else ""
-        lines.append(f"| {r['seed']}{mark} | `{r['command'].replace(sys.executable + ' -m adascale_rl.cli', 'adascale-rl')}` | "
+        command = r["command"].split(" train ", 1)[-1].replace(str(ROOT) + "/", "")
+        lines.append(f"| {r['seed']}{mark} | `adascale-rl train {command}` | "
                      f"{r['timesteps']} | {r['wall_time_s']:.0f} s | {r['best_val_return']:.2f} | {r['best_at']} |")
     lines += [
         "",
