@@ -280,7 +280,7 @@ def test_catalog_is_not_mutated_by_validation():
 
 def test_unknown_variant_key_and_bad_overhead_are_refused():
     from adascale_rl.device.catalog import CatalogError, validate
-    from conftest import LADDER, make_catalog_doc
+    from _envdata import LADDER, make_catalog_doc
 
     doc = make_catalog_doc(LADDER)
     doc["variants"][0]["latency_p95_ms"] = 3.0

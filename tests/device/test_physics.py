@@ -11,7 +11,7 @@ from adascale_rl.device import physics as ph
 from adascale_rl.device.catalog import validate
 from adascale_rl.device.presets import load_device
 from adascale_rl.environment.env import AdaScaleEnv
-from conftest import LADDER, constant_trace, make_catalog_doc, write_env
+from _envdata import LADDER, constant_trace, make_catalog_doc, write_env
 
 RPI4 = load_device("rpi4")
 PIXEL4 = load_device("pixel4")

@@ -172,7 +172,7 @@ def test_render_ansi(fixture_spec):
 
 
 def test_small_datasets_hold_out_the_end_of_each_train_trace(tmp_path):
-    from conftest import constant_trace, write_env
+    from _envdata import constant_trace, write_env
 
     train = {f"t{i}": constant_trace(100, request_rate_hz=8, deadline_ms=150) for i in range(2)}
     spec = write_env(tmp_path, train=train)

@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from conftest import write_env
+from _envdata import write_env
 
 COLUMNS = ["policy", "kind", "mean_return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms",
            "energy_j", "oom_kills", "switches", "return_vs_oracle"]

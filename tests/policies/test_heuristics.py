@@ -8,7 +8,7 @@ import pytest
 from adascale_rl.environment.env import AdaScaleEnv
 from adascale_rl.evaluation.core import evaluate, run_episode
 from adascale_rl.policies import BUILTIN, HEURISTICS, REFERENCES, make_policy
-from conftest import constant_trace, write_env
+from _envdata import constant_trace, write_env
 
 
 def _varied(n: int, seed: int) -> dict:

@@ -25,7 +25,7 @@ from adascale_rl.policies.base import Policy
 from adascale_rl.policies.callbacks import apply_keep_bias, keep_logit
 from adascale_rl.policies.ppo import load_policy, make_env, parse_env_kwargs, train
 from adascale_rl.policies.ppo_hyperparams import HyperparamsError, default_file, load_recipe, parse, safe_eval
-from conftest import constant_trace, write_env
+from _envdata import constant_trace, write_env
 
 TINY = {"policy": "MlpPolicy", "n_envs": 2, "n_timesteps": 256, "normalize": {"norm_obs": True, "norm_reward": True},
         "n_steps": 64, "batch_size": 64, "n_epochs": 2, "gamma": 0.97, "learning_rate": "lin_3e-4",

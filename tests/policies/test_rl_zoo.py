@@ -29,7 +29,7 @@ from adascale_rl import paths
 from adascale_rl.environment.spec import find_spec
 from adascale_rl.policies.ppo import load_policy, make_env
 from adascale_rl.policies.ppo_hyperparams import default_file
-from conftest import write_env
+from _envdata import write_env
 
 pytest.importorskip("rl_zoo3")
 pytestmark = pytest.mark.slow
