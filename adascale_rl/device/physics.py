@@ -229,6 +229,7 @@ class DevicePhysics:
         self._s_all = [amdahl_speedup(v.parallel_frac, device.cores) for v in catalog.variants]
         self.has_battery = device.battery_wh is not None
         self._sig_corr = math.exp(0.5 * frame_sigma * frame_sigma)
+        self._decay: dict[float, float] = {}
 
     def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
         """At rest with the background load: temperature at its steady state, no throttling."""
@@ -246,43 +247,85 @@ class DevicePhysics:
         return battery_pct_after(exo.battery_pct, state.battery_used_j, self.device.battery_wh)
 
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
+        """One interval. The small functions above, composed and inlined for speed (this is the
+        environment's hot path); ``tests/device/test_physics.py`` checks it against them."""
         d = self.device
         cat = self.catalog.variants
-        battery = self.battery_pct(state, exo)
-        saver = battery_saver_cap_mhz(d, battery, exo.plugged) if self.has_battery else math.inf
-        freq = clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level], saver, self.ladder)
+        has_battery = self.has_battery
+        f_max = self.f_max_mhz
+        # clock: min(trace cap, thermal limit, battery saver), snapped down to the ladder
+        cap = exo.freq_cap_mhz
+        thermal = self.ladder[state.thermal_level]
+        if thermal < cap:
+            cap = thermal
+        if has_battery and not exo.plugged and d.saver_cap_mhz < cap:
+            battery = self.battery_pct(state, exo)
+            if battery < d.saver_threshold_pct:
+                cap = d.saver_cap_mhz
+        freq = self.ladder[max(bisect.bisect_right(self.ladder, cap + 1e-9) - 1, 0)]
         switched = target != state.loaded
         new = cat[target]
         # after an OOM kill the app restarts empty: whatever it runs next loads alone
         loading = switched or state.killed
-        mem = switch_peak_mb(None if state.killed else cat[state.loaded], new, self.shared_mb) if loading \
-            else new.peak_mem_mb
+        if not loading:
+            mem = new.peak_mem_mb
+        elif state.killed:
+            mem = new.peak_mem_mb
+        else:
+            mem = new.peak_mem_mb + cat[state.loaded].peak_mem_mb - self.shared_mb
         oom = mem > exo.mem_avail_mb
-        eff = effective_cores(d.cores, exo.bg_cpu_util)
-        # median_latency_ms and inference_power_w, sharing the Amdahl terms of this interval
-        used = amdahl_speedup(new.parallel_frac, eff) / self._s_all[target]
-        median = new.latency_ms * clock_factor(new.compute_bound_frac, freq, self.f_max_mhz) / used * noise.latency
+        # latency: reference x clock (compute-bound part) x contention (Amdahl) x noise
+        eff = d.cores * (1.0 - 0.5 * exo.bg_cpu_util)
+        if eff < 0.5:
+            eff = 0.5
+        p = new.parallel_frac
+        used = (1.0 / ((1.0 - p) + p / eff)) / self._s_all[target]
+        cb = new.compute_bound_frac
+        median = new.latency_ms * (cb * (f_max / freq) + (1.0 - cb)) / used * noise.latency
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
             # with the variant it asked for.
             serving = Serving(0.0, 0.0, 0.0, median * self._sig_corr)
-        else:
-            serving = serve(median, exo.request_rate_hz, exo.deadline_ms, dt_s,
-                            self.load_ms[target] if loading else 0.0, self.frame_sigma)
-        # dynamic_power_w and inference_power_w, sharing (f / f_max)^k
-        dyn_all = d.dyn_w_max * (freq / self.f_max_mhz) ** d.freq_exponent
+        elif exo.request_rate_hz <= 0:
+            serving = Serving(1.0, 1.0, 0.0, median * self._sig_corr)
+        else:  # serve(), inlined
+            mean_ms = median * self._sig_corr
+            rate = exo.request_rate_hz
+            open_s = dt_s - self.load_ms[target] * 0.001 if loading else dt_s
+            if open_s < 0.0:
+                open_s = 0.0
+            served = rate * open_s
+            capacity = open_s * 1000.0 / mean_ms
+            if capacity < served:
+                served = capacity
+            served_frac = served / (rate * dt_s)
+            z = (math.log(exo.deadline_ms) - math.log(median)) / self.frame_sigma
+            serving = Serving(served_frac, served_frac * 0.5 * (1.0 + math.erf(z / _SQRT2)), served * mean_ms * 0.001,
+                              mean_ms)
+        # energy and power, sharing (f / f_max)^k
+        dyn_all = d.dyn_w_max * (freq / f_max) ** d.freq_exponent
         energy = new.energy_mj / new.latency_ms * dyn_all / d.dyn_w_max * used * serving.busy_s
         if loading:
-            energy += dyn_all / d.cores * min(self.load_ms[target] / 1000.0, dt_s)
-        power = d.idle_w + min(dyn_all * exo.bg_cpu_util + energy / dt_s, dyn_all)
-        temp = thermal_step_c(state.temp_c, exo.ambient_temp_c, power, d.thermal_resistance_c_per_w,
-                              d.thermal_time_constant_s, dt_s)
-        level = throttle_step(state.thermal_level, temp, d.throttle_c, d.release_c, self.top_level)
-        drawn = 0.0 if (exo.plugged or not self.has_battery) else state.battery_used_j + energy
-        new_state = PhysicsState(loaded=target, temp_c=temp, thermal_level=level, battery_used_j=drawn, killed=oom)
-        out = Outcome(variant=target, freq_mhz=freq, latency_ms=serving.mean_latency_ms, serving=serving,
-                      accuracy=new.accuracy, energy_j=energy, power_w=power, mem_mb=mem, switched=switched,
-                      oom=oom, temp_c=temp, battery_pct=self.battery_pct(new_state, exo))
+            load_s = self.load_ms[target] / 1000.0
+            energy += dyn_all / d.cores * (load_s if load_s < dt_s else dt_s)
+        busy_w = dyn_all * exo.bg_cpu_util + energy / dt_s
+        power = d.idle_w + (busy_w if busy_w < dyn_all else dyn_all)
+        # first-order thermal model and the governor's hysteresis
+        decay = self._decay.get(dt_s)
+        if decay is None:
+            decay = self._decay[dt_s] = math.exp(-dt_s / d.thermal_time_constant_s)
+        steady = exo.ambient_temp_c + d.thermal_resistance_c_per_w * power
+        temp = steady + (state.temp_c - steady) * decay
+        level = state.thermal_level
+        if temp > d.throttle_c:
+            level = level - 1 if level > 0 else 0
+        elif temp < d.release_c:
+            level = level + 1 if level < self.top_level else self.top_level
+        drawn = 0.0 if (exo.plugged or not has_battery) else state.battery_used_j + energy
+        new_state = PhysicsState(target, temp, level, drawn, oom)
+        battery = exo.battery_pct if drawn == 0.0 else battery_pct_after(exo.battery_pct, drawn, d.battery_wh)
+        out = Outcome(target, freq, serving.mean_latency_ms, serving, new.accuracy, energy, power, mem, switched,
+                      oom, temp, battery)
         return new_state, out
 
     # ------------------------------------------------------------------ planning

@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from adascale_rl.context.traces import Trace, TraceDataset, load_dataset
 from adascale_rl.device.catalog import Catalog, load_catalog
-from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState, median_latency_ms
+from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
 from adascale_rl.device.presets import DevicePreset, load_device
 from adascale_rl.environment.observation import Feedback, ObservationEncoder
 from adascale_rl.environment.reward import TERMS, Reward, make_reward
@@ -211,6 +211,10 @@ class AdaScaleEnv(gym.Env):
         self._mem_total = self.device.mem_total_mb
         self.state: PhysicsState | None = None
         self.episode: dict[str, Any] = {}
+        self._rows: list[Exo] = []
+        self._noises: list[Noise] = []
+        self._n_actions = n + 1
+        self._ids = self.catalog.ids
         self._t = 0
         self._last: dict[str, Any] | None = None
         self._slow_ema = 0.0
@@ -268,6 +272,8 @@ class AdaScaleEnv(gym.Env):
         self.state = self.physics.initial_state(window[0], v0)
         self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
                         "exo": window, "noise": [Noise(float(x)) for x in noise], "state0": self.state}
+        self._rows = window
+        self._noises = self.episode["noise"]
         self._t = 0
         self._slow_ema = 0.0
         first = window[0]
@@ -315,41 +321,43 @@ class AdaScaleEnv(gym.Env):
     def step(self, action):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        if self._t >= len(self.episode["exo"]):
+        rows = self._rows
+        t = self._t
+        if t >= len(rows):
             raise RuntimeError("the episode has ended; call reset()")
         a = int(action)
-        if not 0 <= a < self.action_space.n:
-            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n})")
+        if not 0 <= a < self._n_actions:
+            raise ValueError(f"action {action!r} is outside Discrete({self._n_actions})")
         state = self.state
         target = state.loaded if a == KEEP else a - 1
-        t = self._t
-        exo = self.episode["exo"][t]
-        state, out = self.physics.step(state, target, exo, self.episode["noise"][t], self.period_s)
+        exo = rows[t]
+        noise = self._noises[t]
+        state, out = self.physics.step(state, target, exo, noise, self.period_s)
         self.state = state
-        on_time = out.serving.on_time_frac
+        serving = out.serving
+        on_time = serving.on_time_frac
         miss = 1.0 - on_time
-        energy_frac = out.energy_j / self._energy_budget_j
-        mem_frac = out.mem_mb / self._mem_total
-        terms = self.reward_fn.terms(out.accuracy, on_time, energy_frac, mem_frac, out.switched, out.oom)
+        terms = self.reward_fn.terms(out.accuracy, on_time, out.energy_j / self._energy_budget_j,
+                                     out.mem_mb / self._mem_total, out.switched, out.oom)
         reward = terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
         self._t = t + 1
-        truncated = self._t >= len(self.episode["exo"])
-        nxt = self.episode["exo"][min(self._t, len(self.episode["exo"]) - 1)]
-        if not out.oom and out.serving.served_frac > 0.0:
-            # the app's running estimate of the slow-down its profiler model does not explain
-            predicted = median_latency_ms(self.catalog.variants[target], out.freq_mhz, self.device.f_max_mhz,
-                                          self.device.cores, exo.bg_cpu_util, 1.0) * self.physics._sig_corr
-            self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(out.latency_ms / predicted) - self._slow_ema)
+        truncated = self._t >= len(rows)
+        nxt = rows[self._t] if not truncated else exo
+        if not out.oom and serving.served_frac > 0.0:
+            # the app's running estimate of the slow-down its profiler model does not explain:
+            # log2(measured / profiler-predicted latency). The profiler model is the simulator's
+            # without noise, so that ratio is the interval's noise draw (tests check the identity).
+            self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(noise.latency) - self._slow_ema)
         fb = Feedback(out.latency_ms, target, miss, out.energy_j, out.switched, out.oom, self._slow_ema)
         obs = self.encoder.encode_values(out.freq_mhz, exo.bg_cpu_util, exo.mem_avail_mb,
                                          out.battery_pct if self._has_battery else None, exo.plugged, out.temp_c,
                                          nxt.request_rate_hz, nxt.deadline_ms, target, fb, out=self._obs).copy()
         self._update_mask(target, exo.mem_avail_mb)
         info = {
-            "variant": self.catalog.variants[target].id, "accuracy": out.accuracy,
+            "variant": self._ids[target], "accuracy": out.accuracy,
             "effective_accuracy": out.accuracy * on_time, "latency_ms": out.latency_ms,
             "deadline_ms": exo.deadline_ms, "energy_mj": out.energy_j * 1000.0, "power_w": out.power_w,
-            "mem_mb": out.mem_mb, "miss_rate": miss, "served_frac": out.serving.served_frac,
+            "mem_mb": out.mem_mb, "miss_rate": miss, "served_frac": serving.served_frac,
             "switched": out.switched, "oom": out.oom, "temp_c": out.temp_c, "freq_mhz": out.freq_mhz,
             "battery_pct": out.battery_pct,
             "reward_accuracy": terms[0], "reward_miss": terms[1], "reward_energy": terms[2],

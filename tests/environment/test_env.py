@@ -179,3 +179,22 @@ def test_small_datasets_hold_out_the_end_of_each_train_trace(tmp_path):
     tr = AdaScaleEnv(spec, split="train")
     val = AdaScaleEnv(spec, split="val")
     assert [len(e) for e in tr.exo] == [80, 80] and [len(e) for e in val.exo] == [20, 20]
+
+
+def test_slowdown_average_is_measured_over_profiler_predicted_latency(fixture_spec):
+    import math
+
+    from adascale_rl.device.physics import median_latency_ms
+    from adascale_rl.environment.env import SLOWDOWN_EMA_WEIGHT
+
+    env = AdaScaleEnv(fixture_spec, split="test")
+    env.reset(seed=4, options={"trace": 0, "start": 0, "variant": "mid"})
+    ema = 0.0
+    for _ in range(20):
+        obs, _, _, _, info = env.step(0)
+        v = env.catalog.variants[env.catalog.index(info["variant"])]
+        predicted = median_latency_ms(v, info["freq_mhz"], env.device.f_max_mhz, env.device.cores,
+                                      env.episode["exo"][env._t - 1].bg_cpu_util, 1.0)
+        predicted *= math.exp(0.5 * 0.1 ** 2)  # mean of the per-frame log-normal
+        ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / predicted) - ema)
+        assert env.encoder.decode(obs)["slowdown_ema_log2"] == pytest.approx(ema, abs=1e-5)
