@@ -5,18 +5,18 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from adascale_rl.context.traces import Trace, TraceDataset, load_dataset
+from adascale_rl.context.traces import Trace, TraceDataset, TraceError, load_dataset, load_trace
 from adascale_rl.device.catalog import Catalog, load_catalog
 from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
 from adascale_rl.device.presets import DevicePreset, load_device
 from adascale_rl.environment.observation import Feedback, ObservationEncoder
-from adascale_rl.environment.reward import TERMS, Reward, make_reward
+from adascale_rl.environment.reward import Reward, make_reward
 from adascale_rl.environment.spec import EnvSpec, find_spec
 
 SPLITS = ("train", "val", "test", "all")
@@ -34,7 +34,24 @@ SLOWDOWN_EMA_WEIGHT = 0.5
 
 @lru_cache(maxsize=16)
 def _dataset(path: str) -> TraceDataset:
-    return load_dataset(path)
+    """A trace dataset folder, or a user's folder of trace CSVs (or one CSV), all as the test split.
+
+    Loose CSVs carry no device: they are replayed as they are, memory unscaled, the clock
+    cap as a share of the trace's own top cap.
+    """
+    p = Path(path)
+    if p.is_dir() and (p / "schema.json").exists():
+        return load_dataset(p)
+    files = sorted(p.glob("*.csv")) if p.is_dir() else [p]
+    if not files or not all(f.is_file() for f in files):
+        raise TraceError("is neither a trace dataset (no schema.json) nor a folder of trace CSV files", file=p)
+    traces = [load_trace(f) for f in files]
+    for t in traces:
+        if t.period_s is None:
+            raise TraceError("a single-row trace has no period; record at least two rows", file=t.path)
+    meta = {"name": p.stem, "version": 1, "period_s": traces[0].period_s, "device": "unknown",
+            "device_mem_total_mb": None, "source": "user"}
+    return TraceDataset(p, meta, {"train": [], "test": traces})
 
 
 def split_traces(ds: TraceDataset, split: str) -> list[Trace]:
@@ -312,10 +329,6 @@ class AdaScaleEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """Valid actions as booleans (sb3-contrib's MaskablePPO calls this)."""
         return self._mask.astype(bool)
-
-    def target_of(self, action: int, loaded: int) -> int:
-        """The catalog index an action asks for when ``loaded`` is resident."""
-        return loaded if action == KEEP else action - 1
 
     # ------------------------------------------------------------------ step
     def step(self, action):

@@ -55,3 +55,21 @@ def test_evaluate_prints_metrics_and_bad_policy_is_one_sentence(tmp_path):
     bad = _cli("evaluate", "--env", str(spec), "--policy", "clever", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unknown policy 'clever'" in bad.stderr
+
+
+def test_evaluate_on_a_folder_of_the_users_trace_csvs(tmp_path):
+    from _envdata import constant_trace
+    from adascale_rl.context.traces import trace_to_csv
+
+    spec = _spec_file(tmp_path)
+    mine = tmp_path / "my-recordings"
+    mine.mkdir()
+    for i in range(2):
+        d = constant_trace(60, bg_cpu_util=0.3 * i)
+        (mine / f"rec{i}.csv").write_text(trace_to_csv(["t_s", "bg_cpu_util", "mem_avail_mb"], d))
+    res = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--seeds", "1", "--traces", str(mine), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "episodes=2" in res.stdout
+    (mine / "rec1.csv").write_text("t_s,bg_cpu_util,mem_avail_mb\n0,0.1,500\n1,x,500\n")
+    bad = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--traces", str(mine), cwd=tmp_path)
+    assert bad.returncode == 2 and "rec1.csv, line 3, column 'bg_cpu_util'" in bad.stderr
