@@ -26,6 +26,7 @@ from adascale_rl.device.presets import DevicePreset
 #: is modelled by step-level spikes; within an interval frames vary by ~10 %.
 FRAME_SIGMA = 0.10
 _SQRT2 = math.sqrt(2.0)
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 
 
 # --------------------------------------------------------------------------- clock
@@ -229,7 +230,24 @@ class DevicePhysics:
         self._s_all = [amdahl_speedup(v.parallel_frac, device.cores) for v in catalog.variants]
         self.has_battery = device.battery_wh is not None
         self._sig_corr = math.exp(0.5 * frame_sigma * frame_sigma)
-        self._decay: dict[float, float] = {}
+        self._decay: dict[float, float] = {}  # thermal decay per interval length
+        self._dyn_all: dict[float, float] = {}  # dynamic power with all cores busy, per operating point
+        # the device and variant constants step() reads, as plain attributes and rows
+        self._cores = device.cores
+        self._dyn_w_max = device.dyn_w_max
+        self._freq_exponent = device.freq_exponent
+        self._idle_w = device.idle_w
+        self._resistance = device.thermal_resistance_c_per_w
+        self._throttle_c = device.throttle_c
+        self._release_c = device.release_c
+        self._saver_cap_mhz = device.saver_cap_mhz if self.has_battery else math.inf
+        self._saver_threshold_pct = device.saver_threshold_pct
+        self._battery_j = device.battery_wh * 3600.0 if self.has_battery else math.nan  # as battery_pct_after()
+        self._variant_rows = [
+            (v.peak_mem_mb, 1.0 - v.parallel_frac, v.parallel_frac, s_all, v.compute_bound_frac,
+             1.0 - v.compute_bound_frac, v.latency_ms, v.energy_mj / v.latency_ms, v.accuracy, load_ms,
+             load_ms / 1000.0)
+            for v, s_all, load_ms in zip(catalog.variants, self._s_all, self.load_ms)]
 
     def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
         """At rest with the background load: temperature at its steady state, no throttling."""
@@ -248,50 +266,53 @@ class DevicePhysics:
 
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
         """One interval. The small functions above, composed and inlined for speed (this is the
-        environment's hot path); ``tests/device/test_physics.py`` checks it against them."""
-        d = self.device
-        cat = self.catalog.variants
-        has_battery = self.has_battery
-        f_max = self.f_max_mhz
+        environment's hot path); ``tests/device/test_physics.py`` checks it against them.
+        Constants of a variant or of an operating point are read from rows and caches built
+        in ``__init__`` (the same floats the expressions would compute each time).
+        """
+        loaded, temp_c, level, used_j, killed = state
+        freq_cap, bg, mem_avail, ambient_c, battery_pct, plugged, rate, deadline_ms = exo
+        ladder = self.ladder
         # clock: min(trace cap, thermal limit, battery saver), snapped down to the ladder
-        cap = exo.freq_cap_mhz
-        thermal = self.ladder[state.thermal_level]
+        cap = freq_cap
+        thermal = ladder[level]
         if thermal < cap:
             cap = thermal
-        if has_battery and not exo.plugged and d.saver_cap_mhz < cap:
-            battery = self.battery_pct(state, exo)
-            if battery < d.saver_threshold_pct:
-                cap = d.saver_cap_mhz
-        freq = self.ladder[max(bisect.bisect_right(self.ladder, cap + 1e-9) - 1, 0)]
-        switched = target != state.loaded
-        new = cat[target]
+        saver_cap = self._saver_cap_mhz
+        if self.has_battery and not plugged and saver_cap < cap:
+            battery = battery_pct
+            if used_j != 0.0:  # battery_pct_after(), inlined
+                battery = battery_pct - 100.0 * used_j / self._battery_j
+                if 0.0 > battery:
+                    battery = 0.0
+            if battery < self._saver_threshold_pct:
+                cap = saver_cap
+        i = bisect.bisect_right(ladder, cap + 1e-9) - 1
+        freq = ladder[i if i > 0 else 0]
+        switched = target != loaded
+        peak, serial, par, s_all, cb, serial_cb, lat_ms, p_ref, accuracy, load_ms, load_s = self._variant_rows[target]
         # after an OOM kill the app restarts empty: whatever it runs next loads alone
-        loading = switched or state.killed
-        if not loading:
-            mem = new.peak_mem_mb
-        elif state.killed:
-            mem = new.peak_mem_mb
+        loading = switched or killed
+        if loading and not killed:
+            mem = peak + self._variant_rows[loaded][0] - self.shared_mb
         else:
-            mem = new.peak_mem_mb + cat[state.loaded].peak_mem_mb - self.shared_mb
-        oom = mem > exo.mem_avail_mb
+            mem = peak
+        oom = mem > mem_avail
         # latency: reference x clock (compute-bound part) x contention (Amdahl) x noise
-        eff = d.cores * (1.0 - 0.5 * exo.bg_cpu_util)
+        eff = self._cores * (1.0 - 0.5 * bg)
         if eff < 0.5:
             eff = 0.5
-        p = new.parallel_frac
-        used = (1.0 / ((1.0 - p) + p / eff)) / self._s_all[target]
-        cb = new.compute_bound_frac
-        median = new.latency_ms * (cb * (f_max / freq) + (1.0 - cb)) / used * noise.latency
+        used = (1.0 / (serial + par / eff)) / s_all
+        median = lat_ms * (cb * (self.f_max_mhz / freq) + serial_cb) / used * noise[0]
+        mean_ms = median * self._sig_corr
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
             # with the variant it asked for.
-            serving = Serving(0.0, 0.0, 0.0, median * self._sig_corr)
-        elif exo.request_rate_hz <= 0:
-            serving = Serving(1.0, 1.0, 0.0, median * self._sig_corr)
+            serving = _new_tuple(Serving, (0.0, 0.0, 0.0, mean_ms))
+        elif rate <= 0:
+            serving = _new_tuple(Serving, (1.0, 1.0, 0.0, mean_ms))
         else:  # serve(), inlined
-            mean_ms = median * self._sig_corr
-            rate = exo.request_rate_hz
-            open_s = dt_s - self.load_ms[target] * 0.001 if loading else dt_s
+            open_s = dt_s - load_ms * 0.001 if loading else dt_s
             if open_s < 0.0:
                 open_s = 0.0
             served = rate * open_s
@@ -299,34 +320,37 @@ class DevicePhysics:
             if capacity < served:
                 served = capacity
             served_frac = served / (rate * dt_s)
-            z = (math.log(exo.deadline_ms) - math.log(median)) / self.frame_sigma
-            serving = Serving(served_frac, served_frac * 0.5 * (1.0 + math.erf(z / _SQRT2)), served * mean_ms * 0.001,
-                              mean_ms)
+            z = (math.log(deadline_ms) - math.log(median)) / self.frame_sigma
+            serving = _new_tuple(Serving, (served_frac, served_frac * 0.5 * (1.0 + math.erf(z / _SQRT2)),
+                                           served * mean_ms * 0.001, mean_ms))
         # energy and power, sharing (f / f_max)^k
-        dyn_all = d.dyn_w_max * (freq / f_max) ** d.freq_exponent
-        energy = new.energy_mj / new.latency_ms * dyn_all / d.dyn_w_max * used * serving.busy_s
+        dyn_all = self._dyn_all.get(freq)
+        if dyn_all is None:
+            dyn_all = self._dyn_all[freq] = self._dyn_w_max * (freq / self.f_max_mhz) ** self._freq_exponent
+        energy = p_ref * dyn_all / self._dyn_w_max * used * serving[2]
         if loading:
-            load_s = self.load_ms[target] / 1000.0
-            energy += dyn_all / d.cores * (load_s if load_s < dt_s else dt_s)
-        busy_w = dyn_all * exo.bg_cpu_util + energy / dt_s
-        power = d.idle_w + (busy_w if busy_w < dyn_all else dyn_all)
+            energy += dyn_all / self._cores * (load_s if load_s < dt_s else dt_s)
+        busy_w = dyn_all * bg + energy / dt_s
+        power = self._idle_w + (busy_w if busy_w < dyn_all else dyn_all)
         # first-order thermal model and the governor's hysteresis
         decay = self._decay.get(dt_s)
         if decay is None:
-            decay = self._decay[dt_s] = math.exp(-dt_s / d.thermal_time_constant_s)
-        steady = exo.ambient_temp_c + d.thermal_resistance_c_per_w * power
-        temp = steady + (state.temp_c - steady) * decay
-        level = state.thermal_level
-        if temp > d.throttle_c:
+            decay = self._decay[dt_s] = math.exp(-dt_s / self.device.thermal_time_constant_s)
+        steady = ambient_c + self._resistance * power
+        temp = steady + (temp_c - steady) * decay
+        if temp > self._throttle_c:
             level = level - 1 if level > 0 else 0
-        elif temp < d.release_c:
+        elif temp < self._release_c:
             level = level + 1 if level < self.top_level else self.top_level
-        drawn = 0.0 if (exo.plugged or not has_battery) else state.battery_used_j + energy
-        new_state = PhysicsState(target, temp, level, drawn, oom)
-        battery = exo.battery_pct if drawn == 0.0 else battery_pct_after(exo.battery_pct, drawn, d.battery_wh)
-        out = Outcome(target, freq, serving.mean_latency_ms, serving, new.accuracy, energy, power, mem, switched,
-                      oom, temp, battery)
-        return new_state, out
+        drawn = 0.0 if (plugged or not self.has_battery) else used_j + energy
+        battery = battery_pct
+        if drawn != 0.0:  # battery_pct_after(), inlined
+            battery = battery_pct - 100.0 * drawn / self._battery_j
+            if 0.0 > battery:
+                battery = 0.0
+        return (_new_tuple(PhysicsState, (target, temp, level, drawn, oom)),
+                _new_tuple(Outcome, (target, freq, mean_ms, serving, accuracy, energy, power, mem, switched, oom,
+                                     temp, battery)))
 
     # ------------------------------------------------------------------ planning
     def interval_table(self, freq_mhz: float, exo: Exo, noise: Noise, dt_s: float, killed: bool = False):

@@ -249,3 +249,20 @@ def test_mask_after_an_oom_kill_counts_only_the_new_variant(tmp_path):
     assert mask[1 + MID] == 1 and mask[1 + SMALL] == 1  # each fits alone now
     _, _, _, _, info = env.step(1 + MID)
     assert not info["oom"]
+
+
+def test_step_battery_and_saver_are_battery_pct_after_exactly():
+    physics = ph.DevicePhysics(PIXEL4, CAT)
+    wh = PIXEL4.battery_wh
+    e = exo(battery_pct=PIXEL4.saver_threshold_pct + 0.01, plugged=False, request_rate_hz=30.0, deadline_ms=1000.0)
+    state = physics.initial_state(e, BIG)
+    clocks = []
+    for _ in range(40):
+        before = ph.battery_pct_after(e.battery_pct, state.battery_used_j, wh)
+        cap = ph.battery_saver_cap_mhz(PIXEL4, before, e.plugged)
+        new_state, out = physics.step(state, BIG, e, ph.Noise(1.0), 1.0)
+        assert out.freq_mhz == ph.clock_mhz(e.freq_cap_mhz, physics.ladder[state.thermal_level], cap, physics.ladder)
+        assert out.battery_pct == ph.battery_pct_after(e.battery_pct, new_state.battery_used_j, wh)
+        clocks.append(out.freq_mhz)
+        state = new_state
+    assert clocks[0] > PIXEL4.saver_cap_mhz and clocks[-1] == PIXEL4.saver_cap_mhz  # the saver engaged on the way
