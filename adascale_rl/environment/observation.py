@@ -78,10 +78,6 @@ class Feedback(NamedTuple):
     slowdown_ema_log2: float = 0.0  # running average of log2(measured / profiler-predicted latency)
 
 
-def _clip(x: float, lo: float, hi: float) -> float:
-    return lo if x < lo else hi if x > hi else x
-
-
 _NO_FEEDBACK = [0.0] * 7
 
 
@@ -106,6 +102,9 @@ class ObservationEncoder:
         self.names: tuple[str, ...] = tuple(names)
         self.low = np.array([f.low for f in FEATURES] + [0.0] * self.n_variants, dtype=np.float32)
         self.high = np.array([f.high for f in FEATURES] + [1.0] * self.n_variants, dtype=np.float32)
+        # row i: an observation with only the one-hot of variant i set (encode_values copies one)
+        self._one_hot = np.zeros((self.n_variants, self.size), dtype=np.float32)
+        self._one_hot[np.arange(self.n_variants), N_CONTEXT + np.arange(self.n_variants)] = 1.0
 
     @property
     def reference_latency_ms(self) -> float:
@@ -131,42 +130,62 @@ class ObservationEncoder:
 
     def encode_values(self, freq, bg, mem, batt, plugged, temp, rate, deadline, loaded: int,
                       feedback: Feedback | None, out: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`encode` with the reading's values as arguments (the environment's fast path)."""
-        o = np.zeros(self.size, dtype=np.float32) if out is None else out
+        """:meth:`encode` with the reading's values as arguments (the environment's fast path).
+
+        ``feedback`` is a :class:`Feedback` or a plain tuple of its fields in order.
+        Returns ``out`` filled in, or a new array when ``out`` is None.
+        """
         mem = self._mem_total if mem is None else mem
         deadline = deadline or 100.0
         rate = 10.0 if rate is None else rate
+        # one value per FEATURES entry, in its order; clipped to its bounds inline ("lo if x < lo else hi if x > hi
+        # else x"): this runs every step
+        clock = 1.0 if freq is None else freq / self._f_max
+        mem_frac = mem / self._mem_total
+        mem_fit = mem / self._mem_scale
+        headroom = 1.0 if temp is None else (self._throttle - temp) / self._temp_span
+        deadline_log = math.log2(deadline / self._ref_ms) * 0.25
+        load = rate * self._ref_ms * 0.001
+        load_log = math.log2(1e-3 if 1e-3 > load else load) * 0.25  # max(load, 1e-3)
         vals = [
-            1.0 if freq is None else _clip(freq / self._f_max, 0.0, 1.0),
+            0.0 if clock < 0.0 else 1.0 if clock > 1.0 else clock,
             1.0 if freq is None else 0.0,
             bg or 0.0,  # in [0, 1] by the context schema
-            _clip(mem / self._mem_total, 0.0, 1.0),
-            _clip(mem / self._mem_scale, 0.0, 1.0),
+            0.0 if mem_frac < 0.0 else 1.0 if mem_frac > 1.0 else mem_frac,
+            0.0 if mem_fit < 0.0 else 1.0 if mem_fit > 1.0 else mem_fit,
             1.0 if batt is None else batt * 0.01,  # in [0, 100] by the context schema
             1.0 if batt is None else 0.0,
             1.0 if plugged is None else float(bool(plugged)),
-            1.0 if temp is None else _clip((self._throttle - temp) / self._temp_span, -1.0, 2.0),
+            -1.0 if headroom < -1.0 else 2.0 if headroom > 2.0 else headroom,
             1.0 if temp is None else 0.0,
-            _clip(math.log2(deadline / self._ref_ms) * 0.25, -2.0, 2.0),
-            _clip(math.log2(max(rate * self._ref_ms * 0.001, 1e-3)) * 0.25, -3.0, 2.0),
+            -2.0 if deadline_log < -2.0 else 2.0 if deadline_log > 2.0 else deadline_log,
+            -3.0 if load_log < -3.0 else 2.0 if load_log > 2.0 else load_log,
         ]
         if feedback is None:
             vals += _NO_FEEDBACK
         else:
-            lat = max(feedback.latency_ms, 1e-6)
-            vals += [
-                _clip(math.log2(lat / deadline) * 0.25, -3.0, 2.0),
-                _clip(math.log2(lat / self._lat[feedback.variant]) * 0.5, -1.0, 2.0),
-                _clip(feedback.slowdown_ema_log2 * 0.5, -1.0, 2.0),
-                feedback.miss_rate,
-                _clip(feedback.energy_j / self._energy_budget_j, 0.0, 1.0),
-                float(feedback.switched),
-                float(feedback.oom),
-            ]
-        o[:N_CONTEXT] = vals
-        o[N_CONTEXT:] = 0.0
-        o[N_CONTEXT + loaded] = 1.0
-        return o
+            latency_ms, variant, miss_rate, energy_j, switched, oom, slowdown_ema_log2 = feedback
+            lat = 1e-6 if 1e-6 > latency_ms else latency_ms  # max(latency_ms, 1e-6)
+            lat_log = math.log2(lat / deadline) * 0.25
+            slowdown_log = math.log2(lat / self._lat[variant]) * 0.5
+            ema_log = slowdown_ema_log2 * 0.5
+            energy_frac = energy_j / self._energy_budget_j
+            vals += (
+                -3.0 if lat_log < -3.0 else 2.0 if lat_log > 2.0 else lat_log,
+                -1.0 if slowdown_log < -1.0 else 2.0 if slowdown_log > 2.0 else slowdown_log,
+                -1.0 if ema_log < -1.0 else 2.0 if ema_log > 2.0 else ema_log,
+                miss_rate,
+                0.0 if energy_frac < 0.0 else 1.0 if energy_frac > 1.0 else energy_frac,
+                float(switched),
+                float(oom),
+            )
+        if out is None:
+            out = self._one_hot[loaded].copy()
+        else:
+            out[N_CONTEXT:] = 0.0
+            out[N_CONTEXT + loaded] = 1.0
+        out[:N_CONTEXT] = vals
+        return out
 
     def decode(self, obs: np.ndarray) -> dict[str, float | int | None]:
         """Physical values back from an observation (what a heuristic reasons with).
