@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from adascale_rl.context.traces import Trace, TraceDataset, TraceError, load_dat
 from adascale_rl.device.catalog import Catalog, load_catalog
 from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
 from adascale_rl.device.presets import DevicePreset, load_device
-from adascale_rl.environment.observation import Feedback, ObservationEncoder
+from adascale_rl.environment.observation import ObservationEncoder
 from adascale_rl.environment.reward import Reward, make_reward
 from adascale_rl.environment.spec import EnvSpec, find_spec
 
@@ -216,13 +217,14 @@ class AdaScaleEnv(gym.Env):
         self.observation_space = spaces.Box(self.encoder.low, self.encoder.high, dtype=np.float32)
         self.action_names = ["keep"] + [f"switch:{v.id}" for v in self.catalog.variants]
         self._peak = [v.peak_mem_mb for v in self.catalog.variants]
-        self._peak_arr = np.array(self._peak)
+        # peaks ascending, with the catalog index of each: the variants that fit are a prefix
+        self._fit_order = sorted(range(n), key=self._peak.__getitem__)
+        self._peak_sorted = [self._peak[i] for i in self._fit_order]
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._acc = [v.accuracy for v in self.catalog.variants]
         lengths = np.array([len(e) for e in self.exo], dtype=np.float64)
         self._trace_p = lengths / lengths.sum()
         self._mask = np.ones(n + 1, dtype=np.int8)
-        self._mask_key = None
-        self._obs = np.zeros(self.encoder.size, dtype=np.float32)
         self._energy_budget_j = self.device.dyn_w_max * self.period_s
         self._has_battery = self.device.has_battery
         self._mem_total = self.device.mem_total_mb
@@ -288,7 +290,7 @@ class AdaScaleEnv(gym.Env):
             v0 = self.default_variant(window[0].mem_avail_mb)
         self.state = self.physics.initial_state(window[0], v0)
         self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
-                        "exo": window, "noise": [Noise(float(x)) for x in noise], "state0": self.state}
+                        "exo": window, "noise": [Noise(x) for x in noise.tolist()], "state0": self.state}
         self._rows = window
         self._noises = self.episode["noise"]
         self._t = 0
@@ -300,7 +302,7 @@ class AdaScaleEnv(gym.Env):
                    "battery_pct": first.battery_pct if self.device.has_battery else None,
                    "plugged": first.plugged, "temp_c": self.state.temp_c,
                    "request_rate_hz": first.request_rate_hz, "deadline_ms": first.deadline_ms}
-        obs = self.encoder.encode(reading, v0, None, out=self._obs).copy()
+        obs = self.encoder.encode(reading, v0, None)
         self._update_mask(v0, first.mem_avail_mb)
         info = {"trace": self.episode["trace_name"], "start": start, "variant": self.catalog.variants[v0].id,
                 "action_mask": self._mask.copy()}
@@ -315,16 +317,31 @@ class AdaScaleEnv(gym.Env):
         return max(fits, key=lambda i: (self._acc[i], -self._peak[i]))
 
     def _update_mask(self, loaded: int, mem_avail_mb: float) -> None:
+        """Set :attr:`_mask` for the variant now loaded and the memory last measured.
+
+        A switch to variant i is valid when ``peak[i] + resident <= mem_avail_mb``.
+        Float addition is monotone, so the variants that pass are the first ``k`` in
+        ascending peak order; the masks are cached per ``(k, loaded)`` and read-only
+        (``info`` and :meth:`action_masks` hand out copies).
+        """
         killed = self.state is not None and self.state.killed
-        key = (loaded, mem_avail_mb, killed)
-        if key == self._mask_key:
-            return
-        self._mask_key = key
-        m = self._mask
         resident = 0.0 if killed else self._peak[loaded] - self.catalog.runtime_overhead_mb
-        m[1:] = (self._peak_arr + resident) <= mem_avail_mb
-        m[loaded + 1] = 1  # "switch" to the loaded variant is a keep: never masked, like action 0
-        m[KEEP] = 1
+        peaks = self._peak_sorted
+        n = len(peaks)
+        k = bisect.bisect_right(peaks, mem_avail_mb - resident)  # a guess; the exact test settles it
+        while k < n and peaks[k] + resident <= mem_avail_mb:
+            k += 1
+        while k > 0 and not peaks[k - 1] + resident <= mem_avail_mb:
+            k -= 1
+        m = self._masks.get((k, loaded))
+        if m is None:
+            m = np.zeros(n + 1, dtype=np.int8)
+            m[[1 + i for i in self._fit_order[:k]]] = 1
+            m[loaded + 1] = 1  # "switch" to the loaded variant is a keep: never masked, like action 0
+            m[KEEP] = 1
+            m.flags.writeable = False
+            self._masks[(k, loaded)] = m
+        self._mask = m
 
     def action_masks(self) -> np.ndarray:
         """Valid actions as booleans (sb3-contrib's MaskablePPO calls this)."""
@@ -332,7 +349,8 @@ class AdaScaleEnv(gym.Env):
 
     # ------------------------------------------------------------------ step
     def step(self, action):
-        if self.state is None:
+        state = self.state
+        if state is None:
             raise RuntimeError("call reset() before step()")
         rows = self._rows
         t = self._t
@@ -341,40 +359,40 @@ class AdaScaleEnv(gym.Env):
         a = int(action)
         if not 0 <= a < self._n_actions:
             raise ValueError(f"action {action!r} is outside Discrete({self._n_actions})")
-        state = self.state
         target = state.loaded if a == KEEP else a - 1
         exo = rows[t]
         noise = self._noises[t]
-        state, out = self.physics.step(state, target, exo, noise, self.period_s)
-        self.state = state
-        serving = out.serving
-        on_time = serving.on_time_frac
+        self.state, out = self.physics.step(state, target, exo, noise, self.period_s)
+        _, freq_mhz, latency_ms, serving, accuracy, energy_j, power_w, mem_mb, switched, oom, temp_c, battery_pct = out
+        served_frac, on_time, _, _ = serving
         miss = 1.0 - on_time
-        terms = self.reward_fn.terms(out.accuracy, on_time, out.energy_j / self._energy_budget_j,
-                                     out.mem_mb / self._mem_total, out.switched, out.oom)
-        reward = terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
-        self._t = t + 1
-        truncated = self._t >= len(rows)
-        nxt = rows[self._t] if not truncated else exo
-        if not out.oom and serving.served_frac > 0.0:
+        terms = self.reward_fn.terms(accuracy, on_time, energy_j / self._energy_budget_j, mem_mb / self._mem_total,
+                                     switched, oom)
+        r_accuracy, r_miss, r_energy, r_mem, r_switch, r_oom = terms
+        reward = r_accuracy + r_miss + r_energy + r_mem + r_switch + r_oom
+        t += 1
+        self._t = t
+        truncated = t >= len(rows)
+        nxt = exo if truncated else rows[t]
+        if not oom and served_frac > 0.0:
             # the app's running estimate of the slow-down its profiler model does not explain:
             # log2(measured / profiler-predicted latency). The profiler model is the simulator's
             # without noise, so that ratio is the interval's noise draw (tests check the identity).
             self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(noise.latency) - self._slow_ema)
-        fb = Feedback(out.latency_ms, target, miss, out.energy_j, out.switched, out.oom, self._slow_ema)
-        obs = self.encoder.encode_values(out.freq_mhz, exo.bg_cpu_util, exo.mem_avail_mb,
-                                         out.battery_pct if self._has_battery else None, exo.plugged, out.temp_c,
-                                         nxt.request_rate_hz, nxt.deadline_ms, target, fb, out=self._obs).copy()
+        fb = (latency_ms, target, miss, energy_j, switched, oom, self._slow_ema)  # a Feedback's fields, in order
+        obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.mem_avail_mb,
+                                         battery_pct if self._has_battery else None, exo.plugged, temp_c,
+                                         nxt.request_rate_hz, nxt.deadline_ms, target, fb)
         self._update_mask(target, exo.mem_avail_mb)
         info = {
-            "variant": self._ids[target], "accuracy": out.accuracy,
-            "effective_accuracy": out.accuracy * on_time, "latency_ms": out.latency_ms,
-            "deadline_ms": exo.deadline_ms, "energy_mj": out.energy_j * 1000.0, "power_w": out.power_w,
-            "mem_mb": out.mem_mb, "miss_rate": miss, "served_frac": serving.served_frac,
-            "switched": out.switched, "oom": out.oom, "temp_c": out.temp_c, "freq_mhz": out.freq_mhz,
-            "battery_pct": out.battery_pct,
-            "reward_accuracy": terms[0], "reward_miss": terms[1], "reward_energy": terms[2],
-            "reward_mem": terms[3], "reward_switch": terms[4], "reward_oom": terms[5],
+            "variant": self._ids[target], "accuracy": accuracy,
+            "effective_accuracy": accuracy * on_time, "latency_ms": latency_ms,
+            "deadline_ms": exo.deadline_ms, "energy_mj": energy_j * 1000.0, "power_w": power_w,
+            "mem_mb": mem_mb, "miss_rate": miss, "served_frac": served_frac,
+            "switched": switched, "oom": oom, "temp_c": temp_c, "freq_mhz": freq_mhz,
+            "battery_pct": battery_pct,
+            "reward_accuracy": r_accuracy, "reward_miss": r_miss, "reward_energy": r_energy,
+            "reward_mem": r_mem, "reward_switch": r_switch, "reward_oom": r_oom,
             "action_mask": self._mask.copy(),
         }
         self._last = info

@@ -198,3 +198,39 @@ def test_slowdown_average_is_measured_over_profiler_predicted_latency(fixture_sp
         predicted *= math.exp(0.5 * 0.1 ** 2)  # mean of the per-frame log-normal
         ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / predicted) - ema)
         assert env.encoder.decode(obs)["slowdown_ema_log2"] == pytest.approx(ema, abs=1e-5)
+
+
+def test_action_mask_is_the_memory_rule_exactly_and_handed_out_as_copies(tmp_path):
+    import json
+    from pathlib import Path
+
+    from _envdata import LADDER, make_catalog_doc, write_env
+
+    spec = write_env(tmp_path)
+    # two variants with the same peak; the runtime overhead is held once while switching
+    doc = make_catalog_doc(LADDER + [{"id": "tiny2", "accuracy": 0.4, "latency_ms": 4.0, "peak_mem_mb": 15.0}])
+    doc["runtime_overhead_mb"] = {"value": 10.0, "derived": "test"}
+    Path(spec.catalog).write_text(json.dumps(doc))
+    env = AdaScaleEnv(spec, split="test")
+    env.reset(seed=0)
+    peak = np.array([v.peak_mem_mb for v in env.catalog.variants])
+    n = len(peak)
+    for killed in (False, True):
+        env.state = env.state._replace(killed=killed)
+        for loaded in range(n):
+            resident = 0.0 if killed else peak[loaded] - 10.0
+            edges = peak + resident  # exactly at each variant's limit, and one ulp either side
+            for mem in [0.0, 1e9, float("nan"), *edges, *np.nextafter(edges, -np.inf), *np.nextafter(edges, np.inf)]:
+                env._update_mask(loaded, float(mem))
+                want = np.ones(n + 1, dtype=np.int8)
+                want[1:] = (peak + resident) <= mem
+                want[loaded + 1] = 1
+                got = env.action_masks()
+                assert got.dtype == bool
+                np.testing.assert_array_equal(got, want.astype(bool), err_msg=f"{killed=} {loaded=} {mem=}")
+    env.reset(seed=0)
+    _, _, _, _, a = env.step(0)
+    a["action_mask"][:] = 0  # a caller may write into the mask it was given...
+    _, _, _, _, b = env.step(0)
+    assert b["action_mask"][0] == 1 and env.action_masks()[0]  # ...without touching later ones
+    assert b["action_mask"].dtype == np.int8 and b["action_mask"].flags.writeable
