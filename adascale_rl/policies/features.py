@@ -107,6 +107,26 @@ class PlannerPrior(VariantSlack):
         self.n_variants = len(latency_ms)
         self.last_prior: th.Tensor | None = None
 
+    #: the planner's margins the prior shares; :meth:`tuned_kwargs` picks them on the train split
+    TUNED = ("horizon", "sigma")
+
+    @classmethod
+    def tuned_kwargs(cls, train_env: Any, max_episodes: int = 8) -> dict:
+        """``horizon`` and ``sigma`` tuned on ``train_env`` exactly as ``bench`` tunes the planner heuristic.
+
+        The grid is :attr:`PlannerPolicy.PARAM_GRID <adascale_rl.policies.heuristics.PlannerPolicy.PARAM_GRID>`
+        for these two keys (its Kalman ``q`` has no counterpart here), searched by
+        :func:`adascale_rl.evaluation.core.tune` on the same train windows, so the
+        prior starts from the margins the tuned baseline uses rather than fixed
+        defaults. A few seconds per environment.
+        """
+        from adascale_rl.evaluation.core import tune
+        from adascale_rl.policies.heuristics import PlannerPolicy
+
+        grid = {k: PlannerPolicy.PARAM_GRID[k] for k in cls.TUNED}
+        params, _ = tune(train_env, lambda **kw: PlannerPolicy(**kw), grid, max_episodes=max_episodes)
+        return {k: float(v) for k, v in params.items()}
+
     @classmethod
     def kwargs_for(cls, env: Any) -> dict:
         from adascale_rl.device.physics import switch_load_ms

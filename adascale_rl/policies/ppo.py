@@ -180,20 +180,28 @@ def _spec_of(config: dict) -> EnvSpec:
     return find_spec(config["env"])
 
 
-def _model_kwargs_for(recipe: Recipe, env: AdaScaleEnv) -> dict:
+def _model_kwargs_for(recipe: Recipe, env: AdaScaleEnv, train_env: AdaScaleEnv | None = None) -> tuple[dict, dict]:
     """The recipe's model arguments, with environment constants for a features extractor that needs them.
 
     A features extractor class with a ``kwargs_for(env)`` class method (such as
     :class:`adascale_rl.policies.features.VariantSlack`) gets the catalog constants of
-    this environment, so one recipe serves every environment.
+    this environment, so one recipe serves every environment. One with a
+    ``tuned_kwargs(train_env)`` class method (such as
+    :class:`adascale_rl.policies.features.PlannerPrior`) also gets the parameters it
+    tunes on the train split, unless the recipe sets them. Returns (model kwargs,
+    the tuned parameters).
     """
     kwargs = dict(recipe.model_kwargs)
     pk = dict(kwargs.get("policy_kwargs") or {})
     cls = pk.get("features_extractor_class")
+    tuned: dict = {}
     if cls is not None and hasattr(cls, "kwargs_for"):
-        pk["features_extractor_kwargs"] = {**cls.kwargs_for(env), **(pk.get("features_extractor_kwargs") or {})}
+        fixed = dict(pk.get("features_extractor_kwargs") or {})
+        if train_env is not None and hasattr(cls, "tuned_kwargs") and not set(cls.TUNED) <= set(fixed):
+            tuned = {k: v for k, v in cls.tuned_kwargs(train_env).items() if k not in fixed}
+        pk["features_extractor_kwargs"] = {**cls.kwargs_for(env), **tuned, **fixed}
         kwargs["policy_kwargs"] = pk
-    return kwargs
+    return kwargs, tuned
 
 
 def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: Path | None,
@@ -237,9 +245,16 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
         if model is None:
             print(f"training {spec.id} for {total} steps into {run.path} (seed {seed}, recipe "
                   f"'{recipe.key}' of {recipe.file}; validation every {config['eval']['freq']} steps)")
+            train_env = make_env(spec, "train", env_kwargs)
+            try:
+                model_kwargs, tuned = _model_kwargs_for(recipe, eval_env.unwrapped, train_env.unwrapped)
+            finally:
+                train_env.close()
+            if tuned:
+                config["tuned_on_train"] = tuned
+                print(f"features extractor parameters tuned on the train split: {tuned}")
             agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
-                                tensorboard_log=str(run / ppo_run.TENSORBOARD),
-                                **_model_kwargs_for(recipe, eval_env.unwrapped))
+                                tensorboard_log=str(run / ppo_run.TENSORBOARD), **model_kwargs)
         else:
             agent = MaskablePPO.load(str(model), env=venv, device="cpu",
                                      tensorboard_log=str(run / ppo_run.TENSORBOARD))

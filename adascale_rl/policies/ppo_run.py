@@ -177,8 +177,9 @@ def model_actor(model, vecnorm) -> Callable[[np.ndarray, dict], int]:
 
 
 class ValidationCallback(BaseCallback):
-    """Every ``eval_freq`` steps (at a rollout boundary) and at the end: evaluate on the
-    validation windows, log ``eval/*``, checkpoint atomically, keep the best."""
+    """Before a fresh run's first update, every ``eval_freq`` steps (at a rollout boundary)
+    and at the end: evaluate on the validation windows, log ``eval/*``, checkpoint
+    atomically, keep the best."""
 
     def __init__(self, run: RunFolder, eval_env, episodes: Sequence[tuple[int, int]], eval_freq: int,
                  on_checkpoint: Callable[[int, dict | None, bool], None], best: float = -np.inf,
@@ -192,6 +193,12 @@ class ValidationCallback(BaseCallback):
         self.best = float(best)
         self.last_eval = int(last_eval)
         self.history: list[dict[str, float]] = []
+
+    def _on_training_start(self) -> None:
+        # a fresh run's untrained policy is a candidate too: with a prior (PlannerPrior) it is
+        # already a soft planner, and the run should never ship something worse on validation
+        if self.num_timesteps == 0 and self.last_eval == 0:
+            self.evaluate()
 
     def _on_rollout_start(self) -> None:
         # the model here has been updated with every step counted in num_timesteps

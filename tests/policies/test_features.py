@@ -104,3 +104,30 @@ def test_loaded_prior_policy_acts_as_the_model_predicts(fixture_spec, tmp_path):
         a = policy.act(obs, info)
         assert a == int(expect)
         obs, _, _, _, info = env.step(a)
+
+
+def test_prior_margins_are_tuned_on_train_like_the_planner_baseline(fixture_spec):
+    from adascale_rl.evaluation.core import tune
+    from adascale_rl.policies.features import PlannerPrior
+    from adascale_rl.policies.heuristics import PlannerPolicy
+    from adascale_rl.policies.ppo import _model_kwargs_for
+    from adascale_rl.policies.ppo_hyperparams import parse
+
+    train = AdaScaleEnv(fixture_spec, split="train")
+    tuned = PlannerPrior.tuned_kwargs(train)
+    grid = {k: PlannerPolicy.PARAM_GRID[k] for k in ("horizon", "sigma")}
+    expect, _ = tune(train, lambda **kw: PlannerPolicy(**kw), grid)
+    assert tuned == {k: float(v) for k, v in expect.items()}
+
+    val = AdaScaleEnv(fixture_spec, split="val")
+    entry = {"policy": "adascale_rl.policies.features.PriorMaskablePolicy",
+             "policy_kwargs": {"features_extractor_class": "adascale_rl.policies.features.PlannerPrior"}}
+    kwargs, got = _model_kwargs_for(parse(entry), val, train)
+    fe = kwargs["policy_kwargs"]["features_extractor_kwargs"]
+    assert got == tuned and fe["horizon"] == tuned["horizon"] and fe["sigma"] == tuned["sigma"]
+    assert fe["latency_ms"] == PlannerPrior.kwargs_for(val)["latency_ms"]
+    # what the recipe sets is kept; nothing is tuned when it sets both
+    entry["policy_kwargs"]["features_extractor_kwargs"] = {"horizon": 99.0, "sigma": 0.05}
+    kwargs, got = _model_kwargs_for(parse(entry), val, train)
+    fe = kwargs["policy_kwargs"]["features_extractor_kwargs"]
+    assert got == {} and (fe["horizon"], fe["sigma"]) == (99.0, 0.05)

@@ -86,7 +86,7 @@ def test_cli_train_smoke_writes_a_complete_run_folder(tmp_path, env_yaml, tiny_h
     assert {"stable_baselines3", "sb3_contrib", "torch", "gymnasium"} <= set(cfg["versions"])
     assert "train" in cfg["sessions"][0]["command"] and cfg["sessions"][0]["wall_time_s"] > 0
     rows = (out / "evaluations.csv").read_text().splitlines()
-    assert rows[0].startswith("timesteps,mean_return") and [r.split(",")[0] for r in rows[1:]] == ["256", "512"]
+    assert rows[0].startswith("timesteps,mean_return") and [r.split(",")[0] for r in rows[1:]] == ["0", "256", "512"]
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert events
     blob = b"".join(e.read_bytes() for e in events)
@@ -165,7 +165,7 @@ def test_resume_continues_from_where_it_stopped(tmp_path, env_yaml, tiny_hp, cap
     assert cfg["timesteps"] == 512 and cfg["state"]["num_timesteps"] == 512
     assert [(s["from_timesteps"], s["reached_timesteps"]) for s in cfg["sessions"]] == [(0, 256), (256, 512)]
     steps = [int(r.split(",")[0]) for r in (out / "evaluations.csv").read_text().splitlines()[1:]]
-    assert steps == [128, 256, 384, 512]
+    assert steps == [0, 128, 256, 384, 512]  # the untrained policy once, not again on resume
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert {e.parent.name for e in events} == {"ppo_1"}  # the same TensorBoard run continues
     # a finished run is left alone
