@@ -123,6 +123,10 @@ def write_card(spec, dst: Path, rows: list[dict], best: dict, bench_out: Path, b
         command = r["command"].split(" train ", 1)[-1].replace(str(ROOT) + "/", "")
         lines.append(f"| {r['seed']}{mark} | `adascale-rl train {command}` | "
                      f"{r['timesteps']} | {r['wall_time_s']:.0f} s | {r['best_val_return']:.2f} | {r['best_at']} |")
+    tuned = cfg.get("tuned_on_train")
+    if tuned:
+        lines += ["", f"The planner prior's margins, tuned on the train split before training (as `bench` tunes the "
+                      f"planner heuristic): {', '.join(f'{k} {v:g}' for k, v in tuned.items())}."]
     lines += [
         "",
         f"Machine: {platform.machine()}, {__import__('os').cpu_count()} cores, one torch thread per run, "

@@ -70,6 +70,47 @@ class KeepBias(BaseCallback):
         return True
 
 
+def actor_parameters(policy) -> list:
+    """The parameters only the action distribution depends on: the policy branch and the action head."""
+    return [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters()]
+
+
+class CriticWarmup(BaseCallback):
+    """Train only the value function for the first ``steps`` environment steps.
+
+    A fresh critic's advantages are noise; a policy that already starts good (a
+    prior such as :class:`adascale_rl.policies.features.PlannerPrior`) is pushed
+    away from it by that noise before the critic can tell better from worse. So
+    the actor's parameters (:func:`actor_parameters`) get no gradient until
+    ``steps`` steps have been collected; the critic learns the prior's values
+    meanwhile. Decided before every update, so a resumed run continues correctly.
+    """
+
+    def __init__(self, steps: int = 20_000, verbose: int = 0):
+        super().__init__(verbose)
+        if int(steps) < 0:
+            raise ValueError(f"CriticWarmup steps must be >= 0, not {steps!r}")
+        self.steps = int(steps)
+        self.frozen: bool | None = None
+
+    def _on_rollout_end(self) -> None:
+        frozen = self.model.num_timesteps < self.steps
+        if frozen != self.frozen:
+            for prm in actor_parameters(self.model.policy):
+                prm.requires_grad_(not frozen)
+            if self.verbose:
+                print(f"critic warm-up: actor {'frozen' if frozen else 'trained'} from {self.model.num_timesteps} steps")
+            self.frozen = frozen
+
+    def _on_training_end(self) -> None:
+        for prm in actor_parameters(self.model.policy):
+            prm.requires_grad_(True)
+        self.frozen = None
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class RolloutInfoLogger(BaseCallback):
     """Average the reward terms and measured quantities from ``info`` over each rollout.
 
