@@ -257,6 +257,14 @@ class AdaScaleEnv(gym.Env):
             return int(v)
         return self.catalog.index(str(v))
 
+    def draw_noise(self, rng: np.random.Generator, steps: int) -> list[Noise]:
+        """``steps`` intervals of latency noise: log-normal (``latency_sigma``), times a spike
+        (uniform in ``SPIKE_RANGE``) with probability ``spike_prob``; independent across intervals."""
+        noise = np.exp(self.latency_sigma * rng.standard_normal(steps))
+        spikes = rng.random(steps) < self.spike_prob
+        noise = noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
+        return [Noise(x) for x in noise.tolist()]
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
@@ -278,10 +286,7 @@ class AdaScaleEnv(gym.Env):
         else:
             start = int(rng.integers(0, max(len(rows) - self.window, 0) + 1))
         window = rows[start:start + self.window]
-        steps = len(window)
-        noise = np.exp(self.latency_sigma * rng.standard_normal(steps))
-        spikes = rng.random(steps) < self.spike_prob
-        noise = noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
+        noise = self.draw_noise(rng, len(window))
         if "variant" in options:
             v0 = self._resolve_variant(options["variant"])
         elif self.random_start_variant:
@@ -290,7 +295,7 @@ class AdaScaleEnv(gym.Env):
             v0 = self.default_variant(window[0].mem_avail_mb)
         self.state = self.physics.initial_state(window[0], v0)
         self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
-                        "exo": window, "noise": [Noise(x) for x in noise.tolist()], "state0": self.state}
+                        "exo": window, "noise": noise, "state0": self.state}
         self._rows = window
         self._noises = self.episode["noise"]
         self._t = 0

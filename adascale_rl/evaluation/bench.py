@@ -28,6 +28,11 @@ from adascale_rl.policies import BUILTIN, make_policy
 DEFAULT_ENV = "AdaScale/Rpi4-Vision-v0"
 
 
+#: built-in policies bench runs only when --policies names them: slow diagnostics
+#: (the context oracle plans for 4 noise samples, several seconds per episode)
+OPT_IN = ("context-oracle",)
+
+
 def learned_controllers(spec_name: str) -> dict[str, Path]:
     """Shipped controllers for an environment: ``agents/<env-name>/<algo>/``."""
     root = paths.agents_dir() / spec_name
@@ -78,7 +83,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
         episodes = test_env.evaluation_episodes()
         if quick:
             episodes = episodes[: max(2, len(episodes) // 4)]
-        names = [n for n in BUILTIN if policies is None or n in policies]
+        names = [n for n in BUILTIN if (policies is None and n not in OPT_IN) or (policies and n in policies)]
         learned = {f"ppo:{k}" if k != "ppo" else "ppo": v for k, v in learned_controllers(spec.name).items()}
         for extra in policies or []:
             if extra not in BUILTIN and Path(extra).exists():

@@ -12,6 +12,13 @@
   trajectory for the next round. Every plan is scored by exact simulation and
   the best is played, together with the exact one-step planner's and every
   static plan as candidates.
+* :class:`ContextOraclePolicy` — the same planner, clairvoyant about the trace and
+  the app's modes but not about the latency noise: it plans for several fresh noise
+  draws of the same distribution at once (sample-average approximation) and plays
+  that plan open loop. The noise is independent across intervals, so no controller
+  that only sees the past can know it; what separates this reference from the
+  oracle is what no deployable controller can learn, and what separates a
+  controller from this reference is foresight of the context.
 """
 
 from __future__ import annotations
@@ -32,13 +39,15 @@ def _reward(env, out) -> float:
     return sum(terms)
 
 
-def simulate_plan(env, targets: list[int]) -> tuple[float, list]:
-    """Play a sequence of target variants through the true simulator from the episode's start state."""
+def simulate_plan(env, targets: list[int], noise: list | None = None) -> tuple[float, list]:
+    """Play a sequence of target variants through the true simulator from the episode's start state
+    (with the episode's noise, or with ``noise``)."""
     ep = env.episode
+    noise = ep["noise"] if noise is None else noise
     state = ep["state0"]
     total, outs = 0.0, []
     for t, target in enumerate(targets):
-        state, out = env.physics.step(state, target, ep["exo"][t], ep["noise"][t], env.period_s)
+        state, out = env.physics.step(state, target, ep["exo"][t], noise[t], env.period_s)
         total += _reward(env, out)
         outs.append(out)
     return total, outs
@@ -61,15 +70,17 @@ class ExactOneStepPolicy(BasePolicy):
                 best, best_r = target, r
         return KEEP if best == env.state.loaded else best + 1
 
-    def plan(self, env) -> list[int]:
-        """The targets this policy would pick over the whole episode (by simulation)."""
+    def plan(self, env, noise: list | None = None) -> list[int]:
+        """The targets this policy would pick over the whole episode (by simulation, with the
+        episode's noise or with ``noise``)."""
         ep = env.episode
+        noise = ep["noise"] if noise is None else noise
         state = ep["state0"]
         targets = []
         for t in range(len(ep["exo"])):
             best, best_r, best_s = state.loaded, -np.inf, None
             for target in range(len(env.catalog)):
-                s2, out = env.physics.step(state, target, ep["exo"][t], ep["noise"][t], env.period_s)
+                s2, out = env.physics.step(state, target, ep["exo"][t], noise[t], env.period_s)
                 r = _reward(env, out)
                 if r > best_r + 1e-12:
                     best, best_r, best_s = target, r, s2
@@ -86,7 +97,12 @@ class OraclePolicy(BasePolicy):
     def __init__(self, rounds: int = 4):
         self.rounds = rounds
 
-    def _dp(self, env, freqs: list[float]) -> list[int]:
+    def noises(self, env) -> list[list]:
+        """The noise sequences to plan for: the episode's own (clairvoyant)."""
+        return [env.episode["noise"]]
+
+    def _dp(self, env, freqs: list[float], noises: list[list]) -> list[int]:
+        """Best plan for the mean reward over ``noises`` with the clock trajectory held at ``freqs``."""
         ep = env.episode
         n = len(env.catalog)
         w = env.reward_fn
@@ -100,10 +116,14 @@ class OraclePolicy(BasePolicy):
         for t in range(steps - 1, -1, -1):
             q_all = []
             for killed in (False, True):
-                tab = env.physics.interval_table(freqs[t], ep["exo"][t], ep["noise"][t], env.period_s, killed)
-                on = tab["on_time_frac"]
-                r = (w.w_accuracy * acc[None, :] * on - w.w_miss * (1.0 - on) - w.w_energy * tab["energy_j"] / budget
-                     - w.w_mem * tab["mem_mb"] / d.mem_total_mb - w.w_switch * tab["switched"] - w.w_oom * tab["oom"])
+                r = 0.0
+                for noise in noises:  # memory, and so the OOM transitions, do not depend on the noise
+                    tab = env.physics.interval_table(freqs[t], ep["exo"][t], noise[t], env.period_s, killed)
+                    on = tab["on_time_frac"]
+                    r = r + (w.w_accuracy * acc[None, :] * on - w.w_miss * (1.0 - on)
+                             - w.w_energy * tab["energy_j"] / budget - w.w_mem * tab["mem_mb"] / d.mem_total_mb
+                             - w.w_switch * tab["switched"] - w.w_oom * tab["oom"])
+                r = r / len(noises)
                 nxt = np.arange(n)[None, :] + n * tab["oom"].astype(np.int64)
                 q_all.append(r + value[nxt])
             q = np.concatenate(q_all, axis=0)
@@ -113,30 +133,37 @@ class OraclePolicy(BasePolicy):
         for t in range(steps):
             target = int(choice[t, state])
             targets.append(target)
-            killed = self._oom_in_plan(env, t, state, target, freqs[t])
+            killed = self._oom_in_plan(env, t, state, target, freqs[t], noises[0])
             state = target + n * int(killed)
         return targets
 
     @staticmethod
-    def _oom_in_plan(env, t: int, state: int, target: int, freq: float) -> bool:
+    def _oom_in_plan(env, t: int, state: int, target: int, freq: float, noise: list) -> bool:
         n = len(env.catalog)
         ep = env.episode
-        tab = env.physics.interval_table(freq, ep["exo"][t], ep["noise"][t], env.period_s, state >= n)
+        tab = env.physics.interval_table(freq, ep["exo"][t], noise[t], env.period_s, state >= n)
         return bool(tab["oom"][state % n, target])
+
+    @staticmethod
+    def _score(env, plan: list[int], noises: list[list]) -> tuple[float, list]:
+        """Mean simulated return of ``plan`` over ``noises``, and the outcomes under the first."""
+        runs = [simulate_plan(env, plan, noise) for noise in noises]
+        return float(np.mean([r for r, _ in runs])), runs[0][1]
 
     def plan(self, env) -> list[int]:
         ep = env.episode
         steps = len(ep["exo"])
         n = len(env.catalog)
+        noises = self.noises(env)
         candidates = [[v] * steps for v in range(n)]
-        candidates.append(ExactOneStepPolicy().plan(env))
-        scored = [(simulate_plan(env, c), c) for c in candidates]
+        candidates.append(ExactOneStepPolicy().plan(env, noises[0]))
+        scored = [(self._score(env, c, noises), c) for c in candidates]
         (best_r, best_outs), best = max(scored, key=lambda x: x[0][0])
         # start the DP from the clock trajectory of the best simple plan, then iterate
         freqs = [o.freq_mhz for o in best_outs]
         for _ in range(self.rounds):
-            plan = self._dp(env, freqs)
-            r, outs = simulate_plan(env, plan)
+            plan = self._dp(env, freqs, noises)
+            r, outs = self._score(env, plan, noises)
             if r > best_r:
                 best_r, best = r, plan
             new_freqs = [o.freq_mhz for o in outs]
@@ -155,4 +182,27 @@ class OraclePolicy(BasePolicy):
         return KEEP if target == self.env.state.loaded else target + 1
 
 
-REFERENCES = {"exact-one-step": ExactOneStepPolicy, "oracle": OraclePolicy}
+class ContextOraclePolicy(OraclePolicy):
+    """Clairvoyant about the trace and the app's modes, not about the latency noise.
+
+    Plans with :class:`OraclePolicy`'s method for the mean return over ``samples``
+    noise sequences drawn afresh from the environment's noise model (seeded from the
+    episode's trace, start and the environment's seed, never from the episode's own
+    draws), then plays the plan open loop.
+    """
+
+    name = "context-oracle"
+
+    def __init__(self, rounds: int = 4, samples: int = 4):
+        super().__init__(rounds)
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, not {samples!r}")
+        self.samples = samples
+
+    def noises(self, env) -> list[list]:
+        ep = env.episode
+        rng = np.random.default_rng([int(ep["trace"]), int(ep["start"]), len(ep["exo"]), 0xC0DE])
+        return [env.draw_noise(rng, len(ep["exo"])) for _ in range(self.samples)]
+
+
+REFERENCES = {"exact-one-step": ExactOneStepPolicy, "oracle": OraclePolicy, "context-oracle": ContextOraclePolicy}

@@ -109,3 +109,22 @@ def test_unknown_policy_is_refused_clearly():
         make_policy("clever")
     with pytest.raises(ValueError, match="no parameter"):
         make_policy("greedy", horizon=3)
+
+
+def test_context_oracle_plans_without_the_episodes_noise(varied_env):
+    from adascale_rl.policies.oracle import ContextOraclePolicy, simulate_plan
+
+    env = AdaScaleEnv(varied_env, split="test")
+    plans = []
+    for seed in (3, 4):  # same window, different noise draws
+        env.reset(seed=seed, options={"trace": 0, "start": 0})
+        policy = ContextOraclePolicy(samples=2)
+        policy.reset(env)
+        assert all(n != env.episode["noise"] for n in policy.noises(env))
+        plans.append(policy.targets)
+        # and it plays that plan, open loop
+        r, _ = simulate_plan(env, policy.targets)
+        assert run_episode(env, policy, seed=seed, trace=0, start=0).metrics["return"] == pytest.approx(r, rel=1e-12)
+    assert plans[0] == plans[1]
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        ContextOraclePolicy(samples=0)
