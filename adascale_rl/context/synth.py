@@ -272,6 +272,13 @@ def synth_command(args) -> int:
         if not args.out:
             raise SynthError("--out is required (the dataset folder to create or add to)")
         if args.recipe:
+            single = {"device": None, "scenario": None, "workload": None, "seed": 0, "duration": 600.0,
+                      "period": 1.0, "split": "train"}
+            given = [f"--{k}" for k, default in single.items() if getattr(args, k, default) != default]
+            if given:
+                raise SynthError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --recipe "
+                                 f"(the recipe sets devices, scenarios, seeds and splits); drop "
+                                 f"{'it' if len(given) == 1 else 'them'} or drop --recipe")
             root = build_recipe(args.recipe, args.out, progress=not args.no_progress)
         else:
             missing = [f"--{k}" for k in ("device", "scenario") if not getattr(args, k)]

@@ -284,6 +284,8 @@ def test_synth_command(tmp_path, capsys):
     (["synth", "--device", "rpi4", "--scenario", "office", "--duration", "0", "--out", "X"],
      "--duration must be a positive number"),
     (["synth", "--recipe", "nope.yaml", "--out", "X"], "unknown dataset 'nope.yaml'"),
+    (["synth", "--recipe", "rpi4-sim", "--device", "pixel4", "--seed", "3", "--out", "X"],
+     "--device, --seed do not apply to --recipe"),
 ])
 def test_synth_cli_errors_are_one_sentence(tmp_path, capsys, argv, message):
     argv = [a if a != "X" else str(tmp_path / "o-v1") for a in argv]
