@@ -9,6 +9,11 @@ other outputs learn half from the labels and half from the largest pass's final 
 (KL divergence, detached teacher). Gradients of all passes accumulate into the shared weights, then one optimizer
 step.
 
+Cheaper-teacher options (off by default; measured in docs/BENCHMARKS.md, "Training cost"):
+``teacher_res_cycle`` runs the largest pass at the given resolutions step by step (e.g.
+``(24, 16)`` alternates) and ``teacher_top_epochs`` restores the top resolution for the
+last epochs.
+
 Every training function counts its arithmetic: ``macs`` = multiply-accumulates spent,
 with a backward pass costed at twice its forward (the usual 1:2 convention), so training
 costs can be compared without wall-clock noise.
@@ -44,9 +49,19 @@ class TrainConfig:
     kd_weight: float = 0.5         # sub-branch loss = (1 - kd_weight) CE(labels) + kd_weight KD(largest)
     augment_shift: float = 0.125   # random translation, as a fraction of the image side
     seed: int = 0
+    teacher_res_cycle: tuple[int, ...] = ()       # the largest pass's resolution, step by step (empty: always the top)
+    teacher_top_epochs: int = 0                   # the last N epochs run the largest pass at the top resolution
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The settings; the later-added ones only when they differ from their defaults, so
+        configurations from before them keep their cache keys."""
+        d = asdict(self)
+        for k in ("teacher_res_cycle", "teacher_top_epochs"):
+            if not d[k]:
+                del d[k]
+            elif isinstance(d[k], tuple):
+                d[k] = list(d[k])
+        return d
 
 
 @dataclass
@@ -133,7 +148,9 @@ def train_joint(net: ElasticNet, data: ImageData, cfg: TrainConfig, *, progress:
             x = _augment(data.x_train[idx], cfg.augment_shift, gen)
             y = data.y_train[idx]
             opt.zero_grad(set_to_none=True)
-            out = net(x, *big)
+            cycle = cfg.teacher_res_cycle if epoch < cfg.epochs - cfg.teacher_top_epochs else ()
+            top = (big[0], cycle[log.steps % len(cycle)]) if cycle else big
+            out = net(x, *top)
             loss = sum(F.cross_entropy(o, y, label_smoothing=cfg.label_smoothing) for o in out.values()) / len(out)
             loss.backward()
             teacher = out[FINAL].detach()
@@ -148,7 +165,7 @@ def train_joint(net: ElasticNet, data: ImageData, cfg: TrainConfig, *, progress:
             opt.step()
             sched.step()
             log.steps += 1
-            log.macs += (1 + BACKWARD_FACTOR) * len(y) * sum(pass_macs[p] for p in [big] + pairs)
+            log.macs += (1 + BACKWARD_FACTOR) * len(y) * sum(pass_macs[p] for p in [top] + pairs)
             bar.update(1)
         log.epochs = epoch + 1
         entry = {"epoch": epoch + 1, "steps": log.steps, "macs": log.macs, "wall_s": time.perf_counter() - t0}
