@@ -211,17 +211,28 @@ def app_modes(rng, sc: Scenario, wl: Workload, n: int, period: float,
               mode: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     """(request rate, deadline, final mode): the default mode, or switching with dwell times."""
     mode = mode if mode in wl.modes else wl.default_mode
-    rate_hz, deadline = np.empty(n), np.empty(n)
     if not sc.switch_modes:
         m = wl.modes[mode]
-        rate_hz[:], deadline[:] = m.request_rate_hz, m.deadline_ms
-        return rate_hz, deadline, mode
+        return np.full(n, float(m.request_rate_hz)), np.full(n, float(m.deadline_ms)), mode
     scale = float(sc.sections["app"]["dwell_scale"].sample(rng)) if "app" in sc.sections else 1.0
+    return mode_sequence(rng, wl, n, period, mode, scale)
+
+
+def mode_sequence(rng, wl: Workload, n: int, period: float, mode: str | None = None,
+                  dwell_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(request rate, deadline, final mode) of an app switching between ``wl``'s modes.
+
+    Starts in ``mode`` (default: the workload's default mode) part-way through a dwell,
+    stays in each mode for a dwell drawn from its ``dwell_s`` (times ``dwell_scale``), then
+    moves to another mode chosen uniformly.
+    """
+    mode = mode if mode in wl.modes else wl.default_mode
+    rate_hz, deadline = np.empty(n), np.empty(n)
     others = sorted(wl.modes)
     k, first = 0, True
     while k < n:
         m = wl.modes[mode]
-        d = float(m.dwell_s.sample(rng)) * scale * (float(rng.random()) if first else 1.0)
+        d = float(m.dwell_s.sample(rng)) * dwell_scale * (float(rng.random()) if first else 1.0)
         first = False
         k1 = min(n, k + max(1, int(round(d / period))))
         rate_hz[k:k1], deadline[k:k1] = m.request_rate_hz, m.deadline_ms
@@ -258,3 +269,34 @@ def segment(dev: DevicePreset, sc: Scenario, wl: Workload, seed: int, n: int, pe
     out = {"bg_cpu_util": bg, "mem_avail_mb": avail, "freq_cap_mhz": cap, "ambient_temp_c": amb,
            "battery_pct": pct, "plugged": plug, "request_rate_hz": rate_hz, "deadline_ms": deadline}
     return out, (float(pct[-1]) if dev.has_battery else None), mode
+
+
+APP_COLUMNS = ("request_rate_hz", "deadline_ms")
+
+
+def with_app_modes(ds, wl: Workload):
+    """``ds`` with the app's modes added to every trace that has no app columns.
+
+    A host monitor cannot see the app (``record`` leaves ``request_rate_hz`` and
+    ``deadline_ms`` out), so a recorded trace alone replays one fixed default mode.
+    Here each such trace gets ``wl``'s mode sequence (:func:`mode_sequence`), drawn from a
+    generator keyed by the dataset, the split and the trace name: the same trace gets the
+    same modes in every run and every split view. Traces that carry app columns, and the
+    files on disk, are left as they are.
+    """
+    import dataclasses
+
+    from adascale_rl.context.traces import TraceDataset
+
+    splits = {}
+    for split, traces in ds.splits.items():
+        out = []
+        for t in traces:
+            if any(c in t.data for c in APP_COLUMNS) or len(t) == 0:
+                out.append(t)
+                continue
+            rng = rng_for(0, ds.name, split, t.name, "app-modes", wl.name)
+            rate, deadline, _ = mode_sequence(rng, wl, len(t), float(t.period_s or ds.period_s))
+            out.append(dataclasses.replace(t, data={**t.data, "request_rate_hz": rate, "deadline_ms": deadline}))
+        splits[split] = out
+    return TraceDataset(ds.path, ds.meta, splits)

@@ -280,12 +280,17 @@ model_init_ms:
 def write_env_spec(path: Path, env_name: str, name: str, data: ImageData) -> Path:
     from adascale_rl.context.traces import atomic_write_text
 
+    # the shipped digits workload is scaled to the digits catalog measured on the reference
+    # machine (its derivations name the latencies); other data needs its own workload file
+    workload = ("workload: local-digits       # envs/workloads/<workload>.yaml: app modes laid over the recordings "
+                "(scaled to envs/catalogs/local-x86.json; re-derive for another machine)\n"
+                if data.name == "digits" else "")
     text = f"""id: AdaScale/{env_name}-v0
 description: This host ({host.cpu_model()}, {psutil.cpu_count()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
 device: {name}            # envs/devices/<device>.yaml
 catalog: {name}           # envs/catalogs/<catalog>.json
 dataset: host-recorded-v1    # traces/<dataset>
-reward: balanced
+{workload}reward: balanced
 period_s: 1.0
 max_episode_steps: 300
 """

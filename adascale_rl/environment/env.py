@@ -34,12 +34,24 @@ SLOWDOWN_EMA_WEIGHT = 0.5
 
 
 @lru_cache(maxsize=16)
-def _dataset(path: str) -> TraceDataset:
+def _dataset(path: str, workload: str | None = None) -> TraceDataset:
     """A trace dataset folder, or a user's folder of trace CSVs (or one CSV), all as the test split.
 
     Loose CSVs carry no device: they are replayed as they are, memory unscaled, the clock
-    cap as a share of the trace's own top cap.
+    cap as a share of the trace's own top cap. With ``workload`` (the spec's), traces
+    without app columns (recordings) get that app's modes
+    (:func:`adascale_rl.context.generators.with_app_modes`).
     """
+    ds = _load_dataset(path)
+    if workload is None:
+        return ds
+    from adascale_rl.context.generators import with_app_modes
+    from adascale_rl.context.scenarios import load_workload
+
+    return with_app_modes(ds, load_workload(workload))
+
+
+def _load_dataset(path: str) -> TraceDataset:
     p = Path(path)
     if p.is_dir() and (p / "schema.json").exists():
         return load_dataset(p)
@@ -205,7 +217,7 @@ class AdaScaleEnv(gym.Env):
         self.spike_prob = float(spike_prob)
         self.random_start_variant = (split == "train") if random_start_variant is None else bool(random_start_variant)
         ds_path = Path(dataset) if dataset is not None else self.env_spec.dataset_path()
-        self.dataset = _dataset(str(ds_path.resolve()))
+        self.dataset = _dataset(str(ds_path.resolve()), self.env_spec.workload)
         self.traces = split_traces(self.dataset, split)
         if not self.traces:
             raise ValueError(f"dataset {self.dataset.name} has no traces in split {split!r}")

@@ -7,7 +7,7 @@
     device: rpi4                 # envs/devices/<device>.yaml
     catalog: rpi4                # envs/catalogs/<catalog>.json
     dataset: rpi4-sim-v1         # traces/<dataset>/ (or a path)
-    workload: rpi4-vision        # optional: the app workload the traces were made with
+    workload: rpi4-vision        # optional: the app workload (traces without app columns, e.g. recordings, get its modes)
     reward: balanced             # a preset name, or a mapping of weights
     period_s: 1.0                # decision interval
     max_episode_steps: 300

@@ -192,6 +192,25 @@ def test_workload_reference_matches_the_catalog(device):
     assert ref["fastest_variant_ms"] == pytest.approx(min(lat), rel=0.01)
 
 
+def test_local_digits_workload_matches_the_measured_catalog_and_its_design_rule():
+    variants = {v["id"]: v for v in json.loads((paths.envs_dir() / "catalogs" / "local-x86.json").read_text())["variants"]}
+    wl = load_workload("local-digits")
+    ref = {k: v.args[0] for k, v in wl.reference.items()}
+    lat = [v["latency_ms"] for v in variants.values()]
+    best = max(variants.values(), key=lambda v: (v["accuracy"], -v["latency_ms"]))
+    assert ref["most_accurate_ms"] == pytest.approx(best["latency_ms"], abs=1e-3)
+    assert ref["fastest_ms"] == pytest.approx(min(lat), abs=1e-3)
+    for key, vid in (("full_int8_ms", "w1-final-r24-int8"), ("early_exit_ms", "w1-e2-r24-fp32"),
+                     ("fast_int8_ms", "w1-e2-r16-int8")):
+        assert ref[key] == pytest.approx(variants[vid]["latency_ms"], abs=1e-3)
+    budget = {name: min(m.deadline_ms, 1000 / m.request_rate_hz) for name, m in wl.modes.items()}
+    assert max(lat) < budget[wl.default_mode], "in the default mode every variant fits"
+    for name, b in budget.items():
+        assert min(lat) * 2.5 < b, f"the fastest meets mode {name} even in the worst spike"
+        if name != wl.default_mode:
+            assert max(lat) > b, f"in mode {name} not every variant fits"
+
+
 # --------------------------------------------------------------------------- datasets
 
 RECIPES = names("datasets")

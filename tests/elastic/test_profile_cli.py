@@ -12,7 +12,7 @@ from adascale_rl import paths
 from adascale_rl.device.catalog import load_catalog
 from adascale_rl.device.presets import load_preset_file
 
-ENV_KEYS = ["id", "description", "device", "catalog", "dataset", "reward", "period_s", "max_episode_steps"]
+ENV_KEYS = ["id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"]
 
 
 def _check_env_spec(path: Path, name: str) -> None:
@@ -21,6 +21,7 @@ def _check_env_spec(path: Path, name: str) -> None:
     assert spec["id"] == "AdaScale/Local-Digits-v0"
     assert spec["device"] == spec["catalog"] == name
     assert spec["dataset"] == "host-recorded-v1" and spec["reward"] == "balanced"
+    assert spec["workload"] == "local-digits"  # the digits data: the digit reader's modes over the recordings
     assert spec["period_s"] == 1.0 and spec["max_episode_steps"] == 300
 
 
