@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -280,8 +281,9 @@ def with_app_modes(ds, wl: Workload):
     A host monitor cannot see the app (``record`` leaves ``request_rate_hz`` and
     ``deadline_ms`` out), so a recorded trace alone replays one fixed default mode.
     Here each such trace gets ``wl``'s mode sequence (:func:`mode_sequence`), drawn from a
-    generator keyed by the dataset, the split and the trace name: the same trace gets the
-    same modes in every run and every split view. Traces that carry app columns, and the
+    generator keyed by the trace's file stem and the workload: the same trace gets the same modes in
+    every run and every split view, however it is given (in its dataset, in a folder of CSVs
+    or as the CSV alone). Traces that carry app columns, and the
     files on disk, are left as they are.
     """
     import dataclasses
@@ -295,7 +297,8 @@ def with_app_modes(ds, wl: Workload):
             if any(c in t.data for c in APP_COLUMNS) or len(t) == 0:
                 out.append(t)
                 continue
-            rng = rng_for(0, ds.name, split, t.name, "app-modes", wl.name)
+            # the file's stem: a dataset names its traces by their path inside the dataset
+            rng = rng_for(0, Path(t.name).stem, "app-modes", wl.name)
             rate, deadline, _ = mode_sequence(rng, wl, len(t), float(t.period_s or ds.period_s))
             out.append(dataclasses.replace(t, data={**t.data, "request_rate_hz": rate, "deadline_ms": deadline}))
         splits[split] = out

@@ -45,3 +45,17 @@ def test_local_environment_replays_the_modes_and_val_windows_match_their_train_t
     for v in val.exo:
         tails = [ex[len(ex) - len(v):] for ex in train.exo]
         assert any([x.request_rate_hz for x in t] == [x.request_rate_hz for x in v] for t in tails)
+
+
+def test_a_recording_gets_the_same_modes_however_it_is_given():
+    spec = find_spec("Local-Digits")
+    root = paths.traces_dir() / "host-recorded-v1"
+    csv = sorted((root / "test").glob("*.csv"))[0]
+
+    def rates(**kw):
+        env = AdaScaleEnv(spec, **kw)
+        return [x.request_rate_hz for x in env.exo[0]]
+
+    in_dataset = rates(split="test")
+    assert rates(split="test", dataset=str(root / "test")) == in_dataset
+    assert rates(split="test", dataset=str(csv)) == in_dataset
