@@ -83,7 +83,10 @@ class CriticWarmup(BaseCallback):
     away from it by that noise before the critic can tell better from worse. So
     the actor's parameters (:func:`actor_parameters`) get no gradient until
     ``steps`` steps have been collected; the critic learns the prior's values
-    meanwhile. Decided before every update, so a resumed run continues correctly.
+    meanwhile. Decided before every update (frozen while fewer than ``steps`` steps have
+    been collected), so a resumed run continues correctly. Only the policy branch and the
+    action head are frozen: a features extractor with trainable weights shared with the
+    critic would still move the action distribution (:class:`PlannerPrior` has none).
     """
 
     def __init__(self, steps: int = 20_000, verbose: int = 0):

@@ -112,10 +112,10 @@ class PlannerPrior(VariantSlack):
 
     @classmethod
     def tuned_kwargs(cls, train_env: Any, max_episodes: int = 8) -> dict:
-        """``horizon`` and ``sigma`` tuned on ``train_env`` exactly as ``bench`` tunes the planner heuristic.
+        """``horizon`` and ``sigma`` tuned on ``train_env`` as ``bench`` tunes the planner heuristic.
 
         The grid is :attr:`PlannerPolicy.PARAM_GRID <adascale_rl.policies.heuristics.PlannerPolicy.PARAM_GRID>`
-        for these two keys (its Kalman ``q`` has no counterpart here), searched by
+        for these two keys (its Kalman ``q`` has no counterpart here and stays at its default), searched by
         :func:`adascale_rl.evaluation.core.tune` on the same train windows, so the
         prior starts from the margins the tuned baseline uses rather than fixed
         defaults. A few seconds per environment.

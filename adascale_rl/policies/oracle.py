@@ -187,8 +187,8 @@ class ContextOraclePolicy(OraclePolicy):
 
     Plans with :class:`OraclePolicy`'s method for the mean return over ``samples``
     noise sequences drawn afresh from the environment's noise model (seeded from the
-    episode's trace, start and the environment's seed, never from the episode's own
-    draws), then plays the plan open loop.
+    episode's trace index, start and length only: the same samples for every evaluation
+    seed, never the episode's own draws), then plays the plan open loop.
     """
 
     name = "context-oracle"
