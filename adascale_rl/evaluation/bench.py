@@ -33,6 +33,13 @@ DEFAULT_ENV = "AdaScale/Rpi4-Vision-v0"
 OPT_IN = ("context-oracle",)
 
 
+def builtin_names(policies: Sequence[str] | None) -> list[str]:
+    """The built-in policies a bench runs: all but :data:`OPT_IN`, or those ``policies`` names."""
+    if policies is None:
+        return [n for n in BUILTIN if n not in OPT_IN]
+    return [n for n in BUILTIN if n in policies]
+
+
 def learned_controllers(spec_name: str) -> dict[str, Path]:
     """Shipped controllers for an environment: ``agents/<env-name>/<algo>/``."""
     root = paths.agents_dir() / spec_name
@@ -83,7 +90,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
         episodes = test_env.evaluation_episodes()
         if quick:
             episodes = episodes[: max(2, len(episodes) // 4)]
-        names = [n for n in BUILTIN if (policies is None and n not in OPT_IN) or (policies and n in policies)]
+        names = builtin_names(policies)
         learned = {f"ppo:{k}" if k != "ppo" else "ppo": v for k, v in learned_controllers(spec.name).items()}
         for extra in policies or []:
             if extra not in BUILTIN and Path(extra).exists():

@@ -73,3 +73,13 @@ def test_evaluate_on_a_folder_of_the_users_trace_csvs(tmp_path):
     (mine / "rec1.csv").write_text("t_s,bg_cpu_util,mem_avail_mb\n0,0.1,500\n1,x,500\n")
     bad = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--traces", str(mine), cwd=tmp_path)
     assert bad.returncode == 2 and "rec1.csv, line 3, column 'bg_cpu_util'" in bad.stderr
+
+
+def test_slow_diagnostics_run_only_when_named():
+    from adascale_rl.evaluation.bench import OPT_IN, builtin_names
+    from adascale_rl.policies import BUILTIN
+
+    default = builtin_names(None)
+    assert "context-oracle" in OPT_IN and "context-oracle" in BUILTIN
+    assert "context-oracle" not in default and {"oracle", "planner", "greedy"} <= set(default)
+    assert builtin_names(["planner", "context-oracle", "runs/x"]) == [n for n in BUILTIN if n in ("planner", "context-oracle")]
