@@ -6,7 +6,7 @@
     description: one line
     device: rpi4                 # envs/devices/<device>.yaml
     catalog: rpi4                # envs/catalogs/<catalog>.json
-    dataset: rpi4-sim-v1         # traces/<dataset>/ (or a path)
+    dataset: rpi4-sim-v1         # a shipped traces/<dataset>/, or a path (relative: to this file)
     workload: rpi4-vision        # optional: the app workload (traces without app columns, e.g. recordings, get its modes)
     reward: balanced             # a preset name, or a mapping of weights
     period_s: 1.0                # decision interval
@@ -55,7 +55,18 @@ class EnvSpec:
         return paths.envs_dir() / "catalogs" / f"{self.catalog}.json"
 
     def dataset_path(self) -> Path:
-        return paths.resolve(self.dataset, "traces")
+        """The trace dataset: an absolute path; else, for a spec read from a file, a folder
+        relative to that file, then a shipped dataset of that name. The working directory
+        is not consulted for a spec file: a folder there that happens to bear a shipped
+        dataset's name (an old ``synth --out rpi4-sim-v1``) must not replace it."""
+        p = Path(self.dataset).expanduser()
+        if p.is_absolute() or self.path is None:
+            return paths.resolve(p, "traces")
+        for candidate in (self.path.parent / p, paths.data_root() / "traces" / p):
+            if candidate.exists():
+                return candidate.resolve()
+        raise FileNotFoundError(f"{self.path}: dataset {self.dataset!r} is neither next to the spec "
+                                f"({self.path.parent / p}) nor a shipped dataset ({paths.data_root() / 'traces'})")
 
 
 def load_spec(path: str | os.PathLike) -> EnvSpec:

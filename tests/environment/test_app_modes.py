@@ -59,3 +59,4 @@ def test_a_recording_gets_the_same_modes_however_it_is_given():
     in_dataset = rates(split="test")
     assert rates(split="test", dataset=str(root / "test")) == in_dataset
     assert rates(split="test", dataset=str(csv)) == in_dataset
+

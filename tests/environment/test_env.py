@@ -234,3 +234,24 @@ def test_action_mask_is_the_memory_rule_exactly_and_handed_out_as_copies(tmp_pat
     _, _, _, _, b = env.step(0)
     assert b["action_mask"][0] == 1 and env.action_masks()[0]  # ...without touching later ones
     assert b["action_mask"].dtype == np.int8 and b["action_mask"].flags.writeable
+
+
+def test_a_folder_in_the_working_directory_does_not_shadow_a_shipped_dataset(tmp_path, monkeypatch):
+    import yaml
+
+    from adascale_rl import paths
+    from adascale_rl.environment.spec import find_spec
+
+    shipped = paths.traces_dir() / "rpi4-sim-v1"
+    (tmp_path / "rpi4-sim-v1").mkdir()  # e.g. left over from `adascale-rl synth --out rpi4-sim-v1`
+    monkeypatch.chdir(tmp_path)
+    assert find_spec("Rpi4-Vision").dataset_path() == shipped.resolve()
+    # a spec file's relative dataset is looked up next to the file first
+    here = tmp_path / "mine"
+    (here / "rpi4-sim-v1").mkdir(parents=True)
+    doc = yaml.safe_load(find_spec("Rpi4-Vision").path.read_text())
+    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v0"}))
+    assert find_spec(str(here / "Mine.yaml")).dataset_path() == (here / "rpi4-sim-v1").resolve()
+    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v0", "dataset": "nope-v1"}))
+    with pytest.raises(FileNotFoundError, match="neither next to the spec"):
+        find_spec(str(here / "Bad.yaml")).dataset_path()
