@@ -52,12 +52,18 @@ class VariantSlack(BaseFeaturesExtractor):
             "ref_ms": float(env.encoder.reference_latency_ms),
         }
 
-    def predicted_ms(self, obs: th.Tensor) -> th.Tensor:
+    def speedups(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """(clock as a share of the top clock, Amdahl speed-up on all cores, on the cores the
+        background leaves), each (B, 1) or (B, n)."""
         clock = obs[:, _IDX["clock_frac"]].clamp(min=0.05).unsqueeze(1)
         bg = obs[:, _IDX["bg_cpu_util"]].unsqueeze(1)
         eff = (self.cores * (1.0 - 0.5 * bg)).clamp(min=0.5)
         s_all = 1.0 / ((1.0 - self.pf) + self.pf / self.cores)
         s_eff = 1.0 / ((1.0 - self.pf) + self.pf / eff)
+        return clock, s_all, s_eff
+
+    def predicted_ms(self, obs: th.Tensor, speedups: tuple | None = None) -> th.Tensor:
+        clock, s_all, s_eff = self.speedups(obs) if speedups is None else speedups
         return self.lat * (self.cb / clock + (1.0 - self.cb)) * s_all / s_eff
 
     def budget_ms(self, obs: th.Tensor) -> th.Tensor:
@@ -65,9 +71,11 @@ class VariantSlack(BaseFeaturesExtractor):
         interval = self.ref_ms * th.pow(2.0, -4.0 * obs[:, _IDX["load_log"]])  # 1000 / rate, in ms
         return th.minimum(deadline, interval).unsqueeze(1)
 
+    def slack(self, obs: th.Tensor, predicted_ms: th.Tensor) -> th.Tensor:
+        return th.cat([obs, (th.log2(self.budget_ms(obs) / predicted_ms) / 4.0).clamp(-1.0, 1.0)], dim=1)
+
     def forward(self, obs: th.Tensor) -> th.Tensor:
-        slack = (th.log2(self.budget_ms(obs) / self.predicted_ms(obs)) / 4.0).clamp(-1.0, 1.0)
-        return th.cat([obs, slack], dim=1)
+        return self.slack(obs, self.predicted_ms(obs))
 
 
 class PlannerPrior(VariantSlack):
@@ -104,6 +112,8 @@ class PlannerPrior(VariantSlack):
         self.sigma = float(sigma)
         self.horizon = float(horizon)
         self.temperature = float(temperature)
+        # mean / median of the log-normal frame latency (computed in float32, as it always was)
+        self.mean_factor = float(th.exp(th.tensor(0.5 * self.sigma ** 2)))
         self.n_variants = len(latency_ms)
         self.last_prior: th.Tensor | None = None
 
@@ -141,28 +151,29 @@ class PlannerPrior(VariantSlack):
                   weights=[w.w_accuracy, w.w_miss, w.w_energy, w.w_mem, w.w_switch])
         return kw
 
-    def predicted_rewards(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def predicted_rewards(self, obs: th.Tensor, predicted_ms: th.Tensor | None = None,
+                          speedups: tuple | None = None) -> tuple[th.Tensor, th.Tensor]:
         """(reward if the variant keeps running, reward of the interval that switches to it), each (B, n)."""
         n = self.n_variants
+        clock, s_all, s_eff = self.speedups(obs) if speedups is None else speedups
+        if predicted_ms is None:
+            predicted_ms = self.predicted_ms(obs, (clock, s_all, s_eff))
         # the profiler's prediction, corrected by the app's running slow-down estimate
-        median = self.predicted_ms(obs) * th.pow(2.0, 2.0 * obs[:, _IDX["slowdown_ema_log"]]).unsqueeze(1)
-        clock = obs[:, _IDX["clock_frac"]].clamp(min=0.05).unsqueeze(1)
-        bg = obs[:, _IDX["bg_cpu_util"]].unsqueeze(1)
+        median = predicted_ms * th.pow(2.0, 2.0 * obs[:, _IDX["slowdown_ema_log"]]).unsqueeze(1)
         deadline = self.ref_ms * th.pow(2.0, 4.0 * obs[:, _IDX["deadline_log"]]).unsqueeze(1)
         rate = (1000.0 / self.ref_ms) * th.pow(2.0, 4.0 * obs[:, _IDX["load_log"]]).unsqueeze(1)
         loaded = obs[:, -n:]
-        mean = median * float(th.exp(th.tensor(0.5 * self.sigma ** 2)))
+        mean = median * self.mean_factor
         within = 0.5 * (1.0 + th.erf((th.log(deadline) - th.log(median)) / (self.sigma * 2.0 ** 0.5)))
         issued = rate * self.dt
         open_sw = (self.dt - self.load / 1000.0).clamp(min=0.0)
         served = th.minimum(issued, self.dt * 1000.0 / mean)
         served_sw = th.minimum(rate * open_sw, open_sw * 1000.0 / mean)
-        eff = (self.cores * (1.0 - 0.5 * bg)).clamp(min=0.5)
-        used = (1.0 / ((1.0 - self.pf) + self.pf / eff)) / (1.0 / ((1.0 - self.pf) + self.pf / self.cores))
+        used = s_eff / s_all
         fk = th.pow(clock, self.k)
         p_inf = self.energy / self.lat * fk * used
         budget_j = self.dyn_w_max * self.dt
-        load_j = self.dyn_w_max * fk / self.cores * th.minimum(self.load / 1000.0, th.tensor(self.dt))
+        load_j = self.dyn_w_max * fk / self.cores * (self.load / 1000.0).clamp(max=self.dt)
 
         def reward(served_n, energy_j, mem_mb, switched):
             on = served_n / issued.clamp(min=1e-9) * within
@@ -178,9 +189,10 @@ class PlannerPrior(VariantSlack):
         switch = reward(served_sw, energy_sw, th.where(killed, self.peak, self.peak + peak_loaded - self.overhead), 1.0)
         return keep, switch
 
-    def prior_logits(self, obs: th.Tensor) -> th.Tensor:
+    def prior_logits(self, obs: th.Tensor, predicted_ms: th.Tensor | None = None,
+                     speedups: tuple | None = None) -> th.Tensor:
         n = self.n_variants
-        keep, switch = self.predicted_rewards(obs)
+        keep, switch = self.predicted_rewards(obs, predicted_ms, speedups)
         loaded = obs[:, -n:]
         killed = (obs[:, _IDX["last_oom"]] > 0.5).unsqueeze(1)
         amortised = th.where(killed, switch, (switch + (self.horizon - 1.0) * keep) / self.horizon)
@@ -189,8 +201,10 @@ class PlannerPrior(VariantSlack):
         return th.cat([keep_value, value], dim=1) / self.temperature
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
-        self.last_prior = self.prior_logits(obs)
-        return super().forward(obs)
+        speedups = self.speedups(obs)
+        predicted = self.predicted_ms(obs, speedups)  # once, for the prior and the slack features
+        self.last_prior = self.prior_logits(obs, predicted, speedups)
+        return self.slack(obs, predicted)
 
 
 class PriorMaskablePolicy(MaskableActorCriticPolicy):
