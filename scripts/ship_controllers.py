@@ -28,7 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adascale_rl.environment.env import AdaScaleEnv  # noqa: E402
+from adascale_rl.context.traces import load_dataset  # noqa: E402
+from adascale_rl.environment.env import val_rule  # noqa: E402
 from adascale_rl.environment.registration import registered_specs  # noqa: E402
 
 KEEP = ("best_model.zip", "best_vecnormalize.pkl", "config.yml", "evaluations.csv")
@@ -112,7 +113,7 @@ def write_card(spec, dst: Path, rows: list[dict], best: dict, bench_out: Path, b
         f"MaskablePPO (sb3-contrib) trained on the train split of `{spec.dataset}` with the shared recipe "
         f"`{Path(cfg['hyperparams_file']).relative_to(ROOT) if Path(cfg['hyperparams_file']).is_relative_to(ROOT) else cfg['hyperparams_file']}` "
         f"(key `{cfg['hyperparams_key']}`, no per-environment tuning); checkpoint chosen on the validation split "
-        f"({'every 4th train trace, held out' if len(AdaScaleEnv(spec, split='train').dataset.train) >= 4 else 'the last fifth of each train trace, held out'}) "
+        f"({val_rule(load_dataset(spec.dataset_path()))}, held out) "
         f"among {len(rows)} training seeds.",
         "",
         "## How it was trained",

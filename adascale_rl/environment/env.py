@@ -67,11 +67,16 @@ def _load_dataset(path: str) -> TraceDataset:
     return TraceDataset(p, meta, {"train": [], "test": traces})
 
 
+def val_rule(ds: TraceDataset) -> str:
+    """How :func:`split_traces` holds ``val`` out of ``train`` for this dataset, in words."""
+    return "every 4th train trace" if len(ds.train) >= 4 else "the last fifth of each train trace"
+
+
 def split_traces(ds: TraceDataset, split: str) -> list[Trace]:
     """Traces of a split.
 
     ``val`` is held out of ``train``: every 4th train trace when there are at least
-    four, otherwise the last fifth (in time) of every train trace.
+    four, otherwise the last fifth (in time) of every train trace (:func:`val_rule`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")

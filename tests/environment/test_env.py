@@ -255,3 +255,18 @@ def test_a_folder_in_the_working_directory_does_not_shadow_a_shipped_dataset(tmp
     (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v0", "dataset": "nope-v1"}))
     with pytest.raises(FileNotFoundError, match="neither next to the spec"):
         find_spec(str(here / "Bad.yaml")).dataset_path()
+
+
+def test_val_rule_describes_what_split_traces_does(tmp_path):
+    from _envdata import constant_trace, write_env
+
+    from adascale_rl.environment.env import split_traces, val_rule
+
+    (tmp_path / "many").mkdir()
+    (tmp_path / "few").mkdir()
+    many = AdaScaleEnv(write_env(tmp_path / "many", train={f"t{i}": constant_trace(50, request_rate_hz=8, deadline_ms=150) for i in range(4)}))
+    few = AdaScaleEnv(write_env(tmp_path / "few", train={f"t{i}": constant_trace(50, request_rate_hz=8, deadline_ms=150) for i in range(2)}))
+    assert val_rule(many.dataset) == "every 4th train trace"
+    assert [t.name for t in split_traces(many.dataset, "val")] == [many.dataset.train[3].name]
+    assert val_rule(few.dataset) == "the last fifth of each train trace"
+    assert [len(t) for t in split_traces(few.dataset, "val")] == [10, 10]
