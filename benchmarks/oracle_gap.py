@@ -31,7 +31,7 @@ import numpy as np
 def main(argv=None) -> int:
     from adascale_rl.environment.env import AdaScaleEnv
     from adascale_rl.environment.registration import registered_specs
-    from adascale_rl.evaluation.bench import _tuned
+    from adascale_rl.evaluation.bench import tuned_policy
     from adascale_rl.evaluation.core import aggregate, evaluate
     from adascale_rl.policies.oracle import ContextOraclePolicy, OraclePolicy
 
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
           f"{'planner/oracle':>14s} {'ctx/oracle':>10s}  seconds")
     for spec in specs:
         test = AdaScaleEnv(spec, split="test")
-        planner, params = _tuned("planner", AdaScaleEnv(spec, split="train"), quick=False)
+        planner, params = tuned_policy("planner", AdaScaleEnv(spec, split="train"))
         episodes = test.evaluation_episodes()
         t0 = time.perf_counter()
         got = {}

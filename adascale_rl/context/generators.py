@@ -9,6 +9,7 @@ stream. All functions work on ``n`` steps of ``period`` seconds; step ``k`` cove
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from adascale_rl.context.scenarios import Dist, Scenario, Workload
+from adascale_rl.context.traces import TraceDataset
 from adascale_rl.device.presets import DevicePreset
 
 
@@ -286,10 +288,6 @@ def with_app_modes(ds, wl: Workload):
     or as the CSV alone). Traces that carry app columns, and the
     files on disk, are left as they are.
     """
-    import dataclasses
-
-    from adascale_rl.context.traces import TraceDataset
-
     splits = {}
     for split, traces in ds.splits.items():
         out = []

@@ -57,7 +57,8 @@ def _env(spec, split: str, traces: str | None) -> AdaScaleEnv:
     return env
 
 
-def _tuned(name: str, train_env: AdaScaleEnv, quick: bool) -> tuple[object, dict]:
+def tuned_policy(name: str, train_env: AdaScaleEnv, quick: bool = False) -> tuple[object, dict]:
+    """A built-in policy with its margins tuned on ``train_env`` as bench tunes them; (policy, params)."""
     factory = BUILTIN[name]
     probe = factory()
     if name == "best-fixed":
@@ -101,7 +102,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
         results, kinds, params_of, objs = {}, {}, {}, {}
         for name in names:
             bar.set_postfix_str(f"tuning {name}" if BUILTIN[name]().kind == "heuristic" else name)
-            policy, params = _tuned(name, train_env, quick)
+            policy, params = tuned_policy(name, train_env, quick)
             policy.name = name
             params_of[name] = params
             kinds[name] = policy.kind
