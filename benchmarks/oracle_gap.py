@@ -60,7 +60,8 @@ def main(argv=None) -> int:
         for name, policy in (("planner", planner), ("context-oracle", ContextOraclePolicy(samples=a.samples)),
                              ("oracle", OraclePolicy())):
             got[name] = aggregate(evaluate(test, policy, seeds, episodes), seeds)
-        cell = {k: f"{v['return']:.2f} ± {v['ci95_return']:.2f}" for k, v in got.items()}
+        cell = {k: f"{v['return']:.2f} ± {v['ci95_return']:.2f}" if len(seeds) > 1 else f"{v['return']:.2f}"
+                for k, v in got.items()}  # no interval from one seed
         o = got["oracle"]["return"]
         print(f"{spec.name:20s} {cell['planner']:>16s} {cell['context-oracle']:>16s} {cell['oracle']:>16s}   "
               f"{got['planner']['return'] / o:14.3f} {got['context-oracle']['return'] / o:10.3f}  "
