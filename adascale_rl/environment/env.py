@@ -192,9 +192,13 @@ class AdaScaleEnv(gym.Env):
 
     ``gymnasium.make("AdaScale/Rpi4-Vision-v0", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
-    random_start_variant=None, render_mode=None)``; ``spec`` (the YAML name or an
-    :class:`EnvSpec`) is set by the registration. ``dataset`` points the same
-    environment at another trace dataset (for example your own recordings).
+    spike_spell_s=None, random_start_variant=None, render_mode=None)``; ``spec``
+    (the YAML name or an :class:`EnvSpec`) is set by the registration. ``dataset``
+    points the same environment at another trace dataset (for example your own
+    recordings). ``spike_spell_s`` makes latency spikes last: a spike then persists
+    for a geometric number of intervals with that mean length in seconds, while the
+    fraction of intervals in a spike stays ``spike_prob``; ``None`` (the default)
+    draws every interval's spike independently.
 
     ## Version History
 
@@ -206,8 +210,8 @@ class AdaScaleEnv(gym.Env):
     def __init__(self, spec: str | EnvSpec = "Rpi4-Vision", *, split: str = "train", reward: Any = None,
                  period_s: float | None = None, dataset: str | Path | None = None,
                  max_episode_steps: int | None = None, latency_sigma: float = LATENCY_SIGMA,
-                 spike_prob: float = SPIKE_PROB, random_start_variant: bool | None = None,
-                 render_mode: str | None = None):
+                 spike_prob: float = SPIKE_PROB, spike_spell_s: float | None = None,
+                 random_start_variant: bool | None = None, render_mode: str | None = None):
         self.env_spec = spec if isinstance(spec, EnvSpec) else find_spec(spec)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}")
@@ -220,6 +224,18 @@ class AdaScaleEnv(gym.Env):
         self.split = split
         self.latency_sigma = float(latency_sigma)
         self.spike_prob = float(spike_prob)
+        if not (math.isfinite(self.latency_sigma) and self.latency_sigma >= 0):
+            raise ValueError(f"latency_sigma must be a finite number >= 0, not {latency_sigma!r}")
+        if not 0.0 <= self.spike_prob <= 1.0:
+            raise ValueError(f"spike_prob must be in [0, 1], not {spike_prob!r}")
+        self.spike_spell_s = None if spike_spell_s is None else float(spike_spell_s)
+        if self.spike_spell_s is not None:
+            if not (math.isfinite(self.spike_spell_s) and self.spike_spell_s >= self.period_s):
+                raise ValueError(f"spike_spell_s must be at least one interval ({self.period_s:g} s), "
+                                 f"not {spike_spell_s!r}")
+            if self.spike_prob == 1.0:
+                raise ValueError("spike_spell_s needs spike_prob < 1 (with every interval in a spike, "
+                                 "spells never end)")
         self.random_start_variant = (split == "train") if random_start_variant is None else bool(random_start_variant)
         ds_path = Path(dataset) if dataset is not None else self.env_spec.dataset_path()
         self.dataset = _dataset(str(ds_path.resolve()), self.env_spec.workload)
@@ -276,11 +292,37 @@ class AdaScaleEnv(gym.Env):
 
     def draw_noise(self, rng: np.random.Generator, steps: int) -> list[Noise]:
         """``steps`` intervals of latency noise: log-normal (``latency_sigma``), times a spike
-        (uniform in ``SPIKE_RANGE``) with probability ``spike_prob``; independent across intervals."""
+        factor (uniform in ``SPIKE_RANGE``) in a fraction ``spike_prob`` of the intervals.
+
+        Without ``spike_spell_s`` each interval's spike is drawn independently. With it,
+        spikes follow a two-state Markov chain: a spike ends after each interval with
+        probability ``period_s / spike_spell_s`` (so spells last ``spike_spell_s`` on
+        average) and starts with the probability that keeps the stationary spike fraction
+        at ``spike_prob``; a spell keeps the factor it started with."""
         noise = np.exp(self.latency_sigma * rng.standard_normal(steps))
-        spikes = rng.random(steps) < self.spike_prob
-        noise = noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
-        return [Noise(x) for x in noise.tolist()]
+        if self.spike_spell_s is None:
+            spikes = rng.random(steps) < self.spike_prob
+            noise = noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
+            return [Noise(x) for x in noise.tolist()]
+        if steps <= 0:
+            return []
+        p_end = self.period_s / self.spike_spell_s
+        p_start = self.spike_prob * p_end / (1.0 - self.spike_prob)
+        u = rng.random(steps).tolist()
+        factors = rng.uniform(*SPIKE_RANGE, size=steps).tolist()
+        # the first interval is in a spike with the stationary probability
+        on = u[0] < self.spike_prob
+        factor = factors[0]
+        out = noise.tolist()
+        for t in range(steps):
+            if t:
+                if on:
+                    on = u[t] >= p_end
+                elif u[t] < p_start:
+                    on, factor = True, factors[t]
+            if on:
+                out[t] *= factor
+        return [Noise(x) for x in out]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

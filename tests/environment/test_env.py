@@ -71,8 +71,9 @@ def test_same_seed_gives_identical_200_step_rollouts(env_id):
     assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a[1:], c[1:]) if isinstance(x, tuple) and isinstance(y, tuple))
 
 
-def test_noise_does_not_depend_on_the_actions(fixture_spec):
-    env = AdaScaleEnv(fixture_spec, split="test")
+@pytest.mark.parametrize("spell", [None, 6.0])
+def test_noise_does_not_depend_on_the_actions(fixture_spec, spell):
+    env = AdaScaleEnv(fixture_spec, split="test", spike_spell_s=spell)
     opts = {"trace": 0, "start": 0, "variant": "tiny"}
     env.reset(seed=7, options=opts)
     noise_a = [n.latency for n in env.episode["noise"]]
@@ -270,3 +271,69 @@ def test_val_rule_describes_what_split_traces_does(tmp_path):
     assert [t.name for t in split_traces(many.dataset, "val")] == [many.dataset.train[3].name]
     assert val_rule(few.dataset) == "the last fifth of each train trace"
     assert [len(t) for t in split_traces(few.dataset, "val")] == [10, 10]
+
+
+def test_independent_spikes_are_the_documented_draws(fixture_spec):
+    """Without ``spike_spell_s`` the noise is log-normal times an independent spike per interval
+    (the draws every shipped controller and figure were made with: they must not change)."""
+    from adascale_rl.environment.env import SPIKE_RANGE
+
+    env = AdaScaleEnv(fixture_spec, split="test", latency_sigma=0.1, spike_prob=0.2)
+    got = [n.latency for n in env.draw_noise(np.random.default_rng(3), 500)]
+    rng = np.random.default_rng(3)
+    want = np.exp(0.1 * rng.standard_normal(500))
+    spikes = rng.random(500) < 0.2
+    want = want * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=500), 1.0)
+    assert got == want.tolist()
+
+
+def _spells(factors: np.ndarray) -> list[np.ndarray]:
+    on = np.r_[0, (factors > 1.0).astype(int), 0]
+    edges = np.diff(on)
+    return [factors[a:b] for a, b in zip(np.where(edges == 1)[0], np.where(edges == -1)[0])]
+
+
+@pytest.mark.parametrize("spell_s", [1.0, 8.0, 30.0])
+def test_spike_spells_have_the_asked_mean_length_and_fraction(fixture_spec, spell_s):
+    from adascale_rl.environment.env import SPIKE_RANGE
+
+    env = AdaScaleEnv(fixture_spec, split="test", latency_sigma=0.0, spike_prob=0.05, spike_spell_s=spell_s)
+    x = np.array([n.latency for n in env.draw_noise(np.random.default_rng(11), 400_000)])
+    assert np.all((x == 1.0) | ((x >= SPIKE_RANGE[0]) & (x <= SPIKE_RANGE[1])))
+    assert abs((x > 1.0).mean() - 0.05) < 0.005
+    spells = _spells(x)
+    lengths = np.array([len(s) for s in spells])
+    assert abs(lengths.mean() - spell_s) < 0.08 * spell_s
+    # a spell keeps the factor it started with (two spells can touch only when spell_s is short)
+    if spell_s > 1.0:
+        assert np.mean([np.all(s == s[0]) for s in spells]) > 0.95
+    # and spikes persist: the chance the next interval is in a spike, given this one is
+    on = x > 1.0
+    assert abs(on[1:][on[:-1]].mean() - (1.0 - 1.0 / spell_s)) < 0.02
+
+
+def test_spike_spells_keep_the_interval_length_in_seconds(fixture_spec):
+    """The mean spell is in seconds: at 2 s intervals an 8 s spell lasts 4 intervals."""
+    env = AdaScaleEnv(fixture_spec, split="test", period_s=2.0, latency_sigma=0.0, spike_prob=0.05,
+                      spike_spell_s=8.0)
+    x = np.array([n.latency for n in env.draw_noise(np.random.default_rng(5), 200_000)])
+    assert abs(np.mean([len(s) for s in _spells(x)]) - 4.0) < 0.3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"spike_spell_s": 0.5}, "at least one interval"),
+    ({"spike_spell_s": float("nan")}, "at least one interval"),
+    ({"spike_spell_s": 5.0, "spike_prob": 1.0}, "spike_prob < 1"),
+    ({"spike_prob": -0.1}, "spike_prob must be in"),
+    ({"spike_prob": 1.5}, "spike_prob must be in"),
+    ({"latency_sigma": -0.1}, "latency_sigma"),
+])
+def test_bad_noise_arguments_are_refused(fixture_spec, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AdaScaleEnv(fixture_spec, split="test", **kwargs)
+
+
+def test_spike_spells_pass_the_api_checkers():
+    env = gym.make(IDS[0], spike_spell_s=10.0)
+    with warnings.catch_warnings(record=True):
+        gym_check_env(env.unwrapped, skip_render_check=True)
