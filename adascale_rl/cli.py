@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=int, default=5, help="evaluation seeds (default 5)")
     ev.add_argument("--traces", default=None, metavar="PATH", help="a trace dataset or folder of trace CSVs to evaluate on")
     ev.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    ev.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
     ev.add_argument("--deterministic", action="store_true", default=True, help=argparse.SUPPRESS)
 
     # bench
@@ -183,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench-out", metavar="DIR", help="where results.csv, results.md and plots go")
     b.add_argument("--policies", default=None, help="comma-separated subset of policy names "
                    "(context-oracle, a slow diagnostic, runs only when named)")
+    b.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment arguments for every policy, as for train (heuristics are tuned under them too)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile

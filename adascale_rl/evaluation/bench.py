@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -48,13 +48,39 @@ def learned_controllers(spec_name: str) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / "model.zip").exists() or (p / "best_model.zip").exists()}
 
 
-def _env(spec, split: str, traces: str | None) -> AdaScaleEnv:
+def _env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any] | None = None) -> AdaScaleEnv:
+    kw = dict(env_kwargs or {})
     if traces is None:
-        return AdaScaleEnv(spec, split=split)
-    env = AdaScaleEnv(spec, split="all", dataset=traces)
+        return AdaScaleEnv(spec, split=split, **kw)
+    env = AdaScaleEnv(spec, split="all", dataset=traces, **kw)
     if split == "test" and env.dataset.test:
-        return AdaScaleEnv(spec, split="test", dataset=traces)
+        return AdaScaleEnv(spec, split="test", dataset=traces, **kw)
     return env
+
+
+def env_kwargs_from(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--env-kwargs`` of bench and evaluate: as ``train`` reads them, without ``dataset``
+    (the data to evaluate on is ``--traces``; heuristics are tuned on the spec's train split)."""
+    from adascale_rl.policies.ppo import check_env_kwargs, parse_env_kwargs
+
+    kw = check_env_kwargs(parse_env_kwargs(list(items or [])))
+    if "dataset" in kw:
+        raise ValueError("give the traces to evaluate on with --traces, not --env-kwargs dataset=...")
+    return kw
+
+
+def trained_with(policy: Any, env_kwargs: Mapping[str, Any]) -> str | None:
+    """A note when a learned controller's run was trained under other environment arguments
+    than the ones it is evaluated under (``dataset`` aside), else None (also for a policy
+    without a run config: a heuristic, or a bare model file)."""
+    config = getattr(policy, "config", None)
+    if not config:
+        return None
+    trained = {k: v for k, v in (config.get("env_kwargs") or {}).items() if k != "dataset"}
+    if trained == dict(env_kwargs):
+        return None
+    return (f"{policy.name} was trained with environment arguments {trained or 'none'} and is evaluated "
+            f"here with {dict(env_kwargs) or 'none'}")
 
 
 def tuned_policy(name: str, train_env: AdaScaleEnv, quick: bool = False) -> tuple[object, dict]:
@@ -76,18 +102,22 @@ def tuned_policy(name: str, train_env: AdaScaleEnv, quick: bool = False) -> tupl
 
 def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, quick: bool = False,
           out: str | Path = "bench-out", policies: Sequence[str] | None = None, progress: bool = True,
-          command: str = "adascale-rl bench") -> list[dict]:
+          command: str = "adascale-rl bench", env_kwargs: Mapping[str, Any] | None = None) -> list[dict]:
+    """Every built-in policy (margins tuned on the train split) and the learned controllers
+    on the test split, paired over ``seeds``; ``env_kwargs`` go to every environment
+    (train and test) as ``train --env-kwargs`` does."""
     from tqdm.auto import tqdm
 
+    env_kwargs = dict(env_kwargs or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds))
     rows: list[dict] = []
-    notes: list[str] = []
+    notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
     for env_id in envs:
         spec = find_spec(env_id)
-        test_env = _env(spec, "test", traces)
-        train_env = AdaScaleEnv(spec, split="train")
+        test_env = _env(spec, "test", traces, env_kwargs)
+        train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
         episodes = test_env.evaluation_episodes()
         if quick:
             episodes = episodes[: max(2, len(episodes) // 4)]
@@ -113,6 +143,9 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
 
             policy = load_policy(path)
             policy.name = label
+            mismatch = trained_with(policy, env_kwargs)
+            if mismatch:
+                notes.append(f"{spec.id}: {mismatch}")
             kinds[label] = "learned"
             params_of[label] = {"path": str(path)}
             objs[label] = policy
@@ -186,7 +219,7 @@ def bench_command(args) -> int:
     command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adascale-rl bench"
     t0 = time.perf_counter()
     rows = bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
-                 progress=not args.no_progress, command=command)
+                 progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs))
     out = Path(args.out)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and plots in {out} ({time.perf_counter() - t0:.0f} s)")
@@ -195,12 +228,17 @@ def bench_command(args) -> int:
 
 def evaluate_command(args) -> int:
     spec = find_spec(args.env or DEFAULT_ENV)
-    env = _env(spec, args.split, args.traces)
+    env_kwargs = env_kwargs_from(args.env_kwargs)
+    env = _env(spec, args.split, args.traces, env_kwargs)
     policy = make_policy(args.policy)
     seeds = list(range(args.seeds))
     res = evaluate(env, policy, seeds)
     a = aggregate(res, seeds)
-    print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}")
+    print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"
+          + (f" env_kwargs={env_kwargs}" if env_kwargs else ""))
+    mismatch = trained_with(policy, env_kwargs)
+    if mismatch:
+        print(f"note: {mismatch}", file=sys.stderr)
     for k in ("return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms", "energy_j",
               "oom_kills", "switches"):
         print(f"  {k:<20} {a[k]:.4f}")

@@ -65,7 +65,7 @@ def check_env_kwargs(env_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     bad = sorted(set(env_kwargs) - allowed)
     if bad:
         raise ValueError(f"unknown environment argument(s) {', '.join(bad)}; "
-                         f"known: {', '.join(sorted(allowed))} (the split is chosen by the trainer)")
+                         f"known: {', '.join(sorted(allowed))} (the split is chosen by the command)")
     return env_kwargs
 
 

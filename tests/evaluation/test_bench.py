@@ -83,3 +83,44 @@ def test_slow_diagnostics_run_only_when_named():
     assert "context-oracle" in OPT_IN and "context-oracle" in BUILTIN
     assert "context-oracle" not in default and {"oracle", "planner", "greedy"} <= set(default)
     assert builtin_names(["planner", "context-oracle", "runs/x"]) == [n for n in BUILTIN if n in ("planner", "context-oracle")]
+
+
+def test_env_kwargs_reach_every_environment_and_bad_ones_are_one_sentence(tmp_path):
+    spec = _spec_file(tmp_path)
+
+    def score(*extra):
+        res = _cli("evaluate", "--env", str(spec), "--policy", "static-largest", "--seeds", "2", *extra, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return float(res.stdout.split("return", 1)[1].split()[0]), res.stdout
+
+    plain, _ = score()
+    saver, out = score("--env-kwargs", "reward=energy-saver")
+    assert saver != plain and "env_kwargs={'reward': 'energy-saver'}" in out
+    for bad, words in ((["bogus=1"], "unknown environment argument(s) bogus"),
+                       (["dataset=elsewhere"], "--traces"),
+                       (["spike_spell_s=0.5"], "spike_spell_s must be at least one interval")):
+        for cmd in ("evaluate", "bench"):
+            args = ["--env", str(spec), "--env-kwargs", *bad, "--out", str(tmp_path / "b"), "--no-progress"]
+            res = _cli(cmd, *(args if cmd == "bench" else [*args[:4], "--policy", "greedy"]), cwd=tmp_path)
+            assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, (cmd, res.stderr)
+
+
+def test_bench_runs_under_env_kwargs_and_notes_a_controller_trained_under_others(tmp_path):
+    from adascale_rl.evaluation.bench import bench, trained_with
+    from adascale_rl.environment.spec import load_spec
+    from adascale_rl.policies import make_policy
+    from adascale_rl.policies.ppo import load_policy
+
+    spec = load_spec(_spec_file(tmp_path))
+    kw = {"reward": "energy-saver", "spike_spell_s": 5}
+    rows = bench([str(spec.path)], seeds=1, quick=True, out=tmp_path / "b", policies=["greedy", "static-largest"],
+                 progress=False, env_kwargs=kw)
+    plain = bench([str(spec.path)], seeds=1, quick=True, out=tmp_path / "p", policies=["greedy", "static-largest"],
+                  progress=False)
+    assert [r["mean_return"] for r in rows] != [r["mean_return"] for r in plain]
+    assert "environment arguments: {'reward': 'energy-saver', 'spike_spell_s': 5}" in (tmp_path / "b" / "results.md").read_text()
+    shipped = load_policy("Rpi4-Vision/ppo")  # trained with no environment arguments
+    assert trained_with(shipped, {}) is None
+    assert "trained with environment arguments none and is evaluated here with {'reward': 'energy-saver'" in \
+        trained_with(shipped, kw)
+    assert trained_with(make_policy("greedy"), kw) is None  # a heuristic has no training run
