@@ -37,10 +37,9 @@ import numpy as np
 def main(argv=None) -> int:
     from adascale_rl.environment.env import AdaScaleEnv
     from adascale_rl.environment.registration import registered_specs
-    from adascale_rl.evaluation.bench import tuned_policy
+    from adascale_rl.evaluation.bench import env_kwargs_from, tuned_policy
     from adascale_rl.evaluation.core import aggregate, evaluate
     from adascale_rl.policies.oracle import ContextOraclePolicy, OraclePolicy
-    from adascale_rl.policies.ppo import check_env_kwargs, parse_env_kwargs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", action="append", default=None, help="spec name (default: every registered environment)")
@@ -52,7 +51,7 @@ def main(argv=None) -> int:
     if a.seeds < 1 or a.samples < 1:
         ap.error("--seeds and --samples must be >= 1")
     try:
-        env_kwargs = check_env_kwargs(parse_env_kwargs(a.env_kwargs))
+        env_kwargs = env_kwargs_from(a.env_kwargs)
     except ValueError as exc:
         ap.error(str(exc))
 

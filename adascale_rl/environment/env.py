@@ -121,6 +121,14 @@ def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
             for c, b, m, a, bt, p, r, dl in zip(*cols)]
 
 
+def _number(name: str, value: Any) -> float:
+    """A finite float from an environment argument, or a ValueError naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
 class AdaScaleEnv(gym.Env):
     """
     ## Description
@@ -202,7 +210,8 @@ class AdaScaleEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (before it, the Pixel 4 preset's thermal resistance was corrected and
+      a window starting under heavy background load starts at the governor's equilibrium).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -219,23 +228,32 @@ class AdaScaleEnv(gym.Env):
         self.device: DevicePreset = load_device(self.env_spec.device)
         self.catalog: Catalog = load_catalog(self.env_spec.catalog_path())
         self.reward_fn: Reward = make_reward(self.env_spec.reward if reward is None else reward)
-        self.period_s = float(period_s or self.env_spec.period_s)
-        self.window = int(max_episode_steps or self.env_spec.max_episode_steps)
+        self.period_s = _number("period_s", self.env_spec.period_s if period_s is None else period_s)
+        if not self.period_s > 0:
+            raise ValueError(f"period_s must be a number of seconds > 0, not {period_s!r}")
+        window = self.env_spec.max_episode_steps if max_episode_steps is None else max_episode_steps
+        if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, float, np.integer, np.floating)) \
+                or not float(window).is_integer() or window < 1:
+            raise ValueError(f"max_episode_steps must be a whole number >= 1, not {max_episode_steps!r}")
+        self.window = int(window)
         self.split = split
-        self.latency_sigma = float(latency_sigma)
-        self.spike_prob = float(spike_prob)
-        if not (math.isfinite(self.latency_sigma) and self.latency_sigma >= 0):
-            raise ValueError(f"latency_sigma must be a finite number >= 0, not {latency_sigma!r}")
+        self.latency_sigma = _number("latency_sigma", latency_sigma)
+        self.spike_prob = _number("spike_prob", spike_prob)
+        if not self.latency_sigma >= 0:
+            raise ValueError(f"latency_sigma must be a number >= 0, not {latency_sigma!r}")
         if not 0.0 <= self.spike_prob <= 1.0:
-            raise ValueError(f"spike_prob must be in [0, 1], not {spike_prob!r}")
-        self.spike_spell_s = None if spike_spell_s is None else float(spike_spell_s)
+            raise ValueError(f"spike_prob must be a number in [0, 1], not {spike_prob!r}")
+        self.spike_spell_s = None if spike_spell_s is None else _number("spike_spell_s", spike_spell_s)
         if self.spike_spell_s is not None:
-            if not (math.isfinite(self.spike_spell_s) and self.spike_spell_s >= self.period_s):
-                raise ValueError(f"spike_spell_s must be at least one interval ({self.period_s:g} s), "
-                                 f"not {spike_spell_s!r}")
             if self.spike_prob == 1.0:
                 raise ValueError("spike_spell_s needs spike_prob < 1 (with every interval in a spike, "
                                  "spells never end)")
+            # the start probability that keeps the spike fraction at spike_prob,
+            # spike_prob / (1 - spike_prob) x period_s / spike_spell_s, must not exceed 1
+            shortest = max(self.period_s, self.period_s * self.spike_prob / (1.0 - self.spike_prob))
+            if not self.spike_spell_s >= shortest * (1.0 - 1e-9):
+                raise ValueError(f"spike_spell_s must be at least {shortest:g} s (one interval, and long enough "
+                                 f"for spike_prob {self.spike_prob:g}), not {spike_spell_s!r}")
         self.random_start_variant = (split == "train") if random_start_variant is None else bool(random_start_variant)
         ds_path = Path(dataset) if dataset is not None else self.env_spec.dataset_path()
         self.dataset = _dataset(str(ds_path.resolve()), self.env_spec.workload)

@@ -65,7 +65,8 @@ def env_kwargs_from(items: Sequence[str] | None) -> dict[str, Any]:
 
     kw = check_env_kwargs(parse_env_kwargs(list(items or [])))
     if "dataset" in kw:
-        raise ValueError("give the traces to evaluate on with --traces, not --env-kwargs dataset=...")
+        raise ValueError("--env-kwargs dataset=... is not taken here (bench and evaluate take the traces to "
+                         "evaluate on as --traces; heuristics are tuned on the environment's own train split)")
     return kw
 
 

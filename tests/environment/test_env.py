@@ -304,12 +304,26 @@ def test_spike_spells_have_the_asked_mean_length_and_fraction(fixture_spec, spel
     spells = _spells(x)
     lengths = np.array([len(s) for s in spells])
     assert abs(lengths.mean() - spell_s) < 0.08 * spell_s
-    # a spell keeps the factor it started with (two spells can touch only when spell_s is short)
-    if spell_s > 1.0:
-        assert np.mean([np.all(s == s[0]) for s in spells]) > 0.95
+    # a spell keeps the factor it started with (a new spell cannot start in the interval the
+    # last one ended, so spells never touch)
+    assert all(np.all(s == s[0]) for s in spells)
     # and spikes persist: the chance the next interval is in a spike, given this one is
     on = x > 1.0
     assert abs(on[1:][on[:-1]].mean() - (1.0 - 1.0 / spell_s)) < 0.02
+
+
+@pytest.mark.parametrize("prob, spell_s", [(0.8, 4.0), (0.8, 10.0), (0.5, 1.0)])
+def test_spike_fraction_holds_for_a_large_spike_prob(fixture_spec, prob, spell_s):
+    env = AdaScaleEnv(fixture_spec, split="test", latency_sigma=0.0, spike_prob=prob, spike_spell_s=spell_s)
+    x = np.array([n.latency for n in env.draw_noise(np.random.default_rng(2), 200_000)])
+    assert abs((x > 1.0).mean() - prob) < 0.02
+
+
+def test_the_first_interval_is_in_a_spike_with_the_stationary_probability(fixture_spec):
+    env = AdaScaleEnv(fixture_spec, split="test", latency_sigma=0.0, spike_prob=0.2, spike_spell_s=8.0)
+    rng = np.random.default_rng(9)
+    first = np.array([env.draw_noise(rng, 1)[0].latency > 1.0 for _ in range(20_000)])
+    assert abs(first.mean() - 0.2) < 0.015
 
 
 def test_spike_spells_keep_the_interval_length_in_seconds(fixture_spec):
@@ -321,12 +335,21 @@ def test_spike_spells_keep_the_interval_length_in_seconds(fixture_spec):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"spike_spell_s": 0.5}, "at least one interval"),
-    ({"spike_spell_s": float("nan")}, "at least one interval"),
+    ({"spike_spell_s": 0.5}, "spike_spell_s must be at least 1 s"),
+    ({"spike_spell_s": float("nan")}, "spike_spell_s must be a finite number"),
+    ({"spike_spell_s": [1, 2]}, "spike_spell_s must be a finite number"),
+    ({"spike_spell_s": True}, "spike_spell_s must be a finite number"),
+    ({"spike_spell_s": "abc"}, "spike_spell_s must be a finite number"),
     ({"spike_spell_s": 5.0, "spike_prob": 1.0}, "spike_prob < 1"),
-    ({"spike_prob": -0.1}, "spike_prob must be in"),
-    ({"spike_prob": 1.5}, "spike_prob must be in"),
+    ({"spike_spell_s": 2.0, "spike_prob": 0.8}, "spike_spell_s must be at least 4 s"),
+    ({"spike_prob": -0.1}, "spike_prob must be a number in"),
+    ({"spike_prob": 1.5}, "spike_prob must be a number in"),
+    ({"spike_prob": None}, "spike_prob must be a finite number"),
     ({"latency_sigma": -0.1}, "latency_sigma"),
+    ({"latency_sigma": None}, "latency_sigma must be a finite number"),
+    ({"period_s": 0}, "period_s must be a number of seconds > 0"),
+    ({"max_episode_steps": -5}, "max_episode_steps must be a whole number >= 1"),
+    ({"max_episode_steps": 2.5}, "max_episode_steps must be a whole number >= 1"),
 ])
 def test_bad_noise_arguments_are_refused(fixture_spec, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -97,8 +97,9 @@ def test_env_kwargs_reach_every_environment_and_bad_ones_are_one_sentence(tmp_pa
     saver, out = score("--env-kwargs", "reward=energy-saver")
     assert saver != plain and "env_kwargs={'reward': 'energy-saver'}" in out
     for bad, words in ((["bogus=1"], "unknown environment argument(s) bogus"),
-                       (["dataset=elsewhere"], "--traces"),
-                       (["spike_spell_s=0.5"], "spike_spell_s must be at least one interval")):
+                       (["dataset=elsewhere"], "dataset=... is not taken here"),
+                       (["spike_spell_s=0.5"], "spike_spell_s must be at least 1 s"),
+                       (["spike_prob=null"], "spike_prob must be a finite number")):
         for cmd in ("evaluate", "bench"):
             args = ["--env", str(spec), "--env-kwargs", *bad, "--out", str(tmp_path / "b"), "--no-progress"]
             res = _cli(cmd, *(args if cmd == "bench" else [*args[:4], "--policy", "greedy"]), cwd=tmp_path)
@@ -124,3 +125,24 @@ def test_bench_runs_under_env_kwargs_and_notes_a_controller_trained_under_others
     assert "trained with environment arguments none and is evaluated here with {'reward': 'energy-saver'" in \
         trained_with(shipped, kw)
     assert trained_with(make_policy("greedy"), kw) is None  # a heuristic has no training run
+
+
+def test_bench_tunes_the_heuristics_under_the_env_kwargs(tmp_path, monkeypatch):
+    from adascale_rl.evaluation import bench as bench_mod
+    from adascale_rl.environment.spec import load_spec
+
+    seen = []
+    real = bench_mod.tuned_policy
+
+    def spy(name, train_env, quick=False):
+        seen.append((name, train_env.split, train_env.spike_spell_s, train_env.reward_fn))
+        return real(name, train_env, quick)
+
+    monkeypatch.setattr(bench_mod, "tuned_policy", spy)
+    spec = load_spec(_spec_file(tmp_path))
+    bench_mod.bench([str(spec.path)], seeds=1, quick=True, out=tmp_path / "b", policies=["greedy"], progress=False,
+                    env_kwargs={"spike_spell_s": 4, "reward": "energy-saver"})
+    from adascale_rl.environment.reward import make_reward
+
+    assert [(n, s, sp) for n, s, sp, _ in seen] == [("greedy", "train", 4.0)]
+    assert seen[0][3] == make_reward("energy-saver")

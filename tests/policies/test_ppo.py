@@ -337,3 +337,17 @@ def test_validation_windows_are_spread_over_the_split():
     assert ppo_run.pick_episodes(eps, None) == eps
     assert ppo_run.pick_episodes(eps, 3) == [(0, 0), (1, 50), (2, 100)]
     assert len(ppo_run.pick_episodes(eps, 100)) == 9
+
+
+def test_bench_notes_a_controller_trained_under_other_env_kwargs(tmp_path, env_yaml, tiny_hp):
+    from adascale_rl.evaluation.bench import bench
+
+    run = train(str(env_yaml), timesteps=128, out=tmp_path / "run", hyperparams=tiny_hp, progress=False,
+                env_kwargs={"reward": "energy-saver"})
+    common = dict(seeds=1, quick=True, policies=["static-smallest", str(run)], progress=False)
+    bench([str(env_yaml)], out=tmp_path / "b1", **common)
+    note = "run was trained with environment arguments {'reward': 'energy-saver'} and is evaluated here with none"
+    assert note in (tmp_path / "b1" / "results.md").read_text()
+    bench([str(env_yaml)], out=tmp_path / "b2", env_kwargs={"reward": "energy-saver"}, **common)
+    md = (tmp_path / "b2" / "results.md").read_text()
+    assert "was trained with" not in md and "environment arguments: {'reward': 'energy-saver'}" in md
