@@ -166,6 +166,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
                 "energy_vs_largest": largest["energy_j"] / a["energy_j"] if largest and a["energy_j"] > 0 else float("nan"),
                 "accuracy_vs_largest": a["effective_accuracy"] - largest["effective_accuracy"] if largest else float("nan"),
                 "episodes": a["episodes"], "params": json.dumps(params_of[name], sort_keys=True),
+                "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
             })
         if "oracle" in results:
             notes += _oracle_check(spec.id, results)

@@ -120,6 +120,8 @@ def test_bench_runs_under_env_kwargs_and_notes_a_controller_trained_under_others
                   progress=False)
     assert [r["mean_return"] for r in rows] != [r["mean_return"] for r in plain]
     assert "environment arguments: {'reward': 'energy-saver', 'spike_spell_s': 5}" in (tmp_path / "b" / "results.md").read_text()
+    assert {r["env_kwargs"] for r in rows} == {'{"reward": "energy-saver", "spike_spell_s": 5}'}
+    assert {r["env_kwargs"] for r in plain} == {"{}"}
     shipped = load_policy("Rpi4-Vision/ppo")  # trained with no environment arguments
     assert trained_with(shipped, {}) is None
     assert "trained with environment arguments none and is evaluated here with {'reward': 'energy-saver'" in \
