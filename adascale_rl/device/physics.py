@@ -250,12 +250,18 @@ class DevicePhysics:
             for v, s_all, load_ms in zip(catalog.variants, self._s_all, self.load_ms)]
 
     def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
-        """At rest with the background load: temperature at its steady state, no throttling."""
+        """At rest with the background load, before the app's own work: the governor at the
+        highest operating point whose steady temperature under that load stays at or below
+        the throttle point (the lowest point if none does), the temperature at its steady state."""
         d = self.device
-        p = d.idle_w + dynamic_power_w(d, snap_down(min(exo.freq_cap_mhz, d.f_max_mhz), self.ladder), exo.bg_cpu_util)
-        temp = exo.ambient_temp_c + d.thermal_resistance_c_per_w * p
+        cap = snap_down(min(exo.freq_cap_mhz, d.f_max_mhz), self.ladder)
         level = self.top_level
-        while level > 0 and temp > d.throttle_c:
+        while True:
+            freq = min(cap, self.ladder[level])
+            temp = exo.ambient_temp_c + d.thermal_resistance_c_per_w * (
+                d.idle_w + dynamic_power_w(d, freq, exo.bg_cpu_util))
+            if temp <= d.throttle_c or level == 0:
+                break
             level -= 1
         return PhysicsState(loaded=loaded, temp_c=temp, thermal_level=level, battery_used_j=0.0)
 

@@ -301,6 +301,39 @@ def test_pixel4_flat_out_inference_throttles_within_minutes_at_25c_as_its_calibr
     ("jetson-nano", 6.0, 61.0),  # "keeps a 6 W load at ~61 C in 25 C air"
 ])
 def test_thermal_resistance_reproduces_the_presets_stated_steady_state(device, power_w, settles_c):
-    preset, _, _ = _shipped(device)
+    """Every core busy with other work (the load the derivations name) at 25 C, run through the physics."""
+    preset, _, physics = _shipped(device)
     assert preset.idle_w + preset.dyn_w_max == pytest.approx(power_w, abs=0.05)
-    assert 25.0 + preset.thermal_resistance_c_per_w * power_w == pytest.approx(settles_c, abs=1.0)
+    load = exo(bg_cpu_util=1.0, request_rate_hz=0.0)
+    state = ph.PhysicsState(loaded=0, temp_c=25.0, thermal_level=physics.top_level, battery_used_j=0.0)
+    for _ in range(int(20 * preset.thermal_time_constant_s)):
+        state, out = physics.step(state, 0, load, ph.Noise(1.0), 1.0)
+    assert out.power_w == pytest.approx(power_w, abs=0.05) and out.freq_mhz == preset.f_max_mhz
+    assert out.temp_c == pytest.approx(settles_c, abs=1.0)
+
+
+@pytest.mark.parametrize("bg, ambient", [(1.0, 25.0), (0.7, 25.0), (0.5, 35.0)])
+def test_a_window_under_heavy_background_load_starts_at_the_governors_equilibrium(bg, ambient):
+    """A hot start is not a fully throttled one: the governor sits at the highest operating point
+    whose steady temperature under the background load stays at or below the throttle point."""
+    preset, catalog, physics = _shipped("pixel4")
+    e = exo(bg_cpu_util=bg, ambient_temp_c=ambient)
+
+    def steady(level):
+        return ambient + preset.thermal_resistance_c_per_w * (
+            preset.idle_w + ph.dynamic_power_w(preset, preset.dvfs_mhz[level], bg))
+
+    assert steady(len(preset.dvfs_mhz) - 1) > preset.throttle_c  # full clock would overheat
+    state = physics.initial_state(e, 0)
+    assert 0 < state.thermal_level < len(preset.dvfs_mhz) - 1
+    assert state.temp_c == pytest.approx(steady(state.thermal_level))
+    assert steady(state.thermal_level) <= preset.throttle_c < steady(state.thermal_level + 1)
+    # and it is (close to) a fixed point: at rest the governor stays there
+    state2, out = physics.step(state, 0, e._replace(request_rate_hz=0.0), ph.Noise(1.0), 1.0)
+    assert state2.thermal_level == state.thermal_level and out.freq_mhz == preset.dvfs_mhz[state.thermal_level]
+
+
+def test_a_cool_start_is_unthrottled():
+    preset, _, physics = _shipped("pixel4")
+    state = physics.initial_state(exo(bg_cpu_util=0.2), 0)
+    assert state.thermal_level == len(preset.dvfs_mhz) - 1
