@@ -254,6 +254,8 @@ class AdaScaleEnv(gym.Env):
             if not self.spike_spell_s >= shortest * (1.0 - 1e-9):
                 raise ValueError(f"spike_spell_s must be at least {shortest:g} s (one interval, and long enough "
                                  f"for spike_prob {self.spike_prob:g}), not {spike_spell_s!r}")
+        if random_start_variant is not None and not isinstance(random_start_variant, (bool, np.bool_)):
+            raise ValueError(f"random_start_variant must be true, false or None, not {random_start_variant!r}")
         self.random_start_variant = (split == "train") if random_start_variant is None else bool(random_start_variant)
         ds_path = Path(dataset) if dataset is not None else self.env_spec.dataset_path()
         self.dataset = _dataset(str(ds_path.resolve()), self.env_spec.workload)

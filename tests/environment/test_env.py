@@ -350,6 +350,7 @@ def test_spike_spells_keep_the_interval_length_in_seconds(fixture_spec):
     ({"period_s": 0}, "period_s must be a number of seconds > 0"),
     ({"max_episode_steps": -5}, "max_episode_steps must be a whole number >= 1"),
     ({"max_episode_steps": 2.5}, "max_episode_steps must be a whole number >= 1"),
+    ({"random_start_variant": "abc"}, "random_start_variant must be true, false or None"),
 ])
 def test_bad_noise_arguments_are_refused(fixture_spec, kwargs, match):
     with pytest.raises(ValueError, match=match):
