@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -123,10 +124,25 @@ def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
 
 def _number(name: str, value: Any) -> float:
     """A finite float from an environment argument, or a ValueError naming it."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return float(value)
+    try:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError
+        return float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{name} must be a finite number, not {value!r}") from None
+
+
+def window_steps(max_episode_steps: Any, default: int) -> int:
+    """The episode window in intervals: ``max_episode_steps`` (a whole number >= 1), else ``default``."""
+    if max_episode_steps is None:
+        return int(default)
+    w = max_episode_steps
+    try:
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Real) or not float(w).is_integer() or w < 1:
+            raise ValueError
+        return int(w)
+    except (ValueError, OverflowError):
+        raise ValueError(f"max_episode_steps must be a whole number >= 1, not {max_episode_steps!r}") from None
 
 
 class AdaScaleEnv(gym.Env):
@@ -185,7 +201,10 @@ class AdaScaleEnv(gym.Env):
     ``reset(seed=..., options=...)`` picks a trace of the split and a window start
     with ``self.np_random`` (weighted by trace length), or takes
     ``options={"trace": i, "start": s, "variant": id_or_index}``. The device starts
-    at its thermal steady state under the background load. The initial variant is
+    where its thermal governor settles under the background load: unthrottled at the
+    steady temperature if that stays at or below the throttle point, else at the highest
+    operating point that holds it (or on the governor's cycle between two points). The
+    initial variant is
     random in training (``split="train"``) and otherwise the most accurate one
     that fits the memory at the start. The episode's latency noise is drawn at
     reset from the seed, independently of the actions, so policies reset with the
@@ -231,11 +250,7 @@ class AdaScaleEnv(gym.Env):
         self.period_s = _number("period_s", self.env_spec.period_s if period_s is None else period_s)
         if not self.period_s > 0:
             raise ValueError(f"period_s must be a number of seconds > 0, not {period_s!r}")
-        window = self.env_spec.max_episode_steps if max_episode_steps is None else max_episode_steps
-        if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, float, np.integer, np.floating)) \
-                or not float(window).is_integer() or window < 1:
-            raise ValueError(f"max_episode_steps must be a whole number >= 1, not {max_episode_steps!r}")
-        self.window = int(window)
+        self.window = window_steps(max_episode_steps, self.env_spec.max_episode_steps)
         self.split = split
         self.latency_sigma = _number("latency_sigma", latency_sigma)
         self.spike_prob = _number("spike_prob", spike_prob)

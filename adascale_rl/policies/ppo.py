@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from adascale_rl import paths
-from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.env import AdaScaleEnv, window_steps
 from adascale_rl.environment.registration import ENTRY_POINT
 from adascale_rl.environment.spec import EnvSpec, find_spec
 from adascale_rl.policies import ppo_run
@@ -52,7 +52,7 @@ def make_env(spec: EnvSpec, split: str, env_kwargs: Mapping[str, Any] | None = N
     """``gymnasium.make`` of the spec (the same wrappers as a registered id) on ``split``."""
     kw = dict(env_kwargs or {})
     # gymnasium.make takes max_episode_steps for its TimeLimit; the env needs it too (its window)
-    steps = int(kw.pop("max_episode_steps", None) or spec.max_episode_steps)
+    steps = window_steps(kw.pop("max_episode_steps", None), spec.max_episode_steps)
     gspec = gym.envs.registration.EnvSpec(id=spec.id, entry_point=ENTRY_POINT, max_episode_steps=steps,
                                           kwargs={"spec": spec, "max_episode_steps": steps})
     return gym.make(gspec, split=split, **kw)
@@ -77,9 +77,15 @@ def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"--env-kwargs takes KEY=VALUE pairs, not {item!r}")
         try:
-            out[key] = yaml.safe_load(value) if value else ""
+            parsed = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
-            out[key] = value
+            parsed = value
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e1 and inf as strings; take them as numbers
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
     return out
 
 

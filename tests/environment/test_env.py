@@ -351,6 +351,11 @@ def test_spike_spells_keep_the_interval_length_in_seconds(fixture_spec):
     ({"max_episode_steps": -5}, "max_episode_steps must be a whole number >= 1"),
     ({"max_episode_steps": 2.5}, "max_episode_steps must be a whole number >= 1"),
     ({"random_start_variant": "abc"}, "random_start_variant must be true, false or None"),
+    ({"max_episode_steps": True}, "max_episode_steps must be a whole number >= 1"),
+    ({"max_episode_steps": 0}, "max_episode_steps must be a whole number >= 1"),
+    ({"max_episode_steps": "300"}, "max_episode_steps must be a whole number >= 1"),
+    ({"max_episode_steps": float("inf")}, "max_episode_steps must be a whole number >= 1"),
+    ({"latency_sigma": 10 ** 400}, "latency_sigma must be a finite number"),
 ])
 def test_bad_noise_arguments_are_refused(fixture_spec, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -361,3 +366,20 @@ def test_spike_spells_pass_the_api_checkers():
     env = gym.make(IDS[0], spike_spell_s=10.0)
     with warnings.catch_warnings(record=True):
         gym_check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("steps", [2.5, True, 0, "300", [3], float("inf")])
+def test_the_trainers_environment_refuses_a_bad_window_too(fixture_spec, steps):
+    from adascale_rl.policies.ppo import make_env
+
+    with pytest.raises(ValueError, match="max_episode_steps must be a whole number >= 1"):
+        make_env(fixture_spec, "train", {"max_episode_steps": steps})
+
+
+@pytest.mark.parametrize("steps", [30, 30.0, np.int64(30), np.float64(30.0)])
+def test_a_whole_window_in_any_number_type_is_taken(fixture_spec, steps):
+    from adascale_rl.policies.ppo import make_env
+
+    env = make_env(fixture_spec, "train", {"max_episode_steps": steps})
+    assert env.unwrapped.window == 30 and env.spec.max_episode_steps == 30
+    assert AdaScaleEnv(fixture_spec, max_episode_steps=steps).window == 30

@@ -299,6 +299,9 @@ def test_rl_zoo_python_strings_are_read_without_eval():
 def test_env_kwargs_are_parsed_as_yaml_scalars():
     assert parse_env_kwargs(["reward=energy-saver", "latency_sigma=0.1", "random_start_variant=false"]) == {
         "reward": "energy-saver", "latency_sigma": 0.1, "random_start_variant": False}
+    # YAML 1.1 leaves exponent forms and inf as strings; they are numbers here
+    assert parse_env_kwargs(["spike_spell_s=1e1", "latency_sigma=inf"]) == {"spike_spell_s": 10.0,
+                                                                             "latency_sigma": float("inf")}
 
 
 def test_keep_bias_makes_the_initial_policy_mostly_keep(fixture_spec):
