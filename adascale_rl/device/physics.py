@@ -250,19 +250,32 @@ class DevicePhysics:
             for v, s_all, load_ms in zip(catalog.variants, self._s_all, self.load_ms)]
 
     def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
-        """At rest with the background load, before the app's own work: the governor at the
-        highest operating point whose steady temperature under that load stays at or below
-        the throttle point (the lowest point if none does), the temperature at its steady state."""
+        """At rest with the background load, before the app's own work, where the governor
+        would be after a long time under it.
+
+        Unthrottled if the steady temperature at full clock stays at or below the throttle
+        point. Otherwise at the highest operating point whose steady temperature does (the
+        lowest if none does), with that temperature, if it is at or above the release point:
+        the governor rests there. If it is below, the governor cycles between that point and
+        the next one up (up when the temperature falls to the release point, down when it
+        passes the throttle point): the state starts on that cycle, at the upper point with
+        the temperature at the throttle point.
+        """
         d = self.device
         cap = snap_down(min(exo.freq_cap_mhz, d.f_max_mhz), self.ladder)
-        level = self.top_level
-        while True:
+
+        def steady(level: int) -> float:
             freq = min(cap, self.ladder[level])
-            temp = exo.ambient_temp_c + d.thermal_resistance_c_per_w * (
+            return exo.ambient_temp_c + d.thermal_resistance_c_per_w * (
                 d.idle_w + dynamic_power_w(d, freq, exo.bg_cpu_util))
-            if temp <= d.throttle_c or level == 0:
-                break
+
+        level = self.top_level
+        temp = steady(level)
+        while temp > d.throttle_c and level > 0:
             level -= 1
+            temp = steady(level)
+        if level < self.top_level and temp < d.release_c:
+            level, temp = level + 1, d.throttle_c
         return PhysicsState(loaded=loaded, temp_c=temp, thermal_level=level, battery_used_j=0.0)
 
     def battery_pct(self, state: PhysicsState, exo: Exo) -> float:

@@ -58,6 +58,11 @@ def _env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any] | N
     return env
 
 
+def _plain(x: Any) -> Any:
+    """numpy scalars (which the environment takes) as plain numbers for JSON."""
+    return x.item() if hasattr(x, "item") else str(x)
+
+
 def env_kwargs_from(items: Sequence[str] | None) -> dict[str, Any]:
     """``--env-kwargs`` of bench and evaluate: as ``train`` reads them, without ``dataset``
     (the data to evaluate on is ``--traces``; heuristics are tuned on the spec's train split)."""
@@ -166,7 +171,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
                 "energy_vs_largest": largest["energy_j"] / a["energy_j"] if largest and a["energy_j"] > 0 else float("nan"),
                 "accuracy_vs_largest": a["effective_accuracy"] - largest["effective_accuracy"] if largest else float("nan"),
                 "episodes": a["episodes"], "params": json.dumps(params_of[name], sort_keys=True),
-                "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
+                "env_kwargs": json.dumps(env_kwargs, sort_keys=True, default=_plain),
             })
         if "oracle" in results:
             notes += _oracle_check(spec.id, results)

@@ -306,10 +306,15 @@ def test_thermal_resistance_reproduces_the_presets_stated_steady_state(device, p
     assert preset.idle_w + preset.dyn_w_max == pytest.approx(power_w, abs=0.05)
     load = exo(bg_cpu_util=1.0, request_rate_hz=0.0)
     state = ph.PhysicsState(loaded=0, temp_c=25.0, thermal_level=physics.top_level, battery_used_j=0.0)
-    for _ in range(int(20 * preset.thermal_time_constant_s)):
+    steps = int(20 * preset.thermal_time_constant_s)
+    temps = []
+    for i in range(steps):
         state, out = physics.step(state, 0, load, ph.Noise(1.0), 1.0)
-    assert out.power_w == pytest.approx(power_w, abs=0.05) and out.freq_mhz == preset.f_max_mhz
-    assert out.temp_c == pytest.approx(settles_c, abs=1.0)
+        if i == 0:
+            assert out.power_w == pytest.approx(power_w, abs=0.05) and out.freq_mhz == preset.f_max_mhz
+        temps.append(out.temp_c)
+    # it settles there (the Pi 4's 80.04 C is a hair above its throttle point, so it then cycles just below)
+    assert max(temps[-int(2 * preset.thermal_time_constant_s):]) == pytest.approx(settles_c, abs=1.0)
 
 
 @pytest.mark.parametrize("bg, ambient", [(1.0, 25.0), (0.7, 25.0), (0.5, 35.0)])
@@ -337,3 +342,33 @@ def test_a_cool_start_is_unthrottled():
     preset, _, physics = _shipped("pixel4")
     state = physics.initial_state(exo(bg_cpu_util=0.2), 0)
     assert state.thermal_level == len(preset.dvfs_mhz) - 1
+
+
+@pytest.mark.parametrize("device", ["rpi4", "jetson-nano", "pixel4", "local-x86"])
+def test_the_start_is_where_the_governor_settles_under_the_background_load(device):
+    """Over a grid of ambient temperatures and loads: left at rest under the load, the governor
+    keeps visiting the starting operating point, and the starting temperature is one it passes."""
+    preset = load_device(device)
+    from adascale_rl import paths
+    from adascale_rl.device.catalog import load_catalog
+
+    physics = ph.DevicePhysics(preset, load_catalog(paths.envs_dir() / "catalogs" / f"{device}.json"))
+    steps = int(12 * preset.thermal_time_constant_s)
+    cycles = 0
+    for ambient in (-10.0, 10.0, 25.0, 35.0, 45.0, 60.0):
+        for bg in (0.0, 0.3, 0.6, 0.9, 1.0):
+            e = exo(ambient_temp_c=ambient, bg_cpu_util=bg, request_rate_hz=0.0)
+            state = start = physics.initial_state(e, 0)
+            levels, temps = [], []
+            for _ in range(steps):
+                state, out = physics.step(state, 0, e, ph.Noise(1.0), 1.0)
+                levels.append(state.thermal_level)
+                temps.append(out.temp_c)
+            late = set(levels[steps // 2:])
+            assert start.thermal_level in late | {levels[-1]}, (device, ambient, bg, start, sorted(late))
+            if start.thermal_level < physics.top_level:
+                late_temps = temps[steps // 2:]
+                assert min(late_temps) - 0.5 <= start.temp_c <= max(late_temps) + 0.5, (device, ambient, bg, start)
+            cycles += len(late) > 1
+    if device == "rpi4":
+        assert cycles > 0  # the grid does reach the cycling case (e.g. 25 C, all cores busy)
