@@ -148,3 +148,14 @@ def test_bench_tunes_the_heuristics_under_the_env_kwargs(tmp_path, monkeypatch):
 
     assert [(n, s, sp) for n, s, sp, _ in seen] == [("greedy", "train", 4.0)]
     assert seen[0][3] == make_reward("energy-saver")
+
+
+def test_numpy_env_kwargs_are_written_as_plain_numbers():
+    import json
+
+    import numpy as np
+
+    from adascale_rl.evaluation.bench import _plain
+
+    assert json.loads(json.dumps({"spike_spell_s": np.int64(8), "latency_sigma": np.float64(0.1)}, default=_plain)) \
+        == {"spike_spell_s": 8, "latency_sigma": 0.1}
