@@ -132,14 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     # synth
     sy = cmd("synth", _synth, "generate a simulated trace dataset from a device preset and a scenario")
-    sy.add_argument("--device", required=False, help="device preset name (envs/devices/NAME.yaml)")
-    sy.add_argument("--scenario", required=False, help="scenario name (envs/scenarios/NAME.yaml)")
-    sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--duration", type=float, default=600.0, metavar="S", help="seconds of trace (default 600)")
-    sy.add_argument("--period", type=float, default=1.0, metavar="S", help="sample period (default 1)")
-    sy.add_argument("--split", choices=("train", "test"), default="train")
+    one = sy.add_argument_group("one trace (not with --recipe)")
+    one.add_argument("--device", required=False, help="device preset name (envs/devices/NAME.yaml)")
+    one.add_argument("--scenario", required=False, help="scenario name (envs/scenarios/NAME.yaml)")
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--duration", type=float, default=600.0, metavar="S", help="seconds of trace (default 600)")
+    one.add_argument("--period", type=float, default=1.0, metavar="S", help="sample period (default 1)")
+    one.add_argument("--split", choices=("train", "test"), default="train")
+    one.add_argument("--workload", default=None, help="app workload (envs/workloads/NAME.yaml; default DEVICE-vision)")
+    # their defaults, read by synth to refuse them next to --recipe
+    sy.set_defaults(single_trace_defaults={a.dest: a.default for a in one._group_actions})
     sy.add_argument("--out", required=False, metavar="DIR", help="dataset folder to create (or add a file to)")
-    sy.add_argument("--workload", default=None, help="app workload (envs/workloads/NAME.yaml; default DEVICE-vision)")
     sy.add_argument("--recipe", default=None, metavar="FILE",
                     help="build a whole dataset from a recipe (envs/datasets/NAME.yaml) instead of one trace")
     sy.add_argument("--list", action="store_true", help="list devices, scenarios, workloads and recipes, and exit")

@@ -272,8 +272,7 @@ def synth_command(args) -> int:
         if not args.out:
             raise SynthError("--out is required (the dataset folder to create or add to)")
         if args.recipe:
-            single = {"device": None, "scenario": None, "workload": None, "seed": 0, "duration": 600.0,
-                      "period": 1.0, "split": "train"}
+            single = getattr(args, "single_trace_defaults", {})  # from the parser's "one trace" group
             given = [f"--{k}" for k, default in single.items() if getattr(args, k, default) != default]
             if given:
                 raise SynthError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --recipe "
