@@ -66,7 +66,10 @@ def main(argv=None) -> int:
             key, _, value = item.partition("=")
             if key not in {f.name for f in dataclasses.fields(recipe.train)}:
                 ap.error(f"--joint-set {item}: {key!r} is not a training setting")
-            v = json.loads(value)
+            try:
+                v = json.loads(value)
+            except json.JSONDecodeError:
+                ap.error(f"--joint-set {item}: the value after '=' must be JSON (e.g. teacher_res_cycle=[16])")
             over[key] = tuple(v) if isinstance(v, list) else v
         recipe.train = dataclasses.replace(recipe.train, **over)
     data = load_data("digits", a.seed)
