@@ -230,7 +230,7 @@ class AdaScaleEnv(gym.Env):
     ## Version History
 
     * v0: initial release (before it, the Pixel 4 preset's thermal resistance was corrected and
-      a window starting under heavy background load starts at the governor's equilibrium).
+      a window under heavy background load came to start where the governor settles).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -345,16 +345,16 @@ class AdaScaleEnv(gym.Env):
         p_start = self.spike_prob * p_end / (1.0 - self.spike_prob)
         u = rng.random(steps).tolist()
         factors = rng.uniform(*SPIKE_RANGE, size=steps).tolist()
-        # the first interval is in a spike with the stationary probability
-        on = u[0] < self.spike_prob
-        factor = factors[0]
         out = noise.tolist()
-        for t in range(steps):
-            if t:
-                if on:
-                    on = u[t] >= p_end
-                elif u[t] < p_start:
-                    on, factor = True, factors[t]
+        # the first interval is in a spike with the stationary probability
+        on, factor = u[0] < self.spike_prob, factors[0]
+        if on:
+            out[0] *= factor
+        for t in range(1, steps):
+            if on:
+                on = u[t] >= p_end
+            elif u[t] < p_start:
+                on, factor = True, factors[t]
             if on:
                 out[t] *= factor
         return [Noise(x) for x in out]

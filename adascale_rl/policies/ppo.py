@@ -251,11 +251,8 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
         if model is None:
             print(f"training {spec.id} for {total} steps into {run.path} (seed {seed}, recipe "
                   f"'{recipe.key}' of {recipe.file}; validation every {config['eval']['freq']} steps)")
-            train_env = make_env(spec, "train", env_kwargs)
-            try:
-                model_kwargs, tuned = _model_kwargs_for(recipe, eval_env.unwrapped, train_env.unwrapped)
-            finally:
-                train_env.close()
+            model_kwargs, tuned = _model_kwargs_for(recipe, eval_env.unwrapped,
+                                                    AdaScaleEnv(spec, split="train", **env_kwargs))
             if tuned:
                 config["tuned_on_train"] = tuned
                 print(f"features extractor parameters tuned on the train split: {tuned}")
