@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -74,12 +75,11 @@ def rollout(env_id, kwargs, seed):
     return rec
 
 
-def fixture_specs():
+def fixture_specs(tmp: Path):
     sys.path.insert(0, str(ROOT / "tests"))
     from _envdata import constant_trace, write_env
     out = []
     for dev in ("pixel4", "rpi4"):
-        tmp = Path(tempfile.mkdtemp(prefix=f"golden-{dev}-"))
         rng = np.random.default_rng(5)
         def tr(n):
             return constant_trace(n, mem_avail_mb=rng.choice([30.0, 50.0, 70.0, 90.0, 130.0, 2000.0], n),
@@ -97,10 +97,14 @@ def fixture_specs():
 
 def record() -> dict:
     res = {}
-    for fs in fixture_specs():
-        for kwargs in ({}, {"split": "test"}):
-            for seed in (0, 3):
-                res[(fs.device, repr(kwargs), seed)] = rollout(fs, kwargs, seed)
+    tmp = Path(tempfile.mkdtemp(prefix="golden-"))
+    try:
+        for fs in fixture_specs(tmp):
+            for kwargs in ({}, {"split": "test"}):
+                for seed in (0, 3):
+                    res[(fs.device, repr(kwargs), seed)] = rollout(fs, kwargs, seed)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for s in registered_specs():
         for kwargs in ({}, {"split": "test"}, {"split": "val", "reward": "energy-saver", "render_mode": "ansi"},
                        {"split": "all", "random_start_variant": True, "reward": "latency-critical"}):
