@@ -285,6 +285,10 @@ def test_independent_spikes_are_the_documented_draws(fixture_spec):
     spikes = rng.random(500) < 0.2
     want = want * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=500), 1.0)
     assert got == want.tolist()
+    # and pinned: the first draws of a 6-interval episode, as the code before spike_spell_s gave them
+    six = [n.latency for n in env.draw_noise(np.random.default_rng(3), 6)]
+    assert six == pytest.approx([1.226410870322, 1.616178811186, 1.042696227371, 2.32069302993, 0.955744243721,
+                                 0.978671033102], abs=1e-11)
 
 
 def _spells(factors: np.ndarray) -> list[np.ndarray]:
