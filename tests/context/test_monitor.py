@@ -1,16 +1,29 @@
-"""The live monitor on this machine: present sensors in range, missing ones None, never invented."""
+"""The live monitor on this machine: present sensors in range, missing ones None, never invented.
+
+The run queue (bg_runnable) is tested on fake /proc trees: parsing, own-thread subtraction,
+missing files, the sampler's averaging and its thread's life; and once live where /proc exists.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adascale_rl.context import schema
-from adascale_rl.context.monitor import Monitor, Reading, summary
+from adascale_rl.context.monitor import (
+    Monitor, Reading, RunQueueSampler, parse_procs_running, procs_running, running_threads, summary, task_state,
+)
 
 CONTEXT_KEYS = [n for n in schema.NAMES if n != "t_s"]
 
@@ -126,3 +139,214 @@ def test_summary_names_every_reading():
     for key in ("bg_cpu_util", "mem_avail_mb", "freq_cap_mhz", "battery_pct", "soc_temp_c", "ambient_temp_c"):
         assert key in text
     assert "ambient_temp_c   missing" in text
+
+
+# --------------------------------------------------------------------------- bg_runnable: the run queue
+
+SAMPLER_THREAD = "adascale-runqueue-sampler"
+STAT = ("cpu  106775 8531 5608 904707 247 0 69 32 0 0\ncpu0 35971 1041 1079 474764 25 0 40 14 0 0\n"
+        "intr 717664 0 0 13 0 1027 123\nctxt 673203\nbtime 1796107299\nprocesses 5087\n"
+        "procs_running {n}\nprocs_blocked 0\nsoftirq 286729 0 76124 3 5506\n")
+
+
+def fake_proc(root: Path, running: int | None, tasks: dict[int, list[str]]) -> Path:
+    """A /proc tree: stat with ``procs_running`` (None: no such line), and <pid>/task/<tid>/stat per thread state."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = STAT.format(n=running) if running is not None else STAT.replace("procs_running {n}\n", "")
+    (root / "stat").write_text(text)
+    for pid, states in tasks.items():
+        for i, state in enumerate(states):
+            d = root / str(pid) / "task" / str(pid + i)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "stat").write_text(f"{pid + i} (python3 (w) x) {state} 1 {pid} {pid} 0 -1 4194304 101 0 0 0\n")
+    return root
+
+
+def _no_sampler_thread() -> bool:
+    return not any(t.name == SAMPLER_THREAD for t in threading.enumerate())
+
+
+def test_procs_running_is_parsed_from_proc_stat():
+    assert parse_procs_running(STAT.format(n=7).encode()) == 7
+    assert parse_procs_running(b"procs_running 12") == 12  # first line, no newline at the end
+    for bad in (b"", b"procs_blocked 3\n", b"procs_running x\n", b"procs_running -1\n", b"procs_running 1_0\n",
+                b"procs_running\n", b"xprocs_running 4\n", b"procs_running_now 4\n", b"procs_running 4 5\n"):
+        assert parse_procs_running(bad) is None, bad
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary(max_size=300))
+def test_property_any_proc_stat_text_gives_a_count_or_none(text):
+    n = parse_procs_running(text)
+    assert n is None or (isinstance(n, int) and n >= 0)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(st.from_regex(r"[a-z_]{1,12}( [0-9]{1,6}){0,5}", fullmatch=True), max_size=6),
+       st.integers(0, 10**6))
+def test_property_procs_running_is_found_among_other_lines(lines, n):
+    lines = [ln for ln in lines if not ln.startswith("procs_running")]
+    text = "\n".join(lines[:3] + [f"procs_running {n}"] + lines[3:]) + "\n"
+    assert parse_procs_running(text.encode()) == n
+
+
+def test_task_state_reads_past_parentheses_in_the_command_name():
+    assert task_state(b"4242 (python3) R 1 4242 4242 0 -1\n") == "R"
+    assert task_state(b"7 (a) R (b) S 1 2 3\n") == "S", "the state follows the last ')'"
+    assert task_state(b"7 (tmux: server) D 1\n") == "D"
+    for bad in (b"", b"7 python3 R 1", b"7 (python3)R 1", b"7 (python3) ", b"7 (python3) 1 2"):
+        assert task_state(bad) is None, bad
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary(max_size=40).filter(lambda b: b"\n" not in b), st.sampled_from("RSDZTtXIPW"),
+       st.lists(st.integers(-10**9, 10**12), max_size=8))
+def test_property_task_state_for_any_command_name(comm, state, numbers):
+    text = b"123 (" + comm + b") " + state.encode() + b"".join(b" %d" % x for x in numbers) + b"\n"
+    assert task_state(text) == state
+
+
+def test_background_run_queue_subtracts_the_monitored_process_s_running_threads(tmp_path):
+    me = os.getpid()
+    root = fake_proc(tmp_path / "proc", 5, {me: ["R", "R", "S", "D"], me + 1000: ["R", "R"]})
+    assert procs_running(root) == 5 and running_threads(me, root) == 2
+    m = Monitor(proc_root=root)
+    assert m.bg_runnable_now() == 3.0, "5 runnable, 2 of them ours (the reading thread is one of ours)"
+    r = m.read()
+    assert r.bg_runnable == 3.0
+    assert "procs_running" in m.sensors()["bg_runnable"]
+    (root / "stat").write_text(STAT.format(n=1))
+    assert m.bg_runnable_now() == 0.0, "clipped at 0 when the counts were read at different instants"
+
+
+def test_monitoring_another_pid_also_subtracts_the_reading_thread(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        root = fake_proc(tmp_path / "proc", 6, {child.pid: ["R", "S", "R"]})
+        # 6 runnable: the app's 2, the monitor's reading thread (not in the app), 3 background
+        assert Monitor(child.pid, proc_root=root).bg_runnable_now() == 3.0
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+
+
+def test_a_thread_that_vanished_or_is_unreadable_is_not_counted(tmp_path):
+    me = os.getpid()
+    root = fake_proc(tmp_path / "proc", 4, {me: ["R"]})
+    (root / str(me) / "task" / "99999999").mkdir()  # ended between listing and reading: no stat file
+    (root / str(me) / "task" / "99999998").mkdir()
+    (root / str(me) / "task" / "99999998" / "stat").write_text("garbage without a state")
+    assert running_threads(me, root) == 1
+    assert Monitor(proc_root=root).bg_runnable_now() == 3.0
+
+
+@pytest.mark.parametrize("broken", ["no_proc", "no_stat", "no_line", "no_task"])
+def test_missing_run_queue_is_none_never_invented(tmp_path, broken):
+    me = os.getpid()
+    root = tmp_path / "proc"
+    if broken != "no_proc":
+        fake_proc(root, None if broken == "no_line" else 3, {} if broken == "no_task" else {me: ["R"]})
+        if broken == "no_stat":
+            (root / "stat").unlink()
+    m = Monitor(proc_root=root, runnable_hz=50)
+    assert m.bg_runnable_now() is None
+    r = m.read()
+    assert r.bg_runnable is None
+    assert m.sensors()["bg_runnable"] is None and "bg_runnable" not in m.available()
+    assert "bg_runnable      missing" in summary(m)
+    with m:  # nothing to sample here: no thread is started
+        assert not m.sampling and _no_sampler_thread()
+    assert m.read().bg_runnable is None
+
+
+def test_sampler_averages_the_samples_since_the_previous_take():
+    script = iter([1.0, 2.0, None, 3.0, 10.0])
+    s = RunQueueSampler(lambda: next(script), 20)
+    assert s.take() == (None, 0)
+    for _ in range(4):
+        s.tick()
+    assert s.take() == (2.0, 3), "None (no reading) is skipped, not averaged as 0"
+    assert s.take() == (None, 0)
+    s.tick()
+    assert s.take() == (10.0, 1)
+
+
+@pytest.mark.parametrize("hz", [0, -5, math.nan, math.inf, 1001, "20", None])
+def test_sampler_rate_must_be_a_sensible_number(hz):
+    with pytest.raises(ValueError, match=r"runnable_hz must be a number in \(0, 1000\] samples per second, not "):
+        RunQueueSampler(lambda: 0.0, hz)
+
+
+def test_sampler_thread_runs_at_its_rate_and_is_gone_after_stop():
+    calls = []
+    s = RunQueueSampler(lambda: calls.append(time.monotonic()) or 1.0, 100)
+    s.start()
+    s.start()  # a second start does not start a second thread
+    assert sum(t.name == SAMPLER_THREAD for t in threading.enumerate()) == 1
+    assert [t for t in threading.enumerate() if t.name == SAMPLER_THREAD][0].daemon
+    time.sleep(0.5)
+    s.stop()
+    assert not s.running and _no_sampler_thread()
+    n = len(calls)
+    assert 10 <= n <= 60, f"{n} samples in 0.5 s at 100 Hz"  # loose: the test machine may be busy
+    time.sleep(0.1)
+    assert len(calls) == n, "no sample after stop()"
+    mean, count = s.take()
+    assert (mean, count) == (1.0, n)
+    s.stop()  # stopping twice is fine
+
+
+def test_monitor_read_reports_the_mean_while_sampling_else_one_sample(tmp_path):
+    me = os.getpid()
+    root = fake_proc(tmp_path / "proc", 4, {me: ["R"]})
+    m = Monitor(proc_root=root, runnable_hz=0.001)  # the thread samples once at start, then waits 1000 s
+    assert m.runnable_hz == 0.001 and not m.sampling
+    with m:
+        assert m.sampling
+        end = time.monotonic() + 10
+        while m._sampler._n < 1:  # the thread's first sample (3 = 4 - ours)
+            assert time.monotonic() < end
+            time.sleep(0.005)
+        for running in (8, 10):  # two more samples, 7 and 9
+            (root / "stat").write_text(STAT.format(n=running))
+            m._sampler.tick()
+        assert m.read().bg_runnable == pytest.approx((3 + 7 + 9) / 3)
+        # no sample since that read: one instantaneous sample instead of a stale mean
+        assert m.read().bg_runnable == 9.0
+    assert not m.sampling and _no_sampler_thread()
+    (root / "stat").write_text(STAT.format(n=2))
+    assert m.read().bg_runnable == 1.0
+
+
+def test_start_needs_a_rate():
+    with pytest.raises(ValueError, match=r"no run-queue sampler to start; create it with Monitor\(runnable_hz=...\)"):
+        Monitor().start()
+
+
+@pytest.mark.skipif(procs_running() is None, reason="no /proc/stat run queue on this platform")
+def test_live_run_queue_counts_busy_processes_past_the_core_count():
+    """Busy processes are runnable all the time: they count in bg_runnable even beyond the cores, and
+    monitoring one of them removes its thread (the difference of two monitors read at the same instants)."""
+    ncpu = psutil.cpu_count() or 1
+    busy = "import time\nend=time.monotonic()+3\nwhile time.monotonic()<end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", busy]) for _ in range(ncpu + 1)]
+    try:
+        time.sleep(0.2)
+        me, other = Monitor(), Monitor(procs[0].pid)
+        diffs, mine = [], []
+        for _ in range(40):
+            a, b = me.bg_runnable_now(), other.bg_runnable_now()
+            mine.append(a)
+            diffs.append(a - b)
+            time.sleep(0.01)
+        with Monitor(runnable_hz=50) as sampled:
+            sampled.read()
+            time.sleep(0.5)
+            r = sampled.read()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    assert np.mean(mine) >= ncpu + 0.5, mine  # ncpu+1 busy children, so more than the cores
+    assert r.bg_runnable >= ncpu + 0.5 and r.bg_cpu_util <= 1.0, r
+    assert 0.6 <= np.mean(diffs) <= 1.4, diffs  # the monitored child's one running thread
