@@ -264,13 +264,18 @@ def segment(dev: DevicePreset, sc: Scenario, wl: Workload, seed: int, n: int, pe
         bg += cpu
         floor_mb = min(floor_mb, float(sc.sections["pressure"]["floor_mb"].low))
     avail = np.clip(avail, min(floor_mb, total), total)
+    # bg is the background's CPU demand in shares of all cores, before clipping: above 1 the
+    # cores are oversubscribed. In cores it is the run queue, and the clipped share is the
+    # utilisation: bg_runnable = max(demand, 0) x cores, bg_cpu_util = min(1, bg_runnable / cores).
+    runnable = np.maximum(bg, 0.0) * dev.cores
     bg = np.clip(bg, 0.0, 1.0)
     amb = ambient(rng_for(seed, *key, "ambient"), sc, n, period)
     cap = clock_cap(rng_for(seed, *key, "clock"), sc.sections.get("clock"), dev, amb, n, period)
     pct, plug = battery(rng_for(seed, *key, "battery"), sc.sections["battery"], dev, bg, cap, period, battery0)
     rate_hz, deadline, mode = app_modes(rng_for(seed, *key, "workload"), sc, wl, n, period, mode0)
-    out = {"bg_cpu_util": bg, "mem_avail_mb": avail, "freq_cap_mhz": cap, "ambient_temp_c": amb,
-           "battery_pct": pct, "plugged": plug, "request_rate_hz": rate_hz, "deadline_ms": deadline}
+    out = {"bg_cpu_util": bg, "bg_runnable": runnable, "mem_avail_mb": avail, "freq_cap_mhz": cap,
+           "ambient_temp_c": amb, "battery_pct": pct, "plugged": plug, "request_rate_hz": rate_hz,
+           "deadline_ms": deadline}
     return out, (float(pct[-1]) if dev.has_battery else None), mode
 
 

@@ -49,7 +49,7 @@ from adascale_rl.context.traces import (
 MIN_INTERVAL_S = 0.05
 LICENCE = "CC-BY-4.0"
 #: decimals kept per column: finer than the sensors resolve, short enough for small files
-DECIMALS = {"t_s": 6, "bg_cpu_util": 4, "mem_avail_mb": 2, "freq_cap_mhz": 1, "ambient_temp_c": 1,
+DECIMALS = {"t_s": 6, "bg_cpu_util": 4, "bg_runnable": 2, "mem_avail_mb": 2, "freq_cap_mhz": 1, "ambient_temp_c": 1,
             "battery_pct": 1, "plugged": 0, "request_rate_hz": 3, "deadline_ms": 3}
 
 

@@ -8,6 +8,10 @@ throttling, its battery drain, its memory):
   apps that come and go as on/off processes with heavy-tailed on and off
   durations (several superposed), plus the CPU of apps that grab memory. Each
   step is the average over the sampling interval, clipped to [0, 1].
+* ``bg_runnable``: the same background CPU demand before clipping, in cores: the
+  run queue, ``max(demand, 0) x cores`` of the device preset, so that
+  ``bg_cpu_util = min(1, bg_runnable / cores)`` holds by construction (up to the
+  decimals written) and demand above 1 (oversubscribed cores) shows only here.
 * ``mem_avail_mb``: total minus what the OS holds, minus running apps' memory,
   minus memory-pressure episodes (another app ramps up until available memory
   reaches a floor, holds, lets go), plus AR(1) page-cache noise; within
@@ -54,7 +58,11 @@ from adascale_rl.device.presets import DevicePreset, PresetError, device_names, 
 
 COLUMNS = list(schema.NAMES)
 #: decimals written per column (finer than any sensor resolves; keeps files small)
-DECIMALS = {"t_s": 6, "bg_cpu_util": 4, "mem_avail_mb": 1, "ambient_temp_c": 2, "battery_pct": 4}
+DECIMALS = {"t_s": 6, "bg_cpu_util": 4, "bg_runnable": 2, "mem_avail_mb": 1, "ambient_temp_c": 2,
+            "battery_pct": 4}
+#: how_made's statement of the run-queue rule (every synthesized dataset carries bg_runnable)
+RUNNABLE_RULE = ("bg_runnable is the background CPU demand before clipping, in cores (demand x the preset's {cores} "
+                 "cores), so bg_cpu_util = min(1, bg_runnable / {cores}).")
 
 
 class SynthError(ValueError):
@@ -200,7 +208,8 @@ def _how_made(rc: Recipe, origin: str, dev: DevicePreset, wl: Workload) -> str:
             f"scenario files envs/scenarios/*.yaml whose numbers name their sources (shared/CALIBRATION.md or "
             f"'derived'); period {rc.period_s:g} s; numpy Generator seeded from (seed, scenario, segment, "
             f"component). The traces hold the exogenous context only: the controller's own CPU time, heat, "
-            f"thermal throttling, battery drain and memory are added by the simulator. {rc.description} "
+            f"thermal throttling, battery drain and memory are added by the simulator. "
+            f"{RUNNABLE_RULE.format(cores=dev.cores)} {rc.description} "
             f"Train: {summarise('train')}. Test (seeds not used in train; mixes and parameter draws not in train: "
             f"{', '.join(mixes) or 'none'}): {summarise('test')}.")
 
@@ -240,7 +249,8 @@ def add_trace(out: str | os.PathLike, device: str, scenario: str, seed: int, dur
     meta = make_meta(name=name_, version=version, device=dev.name, device_mem_total_mb=dev.mem_total_mb,
                      period_s=period_s, source="simulated",
                      how_made=f"Simulated by adascale_rl.context.synth: {rel} with {cmd}; the traces hold the "
-                              f"exogenous context only (the simulator adds the controller's own effects).",
+                              f"exogenous context only (the simulator adds the controller's own effects). "
+                              f"{RUNNABLE_RULE.format(cores=dev.cores)}",
                      columns=COLUMNS, generator="adascale_rl.context.synth", workload=wl.name,
                      inputs=_inputs(dev, wl, {scenario}), files={rel: entry})
     return save_dataset(root, meta, {split: {stem: data}})

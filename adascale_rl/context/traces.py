@@ -70,7 +70,9 @@ class Trace:
     """A validated time series of context samples.
 
     ``data`` holds only the columns the source had; :meth:`column` fills the
-    schema's default for the others (``freq_cap_mhz`` defaults to +inf: no cap).
+    schema's default for the others (``freq_cap_mhz`` defaults to +inf: no cap;
+    ``bg_runnable`` to NaN: absent, estimate it from ``bg_cpu_util``). :meth:`has`
+    says whether the source had a column.
     """
 
     name: str
@@ -92,12 +94,16 @@ class Trace:
     def duration_s(self) -> float:
         return float(len(self) * (self.period_s or 0.0))
 
+    def has(self, name: str) -> bool:
+        """Whether the trace carries column ``name`` (a schema field; unknown names raise KeyError)."""
+        schema.field(name)
+        return name in self.data
+
     def column(self, name: str) -> np.ndarray:
         f = schema.field(name)
         if name in self.data:
             return self.data[name]
-        fill = math.inf if f.default is None else f.default
-        return np.full(len(self), fill, dtype=np.float64)
+        return np.full(len(self), f.fill, dtype=np.float64)
 
     def resample(self, period_s: float) -> "Trace":
         """The same trace at another period: linear interpolation, hold for flags."""

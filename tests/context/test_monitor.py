@@ -213,8 +213,8 @@ def test_background_run_queue_subtracts_the_monitored_process_s_running_threads(
     m = Monitor(proc_root=root)
     assert m.bg_runnable_now() == 3.0, "5 runnable, 2 of them ours (the reading thread is one of ours)"
     r = m.read()
-    assert r.bg_runnable == 3.0
-    assert "procs_running" in m.sensors()["bg_runnable"]
+    assert r.bg_runnable == 3.0 and r.context()["bg_runnable"] == 3.0 and m.sample()["bg_runnable"] == 3.0
+    assert "procs_running" in m.sensors()["bg_runnable"] and "bg_runnable" in m.available()
     (root / "stat").write_text(STAT.format(n=1))
     assert m.bg_runnable_now() == 0.0, "clipped at 0 when the counts were read at different instants"
 
@@ -251,7 +251,7 @@ def test_missing_run_queue_is_none_never_invented(tmp_path, broken):
     m = Monitor(proc_root=root, runnable_hz=50)
     assert m.bg_runnable_now() is None
     r = m.read()
-    assert r.bg_runnable is None
+    assert r.bg_runnable is None and m.sample()["bg_runnable"] is None
     assert m.sensors()["bg_runnable"] is None and "bg_runnable" not in m.available()
     assert "bg_runnable      missing" in summary(m)
     with m:  # nothing to sample here: no thread is started

@@ -14,8 +14,10 @@ import pytest
 from adascale_rl import cli, paths
 from adascale_rl.context import schema
 from adascale_rl.context.scenarios import load_recipe, load_scenario, load_workload, names
+from adascale_rl.context.generators import segment
 from adascale_rl.context.synth import (
-    COLUMNS, SynthError, add_trace, build_recipe, snap_to_ladder, synth_command, synthesize, synthesize_sequence,
+    COLUMNS, DECIMALS, RUNNABLE_RULE, SynthError, add_trace, build_recipe, snap_to_ladder, synth_command, synthesize,
+    synthesize_sequence,
 )
 from adascale_rl.context.traces import load_dataset
 from adascale_rl.device.presets import load_device
@@ -52,6 +54,40 @@ def test_every_trace_is_valid_and_physical(device, scenario):
             assert set(np.unique(d["plugged"])) <= {0.0, 1.0}
             step = np.diff(d["battery_pct"])
             assert np.all(step <= 0) if d["plugged"][0] == 0 else np.all(step >= -0.01)
+
+
+def _rule_tolerance(cores: int) -> float:
+    """Half a unit of the last decimal written of bg_cpu_util, plus that of bg_runnable divided by the cores."""
+    return 0.5 * 10.0 ** -DECIMALS["bg_cpu_util"] + 0.5 * 10.0 ** -DECIMALS["bg_runnable"] / cores + 1e-12
+
+
+@pytest.mark.parametrize("device,scenario", CASES)
+def test_run_queue_and_utilisation_follow_one_rule(device, scenario):
+    """bg_runnable = unclipped demand x cores, bg_cpu_util = min(1, bg_runnable / cores): exactly before
+    rounding, within the written decimals after."""
+    dev, wl = load_device(device), load_workload(f"{device}-vision")
+    sc = load_scenario(scenario)
+    raw, _, _ = segment(dev, sc, wl, 3, 900, 1.0, "0", None, None)
+    assert np.all(raw["bg_runnable"] >= 0)
+    assert np.allclose(raw["bg_cpu_util"], np.minimum(1.0, raw["bg_runnable"] / dev.cores), rtol=0, atol=1e-12)
+    for seed in (0, 7):
+        d = synthesize(device, scenario, seed, 600)
+        gap = np.abs(d["bg_cpu_util"] - np.minimum(1.0, d["bg_runnable"] / dev.cores))
+        assert gap.max() <= _rule_tolerance(dev.cores), (seed, gap.max())
+        below = d["bg_cpu_util"] < 1  # not saturated: the run queue is the utilisation in cores
+        assert np.allclose(d["bg_runnable"][below], d["bg_cpu_util"][below] * dev.cores, rtol=0, atol=0.006)
+
+
+def test_oversubscribed_cores_show_in_the_run_queue_only():
+    """Gaming piles a game, voice chat and OS spikes on the cores: some steps demand more than all of them."""
+    dev = load_device("rpi4")
+    d = {k: np.concatenate([synthesize("rpi4", "gaming", seed, 1200)[k] for seed in range(3)])
+         for k in ("bg_cpu_util", "bg_runnable")}
+    over = d["bg_runnable"] > dev.cores + 0.05
+    assert over.sum() >= 5, "gaming must oversubscribe the cores now and then"
+    assert np.all(d["bg_cpu_util"][over] == 1.0), "bg_cpu_util saturates where bg_runnable goes on counting"
+    assert d["bg_runnable"].max() < 2 * dev.cores, "and stays within what the scenario's components add up to"
+    assert np.all(synthesize("rpi4", "steady", 1, 1200)["bg_runnable"] < dev.cores)
 
 
 def test_same_seed_same_arrays_other_seed_differs():
@@ -216,19 +252,43 @@ def test_local_digits_workload_matches_the_measured_catalog_and_its_design_rule(
 RECIPES = names("datasets")
 
 
+def _without_column(csv_text: str, name: str) -> str:
+    rows = [line.split(",") for line in csv_text.splitlines()]
+    i = rows[0].index(name)
+    return "".join(",".join(r[:i] + r[i + 1:]) + "\n" for r in rows)
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_shipped_dataset_is_rebuilt_byte_for_byte(recipe, tmp_path):
+    """A recipe rebuilds its shipped dataset exactly.
+
+    Datasets shipped before ``bg_runnable`` existed (their schema.json does not list it) are
+    compared with that column, its schema.json entry and its how_made sentence taken out of the
+    rebuild, and without MANIFEST (whose digests cover the new column): every other byte must
+    still match, which shows the new column shifted no random stream and changed no value. Once
+    they are regenerated, the whole-file comparison applies again by itself.
+    """
     rc = load_recipe(recipe)
     shipped = paths.traces_dir() / f"{rc.name}-v{rc.version}"
     assert shipped.is_dir(), f"{shipped} is not shipped; build it with adascale-rl synth --recipe"
     out = build_recipe(recipe, tmp_path / shipped.name, progress=False)
     files = sorted(p.relative_to(shipped).as_posix() for p in shipped.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    before_runnable = "bg_runnable" not in [c["name"] for c in json.loads((shipped / "schema.json").read_text())["columns"]]
+    rule = RUNNABLE_RULE.format(cores=load_device(rc.device).cores)
     for rel in files:
         if rel == "schema.json":  # 'inputs' records digests of the YAML files, comments included
             a, b = (json.loads((r / rel).read_text()) for r in (shipped, out))
             a.pop("inputs"), b.pop("inputs")
+            assert {"name": "bg_runnable", "unit": "threads"} in b["columns"] and rule in b["how_made"]
+            if before_runnable:
+                b["columns"].remove({"name": "bg_runnable", "unit": "threads"})
+                b["how_made"] = b["how_made"].replace(rule + " ", "", 1)
             assert a == b
+        elif before_runnable and rel == "MANIFEST":
+            continue  # load_dataset verifies the shipped MANIFEST (test_shipped_dataset_splits_are_honest)
+        elif before_runnable and rel.endswith(".csv"):
+            assert (shipped / rel).read_text() == _without_column((out / rel).read_text(), "bg_runnable"), rel
         else:
             assert (shipped / rel).read_bytes() == (out / rel).read_bytes(), rel
 
@@ -270,6 +330,9 @@ def test_add_trace_creates_then_appends(tmp_path):
     assert ds.name == "mine-v3" and [len(t) for t in ds.train + ds.test] == [120, 60]
     assert ds.meta["files"]["test/low-battery-s2.csv"] == {"scenario": "low-battery", "seed": 2, "duration_s": 60.0}
     assert "--scenario low-battery --seed 2" in ds.meta["how_made"]
+    assert {"name": "bg_runnable", "unit": "threads"} in ds.meta["columns"]
+    assert "bg_cpu_util = min(1, bg_runnable / 4)" in ds.meta["how_made"]
+    assert all(t.has("bg_runnable") for t in ds.train + ds.test)
     with pytest.raises(SynthError, match="already exists"):
         add_trace(out, "pixel4", "gaming", 1, 120, 1.0)
     with pytest.raises(SynthError, match="for pixel4; add to a simulated rpi4 dataset"):

@@ -140,6 +140,34 @@ def test_trace_defaults_window_and_resample(dataset):
     assert np.all(np.isinf(bare.column("freq_cap_mhz")))
 
 
+def test_bg_runnable_absent_is_nan_present_is_the_data(tmp_path):
+    """Without the column, column('bg_runnable') is NaN ("absent: estimate it"); with it, the values read."""
+    bare = Trace("x", 1.0, {"t_s": np.arange(4.0), "bg_cpu_util": np.full(4, 0.5), "mem_avail_mb": np.ones(4)})
+    assert not bare.has("bg_runnable") and bare.has("bg_cpu_util")
+    col = bare.column("bg_runnable")
+    assert col.dtype == np.float64 and col.shape == (4,) and np.all(np.isnan(col))
+    with pytest.raises(KeyError, match="unknown context field 'bg_runnabel'"):
+        bare.has("bg_runnabel")
+    cols = ["t_s", "bg_cpu_util", "bg_runnable", "mem_avail_mb"]
+    data = {"t_s": np.arange(3.0), "bg_cpu_util": np.array([0.2, 1.0, 1.0]),
+            "bg_runnable": np.array([0.4, 2.0, 4.25]), "mem_avail_mb": np.full(3, 100.0)}
+    save_dataset(tmp_path / "rq-v1", meta(cols), {"train": {"a": data}})
+    (tr,) = load_dataset(tmp_path / "rq-v1").train
+    assert tr.has("bg_runnable") and tr.columns == cols
+    assert np.array_equal(tr.column("bg_runnable"), [0.4, 2.0, 4.25])
+    assert np.allclose(tr.resample(0.5).column("bg_runnable"), [0.4, 1.2, 2.0, 3.125, 4.25])
+
+
+@pytest.mark.parametrize("cell,match", [("nan", "value nan is not a finite number"),
+                                        ("-1", "value -1 is out of range [0, 4096] threads"),
+                                        ("-0.01", "value -0.01 is out of range [0, 4096] threads"),
+                                        ("5000", "value 5000 is out of range [0, 4096] threads"),
+                                        ("", "'' is not a number")])
+def test_a_bad_bg_runnable_cell_names_file_line_and_column(cell, match):
+    text = f"t_s,bg_cpu_util,bg_runnable,mem_avail_mb\n0,0.5,1,10\n1,1,{cell},10\n"
+    raises_at(text, 3, "bg_runnable", match)
+
+
 def test_per_file_meta_is_attached(tmp_path):
     m = meta(files={"train/a.csv": {"scenario": "office", "seed": 3}})
     save_dataset(tmp_path / "d-v1", m, {"train": {"a": table(3)}})
