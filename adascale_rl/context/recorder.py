@@ -14,7 +14,10 @@ one CSV row per sample. The dataset is valid at every moment:
   valid dataset of what was recorded.
 
 Only the fields the machine actually has at the start become columns; missing
-sensors are absent columns (the schema's defaults apply). If a sensor that was
+sensors are absent columns (the schema's defaults apply). Where procfs gives the
+run queue (Linux, Android), ``bg_runnable`` is recorded as the mean of samples
+taken at :data:`~adascale_rl.context.monitor.RUNNABLE_HZ` by the monitor's sampler
+thread, which runs for the length of the recording. If a sensor that was
 present stops answering, its last value is carried forward and the recorder says
 so at the end (and in ``schema.json``).
 """
@@ -39,7 +42,7 @@ from pathlib import Path
 import psutil
 
 from adascale_rl.context import schema
-from adascale_rl.context.monitor import Monitor
+from adascale_rl.context.monitor import RUNNABLE_HZ, Monitor
 from adascale_rl.context.traces import (
     SPLITS, atomic_write_text, format_value, load_dataset, make_meta, read_manifest, read_meta,
     write_manifest,
@@ -127,6 +130,13 @@ def _how_made(meta: dict) -> str:
             f"own share; mem_avail_mb = virtual_memory().available. Machine: {meta['machine']}. Columns are the "
             f"fields this machine exposes; absent columns take the schema defaults.")
     files = meta.get("files", {})
+    if any(c["name"] == "bg_runnable" for c in meta["columns"]):
+        rates = {e.get("bg_runnable_hz") for e in files.values()}
+        how = ("one instantaneous sample per row" if rates == {None} else
+               f"the mean of the samples a background thread took at {rates.pop():g} Hz over the interval before "
+               f"the row" if len(rates) == 1 else "sampled at the rate each file gives as bg_runnable_hz")
+        base += (" bg_runnable = the background run queue: /proc/stat procs_running minus the recorder's own "
+                 f"threads in state R (/proc/self/task/*/stat), clipped at 0; {how}.")
     notes = []
     for rel, entry in sorted(files.items()):
         status = "recording" if entry.get("rows") is None else f"{entry['rows']} rows"
@@ -227,7 +237,7 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
     if planned < 1:
         raise RecordError(f"--duration {duration_s:g} s is shorter than one --interval ({interval_s:g} s)")
     root = Path(out)
-    monitor = monitor or Monitor()
+    monitor = monitor or Monitor(runnable_hz=RUNNABLE_HZ)
     device = host_id()
     columns = ["t_s"] + [n for n in monitor.available() if n in schema.BY_NAME]
     start_utc = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
@@ -243,6 +253,9 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
 
     entry = {"split": split, "start_utc": start_utc.isoformat().replace("+00:00", "Z"), "interval_s": interval_s,
              "planned_rows": planned, "rows": None, "note": note}
+    if "bg_runnable" in columns:  # samples per second behind each row's mean; None: one sample per row
+        entry["bg_runnable_hz"] = monitor.runnable_hz
+    started_sampler = False
     result = RecordResult(csv_path, root, 0, planned, columns)
     last: dict[str, float] = {}
     digest = hashlib.sha256()
@@ -258,8 +271,11 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
             bar = tqdm(total=planned, unit="sample", desc=f"recording {rel}", file=sys.stderr,
                        dynamic_ncols=True, leave=True)
         with _StopFlag() as stop:
+            if "bg_runnable" in columns and monitor.runnable_hz is not None and not monitor.sampling:
+                monitor.start()
+                started_sampler = True
             t0 = time.monotonic()
-            monitor.read()  # start the first CPU interval now
+            monitor.read()  # start the first CPU interval (and run-queue mean) now
             for k in range(planned):
                 target = t0 + (k + 1) * interval_s
                 stop.sleep_until(target)
@@ -297,6 +313,8 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
                     bar.update(1)
             result.interrupted = stop.signal_name
     finally:
+        if started_sampler:
+            monitor.stop()
         if bar is not None:
             bar.close()
         if fh is not None:

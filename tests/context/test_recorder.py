@@ -194,3 +194,72 @@ def test_shipped_recorded_dataset_is_valid_and_documented():
         assert rel in ds.meta["how_made"]
     for t in ds.train + ds.test:
         assert np.array_equal(t.data["t_s"], np.arange(len(t), dtype=float))
+
+
+# --------------------------------------------------------------------------- bg_runnable
+
+def _fake_proc(root: Path, running: int) -> Path:
+    """A /proc tree where this process has one running thread and the machine ``running`` runnable ones."""
+    task = root / str(os.getpid()) / "task" / str(os.getpid())
+    task.mkdir(parents=True)
+    (task / "stat").write_text(f"{os.getpid()} (python3) R 1 1 1 0 -1\n")
+    (root / "stat").write_text(f"cpu  1 2 3 4\nprocs_running {running}\nprocs_blocked 0\n")
+    return root
+
+
+def _sampler_threads() -> int:
+    return sum(t.name == "adascale-runqueue-sampler" for t in threading.enumerate())
+
+
+@pytest.mark.skipif(Monitor().sensors()["bg_runnable"] is None, reason="no /proc run queue on this platform")
+def test_recording_here_has_the_run_queue_sampled_at_the_documented_rate(tmp_path):
+    from adascale_rl.context.monitor import RUNNABLE_HZ
+
+    out = tmp_path / "rq-v1"
+    before = _sampler_threads()
+    res = record(out, 1.0, 0.5, progress=False)
+    assert _sampler_threads() == before, "the recorder's sampler thread must end with the recording"
+    assert res.columns[:3] == ["t_s", "bg_cpu_util", "bg_runnable"]
+    tr = load_dataset(out).train[0]
+    assert np.all(tr.data["bg_runnable"] >= 0)
+    for line in res.path.read_text().splitlines()[1:]:
+        cell = line.split(",")[2]
+        assert len(cell.partition(".")[2]) <= 2, f"bg_runnable {cell} has more than 2 decimals"
+    meta = json.loads((out / "schema.json").read_text())
+    assert RUNNABLE_HZ == 20 and meta["files"][f"train/{res.path.stem}.csv"]["bg_runnable_hz"] == RUNNABLE_HZ
+    assert "procs_running" in meta["how_made"] and "at 20 Hz over the interval" in meta["how_made"]
+
+
+def test_recorded_run_queue_is_what_proc_says_minus_our_own_thread(tmp_path):
+    root = _fake_proc(tmp_path / "proc", 6)
+    monitor = Monitor(proc_root=root, runnable_hz=50)
+    res = record(tmp_path / "f-v1", 1.0, 0.5, monitor=monitor, progress=False)
+    assert not monitor.sampling and _sampler_threads() == 0
+    assert "bg_runnable" in res.columns
+    assert np.all(load_dataset(tmp_path / "f-v1").train[0].data["bg_runnable"] == 5.0)
+    assert "at 50 Hz" in json.loads((tmp_path / "f-v1" / "schema.json").read_text())["how_made"]
+
+
+def test_a_monitor_without_a_sampler_records_one_sample_per_row_and_says_so(tmp_path):
+    root = _fake_proc(tmp_path / "proc", 3)
+    res = record(tmp_path / "g-v1", 0.5, 0.5, monitor=Monitor(proc_root=root), progress=False)
+    meta = json.loads((tmp_path / "g-v1" / "schema.json").read_text())
+    assert meta["files"][f"train/{res.path.stem}.csv"]["bg_runnable_hz"] is None
+    assert "one instantaneous sample per row" in meta["how_made"]
+    assert load_dataset(tmp_path / "g-v1").train[0].data["bg_runnable"].tolist() == [2.0]
+
+
+def test_a_caller_s_running_sampler_is_left_running(tmp_path):
+    root = _fake_proc(tmp_path / "proc", 2)
+    with Monitor(proc_root=root, runnable_hz=50) as monitor:
+        record(tmp_path / "h-v1", 0.5, 0.5, monitor=monitor, progress=False)
+        assert monitor.sampling
+    assert not monitor.sampling and _sampler_threads() == 0
+
+
+def test_no_run_queue_no_column(tmp_path):
+    res = record(tmp_path / "n-v1", 0.5, 0.5, monitor=Monitor(proc_root=tmp_path / "nothing", runnable_hz=20),
+                 progress=False)
+    assert "bg_runnable" not in res.columns and _sampler_threads() == 0
+    meta = json.loads((tmp_path / "n-v1" / "schema.json").read_text())
+    assert "bg_runnable" not in meta["how_made"] and "bg_runnable_hz" not in meta["files"][f"train/{res.path.stem}.csv"]
