@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # train
     t = cmd("train", _train, "train a PPO controller (MaskablePPO) on an environment's train split")
-    t.add_argument("--env", default=None, help="environment id (AdaScale/Rpi4-Vision-v0) or spec name "
+    t.add_argument("--env", default=None, help="environment id (AdaScale/Rpi4-Vision-v1) or spec name "
                                                "(required unless --resume)")
     t.add_argument("-n", "--timesteps", type=int, default=None, help="training steps (default: from the hyperparameters)")
     t.add_argument("--seed", type=int, default=0)
@@ -177,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     ev.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
-    ev.add_argument("--deterministic", action="store_true", default=True, help=argparse.SUPPRESS)
 
     # bench
     b = cmd("bench", _bench, "benchmark every heuristic, the references and the trained controllers")

@@ -54,8 +54,8 @@ def rollout(env_id, kwargs, seed):
     for i, kw in enumerate(resets * 2):
         obs, info = env.reset(**kw)
         rec.append(("reset", canon(obs), {k: canon(v) for k, v in info.items()}, canon(u.action_masks()),
-                    canon(u.np_random.bit_generator.state), repr(u.state),
-                    [n.latency for n in u.episode["noise"]], u.episode["trace"], u.episode["start"]))
+                    canon(u.np_random.bit_generator.state), repr(u.sim_state),
+                    [n.latency for n in u.episode.noise], u.episode.trace, u.episode.start))
         steps = int(rng.integers(50, 400))
         for _ in range(steps):
             m = u.action_masks()
@@ -63,12 +63,12 @@ def rollout(env_id, kwargs, seed):
             if p < 0.1:
                 a = int(rng.integers(0, u.action_space.n))  # masked ones too: OOM paths
             elif p < 0.45:
-                a = 0 if p < 0.3 else u.state.loaded + 1  # keeps, both spellings
+                a = 0 if p < 0.3 else u.sim_state.loaded + 1  # keeps, both spellings
             else:
                 a = int(rng.choice(np.flatnonzero(m)))
             obs, r, term, trunc, info = env.step(a)
             rec.append(("step", a, canon(obs), canon(r), canon(term), canon(trunc),
-                        {k: canon(v) for k, v in info.items()}, list(info), canon(u.action_masks()), repr(u.state),
+                        {k: canon(v) for k, v in info.items()}, list(info), canon(u.action_masks()), repr(u.sim_state),
                         u.render() if u.render_mode else None))
             if term or trunc:
                 break

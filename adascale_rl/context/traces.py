@@ -32,6 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from adascale_rl.context import schema
+from adascale_rl._files import atomic_write_text  # noqa: F401  (re-exported: the recorder and tests use it from here)
 
 FORMAT = "adascale-trace-dataset"
 SCHEMA_VERSION = 1
@@ -312,20 +313,6 @@ def read_manifest(root: Path) -> dict[str, str]:
 def write_manifest(root: Path, entries: Mapping[str, str]) -> None:
     text = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(entries.items()))
     atomic_write_text(root / "MANIFEST", text)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_meta(root: Path) -> dict:

@@ -12,6 +12,9 @@ A catalog is a JSON file (``envs/catalogs/*.json``, or written by
                                              # optional: memory every variant's peak_mem_mb includes
                                              # for the runtime itself; one process holds it once, so
                                              # a switch needs old + new - overhead
+      "threads": {"value": 4, "derived": "..."},
+                                             # optional: threads the app runs an inference on (what
+                                             # latency_ms was measured with); default: the device's cores
       "variants": [
         {"id": "w1.0-r224-fp32",
          "branch": {"width": 1.0, "resolution": 224, "exit": "final"},
@@ -22,12 +25,18 @@ A catalog is a JSON file (``envs/catalogs/*.json``, or written by
          "parallel_frac": 0.6,                # Amdahl parallel fraction over the device's cores
          "peak_mem_mb": 40.0,                 # resident memory while running
          "size_mb": 14.0,                     # on disk (sets the load time)
-         "energy_mj": 150.0,                  # per inference at the reference point
+         "energy_mj": 150.0,                  # dynamic energy above idle per inference at the reference point
+         "contention": {...},                 # optional: measured latency under busy processes (profile)
          "provenance": {"accuracy": {"kind": "published", "source": "..."},
                         "latency_ms": {"kind": "derived", "rule": "..."},
                         "...": {"kind": "measured", "method": "..."}}}
       ]
     }
+
+``contention`` (written by ``adascale-rl profile``) holds the latency measured with 0, 1, 2
+and 2 x cores busy processes beside the inference: ``{"busy_processes": [...], "mode": [...],
+"mean_ms": [...], "p50_ms": [...], "p95_ms": [...], "method": "..."}`` per mode (back to back,
+and at a request rate); the simulator's contention model is fitted to and checked against it.
 
 Every metric needs a provenance entry: ``published`` with a ``source``,
 ``derived`` with the ``rule`` that produced it, or ``measured`` with the
@@ -76,10 +85,13 @@ class Variant:
     size_mb: float
     energy_mj: float
     provenance: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+    contention: dict[str, Any] | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["operators"] = list(self.operators)
+        if d["contention"] is None:
+            del d["contention"]
         return d
 
 
@@ -95,6 +107,8 @@ class Catalog:
     extra: dict[str, Any] = field(default_factory=dict)
     runtime_overhead_mb: float = 0.0
     runtime_overhead_origin: str = ""
+    threads: int | None = None          # the app's inference threads; None: the device's cores
+    threads_origin: str = ""
 
     def __len__(self) -> int:
         return len(self.variants)
@@ -135,7 +149,10 @@ class Catalog:
         if self.runtime_overhead_origin:
             kind, _, text = self.runtime_overhead_origin.partition(": ")
             d["runtime_overhead_mb"] = {"value": self.runtime_overhead_mb, kind: text}
-        clash = set(self.extra) & (_KNOWN | {"runtime_overhead_mb"})
+        if self.threads is not None:
+            kind, _, text = self.threads_origin.partition(": ")
+            d["threads"] = {"value": self.threads, kind: text}
+        clash = set(self.extra) & (_KNOWN | {"runtime_overhead_mb", "threads"})
         if clash:
             raise CatalogError(f"catalog {self.name}: extra keys {', '.join(sorted(clash))} would overwrite the format's own keys")
         d.update(self.extra)
@@ -143,7 +160,7 @@ class Catalog:
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
-        from adascale_rl.context.traces import atomic_write_text
+        from adascale_rl._files import atomic_write_text
 
         path = Path(path)
         validate(self.to_json(), source=str(path))
@@ -152,7 +169,7 @@ class Catalog:
 
 
 _KNOWN = {"format", "format_version", "name", "device", "task", "reference", "machine", "variants"}
-_VARIANT_KEYS = {"id", "branch", "operators", "provenance", *METRICS}
+_VARIANT_KEYS = {"id", "branch", "operators", "provenance", "contention", *METRICS}
 
 
 def _fail(source: str, where: str, msg: str) -> CatalogError:
@@ -216,8 +233,14 @@ def validate(doc: Mapping, *, source: str = "catalog") -> Catalog:
             needed = PROVENANCE_KINDS[p["kind"]]
             if not isinstance(p.get(needed), str) or not p[needed].strip():
                 raise _fail(source, f"{where}.provenance.{metric}", f"kind {p['kind']!r} needs a non-empty {needed!r}")
+        cont = v.get("contention")
+        if cont is not None and not (isinstance(cont, Mapping) and isinstance(cont.get("method"), str)
+                                     and all(isinstance(cont.get(k), Sequence) for k in ("busy_processes", "mean_ms"))):
+            raise _fail(source, f"{where}.contention", "must be an object with 'busy_processes', 'mean_ms' (lists) "
+                                                       "and a 'method'")
         variants.append(Variant(id=vid, branch=dict(v["branch"]), operators=tuple(ops),
-                                provenance={k: dict(p) for k, p in prov.items()}, **values))
+                                provenance={k: dict(p) for k, p in prov.items()},
+                                contention=None if cont is None else dict(cont), **values))
     if any(v.get("provenance", {}).get(m, {}).get("kind") == "measured" for v in raw for m in METRICS):
         if not isinstance(doc.get("machine"), Mapping):
             raise _fail(source, "machine", "a catalog with measured numbers must describe the machine")
@@ -231,10 +254,19 @@ def validate(doc: Mapping, *, source: str = "catalog") -> Catalog:
         if any(x > v.peak_mem_mb for v in variants):
             raise _fail(source, "runtime_overhead_mb", f"{x:g} MB exceeds a variant's peak_mem_mb")
         overhead, origin = float(x), f"{kinds[0]}: {ro[kinds[0]]}"
-    extra = {k: v for k, v in doc.items() if k not in _KNOWN | {"runtime_overhead_mb"}}
+    threads, threads_origin = None, ""
+    if "threads" in doc:
+        th = doc["threads"]
+        kinds = [k for k in ("source", "derived", "measured") if isinstance(th, Mapping) and isinstance(th.get(k), str)]
+        x = th.get("value") if isinstance(th, Mapping) else None
+        if not kinds or not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= 1024:
+            raise _fail(source, "threads", "must be {value: a whole number of threads >= 1, source|derived|measured: '...'}")
+        threads, threads_origin = int(x), f"{kinds[0]}: {th[kinds[0]]}"
+    extra = {k: v for k, v in doc.items() if k not in _KNOWN | {"runtime_overhead_mb", "threads"}}
     return Catalog(name=str(doc["name"]), device=str(doc["device"]), task=str(doc["task"]), variants=variants,
                    reference=str(doc.get("reference", "")), machine=doc.get("machine"), extra=extra,
-                   runtime_overhead_mb=overhead, runtime_overhead_origin=origin)
+                   runtime_overhead_mb=overhead, runtime_overhead_origin=origin, threads=threads,
+                   threads_origin=threads_origin)
 
 
 def load_catalog(path: str | os.PathLike) -> Catalog:

@@ -1,15 +1,18 @@
-"""Device physics: how a variant behaves in a context, one decision interval at a time.
+"""Device physics: the simulator's state transition, one decision interval at a time.
 
-Each effect is a small function with units in its argument names, so it can be
-tested on its own and reused by planners (the one-step planner and the
-clairvoyant oracle simulate with exactly these functions). :func:`step` composes
-them into one transition of the endogenous state (:class:`PhysicsState`) given
-the exogenous context of the interval (:class:`Exo`) and the interval's noise
-draw (:class:`Noise`).
+What a variant does in a context (latency, contention, serving, energy) is the one
+performance model of :mod:`adascale_rl.device.model`; this module adds the device's
+state around it: the clock (exogenous cap, thermal governor, battery saver), heat,
+battery and memory (switches, OOM kills). Each effect is a small function with units in
+its argument names. :meth:`DevicePhysics.step` composes one transition of the endogenous
+state (:class:`PhysicsState`) given the exogenous context of the interval (:class:`Exo`)
+and the interval's noise draw (:class:`Noise`); it inlines the model for speed (it is the
+environment's hot path) and ``tests/device/test_model.py`` ties it to the batched model
+on 10,000 random cases. :meth:`DevicePhysics.interval_table` is the batched model for
+every (loaded, target) pair, for planners.
 
-Modelling choices and their sources are documented per function; constants of a
-device come from its preset (``envs/devices/*.yaml``), constants of a variant
-from its catalog (``envs/catalogs/*.json``).
+Constants of a device come from its preset (``envs/devices/*.yaml``), constants of a
+variant from its catalog (``envs/catalogs/*.json``); each cites its source.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import bisect
 import math
 from typing import NamedTuple, Sequence
 
+import numpy as np
+
+from adascale_rl.device import model
 from adascale_rl.device.catalog import Catalog, Variant
+from adascale_rl.device.model import FRAME_SIGMA, SATURATION_ONSET, Serving, VariantTable, erf_scalar
 from adascale_rl.device.presets import DevicePreset
 
-#: per-frame latency dispersion within one interval (log-normal sigma). Derived:
-#: the Pi 4 ShuffleNetV2 report in CALIBRATION.md (60 ms best, spikes to 128 ms)
-#: is modelled by step-level spikes; within an interval frames vary by ~10 %.
-FRAME_SIGMA = 0.10
-_SQRT2 = math.sqrt(2.0)
+_SQRT1_2 = math.sqrt(0.5)
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 
 
@@ -50,85 +53,11 @@ def battery_saver_cap_mhz(device: DevicePreset, battery_pct: float, plugged: boo
     return device.saver_cap_mhz
 
 
-# --------------------------------------------------------------------------- latency
-
-def amdahl_speedup(parallel_frac: float, cores: float) -> float:
-    """Amdahl's law: speed-up on ``cores`` cores of a job with this parallel fraction."""
-    return 1.0 / ((1.0 - parallel_frac) + parallel_frac / max(cores, 1e-9))
-
-
-def effective_cores(cores: int, bg_cpu_util: float) -> float:
-    """Cores the inference gets when other processes use ``bg_cpu_util`` of the CPU.
-
-    Free cores are the inference's; cores busy with background work are time-shared
-    fairly with one inference thread (half each). With the CPU fully loaded the
-    inference therefore gets half the machine: slow-downs of 1.3-2x from contention
-    alone, up to ~3x with noise spikes, as the co-run figures in CALIBRATION.md
-    (1.5-3x) report. Never fewer than one core's half.
-    """
-    return max(cores * (1.0 - 0.5 * bg_cpu_util), 0.5)
-
-
-def clock_factor(compute_bound_frac: float, freq_mhz: float, f_max_mhz: float) -> float:
-    """Latency multiplier from running below the top clock: only the compute-bound part scales."""
-    return compute_bound_frac * (f_max_mhz / freq_mhz) + (1.0 - compute_bound_frac)
-
-
-def median_latency_ms(v: Variant, freq_mhz: float, f_max_mhz: float, cores: int, bg_cpu_util: float,
-                      noise: float) -> float:
-    """Median per-frame latency in this interval: reference latency x clock x contention x noise."""
-    contention = amdahl_speedup(v.parallel_frac, cores) / amdahl_speedup(v.parallel_frac,
-                                                                         effective_cores(cores, bg_cpu_util))
-    return v.latency_ms * clock_factor(v.compute_bound_frac, freq_mhz, f_max_mhz) * contention * noise
-
-
-# --------------------------------------------------------------------------- serving
-
-class Serving(NamedTuple):
-    served_frac: float    # requests answered / requests issued
-    on_time_frac: float   # requests answered within the deadline / requests issued
-    busy_s: float         # time the CPU spent on inference in the interval
-    mean_latency_ms: float
-
-
-def serve(median_ms: float, rate_hz: float, deadline_ms: float, dt_s: float, blocked_ms: float = 0.0,
-          frame_sigma: float = FRAME_SIGMA) -> Serving:
-    """Serve requests arriving at ``rate_hz`` for ``dt_s`` seconds, one at a time.
-
-    Per-frame latency is log-normal around ``median_ms``. Requests arriving while
-    the app is blocked (loading a variant) are dropped; when frames take longer
-    than the inter-arrival time the server falls behind and drops the excess.
-    A served frame is on time when its latency is within the deadline.
-    """
-    mean_ms = median_ms * math.exp(0.5 * frame_sigma * frame_sigma)
-    if rate_hz <= 0:
-        return Serving(1.0, 1.0, 0.0, mean_ms)
-    open_s = max(dt_s - blocked_ms / 1000.0, 0.0)
-    issued = rate_hz * dt_s
-    served = min(rate_hz * open_s, open_s * 1000.0 / mean_ms)
-    served_frac = served / issued
-    z = (math.log(deadline_ms) - math.log(median_ms)) / frame_sigma
-    within = 0.5 * (1.0 + math.erf(z / _SQRT2))
-    return Serving(served_frac, served_frac * within, served * mean_ms * 0.001, mean_ms)
-
-
 # --------------------------------------------------------------------------- power, heat, battery
 
 def dynamic_power_w(device: DevicePreset, freq_mhz: float, busy_cores_frac: float) -> float:
     """Dynamic power above idle: grows as (f/f_max)^k with clock and linearly with busy cores."""
     return device.dyn_w_max * (freq_mhz / device.f_max_mhz) ** device.freq_exponent * min(max(busy_cores_frac, 0.0), 1.0)
-
-
-def inference_power_w(v: Variant, device: DevicePreset, freq_mhz: float, eff_cores: float) -> float:
-    """Power drawn above idle while the variant runs.
-
-    At the reference point (top clock, all cores free) it is energy_mj / latency_ms
-    (mJ/ms = W). It scales as (f/f_max)^k with clock and with the cores actually
-    used (the Amdahl speed-up achieved on the cores the inference gets).
-    """
-    p_ref = v.energy_mj / v.latency_ms
-    used = amdahl_speedup(v.parallel_frac, eff_cores) / amdahl_speedup(v.parallel_frac, device.cores)
-    return p_ref * (freq_mhz / device.f_max_mhz) ** device.freq_exponent * used
 
 
 def thermal_step_c(temp_c: float, ambient_c: float, power_w: float, resistance_c_per_w: float,
@@ -154,11 +83,6 @@ def battery_pct_after(battery_pct: float, energy_j: float, battery_wh: float) ->
 
 # --------------------------------------------------------------------------- memory and switching
 
-def switch_load_ms(v: Variant, device: DevicePreset) -> float:
-    """Time to bring a variant in: read its file, then initialise it."""
-    return 1000.0 * v.size_mb / device.storage_read_mb_s + device.model_init_ms
-
-
 def switch_peak_mb(old: Variant | None, new: Variant, shared_mb: float = 0.0) -> float:
     """Memory needed while switching: the new variant loads while the old one is still resident.
 
@@ -170,6 +94,7 @@ def switch_peak_mb(old: Variant | None, new: Variant, shared_mb: float = 0.0) ->
     return new.peak_mem_mb + old.peak_mem_mb - shared_mb
 
 
+
 # --------------------------------------------------------------------------- one interval
 
 class Exo(NamedTuple):
@@ -177,6 +102,7 @@ class Exo(NamedTuple):
 
     freq_cap_mhz: float
     bg_cpu_util: float
+    bg_runnable: float       # runnable threads of other processes (estimated from bg_cpu_util x cores if not recorded)
     mem_avail_mb: float
     ambient_temp_c: float
     battery_pct: float
@@ -202,7 +128,7 @@ class PhysicsState(NamedTuple):
 class Outcome(NamedTuple):
     variant: int
     freq_mhz: float
-    latency_ms: float        # mean latency of the interval's frames
+    latency_ms: float        # mean response time of the interval's served requests
     serving: Serving
     accuracy: float
     energy_j: float          # inference (and loading) energy above idle
@@ -212,6 +138,7 @@ class Outcome(NamedTuple):
     oom: bool
     temp_c: float
     battery_pct: float
+    service_ms: float        # the isolated service time of one request at this clock, with the noise
 
 
 class DevicePhysics:
@@ -221,19 +148,22 @@ class DevicePhysics:
         self.device = device
         self.catalog = catalog
         self.frame_sigma = frame_sigma
+        self.table = VariantTable(device, catalog, frame_sigma)
+        self.arrays = self.table.arrays()
         self.ladder = list(device.dvfs_mhz)
         self.top_level = len(self.ladder) - 1
-        self.load_ms = [switch_load_ms(v, device) for v in catalog.variants]
+        self.load_ms = self.table.load_ms.tolist()
         self.f_max_mhz = device.f_max_mhz
         self.shared_mb = catalog.runtime_overhead_mb
-        # Amdahl speed-up of each variant on all cores (the reference point), used every step
-        self._s_all = [amdahl_speedup(v.parallel_frac, device.cores) for v in catalog.variants]
-        self.has_battery = device.battery_wh is not None
+        self.has_battery = device.has_battery
         self._sig_corr = math.exp(0.5 * frame_sigma * frame_sigma)
         self._decay: dict[float, float] = {}  # thermal decay per interval length
         self._dyn_all: dict[float, float] = {}  # dynamic power with all cores busy, per operating point
         # the device and variant constants step() reads, as plain attributes and rows
-        self._cores = device.cores
+        t = self.table
+        self._cores = t.cores
+        self._threads = t.threads
+        self._sched = t.sched
         self._dyn_w_max = device.dyn_w_max
         self._freq_exponent = device.freq_exponent
         self._idle_w = device.idle_w
@@ -244,10 +174,9 @@ class DevicePhysics:
         self._saver_threshold_pct = device.saver_threshold_pct
         self._battery_j = device.battery_wh * 3600.0 if self.has_battery else math.nan  # as battery_pct_after()
         self._variant_rows = [
-            (v.peak_mem_mb, 1.0 - v.parallel_frac, v.parallel_frac, s_all, v.compute_bound_frac,
-             1.0 - v.compute_bound_frac, v.latency_ms, v.energy_mj / v.latency_ms, v.accuracy, load_ms,
-             load_ms / 1000.0)
-            for v, s_all, load_ms in zip(catalog.variants, self._s_all, self.load_ms)]
+            (v.peak_mem_mb, v.compute_bound_frac, 1.0 - v.compute_bound_frac, v.latency_ms, v.energy_mj * 0.001,
+             v.accuracy, load_ms * 0.001)
+            for v, load_ms in zip(catalog.variants, self.load_ms)]
 
     def initial_state(self, exo: Exo, loaded: int) -> PhysicsState:
         """At rest with the background load, before the app's own work, where the governor
@@ -283,14 +212,80 @@ class DevicePhysics:
             return exo.battery_pct
         return battery_pct_after(exo.battery_pct, state.battery_used_j, self.device.battery_wh)
 
+    def clock(self, state: PhysicsState, exo: Exo) -> float:
+        """The clock in effect for ``state`` under ``exo``: the lowest of the trace's cap, the thermal
+        limit and the battery saver (on the state's charge), snapped down to the ladder. The
+        environment reads the first observation's clock from here, and :meth:`step` computes the same."""
+        saver = battery_saver_cap_mhz(self.device, self.battery_pct(state, exo), exo.plugged)
+        return clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level], saver, self.ladder)
+
+    def expected_latency_ms(self, variant: int, freq_mhz: float, bg_runnable: float, rate_hz: float) -> float:
+        """The mean response time the app's profiler model expects of ``variant`` (no noise):
+        :func:`adascale_rl.device.model.expected_latency_ms` for one variant, inlined."""
+        _, cb, serial_cb, lat_ref, _, _, _ = self._variant_rows[variant]
+        lat = lat_ref * (cb * (self.f_max_mhz / freq_mhz) + serial_cb)
+        p, delay, base, _ = self._contention(lat, rate_hz, bg_runnable)
+        return (base + p * delay) * self._sig_corr
+
+    def _contention(self, lat: float, rate: float, b: float) -> tuple[float, float, float, float]:
+        """:func:`adascale_rl.device.model.contention` for one variant (scalars)."""
+        sched = self._sched
+        tick = sched.tick_ms
+        cores = self._cores
+        over = (b + self._threads) / cores - 1.0
+        if over < 0.0:
+            over = 0.0
+        period = 1000.0 / (rate if rate > 1e-9 else 1e-9)
+        theta = (lat / period * (1.0 + over) - SATURATION_ONSET) / (1.0 - SATURATION_ONSET)  # demand / share
+        theta = 0.0 if theta < 0.0 else 1.0 if theta > 1.0 else theta
+        if theta > 0.0:  # saturated (in part): back to back, preempted while running, waiting for the one before
+            if over > 0.0:
+                wait = tick * (over if over > 1.0 else 1.0)
+                p_sat = 1.0 - math.exp(-lat * over / wait)
+                extra_sat = lat * over
+            else:
+                p_sat = extra_sat = 0.0
+            queue = 0.5 * lat * (1.0 + over)
+        else:
+            p_sat = extra_sat = queue = 0.0
+        if theta < 1.0:  # a sleeper (in part): waits at wake-up, then after its wake slice
+            run = lat - sched.wake_slice_ms
+            if run < 0.0:
+                run = 0.0
+            if over > 0.0:
+                q = (sched.wake_wait * over if sched.wake_wait * over < 1.0 else 1.0) * (
+                    1.0 - math.exp(-lat / sched.wake_lag_ms))
+                wake = 0.9 * tick if 0.9 * tick < 0.56 * period else 0.56 * period
+                shares = b + self._threads - cores
+                shares = 0.0 if shares < 0.0 else 1.0 if shares > 1.0 else shares
+                p_run = shares * (run / tick if run < tick else 1.0)
+                extra_run = shares * (run if run < tick else tick) + (run - tick if run > tick else 0.0) * over
+            else:
+                q = wake = p_run = extra_run = 0.0
+            p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
+            extra_sleep = q * wake + extra_run
+            idle_core = cores - b
+            idle_core = 0.0 if idle_core < 0.0 else 1.0 if idle_core > 1.0 else idle_core
+            asleep = period - lat
+            if asleep < 0.0:
+                asleep = 0.0
+            idle = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat) * (
+                1.0 - math.exp(-asleep / sched.idle_sleep_ms)) * idle_core
+        else:
+            p_sleep = extra_sleep = idle = 0.0
+        p = (1.0 - theta) * p_sleep + theta * p_sat
+        extra = (1.0 - theta) * extra_sleep + theta * extra_sat
+        base = lat + (1.0 - theta) * idle + theta * queue
+        wall = lat + extra + (1.0 - theta) * idle
+        delay = extra / p if p > 1e-12 else 0.0
+        return p, delay, base, 1000.0 / wall
+
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
-        """One interval. The small functions above, composed and inlined for speed (this is the
-        environment's hot path); ``tests/device/test_physics.py`` checks it against them.
-        Constants of a variant or of an operating point are read from rows and caches built
-        in ``__init__`` (the same floats the expressions would compute each time).
-        """
+        """One interval: :mod:`adascale_rl.device.model` for one variant, composed with the device's
+        clock, heat, battery and memory, inlined for speed (this is the environment's hot path);
+        ``tests/device/test_model.py`` checks it against the batched model."""
         loaded, temp_c, level, used_j, killed = state
-        freq_cap, bg, mem_avail, ambient_c, battery_pct, plugged, rate, deadline_ms = exo
+        freq_cap, bg, b_run, mem_avail, ambient_c, battery_pct, plugged, rate, deadline_ms = exo
         ladder = self.ladder
         # clock: min(trace cap, thermal limit, battery saver), snapped down to the ladder
         cap = freq_cap
@@ -309,7 +304,7 @@ class DevicePhysics:
         i = bisect.bisect_right(ladder, cap + 1e-9) - 1
         freq = ladder[i if i > 0 else 0]
         switched = target != loaded
-        peak, serial, par, s_all, cb, serial_cb, lat_ms, p_ref, accuracy, load_ms, load_s = self._variant_rows[target]
+        peak, cb, serial_cb, lat_ref, e_ref_j, accuracy, load_s = self._variant_rows[target]
         # after an OOM kill the app restarts empty: whatever it runs next loads alone
         loading = switched or killed
         if loading and not killed:
@@ -317,36 +312,35 @@ class DevicePhysics:
         else:
             mem = peak
         oom = mem > mem_avail
-        # latency: reference x clock (compute-bound part) x contention (Amdahl) x noise
-        eff = self._cores * (1.0 - 0.5 * bg)
-        if eff < 0.5:
-            eff = 0.5
-        used = (1.0 / (serial + par / eff)) / s_all
-        median = lat_ms * (cb * (self.f_max_mhz / freq) + serial_cb) / used * noise[0]
-        mean_ms = median * self._sig_corr
+        cf = cb * (self.f_max_mhz / freq) + serial_cb
+        lat = lat_ref * cf * noise[0]
+        p, delay, base, capacity = self._contention(lat, rate, b_run)
+        mean_ms = (base + p * delay) * self._sig_corr
+        served = 0.0
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
             # with the variant it asked for.
-            serving = _new_tuple(Serving, (0.0, 0.0, 0.0, mean_ms))
+            serving = _new_tuple(Serving, (0.0, 0.0, mean_ms, 0.0))
         elif rate <= 0:
-            serving = _new_tuple(Serving, (1.0, 1.0, 0.0, mean_ms))
-        else:  # serve(), inlined
-            open_s = dt_s - load_ms * 0.001 if loading else dt_s
+            serving = _new_tuple(Serving, (1.0, 1.0, mean_ms, 0.0))
+        else:  # model.serve(), inlined
+            open_s = dt_s - load_s if loading else dt_s
             if open_s < 0.0:
                 open_s = 0.0
             served = rate * open_s
-            capacity = open_s * 1000.0 / mean_ms
-            if capacity < served:
-                served = capacity
+            if capacity * open_s < served:
+                served = capacity * open_s
             served_frac = served / (rate * dt_s)
-            z = (math.log(deadline_ms) - math.log(median)) / self.frame_sigma
-            serving = _new_tuple(Serving, (served_frac, served_frac * 0.5 * (1.0 + math.erf(z / _SQRT2)),
-                                           served * mean_ms * 0.001, mean_ms))
-        # energy and power, sharing (f / f_max)^k
+            log_d = math.log(deadline_ms)
+            sig = self.frame_sigma
+            within = ((1.0 - p) * 0.5 * (1.0 + erf_scalar((log_d - math.log(base)) / sig * _SQRT1_2))
+                      + p * 0.5 * (1.0 + erf_scalar((log_d - math.log(base + delay)) / sig * _SQRT1_2)))
+            serving = _new_tuple(Serving, (served_frac, served_frac * within, mean_ms, served))
+        # energy: per served request e_ref x (f / f_max)^k x clock factor x noise; loading keeps one core busy
         dyn_all = self._dyn_all.get(freq)
         if dyn_all is None:
             dyn_all = self._dyn_all[freq] = self._dyn_w_max * (freq / self.f_max_mhz) ** self._freq_exponent
-        energy = p_ref * dyn_all / self._dyn_w_max * used * serving[2]
+        energy = served * e_ref_j * (dyn_all / self._dyn_w_max) * cf * noise[0]
         if loading:
             energy += dyn_all / self._cores * (load_s if load_s < dt_s else dt_s)
         busy_w = dyn_all * bg + energy / dt_s
@@ -369,56 +363,27 @@ class DevicePhysics:
                 battery = 0.0
         return (_new_tuple(PhysicsState, (target, temp, level, drawn, oom)),
                 _new_tuple(Outcome, (target, freq, mean_ms, serving, accuracy, energy, power, mem, switched, oom,
-                                     temp, battery)))
+                                     temp, battery, lat)))
 
     # ------------------------------------------------------------------ planning
     def interval_table(self, freq_mhz: float, exo: Exo, noise: Noise, dt_s: float, killed: bool = False):
-        """Outcomes of every (loaded, target) pair for one interval at a given clock, vectorised.
+        """Outcomes of every (loaded, target) pair for one interval at a given clock: the batched
+        model (:func:`adascale_rl.device.model.outcome`) for keeping and for loading each variant,
+        arranged by pair.
 
         Planners that hold the clock trajectory fixed (the clairvoyant oracle's dynamic
-        programme) use this instead of n x n calls to :meth:`step`; it is the same
-        model, and ``tests/device/test_physics.py`` checks it against :meth:`step`
-        pair by pair. Returns a dict of arrays indexed ``[loaded, target]``:
-        ``on_time_frac``, ``energy_j``, ``mem_mb``, ``oom``, ``switched``, ``latency_ms``.
-        With ``killed`` the app was OOM-killed the interval before: every target loads alone.
+        programme) use this instead of n x n calls to :meth:`step`; ``tests/device/test_physics.py``
+        checks it against :meth:`step` pair by pair. Returns a dict of arrays indexed
+        ``[loaded, target]``: ``on_time_frac``, ``energy_j``, ``mem_mb``, ``oom``, ``switched``,
+        ``latency_ms``. With ``killed`` the app was OOM-killed the interval before: every target loads alone.
         """
-        import numpy as np
-
-        d = self.device
-        cat = self.catalog.variants
-        n = len(cat)
-        lat_ref = np.array([v.latency_ms for v in cat])
-        cb = np.array([v.compute_bound_frac for v in cat])
-        pf = np.array([v.parallel_frac for v in cat])
-        peak = np.array([v.peak_mem_mb for v in cat])
-        e_ref = np.array([v.energy_mj for v in cat])
-        load_ms = np.array(self.load_ms)
-        eff = effective_cores(d.cores, exo.bg_cpu_util)
-        s_all = 1.0 / ((1.0 - pf) + pf / d.cores)
-        s_eff = 1.0 / ((1.0 - pf) + pf / max(eff, 1e-9))
-        median = lat_ref * clock_factor(cb, freq_mhz, d.f_max_mhz) * (s_all / s_eff) * noise.latency
-        sig = self.frame_sigma
-        mean = median * math.exp(0.5 * sig * sig)
-        if exo.request_rate_hz <= 0:
-            on_keep = np.ones(n)
-            on_switch = np.ones(n)
-            busy_keep = np.zeros(n)
-            busy_switch = np.zeros(n)
-        else:
-            from math import erf, log
-
-            within = 0.5 * (1.0 + np.array([erf((log(exo.deadline_ms) - log(m)) / sig / _SQRT2) for m in median]))
-            issued = exo.request_rate_hz * dt_s
-            open_keep = dt_s
-            open_switch = np.maximum(dt_s - load_ms / 1000.0, 0.0)
-            served_keep = np.minimum(exo.request_rate_hz * open_keep, open_keep * 1000.0 / mean)
-            served_switch = np.minimum(exo.request_rate_hz * open_switch, open_switch * 1000.0 / mean)
-            on_keep = served_keep / issued * within
-            on_switch = served_switch / issued * within
-            busy_keep = served_keep * mean / 1000.0
-            busy_switch = served_switch * mean / 1000.0
-        p_inf = (e_ref / lat_ref) * (freq_mhz / d.f_max_mhz) ** d.freq_exponent * (s_eff / s_all)
-        load_j = dynamic_power_w(d, freq_mhz, 1.0 / d.cores) * np.minimum(load_ms / 1000.0, dt_s)
+        t = self.table
+        n = t.n
+        kw = dict(freq_mhz=freq_mhz, bg_runnable=exo.bg_runnable, rate_hz=exo.request_rate_hz,
+                  deadline_ms=exo.deadline_ms, dt_s=dt_s, noise=noise.latency)
+        keep = model.outcome(t, self.arrays, loading=False, **kw)
+        load = model.outcome(t, self.arrays, loading=True, **kw)
+        peak = t.peak_mem_mb
         switched = ~np.eye(n, dtype=bool)
         loading = np.ones((n, n), dtype=bool) if killed else switched
         if killed:
@@ -426,10 +391,16 @@ class DevicePhysics:
         else:
             mem = np.where(switched, peak[:, None] + peak[None, :] - self.shared_mb, peak[None, :])
         oom = mem > exo.mem_avail_mb
-        on_time = np.where(loading, on_switch[None, :], on_keep[None, :])
+        if exo.request_rate_hz <= 0:
+            on_keep = on_load = np.ones(n)
+        else:
+            on_keep, on_load = keep.serving.on_time_frac, load.serving.on_time_frac
+        on_time = np.where(loading, on_load[None, :], on_keep[None, :])
         on_time = np.where(oom, 0.0, on_time)
-        energy = np.where(loading, (p_inf * busy_switch + load_j)[None, :], (p_inf * busy_keep)[None, :])
+        fk = (freq_mhz / t.f_max_mhz) ** t.freq_exponent
+        load_j = t.dyn_w_max * fk / t.cores * np.minimum(t.load_ms * 0.001, dt_s)
+        energy = np.where(loading, load.energy_j[None, :], keep.energy_j[None, :])
         energy = np.where(oom, np.where(loading, load_j[None, :], 0.0), energy)
-        lat = np.broadcast_to(mean[None, :], (n, n))
+        lat = np.broadcast_to(keep.serving.mean_ms[None, :], (n, n))
         return {"on_time_frac": on_time, "energy_j": energy, "mem_mb": mem, "oom": oom, "switched": switched,
                 "latency_ms": lat}

@@ -36,6 +36,14 @@ _NUMBERS = {
     "saver_cap_mhz": (1.0, 1e5, True),
     "storage_read_mb_s": (0.1, 1e5, False),
     "model_init_ms": (0.0, 1e5, False),
+    # how the OS shares the cores (adascale_rl.device.model.Scheduler)
+    "tick_ms": (0.1, 100.0, False),
+    "wake_slice_ms": (0.0, 100.0, False),
+    "wake_wait": (0.0, 10.0, False),
+    "wake_lag_ms": (0.001, 1000.0, False),
+    "idle_wake_ms": (0.0, 100.0, False),
+    "idle_wake_per_ms": (0.0, 10.0, False),
+    "idle_sleep_ms": (0.001, 1000.0, False),
 }
 
 
@@ -62,6 +70,13 @@ class DevicePreset:
     saver_cap_mhz: float | None          # clock cap while the saver is on
     storage_read_mb_s: float             # model load speed
     model_init_ms: float                 # fixed cost of initialising a loaded variant
+    tick_ms: float                       # scheduler tick: the unit of time-sharing waits
+    wake_slice_ms: float                 # a woken thread's undisturbed run before the tick can preempt it
+    wake_wait: float                     # chance of waiting for a core at wake-up, per extra runnable thread per core
+    wake_lag_ms: float                   # ... which grows with the previous run's length on this scale
+    idle_wake_ms: float                  # idle wake-up cost of a sleeping thread on an idle core
+    idle_wake_per_ms: float              # ... plus this much per ms of service
+    idle_sleep_ms: float                 # ... reached after sleeping this long
     sources: dict[str, str]
     path: Path | None = None
 
@@ -76,6 +91,10 @@ class DevicePreset:
     @property
     def has_battery(self) -> bool:
         return self.battery_wh is not None
+
+    def energy_budget_j(self, period_s: float) -> float:
+        """The reward's energy scale: the full dynamic power budget over one interval."""
+        return self.dyn_w_max * period_s
 
 
 def _entry(doc: dict, key: str, where: str) -> tuple[Any, str]:

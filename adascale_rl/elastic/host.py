@@ -24,9 +24,12 @@ import psutil
 # not measurements: no power counter is readable in this VM.
 ESTIMATED_BUSY_W_PER_CORE = 5.5
 ESTIMATED_IDLE_W_PER_CORE = 1.5
-POWER_RULE = ("ESTIMATE, not measured (RAPL not readable here): energy = 5.5 W per busy core x process CPU-time per "
-              "inference (all torch threads, spin-waits included). 5.5 W/core ~ package TDP / cores of a 5th-gen Xeon "
-              "Scalable (e.g. 350 W / 64 cores); 1.5 W/core of it taken as idle share (assumption)")
+#: power a busy core draws above its idle share: what a catalog's energy_mj counts (dynamic energy above idle)
+ESTIMATED_DYNAMIC_W_PER_CORE = ESTIMATED_BUSY_W_PER_CORE - ESTIMATED_IDLE_W_PER_CORE
+POWER_RULE = ("ESTIMATE, not measured (RAPL not readable here): dynamic energy above idle = (5.5 W busy - 1.5 W idle) "
+              "= 4.0 W per busy core x process CPU-time per inference (all torch threads, spin-waits included), the "
+              "rule the derived catalogs follow (dynamic power x busy time). 5.5 W/core ~ package TDP / cores of a "
+              "5th-gen Xeon Scalable (e.g. 350 W / 64 cores); 1.5 W/core of it taken as idle share (assumption)")
 
 
 def cpu_model() -> str:

@@ -22,7 +22,7 @@ import psutil
 import torch
 
 from adascale_rl.device.catalog import Catalog, Variant
-from adascale_rl.elastic import host
+from adascale_rl.elastic import contention, host
 from adascale_rl.elastic.data import ImageData, load_data
 from adascale_rl.elastic.profilers import (amdahl_parallel_frac, load_torchscript, peak_memory, save_torchscript,
                                            time_variants)
@@ -34,6 +34,8 @@ from adascale_rl.elastic.variants import Built, Recipe, build_variants, full_rec
 # to the range implied by published memory-clock sensitivities (median latency moves 11-48 %
 # with the memory clock: arXiv 2606.16106, arXiv 2509.17970; shared/CALIBRATION.md).
 DRAM_GB_S = 10.0
+#: the open-loop request rate of the contention measurement: a 60 Hz app (a display's frame rate)
+CONTENTION_RATE_HZ = 60.0
 CBF_RANGE = (0.52, 0.89)
 CBF_RULE = (f"derived, not measured (no DVFS control here): 1 - (weight bytes + 2 x activation bytes) / "
             f"({DRAM_GB_S:g} GB/s assumed per-core DRAM bandwidth) / measured latency, clamped to "
@@ -134,6 +136,17 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
             mem[k] = peak_memory(f, threads=threads, shape=tuple(example.shape))
             bar.update(1)
 
+    levels = contention.levels_for(psutil.cpu_count() or 1) if not quick else [0, 2 * (psutil.cpu_count() or 1)]
+    c_rounds = 1 if quick else 2
+    quiet_rates = () if quick else (400.0, 1000.0)
+    log(f"timing {len(files)} variants beside {', '.join(str(x) for x in levels)} busy processes ({c_rounds} "
+        f"interleaved round(s)), back to back and at {CONTENTION_RATE_HZ:g} requests/s")
+    with _bar(c_rounds * len(levels), "contention", progress) as bar:
+        load = contention.measure(files, tuple(example.shape), threads=threads, levels=levels, rounds=c_rounds,
+                                  calls=20 if quick else 200, duration_s=0.2 if quick else 0.5,
+                                  rate_hz=CONTENTION_RATE_HZ, quiet_rates=quiet_rates, seed=seed,
+                                  progress=bar.update)
+
     n_test = len(data.y_test)
     t_rule = (f"median of {sessions * recipe.timing_rounds * recipe.timing_calls} batch-1 calls of the TorchScript "
               f"variant at {threads} torch thread(s) after warm-up, in {sessions} fresh processes, interleaved "
@@ -166,7 +179,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
         if rapl and t.rapl_mj_per_call:
             energy = float(sorted(t.rapl_mj_per_call)[len(t.rapl_mj_per_call) // 2])
         else:
-            energy = host.ESTIMATED_BUSY_W_PER_CORE * t.cpu_ms
+            energy = host.ESTIMATED_DYNAMIC_W_PER_CORE * t.cpu_ms
         branch = {**b.spec.branch.to_json(), "latency_p95_ms": round(t.p95_ms, 4),
                   **{f"latency_{n}thread_ms": round(t.median_at(n), 4) for n in sorted(t.samples) if n != threads},
                   "cpu_ms_per_inference": round(t.cpu_ms, 4),
@@ -177,7 +190,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
                     parallel_frac=round(amdahl_parallel_frac(t.median_at(1), t.median_at(fit_n), fit_n), 3),
                     peak_mem_mb=round(max(mem[k]["peak_delta_mb"], 0.01), 3),
                     size_mb=round(sizes[k] / 1e6, 4), energy_mj=round(max(energy, 1e-6), 5),
-                    provenance={**prov_common, "energy_mj": energy_prov})
+                    provenance={**prov_common, "energy_mj": energy_prov}, contention=contention.summarise(load, k))
         variants.append(v)
     name = out.stem
     machine = host.machine_description(threads, background)
@@ -186,7 +199,8 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
         name=name, device=name, task=f"{data.name} top-1 ({data.num_classes} classes), held-out test split",
         reference=(f"measured on this host ({machine['cpu_model']}, {machine['logical_cores']} logical cores) at its "
                    f"fixed clock with {threads} torch thread(s), batch 1, TorchScript variants"),
-        machine=machine, variants=variants,
+        machine=machine, variants=variants, threads=threads,
+        threads_origin=f"measured: every latency in this catalog was measured at {threads} torch thread(s)",
         extra={"elastic": {"recipe": recipe.name, "data": data_spec, "splits": data.split_sizes(), "seed": seed,
                            "arch": arch.to_json(), "train": recipe.train.to_json(),
                            "joint_training": {"epochs": tlog.epochs, "steps": tlog.steps, "macs": tlog.macs,
@@ -200,13 +214,41 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
                                                  "calibration images"}}})
     cat_path, dev_path, env_path = output_paths(out, _env_name(data))
     catalog.save(cat_path)
-    write_device_preset(dev_path, name, threads, mem)
+    # --quick measures too little to fit the scheduler: its preset keeps the documented defaults
+    fitted = {} if quick else contention.fit_scheduler(load, {v.id: v.latency_ms for v in variants},
+                                                       psutil.cpu_count() or 1, threads)
+    write_device_preset(dev_path, name, threads, mem, fitted)
     write_env_spec(env_path, _env_name(data), name, data)
     return {"catalog": cat_path, "device": dev_path, "env": env_path, "variants": variants, "machine": machine}
 
 
-def write_device_preset(path: Path, name: str, threads: int, mem: dict) -> Path:
-    from adascale_rl.context.traces import atomic_write_text
+def _scheduler_yaml(fitted: dict) -> str:
+    """The scheduler block of the host's device preset: the kernel's tick and slice, the fitted constants
+    (or the reference machine's values, said to be assumptions, where this run could not fit them)."""
+    from adascale_rl.device.model import Scheduler
+
+    cores = psutil.cpu_count() or 1
+    tick, tick_origin = contention.kernel_tick_ms()
+    tick_line = (f'  value: {tick:g}\n  source: "{tick_origin}"' if tick is not None else
+                 f'  value: 4\n  derived: "assumption: CONFIG_HZ=250 (not readable here: {tick_origin})"')
+    slice_ms, slice_rule = contention.eevdf_slice_ms(cores)
+    default = Scheduler()
+    lines = ["# How the OS shares the cores (adascale_rl.device.model; docs/ENVIRONMENT.md, \"Contention\").",
+             f"tick_ms:\n{tick_line}",
+             f'wake_slice_ms:\n  value: {slice_ms:g}\n  derived: "{slice_rule}; assumes an EEVDF kernel (Linux 6.6 or later)"']
+    for key in ("wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms"):
+        if key in fitted:
+            value, how = fitted[key]
+            lines.append(f'{key}:\n  value: {value:g}\n  source: "measured on this host by adascale-rl profile: {how}"')
+        else:
+            lines.append(f'{key}:\n  value: {getattr(default, key):g}\n  derived: "assumption: the default of '
+                         f'adascale_rl.device.model.Scheduler, fitted on the reference machine (envs/devices/local-x86.yaml); '
+                         f'this profile run did not fit it (--quick, or too few or implausible samples)"')
+    return "\n".join(lines) + "\n"
+
+
+def write_device_preset(path: Path, name: str, threads: int, mem: dict, fitted: dict | None = None) -> Path:
+    from adascale_rl._files import atomic_write_text
     from adascale_rl.device.presets import load_preset_file
 
     cores = psutil.cpu_count() or 1
@@ -271,21 +313,21 @@ storage_read_mb_s:
 model_init_ms:
   value: {round(init_ms, 1)}
   source: "measured on this host: median over variants of torch.jit.load + first batch-1 inference in a fresh process (adascale_rl.elastic.memprobe), {threads} thread(s)"
-"""
+""" + _scheduler_yaml(fitted or {})
     atomic_write_text(path, text)
     load_preset_file(path)  # refuse to leave a preset the simulator cannot read
     return path
 
 
 def write_env_spec(path: Path, env_name: str, name: str, data: ImageData) -> Path:
-    from adascale_rl.context.traces import atomic_write_text
+    from adascale_rl._files import atomic_write_text
 
     # the shipped digits workload is scaled to the digits catalog measured on the reference
     # machine (its derivations name the latencies); other data needs its own workload file
     workload = ("workload: local-digits       # envs/workloads/<workload>.yaml: app modes laid over the recordings "
                 "(scaled to envs/catalogs/local-x86.json; re-derive for another machine)\n"
                 if data.name == "digits" else "")
-    text = f"""id: AdaScale/{env_name}-v0
+    text = f"""id: AdaScale/{env_name}-v1
 description: This host ({host.cpu_model()}, {psutil.cpu_count()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
 device: {name}            # envs/devices/<device>.yaml
 catalog: {name}           # envs/catalogs/<catalog>.json

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 import numbers
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,12 @@ from adascale_rl.context.traces import Trace, TraceDataset, TraceError, load_dat
 from adascale_rl.device.catalog import Catalog, load_catalog
 from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
 from adascale_rl.device.presets import DevicePreset, load_device
+from adascale_rl.environment.actions import KEEP
 from adascale_rl.environment.observation import ObservationEncoder
-from adascale_rl.environment.reward import Reward, make_reward
+from adascale_rl.environment.reward import Reward, ScaledReward, make_reward
 from adascale_rl.environment.spec import EnvSpec, find_spec
 
 SPLITS = ("train", "val", "test", "all")
-KEEP = 0
 
 #: step-level latency noise (log-normal sigma) and spikes. Derived from CALIBRATION.md:
 #: Pi 4 ShuffleNetV2 60 ms best case with spikes to 128 ms (2.1x) under ordinary
@@ -101,7 +103,9 @@ def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
 
     A trace recorded on another device is replayed by fraction: available memory
     as a share of that device's total, and the clock cap as a share of the
-    trace's highest cap (its top clock).
+    trace's highest cap (its top clock). The background run queue is replayed as it is
+    (the same processes run); a trace without it gets ``bg_cpu_util x cores`` of this
+    device, which saturates at the core count (the recorded load cannot tell more).
     """
     tr = trace.resample(period_s) if trace.period_s and not math.isclose(trace.period_s, period_s) else trace
     cap = tr.column("freq_cap_mhz")
@@ -116,10 +120,30 @@ def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
     mem = np.minimum(mem, device.mem_total_mb)
     battery = tr.column("battery_pct") if device.has_battery else np.full(len(tr), 100.0)
     plugged = tr.column("plugged") if device.has_battery else np.ones(len(tr))
-    cols = [cap, tr.column("bg_cpu_util"), mem, tr.column("ambient_temp_c"), battery, plugged,
+    bg = tr.column("bg_cpu_util")
+    runnable = tr.data.get("bg_runnable")
+    runnable = bg * device.cores if runnable is None else np.where(np.isfinite(runnable), runnable, bg * device.cores)
+    cols = [cap, bg, runnable, mem, tr.column("ambient_temp_c"), battery, plugged,
             tr.column("request_rate_hz"), tr.column("deadline_ms")]
-    return [Exo(float(c), float(b), float(m), float(a), float(bt), bool(p >= 0.5), float(r), float(dl))
-            for c, b, m, a, bt, p, r, dl in zip(*cols)]
+    return [Exo(float(c), float(b), float(q), float(m), float(a), float(bt), bool(p >= 0.5), float(r), float(dl))
+            for c, b, q, m, a, bt, p, r, dl in zip(*cols)]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What an episode replays, fixed at reset: the window of the trace in this device's terms,
+    its latency noise (drawn from the seed, independent of the actions) and the start state.
+    References that read the simulator (the oracle) plan over it; a deployable controller never sees it."""
+
+    trace: int                      # index of the trace in the split
+    start: int                      # first interval of the window
+    trace_name: str
+    exo: tuple[Exo, ...]
+    noise: tuple[Noise, ...]
+    state0: PhysicsState
+
+    def __len__(self) -> int:
+        return len(self.exo)
 
 
 def _number(name: str, value: Any) -> float:
@@ -154,9 +178,11 @@ class AdaScaleEnv(gym.Env):
     moves: other apps take CPU and memory, power modes and heat cap the clock, the
     battery drains, the app's request rate and deadline change with its mode. Every
     interval (``period_s``, default 1 s) the controller keeps the loaded variant or
-    switches to another. The simulator (``adascale_rl.device.physics``) replays a
-    recorded or simulated context trace and adds the controller's own effect:
-    latency from clock, contention and noise; deadline misses and dropped frames;
+    switches to another. The simulator (``adascale_rl.device.physics`` around the one
+    performance model ``adascale_rl.device.model``) replays a recorded or simulated
+    context trace and adds the controller's own effect: latency from clock, CPU
+    time-sharing with the background's runnable threads (a measured response-time
+    distribution, not only a mean factor) and noise; deadline misses and dropped frames;
     energy; heating and thermal throttling with hysteresis; battery drain and the
     battery saver; switching cost and OOM kills. The dynamics of heat and battery
     couple the choices over time: running the biggest variant flat out now costs
@@ -178,12 +204,14 @@ class AdaScaleEnv(gym.Env):
 
     ``Box(float32)``, features declared once in
     :mod:`adascale_rl.environment.observation` (``env.unwrapped.encoder.describe()``):
-    the context as last measured (clock, background CPU, available memory,
-    battery, plugged, SoC temperature, each with a missing-sensor flag where a
+    the context as last measured (clock, background CPU and run queue, available
+    memory, battery, plugged, SoC temperature, each with a missing-sensor flag where a
     device may lack it), the app's current deadline and request rate, last
-    interval's feedback (latency, slow-down against the catalog, miss rate,
-    energy, switch, OOM) and the loaded variant one-hot. Never the simulator's
-    hidden state (contention factor, noise draw, thermal model).
+    interval's feedback (latency, slow-down against the catalog and against the
+    performance model's prediction for the measured context, miss rate, energy, switch,
+    OOM) and the loaded variant one-hot. Never the simulator's hidden state (the noise
+    draw, the thermal model); every field is what a device computes from its own
+    measurements and the catalog.
 
     ## Rewards
 
@@ -192,9 +220,11 @@ class AdaScaleEnv(gym.Env):
     :mod:`adascale_rl.environment.reward`); presets ``balanced``,
     ``latency-critical``, ``energy-saver``, ``accuracy-first``. Every term is in
     ``info`` as ``reward_<term>``, next to the measured quantities
-    (``accuracy``, ``effective_accuracy``, ``latency_ms``, ``deadline_ms``,
-    ``energy_mj``, ``power_w``, ``mem_mb``, ``miss_rate``, ``served_frac``,
-    ``switched``, ``oom``, ``temp_c``, ``freq_mhz``, ``battery_pct``, ``variant``).
+    (``accuracy``, ``effective_accuracy``, ``latency_ms`` (mean response time of the
+    served requests), ``service_ms`` (one request's isolated service time),
+    ``deadline_ms``, ``energy_mj``, ``power_w``, ``mem_mb``, ``miss_rate``,
+    ``served_frac``, ``switched``, ``oom``, ``temp_c``, ``freq_mhz``,
+    ``battery_pct``, ``bg_runnable``, ``variant``).
 
     ## Starting State
 
@@ -217,7 +247,7 @@ class AdaScaleEnv(gym.Env):
 
     ## Arguments
 
-    ``gymnasium.make("AdaScale/Rpi4-Vision-v0", split="train", reward="balanced",
+    ``gymnasium.make("AdaScale/Rpi4-Vision-v1", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
     spike_spell_s=None, random_start_variant=None, render_mode=None)``; ``spec``
     (the YAML name or an :class:`EnvSpec`) is set by the registration. ``dataset``
@@ -229,6 +259,14 @@ class AdaScaleEnv(gym.Env):
 
     ## Version History
 
+    * v1: one performance model (``adascale_rl.device.model``) for the simulator, the
+      planners, the prior and the oracle; contention as CPU time-sharing among runnable
+      threads, measured on a real machine (serial work slows too; the background run queue
+      ``bg_runnable`` is read where recorded), with a response-time distribution (wake-up
+      waits and preemptions) rather than a mean factor; the observation's slow-down is
+      measured latency over the model's prediction (no hidden draw); the first observation
+      comes from the simulator's clock (snapped to the ladder, battery saver applied);
+      energy is dynamic energy above idle for every catalog.
     * v0: initial release (before it, the Pixel 4 preset's thermal resistance was corrected and
       a window under heavy background load came to start where the governor settles).
     """
@@ -250,6 +288,9 @@ class AdaScaleEnv(gym.Env):
         self.period_s = _number("period_s", self.env_spec.period_s if period_s is None else period_s)
         if not self.period_s > 0:
             raise ValueError(f"period_s must be a number of seconds > 0, not {period_s!r}")
+        #: the reward with this device's normalisers: the one place they are applied
+        self.reward: ScaledReward = self.reward_fn.scaled(self.device.energy_budget_j(self.period_s),
+                                                          self.device.mem_total_mb)
         self.window = window_steps(max_episode_steps, self.env_spec.max_episode_steps)
         self.split = split
         self.latency_sigma = _number("latency_sigma", latency_sigma)
@@ -293,18 +334,41 @@ class AdaScaleEnv(gym.Env):
         lengths = np.array([len(e) for e in self.exo], dtype=np.float64)
         self._trace_p = lengths / lengths.sum()
         self._mask = np.ones(n + 1, dtype=np.int8)
-        self._energy_budget_j = self.device.dyn_w_max * self.period_s
         self._has_battery = self.device.has_battery
-        self._mem_total = self.device.mem_total_mb
-        self.state: PhysicsState | None = None
-        self.episode: dict[str, Any] = {}
-        self._rows: list[Exo] = []
-        self._noises: list[Noise] = []
+        self._state: PhysicsState | None = None
+        self._episode: Episode | None = None
+        self._rows: tuple[Exo, ...] = ()
+        self._noises: tuple[Noise, ...] = ()
         self._n_actions = n + 1
         self._ids = self.catalog.ids
         self._t = 0
         self._last: dict[str, Any] | None = None
         self._slow_ema = 0.0
+
+    # ------------------------------------------------------------------ what references read
+    @property
+    def episode(self) -> Episode | None:
+        """The episode being played (None before the first reset)."""
+        return self._episode
+
+    @property
+    def t(self) -> int:
+        """Intervals played in the episode so far (the index of the coming one)."""
+        return self._t
+
+    @property
+    def sim_state(self) -> PhysicsState | None:
+        """The simulator's endogenous state now (loaded variant, temperature, governor level, battery drawn)."""
+        return self._state
+
+    def fork(self) -> "AdaScaleEnv":
+        """An independent copy of the environment at this point of the episode (as CompilerGym's
+        ``fork``): stepping it leaves this one untouched, and both meet the same future trace and
+        noise. The data (traces, catalog, physics) is shared, not copied."""
+        twin = copy.copy(self)
+        twin._np_random = copy.deepcopy(self._np_random)
+        twin._last = None if self._last is None else dict(self._last)
+        return twin
 
     # ------------------------------------------------------------------ episodes
     def episode_starts(self, trace: int) -> list[int]:
@@ -379,31 +443,29 @@ class AdaScaleEnv(gym.Env):
                 raise ValueError(f"start {start} out of range: trace {ti} has {len(rows)} intervals")
         else:
             start = int(rng.integers(0, max(len(rows) - self.window, 0) + 1))
-        window = rows[start:start + self.window]
-        noise = self.draw_noise(rng, len(window))
+        window = tuple(rows[start:start + self.window])
+        noise = tuple(self.draw_noise(rng, len(window)))
         if "variant" in options:
             v0 = self._resolve_variant(options["variant"])
         elif self.random_start_variant:
             v0 = int(rng.integers(0, len(self.catalog)))
         else:
             v0 = self.default_variant(window[0].mem_avail_mb)
-        self.state = self.physics.initial_state(window[0], v0)
-        self.episode = {"trace": ti, "start": start, "trace_name": self.traces[ti].name,
-                        "exo": window, "noise": noise, "state0": self.state}
+        self._state = self.physics.initial_state(window[0], v0)
+        self._episode = Episode(ti, start, self.traces[ti].name, window, noise, self._state)
         self._rows = window
-        self._noises = self.episode["noise"]
+        self._noises = noise
         self._t = 0
         self._slow_ema = 0.0
         first = window[0]
-        reading = {"freq_mhz": self.physics.ladder[self.state.thermal_level] if math.isinf(first.freq_cap_mhz)
-                   else min(self.physics.ladder[self.state.thermal_level], first.freq_cap_mhz),
-                   "bg_cpu_util": first.bg_cpu_util, "mem_avail_mb": first.mem_avail_mb,
-                   "battery_pct": first.battery_pct if self.device.has_battery else None,
-                   "plugged": first.plugged, "temp_c": self.state.temp_c,
-                   "request_rate_hz": first.request_rate_hz, "deadline_ms": first.deadline_ms}
-        obs = self.encoder.encode(reading, v0, None)
+        # the first reading: the context at the start, the clock and temperature as the simulator has them
+        obs = self.encoder.encode_values(self.physics.clock(self._state, first), first.bg_cpu_util, first.bg_runnable,
+                                         first.mem_avail_mb,
+                                         self.physics.battery_pct(self._state, first) if self._has_battery else None,
+                                         first.plugged, self._state.temp_c, first.request_rate_hz, first.deadline_ms,
+                                         v0, None)
         self._update_mask(v0, first.mem_avail_mb)
-        info = {"trace": self.episode["trace_name"], "start": start, "variant": self.catalog.variants[v0].id,
+        info = {"trace": self.traces[ti].name, "start": start, "variant": self.catalog.variants[v0].id,
                 "action_mask": self._mask.copy()}
         self._last = None
         return obs, info
@@ -423,7 +485,7 @@ class AdaScaleEnv(gym.Env):
         ascending peak order; the masks are cached per ``(k, loaded)`` and read-only
         (``info`` and :meth:`action_masks` hand out copies).
         """
-        killed = self.state is not None and self.state.killed
+        killed = self._state is not None and self._state.killed
         resident = 0.0 if killed else self._peak[loaded] - self.catalog.runtime_overhead_mb
         peaks = self._peak_sorted
         n = len(peaks)
@@ -448,7 +510,7 @@ class AdaScaleEnv(gym.Env):
 
     # ------------------------------------------------------------------ step
     def step(self, action):
-        state = self.state
+        state = self._state
         if state is None:
             raise RuntimeError("call reset() before step()")
         rows = self._rows
@@ -461,32 +523,32 @@ class AdaScaleEnv(gym.Env):
         target = state.loaded if a == KEEP else a - 1
         exo = rows[t]
         noise = self._noises[t]
-        self.state, out = self.physics.step(state, target, exo, noise, self.period_s)
-        _, freq_mhz, latency_ms, serving, accuracy, energy_j, power_w, mem_mb, switched, oom, temp_c, battery_pct = out
+        self._state, out = self.physics.step(state, target, exo, noise, self.period_s)
+        (_, freq_mhz, latency_ms, serving, accuracy, energy_j, power_w, mem_mb, switched, oom, temp_c, battery_pct,
+         service_ms) = out
         served_frac, on_time, _, _ = serving
         miss = 1.0 - on_time
-        terms = self.reward_fn.terms(accuracy, on_time, energy_j / self._energy_budget_j, mem_mb / self._mem_total,
-                                     switched, oom)
-        r_accuracy, r_miss, r_energy, r_mem, r_switch, r_oom = terms
+        r_accuracy, r_miss, r_energy, r_mem, r_switch, r_oom = self.reward.terms(accuracy, on_time, energy_j, mem_mb,
+                                                                                  switched, oom)
         reward = r_accuracy + r_miss + r_energy + r_mem + r_switch + r_oom
         t += 1
         self._t = t
         truncated = t >= len(rows)
         nxt = exo if truncated else rows[t]
         if not oom and served_frac > 0.0:
-            # the app's running estimate of the slow-down its profiler model does not explain:
-            # log2(measured / profiler-predicted latency). The profiler model is the simulator's
-            # without noise, so that ratio is the interval's noise draw (tests check the identity).
-            self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(noise.latency) - self._slow_ema)
+            # the app's running estimate of the slow-down its performance model does not explain:
+            # log2(measured mean latency / the model's prediction for the context it measured)
+            predicted = self.physics.expected_latency_ms(target, freq_mhz, exo.bg_runnable, exo.request_rate_hz)
+            self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(latency_ms / predicted) - self._slow_ema)
         fb = (latency_ms, target, miss, energy_j, switched, oom, self._slow_ema)  # a Feedback's fields, in order
-        obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.mem_avail_mb,
+        obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.bg_runnable, exo.mem_avail_mb,
                                          battery_pct if self._has_battery else None, exo.plugged, temp_c,
                                          nxt.request_rate_hz, nxt.deadline_ms, target, fb)
         self._update_mask(target, exo.mem_avail_mb)
         info = {
             "variant": self._ids[target], "accuracy": accuracy,
-            "effective_accuracy": accuracy * on_time, "latency_ms": latency_ms,
-            "deadline_ms": exo.deadline_ms, "energy_mj": energy_j * 1000.0, "power_w": power_w,
+            "effective_accuracy": accuracy * on_time, "latency_ms": latency_ms, "service_ms": service_ms,
+            "deadline_ms": exo.deadline_ms, "bg_runnable": exo.bg_runnable, "energy_mj": energy_j * 1000.0, "power_w": power_w,
             "mem_mb": mem_mb, "miss_rate": miss, "served_frac": served_frac,
             "switched": switched, "oom": oom, "temp_c": temp_c, "freq_mhz": freq_mhz,
             "battery_pct": battery_pct,
@@ -501,7 +563,7 @@ class AdaScaleEnv(gym.Env):
         if self.render_mode != "ansi":
             return None
         if self._last is None:
-            return f"t=0 variant={self.catalog.variants[self.state.loaded].id} temp={self.state.temp_c:.1f}C"
+            return f"t=0 variant={self.catalog.variants[self._state.loaded].id} temp={self._state.temp_c:.1f}C"
         i = self._last
         return (f"t={self._t} {i['variant']:<22} f={i['freq_mhz']:.0f}MHz T={i['temp_c']:.1f}C "
                 f"lat={i['latency_ms']:.1f}/{i['deadline_ms']:.0f}ms miss={i['miss_rate']:.2f} "

@@ -4,14 +4,16 @@ The environment, the exporter and the on-device selector all call
 :meth:`ObservationEncoder.encode`, so the policy sees on the device exactly what
 it saw in training. It holds only what a device can know:
 
-* the context as last measured (one interval stale): clock, background CPU,
-  available memory, battery, plugged, SoC temperature — each sensor may be
+* the context as last measured (one interval stale): clock, background CPU and
+  run queue, available memory, battery, plugged, SoC temperature — each sensor may be
   missing (a VM has no battery, temperature or cpufreq): a missing value is
   encoded as a neutral value plus a ``*_missing`` flag, never invented;
 * the app's own current request rate and deadline;
 * which variant is loaded;
-* last interval's feedback as the app measured it: mean latency, miss rate,
-  inference energy, whether it switched and whether it was OOM-killed.
+* last interval's feedback as the app measured it: mean latency, its ratio to what
+  the app's own performance model predicted for the measured context (the slow-down the
+  model does not explain), miss rate, inference energy, whether it switched and whether
+  it was OOM-killed. Nothing is computed from the simulator's hidden state.
 
 Every feature is declared in :data:`FEATURES` with its unit and scaling; all
 values are clipped into the declared bounds.
@@ -42,6 +44,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("clock_frac", "fraction", 0.0, 1.0, "measured clock / device top clock (1 if unreadable)"),
     Feature("clock_missing", "flag", 0.0, 1.0, "1 when the clock could not be read"),
     Feature("bg_cpu_util", "fraction", 0.0, 1.0, "CPU share used by other processes"),
+    Feature("bg_runnable_per_core", "threads/core", 0.0, 4.0,
+            "runnable threads of other processes / device cores (estimated as bg_cpu_util where not measured)"),
     Feature("mem_avail_frac", "fraction", 0.0, 1.0, "available memory / device total memory"),
     Feature("mem_fit_largest", "ratio/2", 0.0, 1.0, "available memory / (2 x largest variant peak), clipped"),
     Feature("battery_frac", "fraction", 0.0, 1.0, "battery charge (1 if no battery sensor)"),
@@ -56,14 +60,41 @@ FEATURES: tuple[Feature, ...] = (
     Feature("last_slowdown_log", "log2/2", -1.0, 2.0,
             "log2(last mean latency / catalog latency of the variant that ran) / 2"),
     Feature("slowdown_ema_log", "log2/2", -1.0, 2.0,
-            "exponential average (weight 0.5) of log2(measured latency / profiler-predicted latency) / 2: "
-            "the slow-down the profiler model does not explain"),
+            "exponential average (weight 0.5) of log2(measured mean latency / the performance model's prediction "
+            "for the measured context) / 2: the slow-down the app's model does not explain"),
     Feature("last_miss_rate", "fraction", 0.0, 1.0, "share of last interval's requests late or dropped"),
     Feature("last_energy_frac", "fraction", 0.0, 1.0, "last inference energy / (dynamic power budget x period)"),
     Feature("last_switched", "flag", 0.0, 1.0, "1 if the app switched variant last interval"),
     Feature("last_oom", "flag", 0.0, 1.0, "1 if the app was OOM-killed last interval"),
 )
 N_CONTEXT = len(FEATURES)
+#: index of each feature in the observation
+INDEX = {f.name: i for i, f in enumerate(FEATURES)}
+#: the feedback features (last_*, slowdown_ema_log) start here
+FEEDBACK_START = INDEX["last_latency_log"]
+
+
+def decode_planning(obs, *, f_max_mhz: float, ref_ms: float, cores: float, n_variants: int, xp=None) -> dict:
+    """The fields a planner reads from a batch of observations ``(B, size)``, as arrays ``(B, 1)``
+    (numpy or torch, like ``obs``; ``loaded`` is ``(B, n)``): the measured clock (the top clock when
+    unreadable), the background run queue, the app's rate and deadline, the running slow-down
+    factor, the loaded variant one-hot and whether the app was OOM-killed. The heuristics (numpy),
+    the learned controller's prior (torch) and the exported selector all decode with this function.
+    """
+    from adascale_rl.device.model import namespace
+
+    xp = xp or namespace(obs)
+    col = lambda name: obs[:, INDEX[name]:INDEX[name] + 1]  # noqa: E731
+    clock = xp.where(col("clock_missing") > 0.5, 1.0, xp.clip(col("clock_frac"), 0.05, None))
+    return {
+        "freq_mhz": clock * f_max_mhz,
+        "bg_runnable": col("bg_runnable_per_core") * cores,
+        "deadline_ms": ref_ms * xp.exp(col("deadline_log") * (4.0 * _LN2)),
+        "rate_hz": (1000.0 / ref_ms) * xp.exp(col("load_log") * (4.0 * _LN2)),
+        "slowdown": xp.exp(col("slowdown_ema_log") * (2.0 * _LN2)),
+        "loaded": obs[:, N_CONTEXT:N_CONTEXT + n_variants],
+        "killed": col("last_oom") > 0.5,
+    }
 
 
 class Feedback(NamedTuple):
@@ -75,10 +106,11 @@ class Feedback(NamedTuple):
     energy_j: float
     switched: bool
     oom: bool
-    slowdown_ema_log2: float = 0.0  # running average of log2(measured / profiler-predicted latency)
+    slowdown_ema_log2: float = 0.0  # running average of log2(measured / model-predicted latency)
 
 
 _NO_FEEDBACK = [0.0] * 7
+_LN2 = math.log(2.0)
 
 
 class ObservationEncoder:
@@ -93,7 +125,8 @@ class ObservationEncoder:
         self._ref_ms = full.latency_ms
         self._mem_scale = 2.0 * max(v.peak_mem_mb for v in catalog.variants)
         self._lat = [v.latency_ms for v in catalog.variants]
-        self._energy_budget_j = device.dyn_w_max * self.period_s
+        self._energy_budget_j = device.energy_budget_j(self.period_s)
+        self._cores = float(device.cores)
         self._temp_span = max(device.throttle_c - 25.0, 1.0)
         self._throttle = device.throttle_c
         self._f_max = device.f_max_mhz
@@ -119,16 +152,17 @@ class ObservationEncoder:
                out: np.ndarray | None = None) -> np.ndarray:
         """Encode one observation.
 
-        ``reading`` keys: ``freq_mhz``, ``bg_cpu_util``, ``mem_avail_mb``, ``battery_pct``,
-        ``plugged``, ``temp_c`` (measured SoC temperature), ``request_rate_hz``,
-        ``deadline_ms``. ``None`` (or absence) means the sensor is missing.
+        ``reading`` keys: ``freq_mhz``, ``bg_cpu_util``, ``bg_runnable``, ``mem_avail_mb``,
+        ``battery_pct``, ``plugged``, ``temp_c`` (measured SoC temperature), ``request_rate_hz``,
+        ``deadline_ms``. ``None`` (or absence) means the sensor is missing; a missing
+        ``bg_runnable`` is estimated as ``bg_cpu_util x cores``, as for traces without it.
         """
         get = reading.get
-        return self.encode_values(get("freq_mhz"), get("bg_cpu_util"), get("mem_avail_mb"), get("battery_pct"),
-                                  get("plugged"), get("temp_c"), get("request_rate_hz"), get("deadline_ms"),
-                                  loaded, feedback, out)
+        return self.encode_values(get("freq_mhz"), get("bg_cpu_util"), get("bg_runnable"), get("mem_avail_mb"),
+                                  get("battery_pct"), get("plugged"), get("temp_c"), get("request_rate_hz"),
+                                  get("deadline_ms"), loaded, feedback, out)
 
-    def encode_values(self, freq, bg, mem, batt, plugged, temp, rate, deadline, loaded: int,
+    def encode_values(self, freq, bg, runnable, mem, batt, plugged, temp, rate, deadline, loaded: int,
                       feedback: Feedback | None, out: np.ndarray | None = None) -> np.ndarray:
         """:meth:`encode` with the reading's values as arguments (the environment's fast path).
 
@@ -141,6 +175,7 @@ class ObservationEncoder:
         # one value per FEATURES entry, in its order; clipped to its bounds inline ("lo if x < lo else hi if x > hi
         # else x"): this runs every step
         clock = 1.0 if freq is None else freq / self._f_max
+        per_core = (bg or 0.0) if runnable is None else runnable / self._cores
         mem_frac = mem / self._mem_total
         mem_fit = mem / self._mem_scale
         headroom = 1.0 if temp is None else (self._throttle - temp) / self._temp_span
@@ -151,6 +186,7 @@ class ObservationEncoder:
             0.0 if clock < 0.0 else 1.0 if clock > 1.0 else clock,
             1.0 if freq is None else 0.0,
             bg or 0.0,  # in [0, 1] by the context schema
+            0.0 if per_core < 0.0 else 4.0 if per_core > 4.0 else per_core,
             0.0 if mem_frac < 0.0 else 1.0 if mem_frac > 1.0 else mem_frac,
             0.0 if mem_fit < 0.0 else 1.0 if mem_fit > 1.0 else mem_fit,
             1.0 if batt is None else batt * 0.01,  # in [0, 100] by the context schema
@@ -193,25 +229,31 @@ class ObservationEncoder:
         Exact inside the clipping bounds; a missing sensor decodes as ``None``.
         """
         d = self.device
-        o = [float(x) for x in obs[:N_CONTEXT]]
-        deadline = self._ref_ms * 2.0 ** (4.0 * o[10])
-        has_fb = any(o[12:19])
+        o = {f.name: float(x) for f, x in zip(FEATURES, obs[:N_CONTEXT])}
+        deadline = self._ref_ms * 2.0 ** (4.0 * o["deadline_log"])
+        has_fb = any(o[f.name] for f in FEATURES[FEEDBACK_START:])
         return {
-            "freq_mhz": None if o[1] else o[0] * d.f_max_mhz,
-            "bg_cpu_util": o[2],
-            "mem_avail_mb": o[3] * d.mem_total_mb,
-            "battery_pct": None if o[6] else 100.0 * o[5],
-            "plugged": o[7],
-            "temp_c": None if o[9] else d.throttle_c - o[8] * self._temp_span,
+            "freq_mhz": None if o["clock_missing"] else o["clock_frac"] * d.f_max_mhz,
+            "bg_cpu_util": o["bg_cpu_util"],
+            "bg_runnable": o["bg_runnable_per_core"] * self._cores,
+            "mem_avail_mb": o["mem_avail_frac"] * d.mem_total_mb,
+            "battery_pct": None if o["battery_missing"] else 100.0 * o["battery_frac"],
+            "plugged": o["plugged"],
+            "temp_c": None if o["temp_missing"] else d.throttle_c - o["temp_headroom"] * self._temp_span,
             "deadline_ms": deadline,
-            "request_rate_hz": 1000.0 * 2.0 ** (4.0 * o[11]) / self._ref_ms,
+            "request_rate_hz": 1000.0 * 2.0 ** (4.0 * o["load_log"]) / self._ref_ms,
             "loaded": int(np.argmax(obs[N_CONTEXT:])),
-            "last_latency_ms": deadline * 2.0 ** (4.0 * o[12]) if has_fb else None,
-            "slowdown_ema_log2": 2.0 * o[14],
-            "last_miss_rate": o[15],
-            "last_energy_j": o[16] * self._energy_budget_j,
-            "killed": o[18] > 0.5,  # OOM-killed last interval: nothing is resident
+            "last_latency_ms": deadline * 2.0 ** (4.0 * o["last_latency_log"]) if has_fb else None,
+            "slowdown_ema_log2": 2.0 * o["slowdown_ema_log"],
+            "last_miss_rate": o["last_miss_rate"],
+            "last_energy_j": o["last_energy_frac"] * self._energy_budget_j,
+            "killed": o["last_oom"] > 0.5,  # OOM-killed last interval: nothing is resident
         }
+
+    def constants(self) -> dict[str, float]:
+        """The numbers :func:`decode_planning` needs besides the observation (plain floats)."""
+        return {"f_max_mhz": float(self._f_max), "ref_ms": float(self._ref_ms), "cores": self._cores,
+                "n_variants": self.n_variants}
 
     def describe(self) -> str:
         rows = [f"{i:>3} {f.name:<18} {f.unit:<12} [{f.low:g}, {f.high:g}]  {f.doc}" for i, f in enumerate(FEATURES)]

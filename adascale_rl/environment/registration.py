@@ -1,37 +1,68 @@
-"""Registration of ``AdaScale/<Name>-v0`` environments from ``envs/*.yaml``."""
+"""Registration of the ``AdaScale/<Name>-v1`` environments declared by ``envs/*.yaml``.
+
+Registering reads each spec file only to learn its episode length; a file that cannot be
+read still registers its id (taken from the file name), and making that environment
+raises the spec's error naming the file, so one broken file breaks only its own
+environment (and never ``adascale-rl --help``).
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 
-from adascale_rl.environment.spec import EnvSpec, load_spec, spec_files
+from adascale_rl.environment.spec import EnvSpec, SpecError, id_for, load_spec, spec_files
 
 ENTRY_POINT = "adascale_rl.environment.env:AdaScaleEnv"
 
 
+def register_file(path: str | Path) -> str:
+    """Register the environment a spec file declares (its id: ``AdaScale/<file stem>-v1``); returns the id.
+
+    Safe to call twice. A spec that cannot be read is registered all the same: making it
+    raises the spec's error.
+    """
+    path = Path(path).resolve()
+    env_id = id_for(path)
+    if env_id in gym.registry:
+        return env_id
+    try:
+        steps: int | None = load_spec(path).max_episode_steps
+    except SpecError:
+        steps = None  # reported when the environment is made
+    gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=steps, kwargs={"spec": str(path)})
+    return env_id
+
+
 def register_all() -> list[str]:
     """Register every spec in ``envs/``; returns the ids. Safe to call twice."""
-    ids = []
-    for f in spec_files():
-        spec = load_spec(f)
-        if spec.id not in gym.registry:
-            gym.register(id=spec.id, entry_point=ENTRY_POINT, max_episode_steps=spec.max_episode_steps,
-                         kwargs={"spec": spec.path.stem})
-        ids.append(spec.id)
-    return ids
+    return [register_file(f) for f in spec_files()]
 
 
 def registered_specs() -> list[EnvSpec]:
-    return [load_spec(f) for f in spec_files()]
+    """The readable specs of ``envs/`` (a broken file is left out; ``envs list`` names it)."""
+    out = []
+    for f in spec_files():
+        try:
+            out.append(load_spec(f))
+        except SpecError:
+            continue
+    return out
 
 
 def list_command(args) -> int:
     from adascale_rl.device.catalog import load_catalog
 
     rows = [("id", "device", "catalog", "variants", "dataset", "reward", "period", "steps")]
-    for s in registered_specs():
+    broken = []
+    for f in spec_files():
+        try:
+            s = load_spec(f)
+        except SpecError as exc:
+            broken.append(str(exc))
+            continue
         try:
             n = str(len(load_catalog(s.catalog_path())))
         except Exception as exc:  # a broken catalog should not hide the others
@@ -41,7 +72,9 @@ def list_command(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    return 0
+    for msg in broken:
+        print(f"broken: {msg}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The reward: effective accuracy against deadline misses, energy, memory, switches and OOM kills.
 
-One formula, every term returned in ``info``::
+One formula, every term returned in ``info``, normalised in one place
+(:class:`ScaledReward`, which the environment, the planners, the learned controller's
+prior and the oracle all use)::
 
     r = w_accuracy * accuracy * on_time_frac          (effective accuracy)
       - w_miss     * miss_rate                        (1 - on_time_frac: late or dropped)
@@ -14,7 +16,7 @@ One formula, every term returned in ``info``::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 TERMS = ("accuracy", "miss", "energy", "mem", "switch", "oom")
 
@@ -29,18 +31,36 @@ class Reward:
     w_switch: float = 0.02
     w_oom: float = 3.0
 
-    def terms(self, accuracy: float, on_time_frac: float, energy_frac: float, mem_frac: float,
-              switched: bool, oom: bool) -> tuple[float, float, float, float, float, float]:
-        """The signed contribution of each term (their sum is the reward)."""
-        return (self.w_accuracy * accuracy * on_time_frac,
-                -self.w_miss * (1.0 - on_time_frac),
-                -self.w_energy * energy_frac,
-                -self.w_mem * mem_frac,
-                -self.w_switch * float(switched),
-                -self.w_oom * float(oom))
+    def scaled(self, energy_budget_j: float, mem_total_mb: float) -> "ScaledReward":
+        """These weights with a device's normalisers: energy over ``energy_budget_j`` (the device's
+        dynamic power budget over one interval), memory over ``mem_total_mb``."""
+        return ScaledReward(self, float(energy_budget_j), float(mem_total_mb))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class ScaledReward(NamedTuple):
+    """The reward of one device and period: weights plus the normalisers, in one place."""
+
+    weights: Reward
+    energy_budget_j: float
+    mem_total_mb: float
+
+    def terms(self, accuracy, on_time_frac, energy_j, mem_mb, switched, oom) -> tuple:
+        """The signed contribution of each term (their sum is the reward). Plain numbers or arrays
+        (numpy or torch) alike; ``switched`` and ``oom`` may be booleans or 0/1."""
+        w = self.weights
+        return (w.w_accuracy * accuracy * on_time_frac,
+                -w.w_miss * (1.0 - on_time_frac),
+                -w.w_energy * energy_j / self.energy_budget_j,
+                -w.w_mem * mem_mb / self.mem_total_mb,
+                -w.w_switch * (switched * 1.0),
+                -w.w_oom * (oom * 1.0))
+
+    def total(self, accuracy, on_time_frac, energy_j, mem_mb, switched, oom):
+        a, m, e, me, sw, o = self.terms(accuracy, on_time_frac, energy_j, mem_mb, switched, oom)
+        return a + m + e + me + sw + o
 
 
 PRESETS: dict[str, Reward] = {

@@ -1,8 +1,12 @@
-"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v0`` environment.
+"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v1`` environment.
+
+The id is the file's name with the environment version: ``envs/Rpi4-Vision.yaml`` is
+``AdaScale/Rpi4-Vision-v1``, so the registry can list every environment without parsing
+the files, and a broken file breaks only its own environment.
 
 ::
 
-    id: AdaScale/Rpi4-Vision-v0
+    id: AdaScale/Rpi4-Vision-v1
     description: one line
     device: rpi4                 # envs/devices/<device>.yaml
     catalog: rpi4                # envs/catalogs/<catalog>.json
@@ -23,6 +27,8 @@ from typing import Any
 from adascale_rl import paths
 from adascale_rl._files import read_data
 
+#: the version of the environments' dynamics; it goes up whenever they change (Gymnasium's convention)
+VERSION = 1
 _KEYS = {"id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"}
 
 
@@ -45,7 +51,7 @@ class EnvSpec:
 
     @property
     def name(self) -> str:
-        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v0``."""
+        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v1``."""
         return self.id.split("/", 1)[-1].rsplit("-v", 1)[0]
 
     def catalog_path(self) -> Path:
@@ -80,8 +86,9 @@ def load_spec(path: str | os.PathLike) -> EnvSpec:
     for key in ("id", "device", "catalog", "dataset"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise SpecError(f"{path}: {key!r} is required and must be a string")
-    if not doc["id"].startswith("AdaScale/") or not doc["id"].endswith("-v0"):
-        raise SpecError(f"{path}: id {doc['id']!r} must look like AdaScale/<Device>-<Workload>-v0")
+    if doc["id"] != id_for(path):
+        raise SpecError(f"{path}: id {doc['id']!r} must be {id_for(path)!r} (AdaScale/<file name>-v{VERSION}; "
+                        f"the environments' dynamics are at version {VERSION})")
     period = doc.get("period_s", 1.0)
     steps = doc.get("max_episode_steps", 300)
     if not isinstance(period, (int, float)) or period <= 0:
@@ -93,17 +100,30 @@ def load_spec(path: str | os.PathLike) -> EnvSpec:
                    period_s=float(period), max_episode_steps=steps, workload=doc.get("workload"), path=path)
 
 
+def id_for(path: str | os.PathLike) -> str:
+    """The environment id a spec file declares: ``AdaScale/<file stem>-v<VERSION>``."""
+    return f"AdaScale/{Path(path).stem}-v{VERSION}"
+
+
 def spec_files() -> list[Path]:
     return sorted(paths.envs_dir().glob("*.yaml"))
 
 
 def find_spec(name_or_id: str) -> EnvSpec:
-    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v0``) or by path."""
+    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v1``) or by path.
+
+    Only the file asked for is parsed: a broken spec of another environment does not matter.
+    An id of another version (``-v0``) is refused with the version that exists.
+    """
     p = Path(name_or_id)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return load_spec(p)
-    specs = [load_spec(f) for f in spec_files()]
-    for s in specs:
-        if name_or_id in (s.id, s.name, s.path.stem if s.path else None):
-            return s
-    raise SpecError(f"unknown environment {name_or_id!r}; known: {', '.join(s.id for s in specs)}")
+    files = spec_files()
+    for f in files:
+        if name_or_id in (f.stem, id_for(f)):
+            return load_spec(f)
+    for f in files:
+        if name_or_id.startswith(f"AdaScale/{f.stem}-v"):
+            raise SpecError(f"environment {name_or_id!r} does not exist in this version of adascale-rl: the "
+                            f"dynamics changed and it is {id_for(f)!r} now")
+    raise SpecError(f"unknown environment {name_or_id!r}; known: {', '.join(id_for(f) for f in files)}")

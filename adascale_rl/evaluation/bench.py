@@ -25,12 +25,17 @@ from adascale_rl.evaluation import report
 from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
 from adascale_rl.policies import BUILTIN, make_policy
 
-DEFAULT_ENV = "AdaScale/Rpi4-Vision-v0"
+DEFAULT_ENV = "AdaScale/Rpi4-Vision-v1"
 
 
 #: built-in policies bench runs only when --policies names them: slow diagnostics
 #: (the context oracle plans for 4 noise samples, several seconds per episode)
 OPT_IN = ("context-oracle",)
+
+
+class OracleBeaten(RuntimeError):
+    """A policy scored above the clairvoyant oracle on a test trace: the oracle or the simulator is wrong.
+    ``bench`` still writes its results, then fails with this (naming the traces)."""
 
 
 def builtin_names(policies: Sequence[str] | None) -> list[str]:
@@ -120,6 +125,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
     seed_list = list(range(seeds))
     rows: list[dict] = []
     notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
+    beaten: list[str] = []
     for env_id in envs:
         spec = find_spec(env_id)
         test_env = _env(spec, "test", traces, env_kwargs)
@@ -174,16 +180,22 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
                 "env_kwargs": json.dumps(env_kwargs, sort_keys=True, default=_plain),
             })
         if "oracle" in results:
-            notes += _oracle_check(spec.id, results)
+            note, bad = _oracle_check(spec.id, results, test_env)
+            notes.append(note)
+            beaten += bad
         _timeline(spec, test_env, episodes[0], objs, kinds, agg, out)
     report.write_csv(rows, out / "results.csv")
     (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes))
     report.plot_returns(rows, out / "returns.png")
+    if beaten:
+        raise OracleBeaten("the clairvoyant oracle was beaten, which must not happen (a bug in the oracle or the "
+                           "simulator): " + "; ".join(beaten) + f" (results written to {out})")
     return rows
 
 
-def _oracle_check(env_id: str, results: dict) -> list[str]:
-    """The oracle must score at least as high as every heuristic on every test trace."""
+def _oracle_check(env_id: str, results: dict, env: AdaScaleEnv) -> tuple[str, list[str]]:
+    """The oracle must score at least as high as every other policy on every test trace:
+    (a note for the report, what beat it where)."""
     def by_trace(res):
         d = {}
         for r in res:
@@ -197,10 +209,10 @@ def _oracle_check(env_id: str, results: dict) -> list[str]:
             continue
         for trace, value in by_trace(res).items():
             if value > oracle[trace] + 1e-9:
-                bad.append(f"{name} on trace {trace} ({value:.2f} > {oracle[trace]:.2f})")
+                bad.append(f"{env_id}: {name} on trace {env.traces[trace].name} ({value:.2f} > {oracle[trace]:.2f})")
     if bad:
-        return [f"{env_id}: the oracle is beaten on: " + "; ".join(bad)]
-    return [f"{env_id}: the oracle scores at least as high as every other policy on every test trace."]
+        return f"{env_id}: the oracle is beaten on: " + "; ".join(bad), bad
+    return f"{env_id}: the oracle scores at least as high as every other policy on every test trace.", []
 
 
 def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: Path) -> None:
@@ -214,7 +226,7 @@ def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: P
     eps = {}
     for name in show:
         r = run_episode(env, policies[name], seed=episode_seed(0, 0), trace=trace, start=start, record=True)
-        eps[name] = {"records": r.records, "exo": env.episode["exo"], "trace": env.episode["trace_name"]}
+        eps[name] = {"records": r.records, "exo": env.episode.exo, "trace": env.episode.trace_name}
     if eps:
         report.plot_timeline(spec.id, eps, env.catalog.ids, out / f"timeline-{spec.name}.png")
 
@@ -225,9 +237,14 @@ def bench_command(args) -> int:
     policies = args.policies.split(",") if args.policies else None
     command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adascale-rl bench"
     t0 = time.perf_counter()
-    rows = bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
-                 progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs))
     out = Path(args.out)
+    try:
+        bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
+              progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs))
+    except OracleBeaten as exc:
+        print((out / "results.md").read_text())
+        print(f"adascale-rl bench: error: {exc}", file=sys.stderr)
+        return 1
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and plots in {out} ({time.perf_counter() - t0:.0f} s)")
     return 0

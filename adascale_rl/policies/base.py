@@ -33,7 +33,8 @@ class BasePolicy:
     """Convenience base: keeps what a device knows about itself at reset.
 
     Heuristics (``kind == "heuristic"``) keep only the public parts of the
-    environment: catalog, device preset, encoder, reward weights and period.
+    environment: catalog, device preset, encoder, reward weights and period, and the
+    performance model built from the catalog and preset (:attr:`table`).
     References keep the environment itself (they read the simulator).
     """
 
@@ -41,12 +42,20 @@ class BasePolicy:
     kind = "heuristic"
 
     def reset(self, env: Any) -> None:
+        from adascale_rl.device.model import FRAME_SIGMA, VariantTable
+
         self.env = env if self.kind == "reference" else None
         self.catalog = env.catalog
         self.device = env.device
         self.encoder = env.encoder
         self.reward_fn = env.reward_fn
+        self.reward = env.reward  # the weights with the device's normalisers
         self.period_s = env.period_s
+        # the app's performance model: the catalog on this device (profiled numbers only)
+        if getattr(self, "_table_key", None) != (id(env.device), id(env.catalog)):
+            self.table = VariantTable(env.device, env.catalog, FRAME_SIGMA)
+            self.arrays = self.table.arrays()
+            self._table_key = (id(env.device), id(env.catalog))
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -3,11 +3,11 @@
 Each uses only what a device knows: the observation (decoded with the shared
 encoder), the catalog of profiled variants, the measured feedback in ``info`` and
 the action mask. None reads the simulator's hidden state. Their latency model is
-the profiler's: catalog latency scaled by the measured clock (compute-bound part)
-and by the cores left free by the measured background load (Amdahl) — the same
-model AdaScale's profilers feed their adaptation loop with. The simulated world
-adds noise, spikes, heating and throttling on top; the feedback-corrected
-heuristics learn a slow-down factor from the latencies they observe.
+the app's performance model, :mod:`adascale_rl.device.model` (the one the simulator
+uses, without its noise): catalog latency scaled by the measured clock, and the
+response-time effect of sharing the cores with the measured background run queue.
+The simulated world adds noise, spikes, heating and throttling on top; the
+feedback-corrected heuristics learn a slow-down factor from the latencies they observe.
 
 Tunable margins are listed in ``PARAM_GRID`` per class; the evaluation harness
 tunes them on the train split, never on test.
@@ -20,11 +20,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from adascale_rl.device.physics import (dynamic_power_w, effective_cores, inference_power_w, median_latency_ms, serve,
-                                        switch_load_ms)
+from adascale_rl.device import model
+from adascale_rl.environment.actions import KEEP, action_for
+from adascale_rl.environment.observation import decode_planning
 from adascale_rl.policies.base import BasePolicy
-
-KEEP = 0
+from adascale_rl.policies.planning import action_values, predicted_rewards
 
 
 class StaticPolicy(BasePolicy):
@@ -47,7 +47,7 @@ class StaticPolicy(BasePolicy):
 
     def act(self, obs, info) -> int:
         loaded = int(np.argmax(obs[-len(self.catalog):]))
-        return KEEP if loaded == self.target else self.target + 1
+        return action_for(self.target, loaded)
 
 
 class RandomPolicy(BasePolicy):
@@ -82,53 +82,58 @@ class GreedyPolicy(BasePolicy):
     def __init__(self, margin: float = 1.15):
         self.margin = margin
 
-    # --- the profiler's latency model, corrected by subclasses
+    # --- the performance model's prediction, corrected by subclasses
     def slowdown(self) -> float:
         return 1.0
 
     def observe(self, ctx: Mapping[str, Any], info: Mapping[str, Any]) -> None:
         """Update from the last interval's measured latency (feedback-corrected subclasses)."""
 
-    def predict_ms(self, i: int, ctx: Mapping[str, Any]) -> float:
-        v = self.catalog.variants[i]
-        f = ctx["freq_mhz"] or self.device.f_max_mhz
-        return median_latency_ms(v, f, self.device.f_max_mhz, self.device.cores, ctx["bg_cpu_util"], self.slowdown())
+    def predicted_ms(self, ctx: Mapping[str, Any], slowdown: float | None = None) -> np.ndarray:
+        """Mean response time of every variant in the measured context (``ctx``: :func:`decode_planning` of one
+        observation), with the slow-down factor on the isolated service time."""
+        return model.expected_latency_ms(self.table, self.arrays, freq_mhz=ctx["freq_mhz"][0, 0],
+                                         bg_runnable=ctx["bg_runnable"][0, 0], rate_hz=ctx["rate_hz"][0, 0],
+                                         noise=self.slowdown() if slowdown is None else slowdown)
 
     def reset(self, env: Any) -> None:
         super().reset(env)
-        self._acc = [v.accuracy for v in self.catalog.variants]
+        self._acc = self.table.accuracy
 
-    def budget_ms(self, ctx) -> float:
-        rate = ctx["request_rate_hz"]
-        return min(ctx["deadline_ms"], 1000.0 / rate if rate > 0 else math.inf)
+    def decode(self, obs) -> dict:
+        return decode_planning(np.asarray(obs, dtype=np.float64)[None, :], **self.encoder.constants())
 
-    def choose(self, ctx, mask) -> int:
+    @staticmethod
+    def budget_ms(ctx) -> float:
+        rate = float(ctx["rate_hz"][0, 0])
+        return min(float(ctx["deadline_ms"][0, 0]), 1000.0 / rate if rate > 0 else math.inf)
+
+    def choose(self, ctx, mask, mem_avail_mb: float) -> int:
+        loaded = int(np.argmax(ctx["loaded"][0]))
         budget = self.budget_ms(ctx)
-        loaded = ctx["loaded"]
-        best, best_key = None, None
-        fastest, fastest_ms = loaded, math.inf
-        for i in range(len(self.catalog)):
-            if not mask[i + 1]:
-                continue
-            if self.catalog.variants[i].peak_mem_mb > ctx["mem_avail_mb"]:
-                continue  # does not fit the memory measured now (the resident one included): avoid an OOM kill
-            pred = self.predict_ms(i, ctx) * self.margin
-            if pred < fastest_ms:
-                fastest, fastest_ms = i, pred
-            if pred <= budget:
-                key = (self._acc[i], i == loaded, -pred)
-                if best_key is None or key > best_key:
-                    best, best_key = i, key
-        return fastest if best is None else best
+        pred = self.predicted_ms(ctx) * self.margin
+        # a switch the mask allows, to a variant that fits the memory measured now on its own
+        ok = (np.asarray(mask[1:], dtype=bool) | (np.arange(len(pred)) == loaded)) & (self.table.peak_mem_mb
+                                                                                        <= mem_avail_mb)
+        if not ok.any():
+            return loaded
+        fits = ok & (pred <= budget)
+        if not fits.any():
+            return int(np.flatnonzero(ok)[np.argmin(pred[ok])])
+        # most accurate; ties: the loaded one, then the faster
+        cand = np.flatnonzero(fits)
+        keys = [(self._acc[i], i == loaded, -pred[i]) for i in cand]
+        return int(cand[max(range(len(cand)), key=keys.__getitem__)])
 
     def act(self, obs, info) -> int:
         # the observation holds the context measured over the interval that just ran,
         # which is what the feedback in ``info`` was measured under
-        ctx = self.encoder.decode(obs)
+        ctx = self.decode(obs)
         if "latency_ms" in info:
             self.observe(ctx, info)
-        target = self.choose(ctx, info["action_mask"])
-        return KEEP if target == ctx["loaded"] else target + 1
+        mem = self.encoder.decode(obs)["mem_avail_mb"]
+        target = self.choose(ctx, info["action_mask"], mem)
+        return action_for(target, int(np.argmax(ctx["loaded"][0])))
 
 
 class KalmanGreedyPolicy(GreedyPolicy):
@@ -136,7 +141,7 @@ class KalmanGreedyPolicy(GreedyPolicy):
 
     The filter tracks x = log(observed / predicted latency) of the variant that
     ran, a random walk with process noise ``q`` observed with noise ``r``;
-    predictions are multiplied by exp(x).
+    predictions scale the isolated service time by exp(x).
     """
 
     name = "greedy-kalman"
@@ -157,9 +162,7 @@ class KalmanGreedyPolicy(GreedyPolicy):
         if info.get("oom") or info.get("served_frac", 1.0) <= 0.0:
             return
         i = self.catalog.index(info["variant"])
-        v = self.catalog.variants[i]
-        f = ctx["freq_mhz"] or self.device.f_max_mhz
-        base = median_latency_ms(v, f, self.device.f_max_mhz, self.device.cores, ctx["bg_cpu_util"], 1.0)
+        base = float(self.predicted_ms(ctx, slowdown=1.0)[i])
         z = math.log(max(info["latency_ms"], 1e-6) / base)
         self.p += self.q
         k = self.p / (self.p + self.r)
@@ -184,18 +187,23 @@ class HysteresisGreedyPolicy(KalmanGreedyPolicy):
         super().__init__(margin, q, r)
         self.up_gap = up_gap
         self.temp_margin_c = temp_margin_c
+        self._temp_c: float | None = None
 
-    def choose(self, ctx, mask) -> int:
-        target = super().choose(ctx, mask)
-        loaded = ctx["loaded"]
+    def act(self, obs, info) -> int:
+        self._temp_c = self.encoder.decode(obs)["temp_c"]
+        return super().act(obs, info)
+
+    def choose(self, ctx, mask, mem_avail_mb: float) -> int:
+        target = super().choose(ctx, mask, mem_avail_mb)
+        loaded = int(np.argmax(ctx["loaded"][0]))
         if target == loaded:
             return loaded
-        loaded_pred = self.predict_ms(loaded, ctx) * self.margin
+        pred = self.predicted_ms(ctx) * self.margin
         budget = self.budget_ms(ctx)
         if self._acc[target] > self._acc[loaded]:
-            hot = ctx["temp_c"] is not None and ctx["temp_c"] > self.device.throttle_c - self.temp_margin_c
-            roomy = self.predict_ms(target, ctx) * self.margin <= (1.0 - self.up_gap) * budget
-            if loaded_pred <= budget and (hot or not roomy):
+            hot = self._temp_c is not None and self._temp_c > self.device.throttle_c - self.temp_margin_c
+            roomy = pred[target] <= (1.0 - self.up_gap) * budget
+            if pred[loaded] <= budget and (hot or not roomy):
                 return loaded
             if hot:
                 return loaded
@@ -205,12 +213,12 @@ class HysteresisGreedyPolicy(KalmanGreedyPolicy):
 class PlannerPolicy(KalmanGreedyPolicy):
     """Reward-aware one-step planner.
 
-    Predicts each variant's reward for the coming interval from the catalog (the
-    profiler's latency model with the Kalman slow-down correction, the log-normal
-    serving model, energy from the profiled energy per inference, memory), using
-    the app's own reward weights, and amortises a switch's cost (lost serving
-    time while loading, the switch penalty, the double-resident memory) over
-    ``horizon`` intervals. Keeps when no alternative wins by more than ``min_gain``.
+    Predicts each variant's reward for the coming interval with the performance model
+    (with the Kalman slow-down correction and its own frame-jitter margin ``sigma``) and
+    the app's own reward (:mod:`adascale_rl.policies.planning`, which the learned
+    controller's prior shares), and amortises a switch's cost (lost serving time while
+    loading, the switch penalty, the double-resident memory) over ``horizon`` intervals.
+    Keeps when no alternative wins by more than ``min_gain``.
     """
 
     name = "planner"
@@ -223,52 +231,23 @@ class PlannerPolicy(KalmanGreedyPolicy):
         self.sigma = sigma
         self.min_gain = min_gain
 
-    def reset(self, env: Any) -> None:
-        super().reset(env)
-        self.w = self.reward_fn
-        self.dt = self.period_s
-        self._budget_j = self.device.dyn_w_max * self.dt
-        self._load_ms = [switch_load_ms(v, self.device) for v in self.catalog.variants]
+    def values(self, ctx) -> np.ndarray:
+        """The ``1 + n`` action values of :func:`adascale_rl.policies.planning.action_values`."""
+        ctx = {**ctx, "slowdown": np.full((1, 1), self.slowdown())}
+        keep, switch = predicted_rewards(self.table, self.arrays, self.reward, ctx, self.sigma, self.period_s)
+        return action_values(keep, switch, ctx["loaded"], ctx["killed"], self.horizon)[0]
 
-    def predicted_reward(self, i: int, ctx, switched: bool) -> float:
-        v = self.catalog.variants[i]
-        d = self.device
-        f = ctx["freq_mhz"] or d.f_max_mhz
-        median = self.predict_ms(i, ctx)
-        killed = bool(ctx.get("killed"))
-        loading = switched or killed  # after an OOM kill even the same variant loads again, alone
-        blocked = self._load_ms[i] if loading else 0.0
-        s = serve(median, ctx["request_rate_hz"], ctx["deadline_ms"], self.dt, blocked, self.sigma)
-        energy = inference_power_w(v, d, f, effective_cores(d.cores, ctx["bg_cpu_util"])) * s.busy_s
-        mem = v.peak_mem_mb
-        if loading:
-            energy += dynamic_power_w(d, f, 1.0 / d.cores) * min(blocked / 1000.0, self.dt)
-        if switched and not killed:
-            mem += self.catalog.variants[ctx["loaded"]].peak_mem_mb - self.catalog.runtime_overhead_mb
-        t = self.w.terms(v.accuracy, s.on_time_frac, energy / self._budget_j, mem / d.mem_total_mb, switched, False)
-        return sum(t)
-
-    def choose(self, ctx, mask) -> int:
-        loaded = ctx["loaded"]
-        keep_r = self.predicted_reward(loaded, ctx, False)
-        if ctx.get("killed"):  # nothing is resident: every choice loads; no amortisation to weigh
-            best, best_v = loaded, keep_r
-            for i in range(len(self.catalog)):
-                if i != loaded and mask[i + 1]:
-                    v = self.predicted_reward(i, ctx, True)
-                    if v > best_v:
-                        best, best_v = i, v
-            return best
-        best, best_v = loaded, keep_r
-        for i in range(len(self.catalog)):
-            if i == loaded or not mask[i + 1]:
-                continue
-            steady = self.predicted_reward(i, ctx, False)
-            first = self.predicted_reward(i, ctx, True)
-            # amortise: the first interval pays the switch, the next horizon-1 run steady
-            value = (first + (self.horizon - 1.0) * steady) / self.horizon
-            if value > best_v + self.min_gain:
-                best, best_v = i, value
+    def choose(self, ctx, mask, mem_avail_mb: float) -> int:
+        loaded = int(np.argmax(ctx["loaded"][0]))
+        values = self.values(ctx)
+        best, best_v = loaded, values[0]
+        margin = 0.0 if bool(ctx["killed"][0, 0]) else self.min_gain  # after a kill every choice loads
+        for i in np.argsort(-values[1:], kind="stable"):
+            i = int(i)
+            if i != loaded and mask[i + 1]:
+                if values[i + 1] > best_v + margin:
+                    best = i
+                break
         return best
 
 

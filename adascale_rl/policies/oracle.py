@@ -27,27 +27,23 @@ from typing import Any
 
 import numpy as np
 
+from adascale_rl.environment.actions import action_for
 from adascale_rl.policies.base import BasePolicy
-
-KEEP = 0
 
 
 def _reward(env, out) -> float:
-    d = env.device
-    terms = env.reward_fn.terms(out.accuracy, out.serving.on_time_frac, out.energy_j / (d.dyn_w_max * env.period_s),
-                                out.mem_mb / d.mem_total_mb, out.switched, out.oom)
-    return sum(terms)
+    return env.reward.total(out.accuracy, out.serving.on_time_frac, out.energy_j, out.mem_mb, out.switched, out.oom)
 
 
 def simulate_plan(env, targets: list[int], noise: list | None = None) -> tuple[float, list]:
     """Play a sequence of target variants through the true simulator from the episode's start state
     (with the episode's noise, or with ``noise``)."""
     ep = env.episode
-    noise = ep["noise"] if noise is None else noise
-    state = ep["state0"]
+    noise = ep.noise if noise is None else noise
+    state = ep.state0
     total, outs = 0.0, []
     for t, target in enumerate(targets):
-        state, out = env.physics.step(state, target, ep["exo"][t], noise[t], env.period_s)
+        state, out = env.physics.step(state, target, ep.exo[t], noise[t], env.period_s)
         total += _reward(env, out)
         outs.append(out)
     return total, outs
@@ -60,27 +56,28 @@ class ExactOneStepPolicy(BasePolicy):
 
     def act(self, obs, info) -> int:
         env = self.env
-        t = env._t
-        exo, noise = env.episode["exo"][t], env.episode["noise"][t]
-        best, best_r = KEEP, -np.inf
+        t = env.t
+        exo, noise = env.episode.exo[t], env.episode.noise[t]
+        state = env.sim_state
+        best, best_r = state.loaded, -np.inf
         for target in range(len(env.catalog)):
-            _, out = env.physics.step(env.state, target, exo, noise, env.period_s)
+            _, out = env.physics.step(state, target, exo, noise, env.period_s)
             r = _reward(env, out)
             if r > best_r + 1e-12:
                 best, best_r = target, r
-        return KEEP if best == env.state.loaded else best + 1
+        return action_for(best, state.loaded)
 
     def plan(self, env, noise: list | None = None) -> list[int]:
         """The targets this policy would pick over the whole episode (by simulation, with the
         episode's noise or with ``noise``)."""
         ep = env.episode
-        noise = ep["noise"] if noise is None else noise
-        state = ep["state0"]
+        noise = ep.noise if noise is None else noise
+        state = ep.state0
         targets = []
-        for t in range(len(ep["exo"])):
+        for t in range(len(ep.exo)):
             best, best_r, best_s = state.loaded, -np.inf, None
             for target in range(len(env.catalog)):
-                s2, out = env.physics.step(state, target, ep["exo"][t], noise[t], env.period_s)
+                s2, out = env.physics.step(state, target, ep.exo[t], noise[t], env.period_s)
                 r = _reward(env, out)
                 if r > best_r + 1e-12:
                     best, best_r, best_s = target, r, s2
@@ -99,37 +96,34 @@ class OraclePolicy(BasePolicy):
 
     def noises(self, env) -> list[list]:
         """The noise sequences to plan for: the episode's own (clairvoyant)."""
-        return [env.episode["noise"]]
+        return [env.episode.noise]
 
     def _dp(self, env, freqs: list[float], noises: list[list]) -> list[int]:
         """Best plan for the mean reward over ``noises`` with the clock trajectory held at ``freqs``."""
         ep = env.episode
         n = len(env.catalog)
-        w = env.reward_fn
-        d = env.device
         acc = np.array([v.accuracy for v in env.catalog.variants])
-        steps = len(ep["exo"])
+        steps = len(ep.exo)
         # states: (loaded variant, killed by an OOM last interval) -> index loaded + n * killed
         value = np.zeros(2 * n)
         choice = np.zeros((steps, 2 * n), dtype=np.int64)
-        budget = d.dyn_w_max * env.period_s
         for t in range(steps - 1, -1, -1):
             q_all = []
             for killed in (False, True):
                 r = 0.0
                 for noise in noises:  # memory, and so the OOM transitions, do not depend on the noise
-                    tab = env.physics.interval_table(freqs[t], ep["exo"][t], noise[t], env.period_s, killed)
-                    on = tab["on_time_frac"]
-                    r = r + (w.w_accuracy * acc[None, :] * on - w.w_miss * (1.0 - on)
-                             - w.w_energy * tab["energy_j"] / budget - w.w_mem * tab["mem_mb"] / d.mem_total_mb
-                             - w.w_switch * tab["switched"] - w.w_oom * tab["oom"])
+                    tab = env.physics.interval_table(freqs[t], ep.exo[t], noise[t], env.period_s, killed)
+                    # after a kill, running the same variant again is a restart, not a switch
+                    switched = tab["switched"]
+                    r = r + env.reward.total(acc[None, :], tab["on_time_frac"], tab["energy_j"], tab["mem_mb"],
+                                             switched, tab["oom"])
                 r = r / len(noises)
                 nxt = np.arange(n)[None, :] + n * tab["oom"].astype(np.int64)
                 q_all.append(r + value[nxt])
             q = np.concatenate(q_all, axis=0)
             choice[t] = np.argmax(q, axis=1)
             value = q[np.arange(2 * n), choice[t]]
-        targets, state = [], ep["state0"].loaded + n * int(ep["state0"].killed)
+        targets, state = [], ep.state0.loaded + n * int(ep.state0.killed)
         for t in range(steps):
             target = int(choice[t, state])
             targets.append(target)
@@ -141,7 +135,7 @@ class OraclePolicy(BasePolicy):
     def _oom_in_plan(env, t: int, state: int, target: int, freq: float, noise: list) -> bool:
         n = len(env.catalog)
         ep = env.episode
-        tab = env.physics.interval_table(freq, ep["exo"][t], noise[t], env.period_s, state >= n)
+        tab = env.physics.interval_table(freq, ep.exo[t], noise[t], env.period_s, state >= n)
         return bool(tab["oom"][state % n, target])
 
     @staticmethod
@@ -152,7 +146,7 @@ class OraclePolicy(BasePolicy):
 
     def plan(self, env) -> list[int]:
         ep = env.episode
-        steps = len(ep["exo"])
+        steps = len(ep.exo)
         n = len(env.catalog)
         noises = self.noises(env)
         candidates = [[v] * steps for v in range(n)]
@@ -178,8 +172,7 @@ class OraclePolicy(BasePolicy):
         self.targets = self.plan(env)
 
     def act(self, obs, info) -> int:
-        target = self.targets[self.env._t]
-        return KEEP if target == self.env.state.loaded else target + 1
+        return action_for(self.targets[self.env.t], self.env.sim_state.loaded)
 
 
 class ContextOraclePolicy(OraclePolicy):
@@ -201,8 +194,8 @@ class ContextOraclePolicy(OraclePolicy):
 
     def noises(self, env) -> list[list]:
         ep = env.episode
-        rng = np.random.default_rng([int(ep["trace"]), int(ep["start"]), len(ep["exo"]), 0xC0DE])
-        return [env.draw_noise(rng, len(ep["exo"])) for _ in range(self.samples)]
+        rng = np.random.default_rng([int(ep.trace), int(ep.start), len(ep.exo), 0xC0DE])
+        return [env.draw_noise(rng, len(ep.exo)) for _ in range(self.samples)]
 
 
 REFERENCES = {"exact-one-step": ExactOneStepPolicy, "oracle": OraclePolicy, "context-oracle": ContextOraclePolicy}

@@ -101,6 +101,31 @@ def _make_vec_env(spec: EnvSpec, recipe: Recipe, env_kwargs: dict, seed: int):
 
 # ---------------------------------------------------------------- training
 
+def portable_path(path: str | os.PathLike | None) -> str | None:
+    """A path as a run folder records it: relative to the shipped data root when it lies under it
+    (``envs/Rpi4-Vision.yaml``), so a run folder that ships holds no path of the machine that
+    trained it; a user's own file elsewhere stays as it is."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(paths.data_root().resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def resolve_portable(path: str) -> Path:
+    """The file :func:`portable_path` recorded: relative paths are under the data root."""
+    p = Path(path)
+    return p if p.is_absolute() else paths.data_root() / p
+
+
+def command_line() -> str:
+    """This command as the user would type it: ``adascale-rl ...`` (not the interpreter's path to the CLI module)."""
+    args = sys.argv[1:]
+    return shlex.join(["adascale-rl", *args]) if args else "adascale-rl"
+
+
 def default_out(spec: EnvSpec, seed: int) -> Path:
     return Path("runs") / spec.name / f"ppo-seed{seed}"
 
@@ -148,10 +173,10 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs}).close()
     run.path.mkdir(parents=True, exist_ok=True)
     config = {
-        "algo": ALGO, "env": spec.id, "env_spec": str(spec.path) if spec.path else None,
+        "algo": ALGO, "env": spec.id, "env_spec": portable_path(spec.path) if spec.path else None,
         "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
         "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED},
-        "hyperparams_file": recipe.file, "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
+        "hyperparams_file": portable_path(recipe.file), "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
         "versions": ppo_run.versions(), "sessions": [],
         "state": {"num_timesteps": 0, "best_val_return": None, "best_at": None, "wall_time_s": 0.0},
     }
@@ -181,8 +206,10 @@ def _resume(path: Path, env_id: str | None, timesteps: int | None, progress: boo
 def _spec_of(config: dict) -> EnvSpec:
     if config.get("env_spec_fields"):
         return EnvSpec(**config["env_spec_fields"])
-    if config.get("env_spec") and Path(config["env_spec"]).exists():
-        return find_spec(config["env_spec"])
+    if config.get("env_spec"):
+        p = resolve_portable(config["env_spec"])
+        if p.exists():
+            return find_spec(str(p))
     return find_spec(config["env"])
 
 
@@ -190,10 +217,10 @@ def _model_kwargs_for(recipe: Recipe, env: AdaScaleEnv, train_env: AdaScaleEnv |
     """The recipe's model arguments, with environment constants for a features extractor that needs them.
 
     A features extractor class with a ``kwargs_for(env)`` class method (such as
-    :class:`adascale_rl.policies.features.VariantSlack`) gets the catalog constants of
+    :class:`adascale_rl.policies.prior.VariantSlack`) gets the catalog constants of
     this environment, so one recipe serves every environment. One with a
     ``tuned_kwargs(train_env)`` class method (such as
-    :class:`adascale_rl.policies.features.PlannerPrior`) also gets the parameters it
+    :class:`adascale_rl.policies.prior.PlannerPrior`) also gets the parameters it
     tunes on the train split, unless the recipe sets them. Returns (model kwargs,
     the tuned parameters).
     """
@@ -230,7 +257,7 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
     th.set_num_threads(1)  # small MLPs: one thread is as fast, and results do not depend on the core count
     started = time.time()
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "command": shlex.join(sys.argv), "from_timesteps": done, "to_timesteps": total}
+               "command": command_line(), "from_timesteps": done, "to_timesteps": total}
     config["sessions"].append(session)
     wall_before = float(state.get("wall_time_s") or 0.0)
     venv = eval_env = None

@@ -76,10 +76,10 @@ def test_noise_does_not_depend_on_the_actions(fixture_spec, spell):
     env = AdaScaleEnv(fixture_spec, split="test", spike_spell_s=spell)
     opts = {"trace": 0, "start": 0, "variant": "tiny"}
     env.reset(seed=7, options=opts)
-    noise_a = [n.latency for n in env.episode["noise"]]
+    noise_a = [n.latency for n in env.episode.noise]
     keep_lat = [env.step(0)[4]["latency_ms"] for _ in range(10)]
     env.reset(seed=7, options=opts)
-    assert [n.latency for n in env.episode["noise"]] == noise_a
+    assert [n.latency for n in env.episode.noise] == noise_a
     env.step(4)  # a different action path...
     env.reset(seed=7, options=opts)
     assert [env.step(0)[4]["latency_ms"] for _ in range(10)] == keep_lat  # ...does not change the future
@@ -182,23 +182,61 @@ def test_small_datasets_hold_out_the_end_of_each_train_trace(tmp_path):
     assert [len(e) for e in tr.exo] == [80, 80] and [len(e) for e in val.exo] == [20, 20]
 
 
-def test_slowdown_average_is_measured_over_profiler_predicted_latency(fixture_spec):
+def test_slowdown_average_is_measured_latency_over_the_models_prediction(fixture_spec):
     import math
 
-    from adascale_rl.device.physics import median_latency_ms
+    from adascale_rl.device import model
     from adascale_rl.environment.env import SLOWDOWN_EMA_WEIGHT
 
     env = AdaScaleEnv(fixture_spec, split="test")
     env.reset(seed=4, options={"trace": 0, "start": 0, "variant": "mid"})
+    t = env.physics.table
     ema = 0.0
     for _ in range(20):
+        rate = env.episode.exo[env.t].request_rate_hz  # the app's own rate for the coming interval
         obs, _, _, _, info = env.step(0)
-        v = env.catalog.variants[env.catalog.index(info["variant"])]
-        predicted = median_latency_ms(v, info["freq_mhz"], env.device.f_max_mhz, env.device.cores,
-                                      env.episode["exo"][env._t - 1].bg_cpu_util, 1.0)
-        predicted *= math.exp(0.5 * 0.1 ** 2)  # mean of the per-frame log-normal
+        i = env.catalog.index(info["variant"])
+        predicted = model.expected_latency_ms(t, t.arrays(), freq_mhz=info["freq_mhz"],
+                                              bg_runnable=info["bg_runnable"], rate_hz=rate)[i]
         ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / predicted) - ema)
         assert env.encoder.decode(obs)["slowdown_ema_log2"] == pytest.approx(ema, abs=1e-5)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_every_observation_field_is_computed_from_what_a_device_measures(env_id):
+    """Rebuild each observation from the context the app measured (the trace row of the interval, the clock,
+    temperature and battery it read), the feedback it measured (``info``) and the catalog only: a field computed
+    from a hidden draw (the noise, the contention factor) would not come out the same."""
+    import math
+
+    from adascale_rl.device import model
+    from adascale_rl.environment.env import SLOWDOWN_EMA_WEIGHT
+    from adascale_rl.environment.observation import Feedback
+
+    env = gym.make(env_id, split="test").unwrapped
+    env.reset(seed=11, options={"trace": 0, "start": 0})
+    t = env.physics.table
+    rng = np.random.default_rng(0)
+    ema = 0.0
+    for _ in range(60):
+        exo = env.episode.exo[env.t]
+        nxt = env.episode.exo[min(env.t + 1, len(env.episode) - 1)]
+        obs, _, _, trunc, info = env.step(int(rng.integers(env.action_space.n)) if rng.random() < 0.1 else 0)
+        i = env.catalog.index(info["variant"])
+        if not info["oom"] and info["served_frac"] > 0:
+            pred = model.expected_latency_ms(t, t.arrays(), freq_mhz=info["freq_mhz"], bg_runnable=exo.bg_runnable,
+                                             rate_hz=exo.request_rate_hz)[i]
+            ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / pred) - ema)
+        reading = {"freq_mhz": info["freq_mhz"], "bg_cpu_util": exo.bg_cpu_util, "bg_runnable": exo.bg_runnable,
+                   "mem_avail_mb": exo.mem_avail_mb,
+                   "battery_pct": info["battery_pct"] if env.device.has_battery else None, "plugged": exo.plugged,
+                   "temp_c": info["temp_c"], "request_rate_hz": nxt.request_rate_hz if not trunc else exo.request_rate_hz,
+                   "deadline_ms": nxt.deadline_ms if not trunc else exo.deadline_ms}
+        fb = Feedback(info["latency_ms"], i, info["miss_rate"], info["energy_mj"] / 1000.0, info["switched"],
+                      info["oom"], ema)
+        np.testing.assert_allclose(env.encoder.encode(reading, i, fb), obs, rtol=1e-6, atol=1e-6)
+        if trunc:
+            break
 
 
 def test_action_mask_is_the_memory_rule_exactly_and_handed_out_as_copies(tmp_path):
@@ -217,7 +255,7 @@ def test_action_mask_is_the_memory_rule_exactly_and_handed_out_as_copies(tmp_pat
     peak = np.array([v.peak_mem_mb for v in env.catalog.variants])
     n = len(peak)
     for killed in (False, True):
-        env.state = env.state._replace(killed=killed)
+        env._state = env._state._replace(killed=killed)
         for loaded in range(n):
             resident = 0.0 if killed else peak[loaded] - 10.0
             edges = peak + resident  # exactly at each variant's limit, and one ulp either side
@@ -251,9 +289,9 @@ def test_a_folder_in_the_working_directory_does_not_shadow_a_shipped_dataset(tmp
     here = tmp_path / "mine"
     (here / "rpi4-sim-v1").mkdir(parents=True)
     doc = yaml.safe_load(find_spec("Rpi4-Vision").path.read_text())
-    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v0"}))
+    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v1"}))
     assert find_spec(str(here / "Mine.yaml")).dataset_path() == (here / "rpi4-sim-v1").resolve()
-    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v0", "dataset": "nope-v1"}))
+    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v1", "dataset": "nope-v1"}))
     with pytest.raises(FileNotFoundError, match="neither next to the spec"):
         find_spec(str(here / "Bad.yaml")).dataset_path()
 

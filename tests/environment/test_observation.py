@@ -9,7 +9,7 @@ import pytest
 
 from adascale_rl.device.catalog import validate
 from adascale_rl.device.presets import load_device
-from adascale_rl.environment.observation import FEATURES, N_CONTEXT, Feedback, ObservationEncoder
+from adascale_rl.environment.observation import FEATURES, FEEDBACK_START, N_CONTEXT, Feedback, ObservationEncoder
 from _envdata import LADDER, make_catalog_doc
 
 CAT = validate(make_catalog_doc(LADDER))
@@ -33,6 +33,8 @@ def reference(enc: ObservationEncoder, r: dict, loaded: int, fb: Feedback | None
         "clock_frac": 1.0 if freq is None else _clip(freq / d.f_max_mhz, 0.0, 1.0),
         "clock_missing": float(freq is None),
         "bg_cpu_util": r.get("bg_cpu_util") or 0.0,
+        "bg_runnable_per_core": _clip((r.get("bg_cpu_util") or 0.0) if r.get("bg_runnable") is None
+                                      else r["bg_runnable"] / d.cores, 0.0, 4.0),
         "mem_avail_frac": _clip(mem / d.mem_total_mb, 0.0, 1.0),
         "mem_fit_largest": _clip(mem / mem_scale, 0.0, 1.0),
         "battery_frac": 1.0 if batt is None else batt * 0.01,
@@ -44,7 +46,7 @@ def reference(enc: ObservationEncoder, r: dict, loaded: int, fb: Feedback | None
         "load_log": _clip(math.log2(max(rate * ref_ms * 0.001, 1e-3)) * 0.25, -3.0, 2.0),
     }
     if fb is None:
-        f.update(dict.fromkeys([x.name for x in FEATURES[12:]], 0.0))
+        f.update(dict.fromkeys([x.name for x in FEATURES[FEEDBACK_START:]], 0.0))
     else:
         lat = max(fb.latency_ms, 1e-6)
         f.update({
@@ -68,6 +70,7 @@ def _random_case(rng, enc):
 
     # ranges reach past every clipping bound
     r = {"freq_mhz": maybe(float(rng.uniform(-100, 1.5 * d.f_max_mhz))), "bg_cpu_util": maybe(float(rng.random())),
+         "bg_runnable": maybe(float(rng.uniform(0, 6 * d.cores))),
          "mem_avail_mb": maybe(float(rng.uniform(-10, 1.5 * d.mem_total_mb))),
          "battery_pct": maybe(float(rng.uniform(0, 100))), "plugged": maybe(bool(rng.random() < 0.5)),
          "temp_c": maybe(float(rng.uniform(-40, 200))),

@@ -32,7 +32,7 @@ class PublicView:
 
     def __init__(self, env):
         self.catalog, self.device, self.encoder = env.catalog, env.device, env.encoder
-        self.reward_fn, self.period_s = env.reward_fn, env.period_s
+        self.reward_fn, self.reward, self.period_s = env.reward_fn, env.reward, env.period_s
 
 
 @pytest.mark.parametrize("name", list(HEURISTICS))
@@ -120,7 +120,7 @@ def test_context_oracle_plans_without_the_episodes_noise(varied_env):
         env.reset(seed=seed, options={"trace": 0, "start": 0})
         policy = ContextOraclePolicy(samples=2)
         policy.reset(env)
-        assert all(n != env.episode["noise"] for n in policy.noises(env))
+        assert all(n != env.episode.noise for n in policy.noises(env))
         plans.append(policy.targets)
         # and it plays that plan, open loop
         r, _ = simulate_plan(env, policy.targets)

@@ -1,0 +1,420 @@
+"""The one performance model: what each variant does in a context, over arrays.
+
+Everything in the project that asks "how fast is this variant now, how many requests
+does it serve on time, what does it cost" asks this module: the simulator's step (through
+a scalar fast path in :mod:`adascale_rl.device.physics` that a test ties to this model on
+10,000 random cases), the oracle's interval table, the heuristics' and the planner's
+predictions, the learned controller's prior (in torch) and the exported selector (in
+numpy). The functions take numpy arrays or torch tensors (and Python floats where a
+scalar is enough) and return the same kind; nothing here imports torch.
+
+The model, per variant, for one decision interval:
+
+* **isolated service time** ``L``: the catalog's latency (top clock, cores free) scaled by
+  the clock (only the compute-bound fraction), times the interval's latency noise
+  (interference the profiler did not see; the planners replace it by the slow-down they
+  measured).
+* **contention** (CPU time-sharing, measured on the reference machine, see
+  ``benchmarks/contention.py`` and docs/ENVIRONMENT.md): the app runs ``threads`` threads,
+  other processes ``bg_runnable``; while they fit the ``cores`` nothing is slowed. Beyond
+  that the OS shares the cores fairly among the ``R = bg_runnable + threads`` runnable
+  threads: each gets ``s = cores / R`` of a core, ``m = R / cores - 1`` others per core.
+  How that shows in a request's response time depends on whether the app keeps its
+  thread busy (demand ``u = rate x L`` at or above its share ``s``: *saturated*) or sleeps
+  between requests (*sleeper*; between 80 % and 100 % of the share the two blend linearly):
+
+  - saturated: preemptions arrive while the thread runs (Poisson, one every
+    ``tau = w / m`` ms of running) and each costs a wait ``w = tick x max(1, m)``
+    (the other threads' time slices); mean service ``L (1 + m) = L / s`` (fair share),
+    and a served request waits on average half a service for the one before it;
+  - sleeper: a request wakes the thread; with probability
+    ``q = min(1, wake_wait x m) x (1 - exp(-L / wake_lag))`` the wake-up waits
+    ``min(0.9 tick, 0.56 x the inter-arrival time)`` for a core; the thread then runs its
+    wake slice undisturbed and the rest at the tick's mercy: a wait of one tick per tick
+    of running for short runs, the fair share for long ones
+    (``extra = c x min(L - slice, tick) + max(0, L - slice - tick) x m``, where
+    ``c = min(1, R - cores)`` is the chance that one of the app's threads shares its core);
+  - a sleeping thread on an otherwise idle core also pays the idle wake-up (cold caches,
+    idle-state exit): ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``.
+
+  The delays make a request's response time a two-point mixture: undisturbed, or delayed
+  by the mean delay given a delay. Each point carries the log-normal frame jitter
+  (``sigma``). Misses come from that tail.
+* **serving**: requests arrive every ``1 / rate``; the app serves at most
+  ``1000 / (mean wall time per request)`` per second and drops the excess (latest-frame
+  semantics); requests arriving while a variant loads are dropped; a served request is on
+  time when its response time is within the deadline.
+* **energy** (one rule for measured and derived catalogs): ``energy_mj`` is dynamic energy
+  above idle per inference at the reference point; it scales as ``(f / f_max) ^ k`` with
+  the clock, times the clock's latency factor (work takes longer at a lower clock), times
+  the noise; waiting for a core costs the app nothing. Loading a variant keeps one core
+  busy for the load time.
+* **memory**: a variant needs its peak; a switch needs old + new - the runtime overhead
+  (one process holds it once); after an OOM kill nothing is resident.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+# ---------------------------------------------------------------------------- array backends
+
+_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+_P = 0.3275911
+_SQRT1_2 = math.sqrt(0.5)
+
+
+class _Numpy:
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    abs = staticmethod(np.abs)
+    sign = staticmethod(np.sign)
+    minimum = staticmethod(np.minimum)
+    maximum = staticmethod(np.maximum)
+    where = staticmethod(np.where)
+    sqrt = staticmethod(np.sqrt)
+
+    @staticmethod
+    def clip(x, lo=None, hi=None):
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def sum_last(x):
+        """Sum over the last axis, keeping it (``(B, n)`` -> ``(B, 1)``)."""
+        return np.sum(x, axis=-1, keepdims=True)
+
+    @staticmethod
+    def concat_last(xs):
+        return np.concatenate(xs, axis=-1)
+
+
+class _Torch:
+    def __init__(self, torch):
+        self.t = torch
+        self.exp, self.log, self.abs, self.sign = torch.exp, torch.log, torch.abs, torch.sign
+        self.sqrt = torch.sqrt
+
+    def minimum(self, a, b):
+        return self.t.minimum(*self._tensors(a, b))
+
+    def maximum(self, a, b):
+        return self.t.maximum(*self._tensors(a, b))
+
+    def where(self, c, a, b):
+        a, b = self._tensors(a, b)
+        return self.t.where(c, a, b)
+
+    def clip(self, x, lo=None, hi=None):
+        return self.t.clamp(x, lo, hi)
+
+    def sum_last(self, x):
+        return x.sum(-1, keepdim=True)
+
+    def concat_last(self, xs):
+        return self.t.cat(list(xs), dim=-1)
+
+    def _tensors(self, a, b):
+        t = self.t
+        ref = a if isinstance(a, t.Tensor) else b
+        if not isinstance(a, t.Tensor):
+            a = t.as_tensor(a, dtype=ref.dtype)
+        if not isinstance(b, t.Tensor):
+            b = t.as_tensor(b, dtype=ref.dtype)
+        return a, b
+
+
+_NUMPY = _Numpy()
+_TORCH: _Torch | None = None
+
+
+def namespace(*xs: Any):
+    """The array functions for these values: torch's if any is a torch tensor, else numpy's."""
+    global _TORCH
+    for x in xs:
+        if type(x).__module__.startswith("torch"):
+            if _TORCH is None:
+                import torch
+
+                _TORCH = _Torch(torch)
+            return _TORCH
+    return _NUMPY
+
+
+def erf(x, xp=None):
+    """Error function, Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7).
+
+    One formula for numpy, torch and the exported ONNX graph, so that every copy of the
+    model computes the same number; ``math.erf`` agrees to 1.5e-7
+    (``tests/device/test_model.py``).
+    """
+    xp = xp or namespace(x)
+    ax = xp.abs(x)
+    t = 1.0 / (1.0 + _P * ax)
+    a1, a2, a3, a4, a5 = _A
+    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
+    return xp.sign(x) * (1.0 - poly * xp.exp(-ax * ax))
+
+
+def erf_scalar(x: float) -> float:
+    """:func:`erf` for one Python float (the simulator's fast path)."""
+    ax = -x if x < 0.0 else x
+    t = 1.0 / (1.0 + _P * ax)
+    a1, a2, a3, a4, a5 = _A
+    y = 1.0 - ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t * math.exp(-ax * ax)
+    return -y if x < 0.0 else y
+
+
+def normal_cdf(z, xp=None):
+    """P(N(0, 1) <= z) with :func:`erf`."""
+    xp = xp or namespace(z)
+    return 0.5 * (1.0 + erf(z * _SQRT1_2, xp))
+
+
+# ---------------------------------------------------------------------------- constants
+
+#: per-frame latency dispersion within one interval (log-normal sigma). Derived:
+#: the Pi 4 ShuffleNetV2 report in CALIBRATION.md (60 ms best, spikes to 128 ms)
+#: is modelled by step-level spikes; within an interval frames vary by ~10 %.
+FRAME_SIGMA = 0.10
+
+@dataclass(frozen=True)
+class Scheduler:
+    """How the OS shares the cores, as it shows in an app's response times.
+
+    Measured on the reference machine and fitted by ``adascale-rl profile`` (for this host)
+    or taken as documented defaults (derived presets); see ``envs/devices/*.yaml`` for
+    each value's source.
+    """
+
+    tick_ms: float = 4.0            # the scheduler tick (CONFIG_HZ=250)
+    wake_slice_ms: float = 1.5      # a woken thread's undisturbed run (EEVDF base slice)
+    wake_wait: float = 0.4          # chance of waiting for a core at wake-up, per extra runnable thread per core
+    wake_lag_ms: float = 0.5        # ... growing with the previous run's length on this scale
+    idle_wake_ms: float = 0.2       # idle wake-up cost of a sleeping thread on an idle core
+    idle_wake_per_ms: float = 0.1   # ... plus this much per ms of service (cache refill)
+    idle_sleep_ms: float = 2.3      # ... reached after sleeping this long (shallower idle states before)
+
+    @classmethod
+    def of(cls, device: Any) -> "Scheduler":
+        return cls(**{k: float(getattr(device, k)) for k in cls.__dataclass_fields__})
+
+
+#: the share of its fair share at which an app's requests start to queue behind each other (derived:
+#: an assumption that makes the sleeper and saturated regimes meet without a jump; the contention
+#: benchmark measures both regimes, not the boundary)
+SATURATION_ONSET = 0.8
+
+
+class Contention(NamedTuple):
+    """A request's response time as a two-point mixture, and the app's capacity."""
+
+    p_delay: Any       # probability that a request is delayed (preempted or waits at wake-up)
+    delay_ms: Any      # the delay, given one
+    base_ms: Any       # the undelayed response time: service + idle wake-up + queueing
+    capacity_hz: Any   # requests per second the app can serve (1000 / mean wall time per request)
+
+
+def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched: Scheduler, xp=None) -> Contention:
+    """Response-time mixture of requests with isolated service time ``lat_ms`` (see the module doc).
+
+    Every argument broadcasts; ``cores``, ``threads`` and ``sched`` are device constants.
+    """
+    xp = xp or namespace(lat_ms, rate_hz, bg_runnable)
+    tick = sched.tick_ms
+    over = xp.clip((bg_runnable + threads) / cores - 1.0, 0.0, None)          # m: extra runnable per core
+    share = 1.0 / (1.0 + over)
+    period_ms = 1000.0 / xp.clip(rate_hz, 1e-9, None)
+    demand = lat_ms / period_ms                                                 # u = rate x L
+    # saturated: Poisson preemptions while running, each a wait of the others' slices
+    wait = tick * xp.clip(over, 1.0, None)
+    lam = lat_ms * over / wait
+    p_sat = 1.0 - xp.exp(-lam)
+    extra_sat = lat_ms * over                                                   # fair share: L / s - L
+    queue_sat = 0.5 * lat_ms * (1.0 + over)                                     # half a service, on average
+    # sleeper: a wait for a core at wake-up, then the wake slice, then the tick
+    q = xp.clip(sched.wake_wait * over, None, 1.0) * (1.0 - xp.exp(-lat_ms / sched.wake_lag_ms))
+    wake_ms = xp.minimum(0.9 * tick, 0.56 * period_ms)
+    run = xp.clip(lat_ms - sched.wake_slice_ms, 0.0, None)
+    # chance that one of the app's threads shares its core: the runnable threads beyond the cores, up to one
+    shares = xp.clip(bg_runnable + threads - cores, 0.0, 1.0)
+    p_run = shares * xp.clip(run / tick, None, 1.0)
+    extra_run = shares * xp.clip(run, None, tick) + xp.clip(run - tick, 0.0, None) * over
+    p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
+    extra_sleep = q * wake_ms + extra_run
+    idle_core = xp.clip(cores - bg_runnable, 0.0, 1.0)
+    asleep_ms = xp.clip(period_ms - lat_ms, 0.0, None)
+    idle_ms = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat_ms) * (1.0 - xp.exp(-asleep_ms / sched.idle_sleep_ms))
+    # between the regimes: as the demand nears the fair share, a growing part of the requests finds the
+    # previous one still running and is served back to back (linear from 80 % of the share to all of it)
+    theta = xp.clip((demand / share - SATURATION_ONSET) / (1.0 - SATURATION_ONSET), 0.0, 1.0)
+    idle = idle_ms * idle_core
+    p = (1.0 - theta) * p_sleep + theta * p_sat
+    extra = (1.0 - theta) * extra_sleep + theta * extra_sat
+    base = lat_ms + (1.0 - theta) * idle + theta * queue_sat
+    delay = xp.where(p > 1e-12, extra / xp.clip(p, 1e-12, None), 0.0)
+    wall = lat_ms + extra + (1.0 - theta) * idle
+    return Contention(p, delay, base, 1000.0 / wall)
+
+
+class Serving(NamedTuple):
+    served_frac: Any     # requests answered / requests issued
+    on_time_frac: Any    # requests answered within the deadline / requests issued
+    mean_ms: Any         # mean response time of the answered requests
+    served: Any          # requests answered in the interval
+
+
+def serve(c: Contention, rate_hz, deadline_ms, open_s, dt_s, sigma: float, xp=None) -> Serving:
+    """Serve requests at ``rate_hz`` for ``dt_s`` seconds, ``open_s`` of them not blocked by a load.
+
+    Each point of the response-time mixture is log-normal with ``sigma`` around its median;
+    the mean is ``median x exp(sigma^2 / 2)``.
+    """
+    xp = xp or namespace(c.base_ms, rate_hz, deadline_ms, open_s)
+    issued = rate_hz * dt_s
+    served = xp.minimum(rate_hz * open_s, c.capacity_hz * open_s)
+    served_frac = xp.where(issued > 0.0, served / xp.clip(issued, 1e-12, None), 1.0)
+    log_d = xp.log(deadline_ms)
+    hi = c.base_ms + c.delay_ms
+    within = ((1.0 - c.p_delay) * normal_cdf((log_d - xp.log(c.base_ms)) / sigma, xp)
+              + c.p_delay * normal_cdf((log_d - xp.log(hi)) / sigma, xp))
+    on_time = xp.where(issued > 0.0, served_frac * within, 1.0)
+    mean = (c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * sigma * sigma)
+    return Serving(served_frac, on_time, mean, served)
+
+
+def response_quantile(c: Contention, q: float, sigma: float) -> float:
+    """The ``q`` quantile of one response-time mixture (scalars; by bisection, for reports and tests)."""
+    def cdf(x: float) -> float:
+        lx = math.log(x)
+        return ((1.0 - float(c.p_delay)) * 0.5 * (1.0 + math.erf((lx - math.log(float(c.base_ms))) / sigma * _SQRT1_2))
+                + float(c.p_delay) * 0.5 * (1.0 + math.erf((lx - math.log(float(c.base_ms + c.delay_ms))) / sigma
+                                                            * _SQRT1_2)))
+
+    lo, hi = float(c.base_ms) * 0.1, float(c.base_ms + c.delay_ms) * 10.0
+    for _ in range(80):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def clock_factor(compute_bound_frac, freq_mhz, f_max_mhz: float):
+    """Latency multiplier from running below the top clock: only the compute-bound part scales."""
+    return compute_bound_frac * (f_max_mhz / freq_mhz) + (1.0 - compute_bound_frac)
+
+
+# ---------------------------------------------------------------------------- one device and catalog
+
+class VariantTable:
+    """The constants of a catalog on a device, as arrays (one entry per variant) and numbers.
+
+    ``arrays()`` is what a torch module registers as buffers; every function below takes
+    the table and works on whatever array kind its context arguments are.
+    """
+
+    ARRAYS = ("latency_ms", "compute_bound_frac", "energy_mj", "peak_mem_mb", "accuracy", "load_ms")
+
+    def __init__(self, device: Any, catalog: Any, sigma: float):
+        v = catalog.variants
+        self.latency_ms = np.array([x.latency_ms for x in v], dtype=np.float64)
+        self.compute_bound_frac = np.array([x.compute_bound_frac for x in v], dtype=np.float64)
+        self.energy_mj = np.array([x.energy_mj for x in v], dtype=np.float64)
+        self.peak_mem_mb = np.array([x.peak_mem_mb for x in v], dtype=np.float64)
+        self.accuracy = np.array([x.accuracy for x in v], dtype=np.float64)
+        self.load_ms = np.array([load_ms(x, device) for x in v], dtype=np.float64)
+        self.n = len(v)
+        self.cores = float(device.cores)
+        self.threads = float(catalog.threads if catalog.threads is not None else device.cores)
+        self.f_max_mhz = float(device.f_max_mhz)
+        self.freq_exponent = float(device.freq_exponent)
+        self.dyn_w_max = float(device.dyn_w_max)
+        self.mem_total_mb = float(device.mem_total_mb)
+        self.overhead_mb = float(catalog.runtime_overhead_mb)
+        self.sigma = float(sigma)
+        self.sched = Scheduler.of(device)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.ARRAYS}
+
+    def to_dict(self) -> dict:
+        """Every constant as plain numbers and lists (JSON; the learned controller saves it, the exporter writes it)."""
+        return {**{k: getattr(self, k).tolist() for k in self.ARRAYS}, **self.scalars(),
+                "scheduler": {k: getattr(self.sched, k) for k in Scheduler.__dataclass_fields__}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VariantTable":
+        """The table :meth:`to_dict` wrote (no catalog or preset needed)."""
+        t = cls.__new__(cls)
+        for k in cls.ARRAYS:
+            setattr(t, k, np.asarray(d[k], dtype=np.float64))
+        t.n = len(t.latency_ms)
+        for k in ("cores", "threads", "f_max_mhz", "freq_exponent", "dyn_w_max", "mem_total_mb", "overhead_mb",
+                  "sigma"):
+            setattr(t, k, float(d[k]))
+        t.sched = Scheduler(**{k: float(v) for k, v in d["scheduler"].items()})
+        return t
+
+    def scalars(self) -> dict[str, float]:
+        return {"cores": self.cores, "threads": self.threads, "f_max_mhz": self.f_max_mhz,
+                "freq_exponent": self.freq_exponent, "dyn_w_max": self.dyn_w_max, "mem_total_mb": self.mem_total_mb,
+                "overhead_mb": self.overhead_mb, "sigma": self.sigma}
+
+
+def load_ms(variant: Any, device: Any) -> float:
+    """Time to bring a variant in: read its file, then initialise it."""
+    return 1000.0 * variant.size_mb / device.storage_read_mb_s + device.model_init_ms
+
+
+class Outcome(NamedTuple):
+    """Per variant, one interval: what serving it gives (arrays broadcast over the context)."""
+
+    latency_ms: Any      # isolated service time L at this clock, with the noise
+    contention: Contention
+    serving: Serving
+    energy_j: Any        # inference (and loading) energy above idle
+
+
+def outcome(t: VariantTable, arrays: dict, *, freq_mhz, bg_runnable, rate_hz, deadline_ms, dt_s: float,
+            noise=1.0, loading=False, sigma: float | None = None, xp=None) -> Outcome:
+    """What every variant does in one interval: ``arrays`` is ``t.arrays()`` (numpy) or the same as
+    tensors; the context arguments broadcast against them (``(B, 1)`` against ``(n,)`` gives
+    ``(B, n)``). ``loading``: the variant is being loaded this interval (a switch, or a restart
+    after an OOM kill), so requests arriving during its load time are dropped. ``sigma``
+    replaces the table's frame jitter (a planner's assumption)."""
+    xp = xp or namespace(arrays["latency_ms"], freq_mhz, bg_runnable)
+    cf = clock_factor(arrays["compute_bound_frac"], freq_mhz, t.f_max_mhz)
+    lat = arrays["latency_ms"] * cf * noise
+    c = contention(lat, rate_hz, bg_runnable, t.cores, t.threads, t.sched, xp)
+    load_s = arrays["load_ms"] * 0.001
+    open_s = xp.where(loading, xp.clip(dt_s - load_s, 0.0, None), dt_s) if not isinstance(loading, bool) else (
+        xp.clip(dt_s - load_s, 0.0, None) if loading else dt_s)
+    s = serve(c, rate_hz, deadline_ms, open_s, dt_s, t.sigma if sigma is None else sigma, xp)
+    fk = (freq_mhz / t.f_max_mhz) ** t.freq_exponent
+    energy = s.served * arrays["energy_mj"] * 0.001 * fk * cf * noise
+    load_j = t.dyn_w_max * fk / t.cores * xp.clip(load_s, None, dt_s)
+    if isinstance(loading, bool):
+        energy = energy + load_j if loading else energy
+    else:
+        energy = energy + xp.where(loading, load_j, 0.0)
+    return Outcome(lat, c, s, energy)
+
+
+def expected_latency_ms(t: VariantTable, arrays: dict, *, freq_mhz, bg_runnable, rate_hz, noise=1.0, xp=None):
+    """The mean response time an app's performance model expects of every variant: the prediction
+    the measured latency is compared with (the observation's slow-down, with ``noise`` 1), and
+    what the greedy heuristics threshold on (with their measured slow-down as ``noise``)."""
+    xp = xp or namespace(arrays["latency_ms"], freq_mhz, bg_runnable)
+    lat = arrays["latency_ms"] * clock_factor(arrays["compute_bound_frac"], freq_mhz, t.f_max_mhz) * noise
+    c = contention(lat, rate_hz, bg_runnable, t.cores, t.threads, t.sched, xp)
+    return (c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * t.sigma * t.sigma)
+
+
+def switch_mem_mb(peak_mem_mb: Sequence[float] | np.ndarray, loaded_peak_mb, overhead_mb: float, killed=False):
+    """Memory a switch to each variant needs: new + old - the shared runtime overhead (new alone after a kill)."""
+    if isinstance(killed, bool):
+        return peak_mem_mb if killed else peak_mem_mb + loaded_peak_mb - overhead_mb
+    xp = namespace(peak_mem_mb, loaded_peak_mb)
+    return xp.where(killed, peak_mem_mb, peak_mem_mb + loaded_peak_mb - overhead_mb)

@@ -1,0 +1,237 @@
+"""Latency under real CPU contention: measure it, summarise it, fit the scheduler model to it.
+
+:func:`measure` times saved TorchScript variants (:mod:`.loadprobe`, fresh processes) beside
+0, 1, 2 and 2 x cores busy processes (:class:`adascale_rl.context.load.BusyProcesses`),
+interleaving the levels in rounds so that drifting background load hits them alike, in two
+modes: back to back (a saturated app) and open loop at a request rate (an app that sleeps
+between requests). :func:`summarise` turns the samples into each variant's contention curve
+(written into the catalog by ``adascale-rl profile``); :func:`fit_scheduler` fits the
+constants of :class:`adascale_rl.device.model.Scheduler` that the samples determine, for
+the device preset. ``benchmarks/contention.py`` holds the fitted model against a fresh
+measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from adascale_rl.context.load import BusyProcesses
+
+#: a request whose response exceeds its service by more than this waited for a core at wake-up
+WAKE_WAIT_MS = 0.5
+
+
+def levels_for(cores: int) -> list[int]:
+    """The busy-process counts: 0, 1, 2 and 2 x cores (deduplicated, ascending)."""
+    return sorted({0, 1, 2, 2 * cores})
+
+
+def measure(files: dict[str, Path], shape: Sequence[int], *, threads: int = 1, levels: Sequence[int] | None = None,
+            rounds: int = 2, calls: int = 200, rate_hz: float = 60.0, duration_s: float = 0.5,
+            quiet_rates: Sequence[float] = (), seed: int = 0, progress: Callable[[int], None] | None = None,
+            timeout_s: float = 1800) -> dict:
+    """Samples per (variant, level): ``{vid: {level: {"b2b", "svc", "resp", "issued", "served"}}}``, and at
+    level 0 also per extra rate in ``quiet_rates``: ``{vid: {"quiet": {rate: {...}}}}``."""
+    cores = os.cpu_count() or 1
+    levels = list(levels if levels is not None else levels_for(cores))
+    by_file = {str(f): vid for vid, f in files.items()}
+    out: dict = {vid: {"levels": {}, "quiet": {}} for vid in files}
+
+    def probe(rate: float, dur: float, n_calls: int, s: int) -> dict:
+        cmd = [sys.executable, "-m", "adascale_rl.elastic.loadprobe", "--threads", str(threads),
+               "--shape", ",".join(str(x) for x in shape), "--calls", str(n_calls), "--rate", f"{rate:g}",
+               "--duration", f"{dur:g}", "--seed", str(s), *by_file]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        if r.returncode != 0:
+            raise RuntimeError(f"contention probe failed: {r.stderr.strip()[-800:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def add(dst: dict, res: dict) -> None:
+        for f, d in res.items():
+            cell = dst.setdefault(by_file[f], {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
+            for k in ("b2b", "svc", "resp"):
+                cell[k] += d[k]
+            cell["issued"] += d["issued"]
+            cell["served"] += d["served"]
+
+    for r in range(rounds):
+        for i, level in enumerate(levels):
+            with BusyProcesses(level):
+                res = probe(rate_hz, duration_s, calls, seed * 1000 + r * 100 + i)
+            per_level: dict = {}
+            add(per_level, res)
+            for vid, cell in per_level.items():
+                tgt = out[vid]["levels"].setdefault(level, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
+                for k in ("b2b", "svc", "resp"):
+                    tgt[k] += cell[k]
+                tgt["issued"] += cell["issued"]
+                tgt["served"] += cell["served"]
+            if progress is not None:
+                progress(1)
+        for rate in quiet_rates:
+            res = probe(rate, duration_s, 1, seed * 1000 + r * 100 + 50 + int(rate))
+            per: dict = {}
+            add(per, res)
+            for vid, cell in per.items():
+                tgt = out[vid]["quiet"].setdefault(rate, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
+                for k in ("svc", "resp"):
+                    tgt[k] += cell[k]
+                tgt["issued"] += cell["issued"]
+                tgt["served"] += cell["served"]
+    out["_meta"] = {"levels": levels, "rounds": rounds, "calls": calls, "rate_hz": rate_hz, "duration_s": duration_s,
+                    "threads": threads, "cores": cores, "quiet_rates": list(quiet_rates)}
+    return out
+
+
+def summarise(samples: dict, vid: str) -> dict:
+    """One variant's contention curve, as the catalog stores it (``Variant.contention``)."""
+    meta = samples["_meta"]
+    levels = meta["levels"]
+    cells = [samples[vid]["levels"][lv] for lv in levels]
+
+    def stat(xs, f):
+        return round(float(f(np.asarray(xs))), 4) if len(xs) else None
+
+    return {
+        "busy_processes": levels,
+        "b2b_mean_ms": [stat(c["b2b"], np.mean) for c in cells],
+        "b2b_p50_ms": [stat(c["b2b"], np.median) for c in cells],
+        "b2b_p95_ms": [stat(c["b2b"], lambda a: np.percentile(a, 95)) for c in cells],
+        "rate_hz": meta["rate_hz"],
+        "mean_ms": [stat(c["resp"], np.mean) for c in cells],
+        "p50_ms": [stat(c["resp"], np.median) for c in cells],
+        "p95_ms": [stat(c["resp"], lambda a: np.percentile(a, 95)) for c in cells],
+        "wake_wait_frac": [stat(np.asarray(c["resp"]) - np.asarray(c["svc"]) > WAKE_WAIT_MS, np.mean) for c in cells],
+        "served_frac": [round(c["served"] / max(c["issued"], 1), 4) for c in cells],
+        "method": (f"{meta['rounds']} interleaved rounds; per round and busy-process count, one fresh process at "
+                   f"{meta['threads']} torch thread(s) times every variant {meta['calls']} times back to back "
+                   f"(b2b_*) and serves requests arriving at {meta['rate_hz']:g} Hz for {meta['duration_s']:g} s "
+                   f"(latest request first; mean/p50/p95 of the response time, arrival to result; wake_wait_frac: "
+                   f"share of requests whose response exceeded the service by more than {WAKE_WAIT_MS} ms); busy "
+                   f"processes: pure-Python loops in the same session (adascale_rl.context.load)"),
+    }
+
+
+# ---------------------------------------------------------------------------- the scheduler constants
+
+def kernel_tick_ms() -> tuple[float | None, str]:
+    """The scheduler tick from the running kernel's CONFIG_HZ, with where it was read, or None."""
+    import gzip
+
+    for path in ("/proc/config.gz", f"/boot/config-{platform.release()}"):
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as fh:
+                for line in fh:
+                    if line.startswith("CONFIG_HZ="):
+                        hz = int(line.split("=", 1)[1])
+                        return 1000.0 / hz, f"measured on this host: CONFIG_HZ={hz} in {path}"
+        except (OSError, ValueError):
+            continue
+    return None, "CONFIG_HZ not readable"
+
+
+def eevdf_slice_ms(cores: int) -> tuple[float, str]:
+    """The EEVDF base slice for this many CPUs: 0.75 ms x (1 + ilog2(min(cpus, 8)))."""
+    factor = 1 + int(math.log2(max(1, min(cores, 8))))
+    return 0.75 * factor, (f"Linux EEVDF base slice: sysctl_sched_base_slice 0.75 ms x (1 + ilog2({cores} CPUs)) = "
+                           f"{0.75 * factor:g} ms (kernel/sched/fair.c, logarithmic tunable scaling)")
+
+
+#: fitted values outside these ranges say the measurement was disturbed; they are not used
+PLAUSIBLE = {"idle_wake_ms": (0.0, 2.0), "idle_wake_per_ms": (0.0, 0.5), "idle_sleep_ms": (0.1, 50.0),
+             "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0)}
+#: requests per (variant, busy-process count) a fit needs
+MIN_SAMPLES = 20
+
+
+def fit_scheduler(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) -> dict:
+    """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``) and the wake-up wait
+    (``wake_wait``, ``wake_lag_ms``) of :class:`adascale_rl.device.model.Scheduler` to measured samples.
+
+    ``latency_ms``: each variant's isolated latency (the catalog's). Returns
+    ``{name: (value, how it was fitted)}`` for the constants the samples determine well enough:
+    cells with fewer than :data:`MIN_SAMPLES` requests are left out, and a fitted value outside
+    :data:`PLAUSIBLE` is dropped (the caller keeps a documented default).
+    """
+    out = _fit(samples, latency_ms, cores, threads)
+    return {k: v for k, v in out.items() if PLAUSIBLE[k][0] <= v[0] <= PLAUSIBLE[k][1]}
+
+
+def _fit(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) -> dict:
+    meta = samples["_meta"]
+    rate = float(meta["rate_hz"])
+    vids = [v for v in latency_ms if v in samples and len(samples[v]["levels"][0]["resp"]) >= MIN_SAMPLES]
+    if len(vids) < 2:
+        return {}
+    lat = np.array([latency_ms[v] for v in vids])
+    # idle wake-up at the main rate (long sleeps): excess of the response over the back-to-back service
+    quiet = [samples[v]["levels"][0] for v in vids]
+    excess = np.array([np.mean(c["resp"]) - np.mean(c["b2b"]) for c in quiet])
+    a = np.vstack([np.ones_like(lat), lat]).T
+    (w0, w1), *_ = np.linalg.lstsq(a, excess, rcond=None)
+    w0, w1 = max(float(w0), 0.0), max(float(w1), 0.0)
+    rms0 = float(np.sqrt(np.mean((w0 + w1 * lat - excess) ** 2)))
+    out = {
+        "idle_wake_ms": (round(w0, 4), f"least-squares fit of (mean response at {rate:g} Hz - mean back-to-back "
+                                       f"service) = idle_wake_ms + idle_wake_per_ms x latency over {len(vids)} "
+                                       f"variants with no busy process (rms error {rms0:.3f} ms)"),
+        "idle_wake_per_ms": (round(w1, 4), "fitted with idle_wake_ms"),
+    }
+    # the idle wake-up at shorter sleeps: excess / full excess = 1 - exp(-sleep / idle_sleep_ms)
+    ratios, sleeps = [], []
+    for r in meta.get("quiet_rates", []):
+        for v, l in zip(vids, lat):
+            c = samples[v]["quiet"].get(r) or samples[v]["quiet"].get(str(r))
+            full = w0 + w1 * l
+            if not c or len(c["resp"]) < MIN_SAMPLES or full <= 0.05:
+                continue
+            e = (np.mean(c["resp"]) - np.mean(samples[v]["levels"][0]["b2b"])) / full
+            sleep = 1000.0 / r - l
+            if 0.02 < e < 0.98 and sleep > 0:
+                ratios.append(e)
+                sleeps.append(sleep)
+    if ratios:
+        taus = -np.asarray(sleeps) / np.log(1.0 - np.asarray(ratios))
+        tau = float(np.median(taus))
+        out["idle_sleep_ms"] = (round(tau, 3), f"median over {len(taus)} (variant, rate) pairs at "
+                                               f"{', '.join(f'{r:g}' for r in meta['quiet_rates'])} Hz of "
+                                               f"-sleep / ln(1 - excess / excess at {rate:g} Hz)")
+    # the wake-up wait: share of requests waiting for a core at wake-up, where the cores are oversubscribed
+    pts = []
+    for lv in meta["levels"]:
+        over = (lv + threads) / cores - 1.0
+        if over <= 0:
+            continue
+        for v, l in zip(vids, lat):
+            c = samples[v]["levels"][lv]
+            if len(c["resp"]) < MIN_SAMPLES or l * rate / 1000.0 >= 1.0 / (1.0 + over):  # saturated: no sleeps
+                continue
+            q = float(np.mean(np.asarray(c["resp"]) - np.asarray(c["svc"]) > WAKE_WAIT_MS))
+            pts.append((over, l, q, len(c["resp"])))
+    if pts:
+        over, l, q, n = (np.array(x, dtype=float) for x in zip(*pts))
+        best = None
+        for kappa in np.linspace(0.02, 1.5, 75):
+            for lag in np.exp(np.linspace(math.log(0.05), math.log(5.0), 60)):
+                pred = np.minimum(1.0, kappa * over) * (1.0 - np.exp(-l / lag))
+                err = float(np.sum(n * (pred - q) ** 2) / np.sum(n))
+                if best is None or err < best[0]:
+                    best = (err, kappa, lag)
+        err, kappa, lag = best
+        out["wake_wait"] = (round(float(kappa), 4), f"weighted least-squares fit of the share of requests waiting "
+                                                    f"more than {WAKE_WAIT_MS} ms at wake-up, q = min(1, wake_wait x m) "
+                                                    f"x (1 - exp(-latency / wake_lag_ms)), m = extra runnable threads "
+                                                    f"per core, over {len(pts)} (variant, busy-process count) points "
+                                                    f"at {rate:g} Hz (rms error {math.sqrt(err):.3f})")
+        out["wake_lag_ms"] = (round(float(lag), 4), "fitted with wake_wait")
+    return out

@@ -1,0 +1,93 @@
+"""Contention probe, run as ``python -m adascale_rl.elastic.loadprobe --threads N --shape ... FILE...``.
+
+Times saved TorchScript variants the way an app runs them, in a fresh process with a fixed
+thread count (see :mod:`.timeprobe` for why), in two modes, variants in a shuffled order:
+
+* ``b2b``: back to back, ``--calls`` batch-1 inferences one after the other (a saturated
+  app: its thread never sleeps);
+* ``rate``: open loop, requests arriving every ``1 / --rate`` s for ``--duration`` s; the
+  thread sleeps until the next arrival and serves the latest one that has arrived (older
+  ones are dropped, as a camera pipeline drops stale frames). Per request it records the
+  service time (the inference call) and the response time (arrival to result).
+
+Whatever else runs on the machine meanwhile (the busy processes :mod:`.contention` starts)
+is the point. Prints one JSON object:
+``{file: {"b2b": [ms...], "svc": [ms...], "resp": [ms...], "issued": n, "served": n}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def serve_open_loop(call, rate_hz: float, duration_s: float) -> tuple[list[float], list[float], int, int]:
+    """Serve requests arriving at ``rate_hz`` for ``duration_s``: (service ms, response ms, issued, served)."""
+    period = 1.0 / rate_hz
+    issued = max(int(duration_s * rate_hz), 1)
+    svc, resp = [], []
+    t0 = time.perf_counter()
+    last = -1
+    while True:
+        now = time.perf_counter()
+        k = int((now - t0) / period)  # the latest request that has arrived
+        if k >= issued:
+            break
+        if k <= last:  # served it already: sleep until the next one arrives
+            time.sleep(max(0.0, t0 + (last + 1) * period - now))
+            continue
+        arrival = t0 + k * period
+        s0 = time.perf_counter()
+        call()
+        s1 = time.perf_counter()
+        svc.append((s1 - s0) * 1e3)
+        resp.append((s1 - arrival) * 1e3)
+        last = k
+    return svc, resp, issued, len(svc)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--shape", default="1,1,8,8")
+    ap.add_argument("--calls", type=int, default=200, help="back-to-back calls per variant")
+    ap.add_argument("--rate", type=float, default=60.0, help="open-loop request rate (Hz); 0: skip the mode")
+    ap.add_argument("--duration", type=float, default=0.5, help="open-loop seconds per variant")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+
+    import warnings
+
+    import numpy as np
+    import torch
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(a.threads)
+    models = {f: torch.jit.load(f).eval() for f in a.files}
+    x = torch.randn(tuple(int(s) for s in a.shape.split(",")))
+    out = {f: {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0} for f in a.files}
+    rng = np.random.default_rng(a.seed)
+    keys = list(models)
+    with torch.inference_mode():
+        for i in rng.permutation(len(keys)):
+            f = keys[i]
+            m = models[f]
+            for _ in range(a.warmup):
+                m(x)
+            for _ in range(a.calls):
+                t0 = time.perf_counter()
+                m(x)
+                out[f]["b2b"].append((time.perf_counter() - t0) * 1e3)
+            if a.rate > 0:
+                svc, resp, issued, served = serve_open_loop(lambda: m(x), a.rate, a.duration)
+                out[f].update(svc=svc, resp=resp, issued=issued, served=served)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The simulator's contention model against a measurement on this machine, in one run.
+
+    python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
+                                    [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
+
+Times at least three variants of a catalog written by ``adascale-rl profile`` (their
+TorchScript files from the profile's cache) beside 0, 1, 2 and 4 busy processes, levels
+interleaved in rounds, in two modes: back to back (a saturated app) and serving requests
+that arrive at ``--rate`` (an app that sleeps between requests; response time from arrival
+to result). Beside each measured mean and p95 it prints the simulator's prediction for the
+same context (:func:`adascale_rl.device.model.contention` with the catalog's latency and the
+device preset's scheduler constants, ``bg_runnable`` = the busy processes) and the relative
+error. The target: within 20 % for the mean and the p95 at every level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adascale_rl import paths  # noqa: E402
+from adascale_rl.device import model  # noqa: E402
+from adascale_rl.device.catalog import load_catalog  # noqa: E402
+from adascale_rl.device.presets import load_device  # noqa: E402
+from adascale_rl.elastic.contention import measure  # noqa: E402
+from adascale_rl.elastic.variants import variant_files  # noqa: E402
+
+#: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
+DEFAULT_VARIANTS = ("w1-final-r24-fp32", "w1-e3-r24-fp32", "w1-final-r24-int8", "w1-e2-r16-int8")
+TARGET = 0.20
+
+
+def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: float) -> tuple[float, float]:
+    """(mean, p95) of the latency the model predicts: back to back (``rate_hz`` None: the call alone) or
+    the response time of requests at ``rate_hz``."""
+    sched = model.Scheduler.of(device)
+    sigma = model.FRAME_SIGMA
+    c = model.contention(np.float64(lat_ms), np.float64(rate_hz or 1e9), np.float64(busy), float(device.cores),
+                         float(threads), sched)
+    if rate_hz is None:  # the app times the call itself: no queueing before it
+        c = c._replace(base_ms=np.float64(lat_ms))
+    mean = float((c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * sigma * sigma))
+    return mean, model.response_quantile(c, 0.95, sigma)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--catalog", default=str(paths.envs_dir() / "catalogs" / "local-x86.json"))
+    ap.add_argument("--device", default="local-x86", help="device preset (name or YAML path)")
+    ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS))
+    ap.add_argument("--levels", nargs="+", type=int, default=[0, 1, 2, 4], help="busy-process counts")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=60.0, help="request rate of the open-loop mode (Hz)")
+    ap.add_argument("--calls", type=int, default=300, help="back-to-back calls per variant, level and round")
+    ap.add_argument("--duration", type=float, default=1.0, help="open-loop seconds per variant, level and round")
+    args = ap.parse_args()
+    if len(args.variants) < 3:
+        ap.error("time at least three variants")
+    cat = load_catalog(args.catalog)
+    device = load_device(args.device)
+    threads = cat.threads if cat.threads is not None else device.cores
+    files = variant_files(cat)
+    missing = [v for v in args.variants if v not in files]
+    if missing:
+        ap.error(f"not in {args.catalog}: {', '.join(missing)}")
+    files = {v: files[v] for v in args.variants}
+    shape = (1, 1, 8, 8)
+    if isinstance(cat.extra.get("elastic"), dict):
+        arch = cat.extra["elastic"].get("arch", {})
+        shape = (1, arch.get("in_channels", 1), arch.get("input_size", 8), arch.get("input_size", 8))
+    t0 = time.perf_counter()
+    samples = measure(files, shape, threads=int(threads), levels=args.levels, rounds=args.rounds, calls=args.calls,
+                      rate_hz=args.rate, duration_s=args.duration)
+    secs = time.perf_counter() - t0
+    load = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "
+          f"{Path(args.catalog).name}, device {device.name}, {int(threads)} torch thread(s); {args.rounds} interleaved "
+          f"rounds; load average after the run {load[0]:.2f}; {secs:.0f} s")
+    print(f"prediction: adascale_rl.device.model.contention with the catalog's latency and the preset's scheduler "
+          f"constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
+    header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "
+              f"{'p95':>8} {'pred':>8} {'err':>6}")
+    print(header)
+    worst = 0.0
+    rows = []
+    for vid in args.variants:
+        lat = cat.variants[cat.index(vid)].latency_ms
+        for level in args.levels:
+            cell = samples[vid]["levels"][level]
+            for mode, xs, rate in (("b2b", cell["b2b"], None), (f"{args.rate:g}Hz", cell["resp"], args.rate)):
+                a = np.asarray(xs)
+                m_mean, m_p95 = float(a.mean()), float(np.percentile(a, 95))
+                p_mean, p_p95 = predict(lat, level, rate, device, threads)
+                e1, e2 = p_mean / m_mean - 1.0, p_p95 / m_p95 - 1.0
+                worst = max(worst, abs(e1), abs(e2))
+                rows.append((vid, lat, level, mode, len(a), m_mean, p_mean, e1, m_p95, p_p95, e2))
+                print(f"{vid:<20} {lat:>7.3f} {level:>4} {mode:>6} {len(a):>5} {m_mean:>8.3f} {p_mean:>8.3f} "
+                      f"{e1:>+6.0%} {m_p95:>8.3f} {p_p95:>8.3f} {e2:>+6.0%}")
+    print(f"largest |error|: {worst:.0%} ({'within' if worst <= TARGET else 'NOT within'} the {TARGET:.0%} target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

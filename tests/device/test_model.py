@@ -1,0 +1,166 @@
+"""The one performance model: its physics, and every copy of it tied to it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch as th
+
+from adascale_rl.device import model
+from adascale_rl.device import physics as ph
+from adascale_rl.device.catalog import load_catalog, validate
+from adascale_rl.device.presets import load_device
+from adascale_rl import paths
+from _envdata import LADDER, make_catalog_doc
+
+SCHED = model.Scheduler()
+
+
+def test_erf_matches_math_erf_everywhere():
+    x = np.linspace(-6, 6, 20001)
+    np.testing.assert_allclose(model.erf(x), [math.erf(v) for v in x], atol=1.5e-7, rtol=0)
+    assert max(abs(model.erf_scalar(v) - math.erf(v)) for v in x[::7]) <= 1.5e-7
+    t = model.erf(th.as_tensor(x))
+    np.testing.assert_allclose(t.numpy(), model.erf(x), atol=1e-12)
+
+
+def test_no_contention_while_the_runnable_threads_fit_the_cores():
+    # 1 app thread + 1 busy process on 2 cores: nothing waits (measured 1.00x on the reference machine)
+    c = model.contention(np.float64(2.0), np.float64(1e9), np.float64(1.0), 2.0, 1.0, SCHED)
+    assert float(c.p_delay) == 0.0 and float(c.capacity_hz) == pytest.approx(500.0)
+    # the same at a low rate: the only extra is the idle wake-up, and it fades with an idle core gone
+    quiet = model.contention(np.float64(2.0), np.float64(60.0), np.float64(0.0), 2.0, 1.0, SCHED)
+    assert float(quiet.p_delay) == 0.0 and 2.0 < float(quiet.base_ms) < 2.6
+
+
+@pytest.mark.parametrize("busy,cores,threads", [(2, 2, 1), (4, 2, 1), (3, 4, 4), (8, 4, 4)])
+def test_a_saturated_app_gets_its_fair_share_of_the_cores(busy, cores, threads):
+    lat = np.array([0.15, 1.2, 2.7, 40.0, 130.0])
+    c = model.contention(lat, np.float64(1e9), np.float64(busy), float(cores), float(threads), SCHED)
+    share = cores / (busy + threads)
+    # mean wall time per request (service + preemption waits): the fair share's stretch
+    np.testing.assert_allclose(lat + c.p_delay * c.delay_ms, lat / share, rtol=1e-9)
+    np.testing.assert_allclose(c.capacity_hz, 1000.0 * share / lat, rtol=1e-9)
+    # short requests mostly run untouched (the measured bimodal latency), long ones are all stretched
+    assert c.p_delay[0] < 0.1 < c.p_delay[2] and c.p_delay[-1] > 0.99
+
+
+def test_a_sleeping_app_waits_at_wake_up_and_after_its_wake_slice():
+    lat = np.array([0.15, 1.2, 2.7])
+    rate = np.float64(60.0)
+    c2 = model.contention(lat, rate, np.float64(2.0), 2.0, 1.0, SCHED)
+    c4 = model.contention(lat, rate, np.float64(4.0), 2.0, 1.0, SCHED)
+    # more busy processes: more requests wait; longer requests: more too (the last one is preempted after its slice)
+    assert np.all(c4.p_delay > c2.p_delay) and np.all(np.diff(c2.p_delay) > 0)
+    # the waits are about one tick (a core's other thread runs its slice)
+    assert np.all((c2.delay_ms > 0.5 * SCHED.tick_ms) & (c2.delay_ms < 1.5 * SCHED.tick_ms))
+    # a long request of a sleeping app ends at the fair share too
+    long = model.contention(np.float64(400.0), np.float64(1.0), np.float64(4.0), 4.0, 4.0, SCHED)
+    assert float(400.0 + long.p_delay * long.delay_ms) == pytest.approx(800.0, rel=0.02)
+
+
+def test_contention_grows_continuously_with_the_run_queue():
+    lat = np.array([0.3, 1.2, 2.7, 60.0])
+    for rate in (60.0, 400.0, 1e9):
+        prev = None
+        for b in np.linspace(0.0, 6.0, 601):
+            c = model.contention(lat, np.float64(rate), np.float64(b), 2.0, 1.0, SCHED)
+            mean = c.base_ms + c.p_delay * c.delay_ms
+            if prev is not None and rate != 1e9:  # the sleeper/saturated boundary is a real regime change
+                assert np.all(np.abs(mean - prev) < 0.05 * mean + 0.6), (rate, b)
+            prev = mean
+
+
+def test_derived_devices_slow_by_the_published_co_run_figures_under_full_co_run_load():
+    """A co-running app that keeps every core busy (bg_runnable = cores): 1.5-3x (shared/CALIBRATION.md)."""
+    for name in ("rpi4", "jetson-nano", "pixel4"):
+        d = load_device(name)
+        cat = load_catalog(paths.envs_dir() / "catalogs" / f"{name}.json")
+        t = model.VariantTable(d, cat, model.FRAME_SIGMA)
+        for rate in (2.0, 10.0):
+            quiet = model.expected_latency_ms(t, t.arrays(), freq_mhz=d.f_max_mhz, bg_runnable=0.0, rate_hz=rate)
+            full = model.expected_latency_ms(t, t.arrays(), freq_mhz=d.f_max_mhz, bg_runnable=float(d.cores),
+                                             rate_hz=rate)
+            ratio = full / quiet
+            assert np.all((ratio >= 1.5) & (ratio <= 3.0)), (name, rate, ratio.min(), ratio.max())
+
+
+def test_serving_counts_the_tail_and_drops_what_the_app_cannot_keep_up_with():
+    c = model.Contention(np.float64(0.2), np.float64(4.0), np.float64(1.0), np.float64(900.0))
+    s = model.serve(c, np.float64(1000.0), np.float64(2.5), 1.0, 1.0, 0.1)
+    assert float(s.served_frac) == pytest.approx(0.9)
+    assert float(s.on_time_frac) == pytest.approx(0.9 * 0.8, abs=1e-6)  # the delayed 20 % are late
+    assert float(s.mean_ms) == pytest.approx(1.8 * math.exp(0.005))
+
+
+def _random_case(rng, physics):
+    n = len(physics.catalog)
+    exo = ph.Exo(freq_cap_mhz=float(rng.choice([math.inf, rng.uniform(500, 2000)])), bg_cpu_util=float(rng.uniform(0, 1)),
+                 bg_runnable=float(rng.choice([0.0, rng.uniform(0, 10), 1.0, 2.0])),
+                 mem_avail_mb=float(rng.choice([40.0, 70.0, 500.0])), ambient_temp_c=float(rng.uniform(15, 40)),
+                 battery_pct=float(rng.uniform(0, 100)), plugged=bool(rng.random() < 0.5),
+                 request_rate_hz=float(rng.choice([0.0, rng.uniform(1, 1000), rng.uniform(1, 30)])),
+                 deadline_ms=float(np.exp(rng.uniform(np.log(0.5), np.log(500)))))
+    state = ph.PhysicsState(loaded=int(rng.integers(n)), temp_c=float(rng.uniform(30, 90)),
+                            thermal_level=int(rng.integers(len(physics.ladder))),
+                            battery_used_j=float(rng.choice([0.0, rng.uniform(0, 500)])), killed=bool(rng.random() < 0.1))
+    return exo, state, int(rng.integers(n)), ph.Noise(float(np.exp(rng.normal(0, 0.3)))), float(rng.choice([0.5, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("device", ["rpi4", "pixel4", "local-x86"])
+def test_the_simulators_fast_path_is_the_batched_model_on_random_cases(device):
+    """10,000 random (state, context, variant) cases over the three presets (3,334 each)."""
+    doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
+                                      "size_mb": 0.1, "energy_mj": 0.5}])
+    doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
+    doc["threads"] = {"value": 1 if device == "local-x86" else 4, "derived": "test"}
+    physics = ph.DevicePhysics(load_device(device), validate(doc))
+    t, arrays = physics.table, physics.arrays
+    rng = np.random.default_rng(hash(device) % 2**32)
+    for _ in range(3334):
+        exo, state, target, noise, dt = _random_case(rng, physics)
+        new, out = physics.step(state, target, exo, noise, dt)
+        assert out.freq_mhz == physics.clock(state, exo)
+        loading = target != state.loaded or state.killed
+        o = model.outcome(t, arrays, freq_mhz=out.freq_mhz, bg_runnable=exo.bg_runnable, rate_hz=exo.request_rate_hz,
+                          deadline_ms=exo.deadline_ms, dt_s=dt, noise=noise.latency, loading=loading)
+        i = target
+        assert out.service_ms == pytest.approx(o.latency_ms[i], rel=1e-12)
+        assert out.latency_ms == pytest.approx(o.serving.mean_ms[i], rel=1e-12)
+        mem = model.switch_mem_mb(t.peak_mem_mb, t.peak_mem_mb[state.loaded], t.overhead_mb,
+                                  killed=state.killed or not loading)[i]
+        assert out.mem_mb == pytest.approx(mem) and out.oom == (mem > exo.mem_avail_mb)
+        if out.oom:
+            assert out.serving.on_time_frac == 0.0
+            continue
+        assert out.serving.served_frac == pytest.approx(o.serving.served_frac[i], rel=1e-12, abs=1e-15)
+        assert out.serving.on_time_frac == pytest.approx(o.serving.on_time_frac[i], rel=1e-9, abs=1e-12)
+        assert out.energy_j == pytest.approx(o.energy_j[i], rel=1e-9, abs=1e-15)
+
+
+def test_the_model_computes_the_same_in_torch_and_numpy():
+    d = load_device("pixel4")
+    cat = validate(make_catalog_doc(LADDER))
+    t = model.VariantTable(d, cat, 0.15)
+    rng = np.random.default_rng(0)
+    ctx = {"freq_mhz": rng.uniform(700, d.f_max_mhz, (64, 1)), "bg_runnable": rng.uniform(0, 9, (64, 1)),
+           "rate_hz": np.exp(rng.uniform(0, 7, (64, 1))), "deadline_ms": np.exp(rng.uniform(0, 6, (64, 1))),
+           "noise": np.exp(rng.normal(0, 0.3, (64, 1)))}
+    for loading in (False, True):
+        a = model.outcome(t, t.arrays(), dt_s=1.0, loading=loading, **ctx)
+        b = model.outcome(t, {k: th.as_tensor(v) for k, v in t.arrays().items()}, dt_s=1.0, loading=loading,
+                          **{k: th.as_tensor(v) for k, v in ctx.items()})
+        for x, y in ((a.serving.on_time_frac, b.serving.on_time_frac), (a.serving.mean_ms, b.serving.mean_ms),
+                     (a.energy_j, b.energy_j), (a.serving.served_frac, b.serving.served_frac)):
+            np.testing.assert_allclose(y.numpy(), x, rtol=1e-10, atol=1e-12)
+
+
+def test_the_table_round_trips_through_plain_numbers():
+    import json
+
+    d = load_device("rpi4")
+    t = model.VariantTable(d, validate(make_catalog_doc(LADDER)), 0.1)
+    u = model.VariantTable.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert u.to_dict() == t.to_dict() and u.sched == t.sched
