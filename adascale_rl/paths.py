@@ -48,7 +48,7 @@ def traces_dir() -> Path:
 def resolve(path: str | os.PathLike, kind: str) -> Path:
     """Resolve ``path`` as given, else relative to the shipped ``kind`` folder.
 
-    ``resolve("rpi4-sim-v1", "traces")`` finds the shipped dataset; an existing
+    ``resolve("rpi4-sim-v2", "traces")`` finds the shipped dataset; an existing
     path on disk (a user's own data) always wins.
     """
     if kind not in _KINDS:

@@ -590,6 +590,10 @@ def build_catalog(name: str) -> Catalog:
         runtime_overhead_mb=RUNTIME_OVERHEAD_MIB,
         runtime_overhead_origin=("derived: assumption: the inference runtime library, thread pool, scratch and "
                                  "packing buffers; included in every peak_mem_mb and held once by the process"),
+        threads=dev.preset.cores,
+        threads_origin=(f"derived: one inference thread per core, as the latency anchor was measured ([ncnn] "
+                        f"benchncnn with {dev.preset.cores} threads); the simulator shares the cores among these and "
+                        f"the background's runnable threads"),
         extra={
             "derivation": ("Derived from published figures, not measured: python scripts/derive_catalogs.py rewrites "
                            "this file byte-identically. Each variant's provenance gives its rule with the numbers; "

@@ -154,3 +154,234 @@ def alive(pids: Sequence[int]) -> list[int]:
             except OSError:
                 pass
     return out
+
+
+# --------------------------------------------------------------------------- load schedules
+
+class ScheduleError(ValueError):
+    """A load schedule that cannot be used; the message names the file and the segment."""
+
+
+class Segment:
+    """One stretch of a load schedule: busy processes, a memory hog and (for the live loop) the app's mode."""
+
+    __slots__ = ("duration_s", "busy", "memory_mb", "request_rate_hz", "deadline_ms")
+
+    def __init__(self, duration_s: float, busy: int = 0, memory_mb: int = 0, request_rate_hz: float | None = None,
+                 deadline_ms: float | None = None):
+        self.duration_s = float(duration_s)
+        self.busy = int(busy)
+        self.memory_mb = int(memory_mb)
+        self.request_rate_hz = request_rate_hz
+        self.deadline_ms = deadline_ms
+
+    def load(self) -> tuple[int, int]:
+        return self.busy, self.memory_mb
+
+    def __repr__(self) -> str:
+        return (f"Segment({self.duration_s:g} s, busy={self.busy}, memory_mb={self.memory_mb}"
+                + (f", rate={self.request_rate_hz:g} Hz" if self.request_rate_hz is not None else "")
+                + (f", deadline={self.deadline_ms:g} ms" if self.deadline_ms is not None else "") + ")")
+
+
+_SEGMENT_KEYS = {"duration_s", "busy", "memory_mb", "request_rate_hz", "deadline_ms"}
+
+
+def parse_schedule(doc, where: str = "schedule") -> tuple[str, str, list[Segment]]:
+    """(name, description, segments) of a load schedule document; every problem is a :class:`ScheduleError`."""
+    import math
+
+    if not isinstance(doc, dict):
+        raise ScheduleError(f"{where}: must be a YAML mapping with 'segments'")
+    unknown = set(doc) - {"name", "description", "segments"}
+    if unknown:
+        raise ScheduleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: name, description, segments")
+    segs = doc.get("segments")
+    if not isinstance(segs, list) or not segs:
+        raise ScheduleError(f"{where}: 'segments' must be a non-empty list")
+    out = []
+    for i, s in enumerate(segs):
+        at = f"{where}: segment {i + 1}"
+        if not isinstance(s, dict):
+            raise ScheduleError(f"{at}: must be a mapping like {{duration_s: 30, busy: 2}}")
+        bad = set(s) - _SEGMENT_KEYS
+        if bad:
+            raise ScheduleError(f"{at}: unknown key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(_SEGMENT_KEYS))}")
+
+        def number(key, whole=False, low=0.0, strict=False, default=None):
+            v = s.get(key, default)
+            if v is None:
+                return None
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v > low if strict else v >= low) and (not whole or float(v).is_integer())
+            if not ok:
+                kind = "a whole number" if whole else "a number"
+                raise ScheduleError(f"{at}: {key} must be {kind} {'>' if strict else '>='} {low:g}, not {v!r}")
+            return int(v) if whole else float(v)
+
+        out.append(Segment(number("duration_s", strict=True, default=s.get("duration_s", "missing")),
+                           number("busy", whole=True, default=0), number("memory_mb", whole=True, default=0),
+                           number("request_rate_hz", strict=True), number("deadline_ms", strict=True)))
+    name = doc.get("name") if isinstance(doc.get("name"), str) else where
+    return name, str(doc.get("description", "")), out
+
+
+class LoadSchedule:
+    """A load schedule from ``envs/loads/<name>.yaml`` (or any YAML file)::
+
+        name: quiet-to-oversubscribed
+        description: one line
+        segments:
+          - {duration_s: 30}                            # quiet
+          - {duration_s: 30, busy: 2}                   # two busy processes
+          - {duration_s: 30, busy: 4, memory_mb: 4096}  # and a process holding 4 GiB
+          - {duration_s: 30, request_rate_hz: 400, deadline_ms: 2.5}   # the app changes mode (live loop)
+    """
+
+    def __init__(self, name: str, segments: Sequence[Segment], description: str = "", path=None):
+        self.name = name
+        self.segments = list(segments)
+        self.description = description
+        self.path = path
+
+    @classmethod
+    def load(cls, name_or_path) -> "LoadSchedule":
+        from pathlib import Path
+
+        from adascale_rl import paths
+        from adascale_rl._files import read_data
+
+        p = Path(name_or_path)
+        if not (p.suffix in (".yaml", ".yml") and p.exists()):
+            shipped = paths.envs_dir() / "loads" / f"{name_or_path}.yaml"
+            if not shipped.exists():
+                known = sorted(f.stem for f in (paths.envs_dir() / "loads").glob("*.yaml"))
+                raise ScheduleError(f"unknown load schedule {name_or_path!r}: not a YAML file, and the shipped ones "
+                                    f"are {', '.join(known) or 'none'}")
+            p = shipped
+        name, description, segs = parse_schedule(read_data(p, ScheduleError), str(p))
+        return cls(name, segs, description, p)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.segments)
+
+    def at(self, t_s: float) -> Segment:
+        """The segment in effect ``t_s`` seconds after the start (the last one after the end)."""
+        end = 0.0
+        for s in self.segments:
+            end += s.duration_s
+            if t_s < end:
+                return s
+        return self.segments[-1]
+
+    def describe(self) -> str:
+        """The schedule in one line: '0-30 s quiet; 30-60 s 2 busy; ...'."""
+        parts, t = [], 0.0
+        for s in self.segments:
+            what = []
+            if s.busy:
+                what.append(f"{s.busy} busy process{'es' if s.busy != 1 else ''}")
+            if s.memory_mb:
+                what.append(f"{s.memory_mb} MiB held")
+            if s.request_rate_hz is not None or s.deadline_ms is not None:
+                what.append(f"app at {s.request_rate_hz or '-'} Hz / {s.deadline_ms or '-'} ms")
+            parts.append(f"{t:g}-{t + s.duration_s:g} s {', '.join(what) or 'quiet'}")
+            t += s.duration_s
+        return "; ".join(parts)
+
+
+class ScheduleRunner:
+    """Play a :class:`LoadSchedule` in the background: at each segment's start, stop the previous
+    segment's children and start this one's. Every child is stopped on exit (also on an error and
+    Ctrl-C) and ends by itself if this process dies.
+
+    ::
+
+        with ScheduleRunner(LoadSchedule.load("quiet-to-oversubscribed")) as run:
+            ...  # run.segment() is the segment in effect now; run.pids() the children running
+    """
+
+    def __init__(self, schedule: LoadSchedule, clock=time.monotonic):
+        import threading
+
+        self.schedule = schedule
+        self.clock = clock
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = None
+        self._current: tuple[BusyProcesses, MemoryHog] | None = None
+        self._index = -1
+        self.t0 = None
+        self.error: BaseException | None = None
+
+    def segment(self) -> Segment:
+        return self.schedule.segments[max(self._index, 0)]
+
+    def elapsed_s(self) -> float:
+        return 0.0 if self.t0 is None else self.clock() - self.t0
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            if self._current is None:
+                return []
+            return self._current[0].pids + self._current[1].pids
+
+    def _switch(self, i: int) -> None:
+        seg = self.schedule.segments[i]
+        with self._lock:
+            prev = self._current
+            self._current = None
+        if prev is not None:
+            prev[0].stop()
+            prev[1].stop()
+        busy, hog = BusyProcesses(seg.busy, settle_s=0.0), MemoryHog(seg.memory_mb)
+        with self._lock:
+            self._current = (busy, hog)
+            self._index = i
+        hog.__enter__()
+        busy.__enter__()
+
+    def _run(self) -> None:
+        try:
+            ends, t = [], 0.0
+            for s in self.schedule.segments:
+                t += s.duration_s
+                ends.append(t)
+            for i, end in enumerate(ends):
+                if self._stop.is_set():
+                    return
+                if i > 0:
+                    self._switch(i)
+                self._stop.wait(max(0.0, self.t0 + end - self.clock()))
+        except BaseException as exc:  # surfaced by stop(); the children are stopped there
+            self.error = exc
+
+    def __enter__(self):
+        import threading
+
+        self.t0 = self.clock()
+        try:
+            self._switch(0)
+        except BaseException:
+            self.stop()
+            raise
+        self._thread = threading.Thread(target=self._run, daemon=True, name="load-schedule")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            cur, self._current = self._current, None
+        if cur is not None:
+            cur[0].stop()
+            cur[1].stop()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.error is not None and exc[0] is None:
+            raise RuntimeError(f"the load schedule {self.schedule.name} failed: {self.error}") from self.error
+        return False

@@ -10,7 +10,7 @@ the files, and a broken file breaks only its own environment.
     description: one line
     device: rpi4                 # envs/devices/<device>.yaml
     catalog: rpi4                # envs/catalogs/<catalog>.json
-    dataset: rpi4-sim-v1         # a shipped traces/<dataset>/, or a path (relative: to this file)
+    dataset: rpi4-sim-v2         # a shipped traces/<dataset>/, or a path (relative: to this file)
     workload: rpi4-vision        # optional: the app workload (traces without app columns, e.g. recordings, get its modes)
     reward: balanced             # a preset name, or a mapping of weights
     period_s: 1.0                # decision interval
@@ -64,7 +64,7 @@ class EnvSpec:
         """The trace dataset: an absolute path; else, for a spec read from a file, a folder
         relative to that file, then a shipped dataset of that name. The working directory
         is not consulted for a spec file: a folder there that happens to bear a shipped
-        dataset's name (an old ``synth --out rpi4-sim-v1``) must not replace it."""
+        dataset's name (an old ``synth --out rpi4-sim-v2``) must not replace it."""
         p = Path(self.dataset).expanduser()
         if p.is_absolute() or self.path is None:
             return paths.resolve(p, "traces")

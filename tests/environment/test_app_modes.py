@@ -29,7 +29,7 @@ def test_recordings_get_the_workloads_modes_deterministically_and_files_are_unto
             assert "request_rate_hz" not in t.data  # the loaded dataset is not modified
     assert seen == modes  # over the shipped recordings every mode occurs
     # traces that have app columns (the simulated datasets) are left alone
-    sim = load_dataset(paths.traces_dir() / "rpi4-sim-v1")
+    sim = load_dataset(paths.traces_dir() / "rpi4-sim-v2")
     over = with_app_modes(sim, wl)
     assert all(t is u for s in sim.splits for t, u in zip(sim.splits[s], over.splits[s]))
 

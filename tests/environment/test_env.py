@@ -281,16 +281,16 @@ def test_a_folder_in_the_working_directory_does_not_shadow_a_shipped_dataset(tmp
     from adascale_rl import paths
     from adascale_rl.environment.spec import find_spec
 
-    shipped = paths.traces_dir() / "rpi4-sim-v1"
-    (tmp_path / "rpi4-sim-v1").mkdir()  # e.g. left over from `adascale-rl synth --out rpi4-sim-v1`
+    shipped = paths.traces_dir() / "rpi4-sim-v2"
+    (tmp_path / "rpi4-sim-v2").mkdir()  # e.g. left over from `adascale-rl synth --out rpi4-sim-v2`
     monkeypatch.chdir(tmp_path)
     assert find_spec("Rpi4-Vision").dataset_path() == shipped.resolve()
     # a spec file's relative dataset is looked up next to the file first
     here = tmp_path / "mine"
-    (here / "rpi4-sim-v1").mkdir(parents=True)
+    (here / "rpi4-sim-v2").mkdir(parents=True)
     doc = yaml.safe_load(find_spec("Rpi4-Vision").path.read_text())
     (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v1"}))
-    assert find_spec(str(here / "Mine.yaml")).dataset_path() == (here / "rpi4-sim-v1").resolve()
+    assert find_spec(str(here / "Mine.yaml")).dataset_path() == (here / "rpi4-sim-v2").resolve()
     (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v1", "dataset": "nope-v1"}))
     with pytest.raises(FileNotFoundError, match="neither next to the spec"):
         find_spec(str(here / "Bad.yaml")).dataset_path()
