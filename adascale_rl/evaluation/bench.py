@@ -33,6 +33,31 @@ DEFAULT_ENV = "AdaScale/Rpi4-Vision-v0"
 OPT_IN = ("context-oracle",)
 
 
+def check_seeds(seeds: Any) -> list[int]:
+    """Evaluation seeds ``0 .. seeds-1``; a count below 1 is a ValueError naming it (never a silent default)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ValueError(f"--seeds {seeds}: give at least 1 evaluation seed (seeds 0 .. N-1 are used)")
+    return list(range(int(seeds)))
+
+
+def parse_policies(text: str | None) -> list[str] | None:
+    """``--policies`` as a list of names: comma-separated, spaces around names ignored."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--policies {text!r} names no policy")
+    return names
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    import difflib
+
+    same = [k for k in known if k.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def builtin_names(policies: Sequence[str] | None) -> list[str]:
     """The built-in policies a bench runs: all but :data:`OPT_IN`, or those ``policies`` names."""
     if policies is None:
@@ -46,6 +71,45 @@ def learned_controllers(spec_name: str) -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / "model.zip").exists() or (p / "best_model.zip").exists()}
+
+
+def learned_for(spec, policies: Sequence[str] | None) -> dict[str, Path]:
+    """The learned controllers a bench runs on ``spec``: label -> folder. The shipped ones of a
+    shipped environment (``ppo``, ``ppo:<algo>``), and run folders or model files named in ``policies``."""
+    shipped = spec.path is not None and _inside(spec.path, paths.envs_dir())
+    learned = {f"ppo:{k}" if k != "ppo" else "ppo": v
+               for k, v in (learned_controllers(spec.name) if shipped else {}).items()}
+    for extra in policies or []:
+        if extra not in BUILTIN and Path(extra).exists():
+            learned[Path(extra).name] = Path(extra)
+    return {k: v for k, v in learned.items() if policies is None or k in policies or str(v) in policies}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_policies(specs: Sequence[Any], policies: Sequence[str] | None) -> None:
+    """Refuse, before any work, a ``--policies`` name that is neither built in, nor a learned
+    controller of one of the environments, nor an existing run folder; and a selection that
+    leaves an environment with no policy."""
+    if policies is None:
+        return
+    labels = {k for spec in specs for k in learned_for(spec, None)}
+    for name in policies:
+        if name in BUILTIN or name in labels or Path(name).exists():
+            continue
+        known = [*BUILTIN, *sorted(labels)]
+        raise ValueError(f"unknown policy {name!r} in --policies{_suggest(name, known)}; known: "
+                         f"{', '.join(known)}, or a trained run folder")
+    for spec in specs:
+        if not builtin_names(policies) and not learned_for(spec, policies):
+            raise ValueError(f"none of --policies {','.join(policies)} applies to {spec.id} "
+                             f"(it has no shipped learned controller)")
 
 
 def _env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any] | None = None) -> AdaScaleEnv:
@@ -115,24 +179,21 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
     from tqdm.auto import tqdm
 
     env_kwargs = dict(env_kwargs or {})
+    seed_list = check_seeds(seeds)
+    specs = [find_spec(e) for e in envs]
+    check_policies(specs, policies)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds))
     rows: list[dict] = []
     notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
-    for env_id in envs:
-        spec = find_spec(env_id)
+    for spec in specs:
         test_env = _env(spec, "test", traces, env_kwargs)
         train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
         episodes = test_env.evaluation_episodes()
         if quick:
             episodes = episodes[: max(2, len(episodes) // 4)]
         names = builtin_names(policies)
-        learned = {f"ppo:{k}" if k != "ppo" else "ppo": v for k, v in learned_controllers(spec.name).items()}
-        for extra in policies or []:
-            if extra not in BUILTIN and Path(extra).exists():
-                learned[Path(extra).name] = Path(extra)
-        learned = {k: v for k, v in learned.items() if policies is None or k in policies or str(v) in policies}
+        learned = learned_for(spec, policies)
         total = (len(names) + len(learned)) * len(seed_list) * len(episodes)
         bar = tqdm(total=total, desc=spec.name, disable=not progress, unit="ep")
         results, kinds, params_of, objs = {}, {}, {}, {}
@@ -221,8 +282,8 @@ def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: P
 
 def bench_command(args) -> int:
     envs = args.env or [DEFAULT_ENV]
-    seeds = args.seeds or (2 if args.quick else 5)
-    policies = args.policies.split(",") if args.policies else None
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
+    policies = parse_policies(args.policies)
     command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adascale-rl bench"
     t0 = time.perf_counter()
     rows = bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
@@ -237,8 +298,8 @@ def evaluate_command(args) -> int:
     spec = find_spec(args.env or DEFAULT_ENV)
     env_kwargs = env_kwargs_from(args.env_kwargs)
     env = _env(spec, args.split, args.traces, env_kwargs)
+    seeds = check_seeds(args.seeds)
     policy = make_policy(args.policy)
-    seeds = list(range(args.seeds))
     res = evaluate(env, policy, seeds)
     a = aggregate(res, seeds)
     print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"

@@ -33,6 +33,12 @@ def _fmt(x: float, nd: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
+def _ratio(x: float) -> str:
+    """A ratio cell: ``1.23x``, or ``n/a`` (no reference policy in the run)."""
+    s = _fmt(x, 2)
+    return s if s == "n/a" else f"{s}x"
+
+
 def markdown(rows: Sequence[dict], *, command: str, seeds: Sequence[int], notes: Sequence[str] = ()) -> str:
     out = []
     for env in dict.fromkeys(r["env"] for r in rows):
@@ -44,8 +50,8 @@ def markdown(rows: Sequence[dict], *, command: str, seeds: Sequence[int], notes:
         for r in sorted(sub, key=lambda r: -r["mean_return"]):
             out.append(f"| {r['policy']} | {r['kind']} | {r['mean_return']:.2f} ± {_fmt(r['ci95_return'], 2)} | "
                        f"{_fmt(r['return_vs_oracle'])} | {r['effective_accuracy']:.3f} | {r['miss_rate']:.3f} | "
-                       f"{r['mean_latency_ms']:.1f} | {_fmt(r['latency_vs_largest'], 2)}x | {r['energy_j']:.1f} | "
-                       f"{_fmt(r['energy_vs_largest'], 2)}x | {r['oom_kills']:.2f} | {r['switches']:.1f} |")
+                       f"{r['mean_latency_ms']:.1f} | {_ratio(r['latency_vs_largest'])} | {r['energy_j']:.1f} | "
+                       f"{_ratio(r['energy_vs_largest'])} | {r['oom_kills']:.2f} | {r['switches']:.1f} |")
         out.append("")
     head = [
         f"Command: `{command}`  ",

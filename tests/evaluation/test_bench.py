@@ -159,3 +159,47 @@ def test_numpy_env_kwargs_are_written_as_plain_numbers():
 
     assert json.loads(json.dumps({"spike_spell_s": np.int64(8), "latency_sigma": np.float64(0.1)}, default=_plain)) \
         == {"spike_spell_s": 8, "latency_sigma": 0.1}
+
+
+def test_seed_counts_below_one_are_refused_not_replaced_or_nan(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    for seeds in ("0", "-1"):
+        res = _cli("bench", "--env", str(spec), "--seeds", seeds, "--out", str(out), "--no-progress", cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert f"--seeds {seeds}: give at least 1 evaluation seed" in res.stderr
+        ev = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--seeds", seeds, cwd=tmp_path)
+        assert ev.returncode == 2 and f"--seeds {seeds}: give at least 1" in ev.stderr and "nan" not in ev.stdout
+    assert not out.exists()
+
+
+def test_unknown_policy_names_are_refused_before_anything_is_written(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    for given, words in (("nosuch", "unknown policy 'nosuch' in --policies;"),
+                         ("Planner", "unknown policy 'Planner' in --policies (did you mean 'planner'?)"),
+                         ("planner,nosuch", "unknown policy 'nosuch'"),
+                         (" , ", "names no policy"),
+                         ("ppo", "unknown policy 'ppo'")):  # no shipped controller for a user's environment
+        res = _cli("bench", "--env", str(spec), "--policies", given, "--out", str(out), "--no-progress", cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, (given, res.stderr)
+        assert "Traceback" not in res.stderr and not out.exists()
+    # a shipped controller's name is known, but it applies only to its own environment
+    res = _cli("bench", "--env", str(spec), "--env", "Rpi4-Vision", "--policies", "ppo", "--out", str(out),
+               "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and "none of --policies ppo applies to AdaScale/Fixture-Test-v0" in res.stderr
+    assert not out.exists()
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "Planner", cwd=tmp_path)
+    assert ev.returncode == 2 and "unknown policy 'Planner' (did you mean 'planner'?)" in ev.stderr
+
+
+def test_policy_list_with_spaces_runs_every_name_and_ratios_without_static_largest_read_na(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "1", "--policies", "static-smallest, random",
+               "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert sorted(r["policy"] for r in rows) == ["random", "static-smallest"]
+    md = (out / "results.md").read_text()
+    assert "n/ax" not in md and "| n/a |" in md
