@@ -308,14 +308,32 @@ def write_manifest(root: Path, entries: Mapping[str, str]) -> None:
     atomic_write_text(root / "MANIFEST", text)
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(path: Path | None = None) -> int:
+    """The permissions a new file gets from ``open()``: ``0o666`` minus the umask; or those of
+    ``path`` when it exists (a file that is replaced keeps its mode). ``tempfile`` creates
+    files 0600 and folders 0700, which other users and tools could then not read."""
+    if path is not None and path.exists():
+        return path.stat().st_mode & 0o7777
+    return 0o666 & ~_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -506,6 +524,7 @@ def save_dataset(path: str | os.PathLike, meta: dict, splits: Mapping[str, Mappi
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     old = None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: the dataset is a folder like any other
         digests = {}
         for rel, text in rendered.items():
             (tmp / rel).parent.mkdir(exist_ok=True)

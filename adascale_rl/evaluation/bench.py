@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -175,15 +177,44 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
           command: str = "adascale-rl bench", env_kwargs: Mapping[str, Any] | None = None) -> list[dict]:
     """Every built-in policy (margins tuned on the train split) and the learned controllers
     on the test split, paired over ``seeds``; ``env_kwargs`` go to every environment
-    (train and test) as ``train --env-kwargs`` does."""
-    from tqdm.auto import tqdm
-
+    (train and test) as ``train --env-kwargs`` does. Writes ``results.csv``, ``results.md``,
+    ``returns.png`` and ``timeline-<env>.png`` into ``out``, replacing a previous bench's."""
     env_kwargs = dict(env_kwargs or {})
     seed_list = check_seeds(seeds)
     specs = [find_spec(e) for e in envs]
     check_policies(specs, policies)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; bench writes a folder (results.csv, results.md, plots): "
+                         f"name a folder")
+    # everything is written into a scratch folder first and moved into `out` at the end: a run that
+    # fails or is interrupted leaves `out` as it was, and a finished one replaces the previous results
+    work = Path(tempfile.mkdtemp(prefix="adascale-bench-"))
+    try:
+        rows = _bench(specs, seed_list, traces, quick, work, policies, progress, command, env_kwargs)
+        publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+#: the files a bench writes (and a re-run into the same folder replaces), besides timeline-<env>.png
+OUTPUTS = ("results.csv", "results.md", "returns.png")
+
+
+def publish(work: Path, out: Path) -> None:
+    """Move a finished bench's files from ``work`` into ``out``, removing the previous run's
+    results there first (a previous timeline of another environment must not look current)."""
     out.mkdir(parents=True, exist_ok=True)
+    for old in [*(out / n for n in OUTPUTS), *out.glob("timeline-*.png")]:
+        old.unlink(missing_ok=True)
+    for f in sorted(work.iterdir()):
+        shutil.move(str(f), str(out / f.name))
+
+
+def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, command, env_kwargs) -> list[dict]:
+    from tqdm.auto import tqdm
+
     rows: list[dict] = []
     notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
     for spec in specs:

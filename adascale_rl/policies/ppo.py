@@ -141,6 +141,9 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     total = _whole_rollouts(int(timesteps) if timesteps is not None else recipe.n_timesteps, recipe)
     freq = _eval_freq(eval_freq, total, recipe.rollout_steps)
     run = RunFolder(out if out is not None else default_out(spec, seed))
+    if run.path.exists() and not run.path.is_dir():
+        raise ValueError(f"--out {run.path} is a file; train writes a run folder (model, config, checkpoints): "
+                         f"name a folder")
     if (run / ppo_run.MODEL).exists():
         raise FileExistsError(f"{run.path} already holds a run; continue it with --resume {run.path} "
                               f"or choose another --out")

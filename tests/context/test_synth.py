@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,12 @@ def test_same_seed_same_bytes_across_runs(tmp_path):
     for rel in files:
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
     assert (outs[0] / "train/office-s11.csv").read_bytes() != (outs[2] / "train/office-s12.csv").read_bytes()
+    # folders and files as open() and mkdir() make them under this umask (not tempfile's 0700 / 0600)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert outs[0].stat().st_mode & 0o777 == 0o777 & ~umask
+    for rel in files:
+        assert (outs[0] / rel).stat().st_mode & 0o777 == 0o666 & ~umask, rel
 
 
 def test_scenarios_differ_as_described():

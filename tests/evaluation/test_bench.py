@@ -203,3 +203,30 @@ def test_policy_list_with_spaces_runs_every_name_and_ratios_without_static_large
     assert sorted(r["policy"] for r in rows) == ["random", "static-smallest"]
     md = (out / "results.md").read_text()
     assert "n/ax" not in md and "| n/a |" in md
+
+
+def test_a_rerun_replaces_the_previous_results_and_a_file_as_out_is_one_sentence(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "timeline-Old-Env.png").write_bytes(b"a previous run's plot")
+    (out / "notes.txt").write_text("mine")  # not a bench output: left alone
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "1", "--policies", "static-smallest",
+               "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "results.csv", "results.md", "returns.png",
+                                                     "timeline-Fixture-Test.png"]
+    # a failing run (here: an unreadable trace folder) leaves the folder as it was
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad-traces"
+    bad.mkdir()
+    (bad / "a.csv").write_text("t_s,bg_cpu_util,mem_avail_mb\n0,0.1,500\n1,x,500\n")
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "1", "--policies", "static-smallest",
+               "--traces", str(bad), "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    afile = tmp_path / "results.txt"
+    afile.write_text("x")
+    res = _cli("bench", "--env", str(spec), "--policies", "static-smallest", "--out", str(afile), "--no-progress",
+               cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"--out {afile} is a file; bench writes a folder" in res.stderr and "Errno" not in res.stderr

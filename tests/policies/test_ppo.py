@@ -126,6 +126,15 @@ def test_cli_user_mistakes_exit_2_naming_the_fault(tmp_path, env_yaml, capsys, e
     assert not (tmp_path / "run").exists()
 
 
+def test_out_naming_a_file_is_one_sentence(tmp_path, env_yaml):
+    afile = tmp_path / "run.txt"
+    afile.write_text("mine")
+    res = _cli("train", "--env", str(env_yaml), "-n", "64", "--out", str(afile), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"--out {afile} is a file; train writes a run folder" in res.stderr and "Errno" not in res.stderr
+    assert afile.read_text() == "mine"
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path, env_yaml, tiny_hp, capsys):
     out = tmp_path / "run"
     train(str(env_yaml), timesteps=128, out=out, hyperparams=tiny_hp, progress=False)
