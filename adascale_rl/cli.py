@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # evaluate
-    ev = cmd("evaluate", _evaluate, "evaluate one policy on an environment's test split (or --traces)")
+    ev = cmd("evaluate", _evaluate, "evaluate one policy on an environment's test split (or --traces); "
+                                    "a heuristic's margins are tuned on the train split first, as bench does")
     ev.add_argument("--env", default=None, help="environment id or spec name (default: the default environment)")
     ev.add_argument("--policy", required=True, help="a heuristic or reference name, or a trained run/agent folder")
     ev.add_argument("--seeds", type=int, default=5, help="evaluation seeds (default 5)")
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     ev.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
+    ev.add_argument("--default-margins", action="store_true",
+                    help="run a heuristic with its default margins (default: tuned on the train split, as bench does)")
     ev.add_argument("--deterministic", action="store_true", default=True, help=argparse.SUPPRESS)
 
     # bench

@@ -311,6 +311,11 @@ def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: P
         report.plot_timeline(spec.id, eps, env.catalog.ids, out / f"timeline-{spec.name}.png")
 
 
+def _margins(policy) -> dict:
+    """A heuristic's tunable parameters as they are set (the names of its ``PARAM_GRID``)."""
+    return {k: getattr(policy, k) for k in getattr(policy, "PARAM_GRID", {})}
+
+
 def bench_command(args) -> int:
     envs = args.env or [DEFAULT_ENV]
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
@@ -328,13 +333,26 @@ def bench_command(args) -> int:
 def evaluate_command(args) -> int:
     spec = find_spec(args.env or DEFAULT_ENV)
     env_kwargs = env_kwargs_from(args.env_kwargs)
-    env = _env(spec, args.split, args.traces, env_kwargs)
     seeds = check_seeds(args.seeds)
-    policy = make_policy(args.policy)
+    env = _env(spec, args.split, args.traces, env_kwargs)
+    margins = None
+    tunable = args.policy in BUILTIN and (args.policy == "best-fixed" or bool(_margins(BUILTIN[args.policy]())))
+    if tunable:
+        if args.default_margins:
+            policy = make_policy(args.policy)
+            margins = f"default margins (--default-margins): {_margins(policy)}"
+        else:
+            # as bench does, so that a name means the same policy (and gives the same numbers) in both
+            policy, params = tuned_policy(args.policy, AdaScaleEnv(spec, split="train", **env_kwargs))
+            margins = f"margins tuned on the train split of {spec.id}, as bench tunes them: {params}"
+    else:
+        policy = make_policy(args.policy)
     res = evaluate(env, policy, seeds)
     a = aggregate(res, seeds)
     print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"
           + (f" env_kwargs={env_kwargs}" if env_kwargs else ""))
+    if margins:
+        print(f"  {margins}")
     mismatch = trained_with(policy, env_kwargs)
     if mismatch:
         print(f"note: {mismatch}", file=sys.stderr)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from _envdata import write_env
@@ -230,3 +233,22 @@ def test_a_rerun_replaces_the_previous_results_and_a_file_as_out_is_one_sentence
                cwd=tmp_path)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert f"--out {afile} is a file; bench writes a folder" in res.stderr and "Errno" not in res.stderr
+
+
+def test_evaluate_tunes_a_heuristic_as_bench_does_so_the_same_name_gives_the_same_numbers(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    b = _cli("bench", "--env", str(spec), "--seeds", "2", "--policies", "planner", "--out", str(out), "--no-progress",
+             cwd=tmp_path)
+    assert b.returncode == 0, b.stderr[-2000:]
+    row = next(csv.DictReader(open(out / "results.csv")))
+    tuned = json.loads(row["params"])
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "planner", "--seeds", "2", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    said = "margins tuned on the train split of AdaScale/Fixture-Test-v0, as bench tunes them: "
+    assert said in ev.stdout
+    assert ast.literal_eval(ev.stdout.split(said, 1)[1].splitlines()[0]) == tuned
+    assert float(ev.stdout.split("return", 1)[1].split()[0]) == pytest.approx(float(row["mean_return"]), abs=1e-4)
+    plain = _cli("evaluate", "--env", str(spec), "--policy", "planner", "--seeds", "2", "--default-margins",
+                 cwd=tmp_path)
+    assert plain.returncode == 0 and "default margins (--default-margins): {'horizon'" in plain.stdout
