@@ -119,9 +119,37 @@ def _env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any] | N
     if traces is None:
         return AdaScaleEnv(spec, split=split, **kw)
     env = AdaScaleEnv(spec, split="all", dataset=traces, **kw)
-    if split == "test" and env.dataset.test:
-        return AdaScaleEnv(spec, split="test", dataset=traces, **kw)
-    return env
+    if split == "test" and not env.dataset.test:
+        return env  # a dataset without a test split (a recording's train/ only): all of it, and data_notes says so
+    return env if split == "all" else AdaScaleEnv(spec, split=split, dataset=traces, **kw)
+
+
+def data_notes(spec, env: AdaScaleEnv, traces: str | None) -> list[str]:
+    """What an evaluation runs on, in words: which traces of which dataset, and on which device
+    they are replayed when they were recorded on another."""
+    ds = env.dataset
+    names = [t.name.split("/", 1)[-1] for t in env.traces]
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    n = f"{len(names)} trace{'' if len(names) == 1 else 's'}"
+    if traces is None:
+        what = f"the {env.split} split of {ds.name} ({n})"
+    elif not ds.train and ds.meta.get("source") == "user":
+        what = f"the {n} in {traces} ({shown})"
+    elif env.split == "all" and not ds.test:
+        what = (f"all {n} of {traces} ({shown}): it has no test split, so its train traces are "
+                f"evaluated (a controller trained on them with train --traces has seen them)")
+    else:
+        what = f"the {env.split} split of {traces}, {n} ({shown})"
+    notes = [f"{spec.id}: evaluated on {what}"]
+    device = env.device.name
+    if ds.device == "unknown":
+        notes.append(f"{spec.id}: the trace files carry no device; they are replayed on {device} as they are "
+                     f"(available memory unscaled, the clock cap as a share of each trace's highest cap)")
+    elif ds.device != device:
+        notes.append(f"{spec.id}: the traces were recorded on {ds.device} and are replayed on {device}: available "
+                     f"memory scaled by total memory ({ds.mem_total_mb:g} -> {env.device.mem_total_mb:g} MB), the "
+                     f"clock cap as a share of each trace's highest cap")
+    return notes
 
 
 def _plain(x: Any) -> Any:
@@ -220,9 +248,16 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
     for spec in specs:
         test_env = _env(spec, "test", traces, env_kwargs)
         train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
+        said = data_notes(spec, test_env, traces)
+        for n in said[1:] if traces is None else said:  # what a user should know before the table
+            print(f"note: {n}", file=sys.stderr)
+        notes += said
         episodes = test_env.evaluation_episodes()
         if quick:
+            every = len(episodes)
             episodes = episodes[: max(2, len(episodes) // 4)]
+            if len(episodes) < every:
+                notes.append(f"{spec.id}: --quick: the first {len(episodes)} of the {every} evaluation windows")
         names = builtin_names(policies)
         learned = learned_for(spec, policies)
         total = (len(names) + len(learned)) * len(seed_list) * len(episodes)
@@ -275,7 +310,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
 
 
 def _oracle_check(env_id: str, results: dict) -> list[str]:
-    """The oracle must score at least as high as every heuristic on every test trace."""
+    """The oracle must score at least as high as every other policy on every evaluated trace."""
     def by_trace(res):
         d = {}
         for r in res:
@@ -283,6 +318,8 @@ def _oracle_check(env_id: str, results: dict) -> list[str]:
         return {k: float(np.mean(v)) for k, v in d.items()}
 
     oracle = by_trace(results["oracle"])
+    if not oracle:
+        return [f"{env_id}: no trace was evaluated; the oracle was not checked"]
     bad = []
     for name, res in results.items():
         if name == "oracle":
@@ -292,7 +329,7 @@ def _oracle_check(env_id: str, results: dict) -> list[str]:
                 bad.append(f"{name} on trace {trace} ({value:.2f} > {oracle[trace]:.2f})")
     if bad:
         return [f"{env_id}: the oracle is beaten on: " + "; ".join(bad)]
-    return [f"{env_id}: the oracle scores at least as high as every other policy on every test trace."]
+    return [f"{env_id}: the oracle scores at least as high as every other policy on every evaluated trace."]
 
 
 def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: Path) -> None:
@@ -353,6 +390,8 @@ def evaluate_command(args) -> int:
           + (f" env_kwargs={env_kwargs}" if env_kwargs else ""))
     if margins:
         print(f"  {margins}")
+    for n in data_notes(spec, env, args.traces):
+        print(f"  {n.split(': ', 1)[1]}")
     mismatch = trained_with(policy, env_kwargs)
     if mismatch:
         print(f"note: {mismatch}", file=sys.stderr)

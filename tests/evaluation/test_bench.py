@@ -252,3 +252,44 @@ def test_evaluate_tunes_a_heuristic_as_bench_does_so_the_same_name_gives_the_sam
     plain = _cli("evaluate", "--env", str(spec), "--policy", "planner", "--seeds", "2", "--default-margins",
                  cwd=tmp_path)
     assert plain.returncode == 0 and "default margins (--default-margins): {'horizon'" in plain.stdout
+
+
+def _recording(tmp_path, name="rec-v1", device="local-x86", test=False):
+    """A recorded dataset as `adascale-rl record` writes it (train split only unless `test`)."""
+    from _envdata import constant_trace
+    from adascale_rl.context.traces import make_meta, save_dataset
+
+    cols = ["t_s", "bg_cpu_util", "mem_avail_mb"]
+    meta = make_meta(name=name.rsplit("-v", 1)[0], version=1, device=device, device_mem_total_mb=8000, period_s=1.0,
+                     source="recorded", how_made="test", columns=cols)
+    splits = {"train": {f"r{i}": {c: constant_trace(90, bg_cpu_util=0.2 * i)[c] for c in cols} for i in range(2)}}
+    if test:
+        splits["test"] = {"e0": {c: constant_trace(60)[c] for c in cols}}
+    return save_dataset(tmp_path / name, meta, splits)
+
+
+def test_bench_and_evaluate_say_which_traces_they_ran_on_and_on_which_device(tmp_path):
+    spec = _spec_file(tmp_path)
+    rec = _recording(tmp_path)
+    out = tmp_path / "b"
+    res = _cli("bench", "--env", str(spec), "--seeds", "1", "--policies", "static-smallest,oracle", "--traces",
+               str(rec), "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (out / "results.md").read_text()
+    for text in (md, res.stderr):
+        assert f"evaluated on all 2 traces of {rec} (train/r0.csv, train/r1.csv): it has no test split" in text
+        assert "recorded on local-x86 and are replayed on rpi4: available memory scaled by total memory " \
+               "(8000 -> 3792 MB)" in text
+    assert "every test trace" not in md and "on every evaluated trace" in md
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec),
+              cwd=tmp_path)
+    assert ev.returncode == 0 and "it has no test split" in ev.stdout and "replayed on rpi4" in ev.stdout
+    # with a test split, only the test split; on the recording's own device, no replay note
+    rec2 = _recording(tmp_path, "rec2-v1", device="rpi4", test=True)
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec2),
+              cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert f"the test split of {rec2}, 1 trace (test/e0.csv)" in ev.stdout and "replayed" not in ev.stdout
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec2),
+              "--split", "train", cwd=tmp_path)
+    assert ev.returncode == 0 and "episodes=" in ev.stdout and "the train split of" in ev.stdout
