@@ -43,6 +43,15 @@ def _traces_validate(args) -> int:
     return status
 
 
+def _traces_resample(args) -> int:
+    from adascale_rl.context.resample import resample_path
+
+    out, period, n = resample_path(args.path, args.out, args.period)
+    print(f"wrote {out}: {n} trace{'' if n == 1 else 's'} of {args.path} on a regular {period:g} s grid "
+          f"(linear interpolation, flags held); check it with: adascale-rl traces validate {out}")
+    return 0
+
+
 def _traces_schema(args) -> int:
     from adascale_rl.context.schema import describe
 
@@ -113,9 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     # traces
     tr = sub.add_parser("traces", help="inspect and validate trace datasets", description="Trace dataset tools.")
     trs = tr.add_subparsers(dest="traces_command", metavar="ACTION")
-    v = trs.add_parser("validate", help="check a dataset folder or a single trace CSV (exit 0 if valid)")
+    v = trs.add_parser("validate", help="check a dataset folder, a folder of trace CSVs or a single trace CSV "
+                                        "(exit 0 if valid)")
     v.add_argument("paths", nargs="+", metavar="PATH")
     v.set_defaults(handler=_traces_validate)
+    rs = trs.add_parser("resample", help="put a trace, a folder of trace CSVs or a dataset whose timestamps are "
+                                         "jittered onto a regular grid (written to --out)")
+    rs.add_argument("path", metavar="PATH")
+    rs.add_argument("--out", required=True, metavar="PATH", help="new file or folder to write (must not exist)")
+    rs.add_argument("--period", type=float, default=None, metavar="S",
+                    help="grid period in seconds (default: the median step, rounded to 2 significant digits)")
+    rs.set_defaults(handler=_traces_resample)
     s = trs.add_parser("schema", help="print the context fields with units, ranges and defaults")
     s.set_defaults(handler=_traces_schema)
     tr.set_defaults(handler=lambda a: (tr.print_help(), 2)[1])
