@@ -295,7 +295,7 @@ def _args(**kw):
 def test_synth_command(tmp_path, capsys):
     assert synth_command(_args(list=True)) == 0
     text = capsys.readouterr().out
-    assert "memory-pressure" in text and "rpi4-vision" in text and "envs/datasets/rpi4-sim.yaml" in text
+    assert "memory-pressure" in text and "rpi4-vision" in text and "recipes:   jetson-nano-sim, pixel4-sim, rpi4-sim" in text
     assert synth_command(_args(device="rpi4", scenario="steady", duration=30, out=str(tmp_path / "a-v1"))) == 0
     assert "1 train + 0 test traces, 30 rows at 1 s" in capsys.readouterr().out
 
@@ -319,3 +319,21 @@ def test_synth_cli_errors_are_one_sentence(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("adascale-rl synth: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "o-v1").exists()
+
+
+def test_every_name_synth_list_prints_works_from_another_folder(tmp_path, monkeypatch):
+    res = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "synth", "--list"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stderr
+    listed = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in res.stdout.splitlines()
+              if not line.startswith("  ")}
+    recipes = [n.strip() for n in listed["recipes"].split("(")[0].split(",")]
+    assert recipes == names("datasets") and "/" not in listed["recipes"]
+    monkeypatch.chdir(tmp_path)  # nothing of the repository here
+    for n in recipes:
+        assert load_recipe(n).path.stem == n
+    for n in [d.strip() for d in listed["devices"].split(",")]:
+        from adascale_rl.device.presets import load_device
+        assert load_device(n).name == n
+    for n in [w.strip() for w in listed["workloads"].split(",")]:
+        assert load_workload(n).name == n
