@@ -214,9 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "
-                                  "and write a catalog plus an environment spec")
+                                  "and write a catalog, a device preset and an environment spec (use it with --env)")
     pr.add_argument("--quick", action="store_true", help="tiny configuration for a smoke run")
-    pr.add_argument("--out", default=None, metavar="FILE", help="catalog JSON to write")
+    pr.add_argument("--out", default=None, metavar="DIR",
+                    help="folder to write catalogs/, devices/ and the environment spec into (default ./adascale-profile; "
+                         "never the shipped envs/)")
     pr.add_argument("--data", default="digits", help="digits (bundled), cifar10:PATH or folder:PATH")
     pr.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: all cores)")
     pr.add_argument("--seed", type=int, default=0)

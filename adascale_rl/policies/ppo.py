@@ -151,7 +151,8 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs}).close()
     run.path.mkdir(parents=True, exist_ok=True)
     config = {
-        "algo": ALGO, "env": spec.id, "env_spec": str(spec.path) if spec.path else None,
+        # absolute: --resume (and bench's notes) must find the spec file from any folder
+        "algo": ALGO, "env": spec.id, "env_spec": str(spec.path.resolve()) if spec.path else None,
         "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
         "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED},
         "hyperparams_file": recipe.file, "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
