@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-n", "--timesteps", type=int, default=None, help="training steps (default: from the hyperparameters)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<env-name>/ppo-seed<N>)")
+    t.add_argument("--traces", default=None, metavar="PATH",
+                   help="a trace dataset of your own (e.g. a recording) to train on instead of the environment's: "
+                        "its train split, with a validation split held out of it")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR where it stopped")
     t.add_argument("--hyperparams", default=None, metavar="FILE", help="YAML keyed by env name (default: agents/hyperparams/ppo.yml)")
     t.add_argument("--eval-freq", type=int, default=None, help="steps between validation evaluations")

@@ -141,15 +141,23 @@ def data_notes(spec, env: AdaScaleEnv, traces: str | None) -> list[str]:
     else:
         what = f"the {env.split} split of {traces}, {n} ({shown})"
     notes = [f"{spec.id}: evaluated on {what}"]
-    device = env.device.name
-    if ds.device == "unknown":
-        notes.append(f"{spec.id}: the trace files carry no device; they are replayed on {device} as they are "
-                     f"(available memory unscaled, the clock cap as a share of each trace's highest cap)")
-    elif ds.device != device:
-        notes.append(f"{spec.id}: the traces were recorded on {ds.device} and are replayed on {device}: available "
-                     f"memory scaled by total memory ({ds.mem_total_mb:g} -> {env.device.mem_total_mb:g} MB), the "
-                     f"clock cap as a share of each trace's highest cap")
+    replay = replay_note(ds, env.device)
+    if replay:
+        notes.append(f"{spec.id}: {replay}")
     return notes
+
+
+def replay_note(ds, device) -> str | None:
+    """How traces recorded on another device (or on none named) are replayed on ``device``; None
+    when they were recorded on it (:func:`adascale_rl.environment.env.exo_rows`)."""
+    if ds.device == "unknown":
+        return (f"the trace files carry no device; they are replayed on {device.name} as they are "
+                f"(available memory unscaled, the clock cap as a share of each trace's highest cap)")
+    if ds.device != device.name:
+        return (f"the traces were recorded on {ds.device} and are replayed on {device.name}: available memory "
+                f"scaled by total memory ({ds.mem_total_mb:g} -> {device.mem_total_mb:g} MB), the clock cap as a "
+                f"share of each trace's highest cap")
+    return None
 
 
 def _plain(x: Any) -> Any:

@@ -136,6 +136,8 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         return _resume(Path(resume), env_id, timesteps, progress)
     spec = env_id if isinstance(env_id, EnvSpec) else find_spec(str(env_id))
     env_kwargs = check_env_kwargs(env_kwargs)
+    if isinstance(env_kwargs.get("dataset"), (str, os.PathLike)) and Path(env_kwargs["dataset"]).exists():
+        env_kwargs["dataset"] = str(Path(env_kwargs["dataset"]).resolve())  # config.yml: usable from any folder
     recipe = load_recipe(spec.id, spec.name, hyperparams)
     check_env_kwargs(recipe.env_kwargs)
     total = _whole_rollouts(int(timesteps) if timesteps is not None else recipe.n_timesteps, recipe)
@@ -148,8 +150,14 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         raise FileExistsError(f"{run.path} already holds a run; continue it with --resume {run.path} "
                               f"or choose another --out")
     # the data and the arguments must work before anything is written
-    make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs}).close()
+    probe = make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs})
+    said, warning = describe_data(probe.unwrapped)
+    probe.close()
     run.path.mkdir(parents=True, exist_ok=True)
+    for line in said:
+        print(line)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     config = {
         # absolute: --resume (and bench's notes) must find the spec file from any folder
         "algo": ALGO, "env": spec.id, "env_spec": str(spec.path.resolve()) if spec.path else None,
@@ -165,6 +173,39 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
                                                                    "max_episode_steps", "workload")}
     run.write_config(config)
     return _learn(run, config, spec, recipe, model=None, progress=progress)
+
+
+def _names(traces, windows: bool = False) -> str:
+    """``train/a.csv, train/b.csv and 3 more``; with ``windows``, each trace's length in intervals."""
+    names = [t.name.split("/", 1)[-1] + (f" ({len(t)} intervals)" if windows else "") for t in traces]
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def describe_data(env: AdaScaleEnv) -> tuple[list[str], str | None]:
+    """What a run trains and validates on, file by file, in lines to print; and a warning when
+    the validation split is too short to choose checkpoints on (less than one episode window)."""
+    from adascale_rl.environment.env import split_traces, val_rule
+    from adascale_rl.evaluation.bench import replay_note
+
+    ds = env.dataset
+    train, val = env.traces, split_traces(ds, "val")
+    n_val = sum(len(t) for t in val)
+    short = len(ds.train) < 4
+    lines = [f"data: {ds.path} ({ds.name}, {ds.meta.get('source', '?')} on {ds.device})",
+             f"  train: {len(train)} trace{'s' if len(train) != 1 else ''}"
+             f"{', the first four fifths of each' if short else ''}: {_names(train, windows=short)}",
+             f"  validation: {val_rule(ds)}: {_names(val, windows=True) or 'none'}"]
+    if ds.test:
+        lines.append(f"  not used here: the test split ({_names(ds.test)}), for bench and evaluate")
+    replay = replay_note(ds, env.device)
+    if replay:
+        lines.append(f"  {replay}")
+    warning = None
+    if n_val < env.window:
+        warning = (f"the validation split of {ds.name} holds only {n_val} intervals ({n_val * env.period_s:g} s; "
+                   f"{val_rule(ds)}), less than one {env.window}-interval episode: a checkpoint chosen on it is "
+                   f"mostly chance; record longer (a fifth of each train trace is held out) or 4+ train traces")
+    return lines, warning
 
 
 def _resume(path: Path, env_id: str | None, timesteps: int | None, progress: bool) -> Path:
@@ -311,8 +352,23 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
 
 def train_command(args) -> int:
     """``adascale-rl train``: arguments from :mod:`adascale_rl.cli`."""
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
+    if args.traces is not None:
+        from adascale_rl.context.traces import csv_folder
+
+        if args.resume is not None:
+            raise ValueError("--traces does not apply to --resume: the run's config.yml names its data")
+        if "dataset" in env_kwargs:
+            raise ValueError("give the data once: --traces PATH or --env-kwargs dataset=PATH, not both")
+        if not Path(args.traces).exists():
+            raise FileNotFoundError(f"--traces {args.traces}: no such file or folder")
+        if csv_folder(Path(args.traces)):
+            raise ValueError(f"--traces {args.traces} is a plain folder of CSV files, which bench and evaluate "
+                             f"replay as test traces; train needs a dataset with a train/ split (what "
+                             f"`adascale-rl record` writes; docs/TRACES.md, 'Using your own data')")
+        env_kwargs["dataset"] = args.traces
     train(args.env, timesteps=args.timesteps, seed=args.seed, out=args.out, resume=args.resume,
-          hyperparams=args.hyperparams, eval_freq=args.eval_freq, env_kwargs=parse_env_kwargs(args.env_kwargs),
+          hyperparams=args.hyperparams, eval_freq=args.eval_freq, env_kwargs=env_kwargs,
           progress=not args.no_progress)
     return 0
 

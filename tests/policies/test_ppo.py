@@ -126,6 +126,56 @@ def test_cli_user_mistakes_exit_2_naming_the_fault(tmp_path, env_yaml, capsys, e
     assert not (tmp_path / "run").exists()
 
 
+def _recording(tmp: Path, train_traces: int, rows: int, name: str = "rec-v1") -> Path:
+    """A recorded dataset as `adascale-rl record` writes it: `train_traces` train files and one test file."""
+    from adascale_rl.context.traces import make_meta, save_dataset
+
+    cols = ["t_s", "bg_cpu_util", "mem_avail_mb"]
+    meta = make_meta(name=name.rsplit("-v", 1)[0], version=1, device="rpi4", device_mem_total_mb=3792,
+                     period_s=1.0, source="recorded", how_made="test", columns=cols)
+    trace = {c: constant_trace(rows)[c] for c in cols}
+    return save_dataset(tmp / name, meta, {"train": {f"r{i}": trace for i in range(train_traces)},
+                                           "test": {"e0": trace}})
+
+
+def test_cli_train_on_ones_own_recording_says_which_files_train_and_validate(tmp_path, env_yaml, tiny_hp):
+    rec = _recording(tmp_path, train_traces=1, rows=120)
+    out = tmp_path / "run"
+    res = _cli("train", "--env", str(env_yaml), "--traces", str(rec), "-n", "128", "--out", str(out),
+               "--hyperparams", str(tiny_hp), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "  train: 1 trace, the first four fifths of each: train/r0.csv (96 intervals)" in res.stdout
+    assert "  validation: the last fifth of each train trace: train/r0.csv (24 intervals)" in res.stdout
+    assert "  not used here: the test split (test/e0.csv), for bench and evaluate" in res.stdout
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "holds only 24 intervals" in warnings[0] and "less than one 50-interval" in warnings[0]
+    cfg = yaml.safe_load((out / "config.yml").read_text())
+    assert cfg["env_kwargs"]["dataset"] == str(rec.resolve())  # absolute: --resume works from any folder
+    # four train traces: every 4th is held out whole, and a long enough one is no warning
+    rec4 = _recording(tmp_path, train_traces=4, rows=120, name="rec4-v1")
+    res = _cli("train", "--env", str(env_yaml), "--traces", str(rec4), "-n", "128", "--out", str(tmp_path / "run4"),
+               "--hyperparams", str(tiny_hp), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "  train: 3 traces: train/r0.csv, train/r1.csv, train/r2.csv" in res.stdout
+    assert "  validation: every 4th train trace: train/r3.csv (120 intervals)" in res.stdout
+    assert "warning" not in res.stderr
+
+
+def test_cli_train_traces_mistakes_are_one_sentence(tmp_path, env_yaml, tiny_hp):
+    rec = _recording(tmp_path, train_traces=1, rows=60)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "a.csv").write_text("t_s,bg_cpu_util,mem_avail_mb\n0,0.1,500\n1,0.1,500\n")
+    for extra, words in ((["--traces", str(tmp_path / "nope")], "no such file or folder"),
+                         (["--traces", str(rec), "--env-kwargs", f"dataset={rec}"], "give the data once"),
+                         (["--traces", str(loose)], "is a plain folder of CSV files"),
+                         (["--traces", str(rec), "--resume", str(tmp_path / "run")], "does not apply to --resume")):
+        res = _cli("train", "--env", str(env_yaml), "-n", "64", "--out", str(tmp_path / "run"), "--no-progress",
+                   *extra, cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, (extra, res.stderr)
+        assert not (tmp_path / "run").exists()
+
+
 def test_out_naming_a_file_is_one_sentence(tmp_path, env_yaml):
     afile = tmp_path / "run.txt"
     afile.write_text("mine")
