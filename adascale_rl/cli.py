@@ -237,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "reported", False):  # a command that said what it saved has said enough
+            print("interrupted", file=sys.stderr)
         return 130
     except _user_errors() as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -300,18 +300,26 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
                                                     AdaScaleEnv(spec, split="train", **env_kwargs))
             if tuned:
                 config["tuned_on_train"] = tuned
-                print(f"features extractor parameters tuned on the train split: {tuned}")
+                print(f"planner prior: {_plain_kv(tuned)}, tuned on the train split")
+            said = expectation(recipe, model_kwargs)
+            if said:
+                print(said)
             agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
                                 tensorboard_log=str(run / ppo_run.TENSORBOARD), **model_kwargs)
         else:
             agent = MaskablePPO.load(str(model), env=venv, device="cpu",
                                      tensorboard_log=str(run / ppo_run.TENSORBOARD))
             agent.set_random_seed(seed + agent.num_timesteps)
+            best = state.get("best_val_return")
             print(f"resuming {run.path} from {model.name} at {agent.num_timesteps} of {total} steps "
-                  f"(best validation return so far: {state.get('best_val_return')})")
+                  f"(best validation return so far: {'none' if best is None else f'{best:.2f}'})")
             done = agent.num_timesteps
 
         def on_checkpoint(steps: int, metrics: dict | None, is_best: bool) -> None:
+            if metrics is not None and steps == 0:
+                state["start_val_return"] = float(metrics["mean_return"])
+                print(f"validation return at step 0 (the untrained policy{', i.e. the prior' if said else ''}): "
+                      f"{metrics['mean_return']:.2f} over {len(episodes)} validation windows")
             state["num_timesteps"] = int(steps)
             if metrics is not None and is_best:
                 state["best_val_return"] = float(metrics["mean_return"])
@@ -328,14 +336,20 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
         if not any(isinstance(c, RolloutInfoLogger) for c in callbacks):
             callbacks.append(RolloutInfoLogger())
         callbacks.append(validation)
+        bar = ppo_run.TrainingProgress(total, config["eval"]["freq"]) if progress else None
+        if bar is not None:
+            callbacks.append(bar)  # last: it starts after the step-0 validation, so its clock counts validations
         try:
             agent.learn(total_timesteps=total - done, callback=callbacks, tb_log_name=ppo_run.TB_NAME,
-                        reset_num_timesteps=model is None, progress_bar=progress)
-        except KeyboardInterrupt:
+                        reset_num_timesteps=model is None, progress_bar=False)
+        except KeyboardInterrupt as exc:
+            if bar is not None:
+                bar.close()
             run.save_checkpoint(agent, agent.get_vec_normalize_env())
             on_checkpoint(agent.num_timesteps, None, False)
             print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved, continue with "
                   f"--resume {run.path}", file=sys.stderr)
+            exc.reported = True  # the command line says nothing more
             raise
     finally:
         th.set_num_threads(threads)
@@ -344,10 +358,40 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
                 e.close()
     secs = time.time() - started
     steps = agent.num_timesteps - session["from_timesteps"]
-    best = state["best_val_return"]
-    print(f"trained {run.path}: {agent.num_timesteps} steps ({steps / max(secs, 1e-9):.0f} steps/s this session), "
-          f"best validation return {'none' if best is None else f'{best:.3f}'} at {state['best_at']} steps")
+    best, start, at = state["best_val_return"], state.get("start_val_return"), state["best_at"]
+    if best is None:
+        result = "no validation yet"
+    elif at == 0:
+        result = f"best validation return {best:.2f} at step 0: no checkpoint beat the untrained policy, which is kept"
+    else:
+        result = f"best validation return {best:.2f} at step {at}" + (
+            "" if start is None else f" ({best - start:+.2f} over step 0)")
+    print(f"trained {run.path}: {agent.num_timesteps} steps ({steps / max(secs, 1e-9):.0f} steps/s this session); "
+          f"{result}")
     return run.path
+
+
+def _plain_kv(d: dict) -> str:
+    """``{'horizon': 20.0, 'sigma': 0.3}`` as ``horizon 20 and sigma 0.3``."""
+    items = [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()]
+    return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def expectation(recipe: Recipe, model_kwargs: dict) -> str | None:
+    """What a run that starts from a prior should (not) show, said before it starts: with a
+    prior, the validation return barely moves, and that is not a fault. None without a prior."""
+    pk = model_kwargs.get("policy_kwargs") or {}
+    cls = pk.get("features_extractor_class")
+    if cls is None or not hasattr(cls, "TUNED"):
+        return None
+    temperature = (pk.get("features_extractor_kwargs") or {}).get("temperature")
+    warmup = next((kw.get("steps", 20_000) for name, kw in recipe.callbacks if name.endswith("CriticWarmup")), None)
+    return ("what to expect: the policy starts as the planner prior"
+            + (f" (temperature {temperature:g})" if temperature is not None else "")
+            + " and PPO learns a residual on it"
+            + (f"; the actor is frozen for the first {warmup} steps while the critic warms up" if warmup else "")
+            + ". In the shipped runs the residual moved the validation return by a few tenths at most in 100k "
+              "steps (docs/TRAINING.md): a flat validation return is expected, not a fault.")
 
 
 def train_command(args) -> int:

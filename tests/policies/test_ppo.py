@@ -7,6 +7,7 @@ tiny recipe (2 envs x 64 steps per rollout), so the whole file takes seconds.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,78 @@ def test_cli_train_smoke_writes_a_complete_run_folder(tmp_path, env_yaml, tiny_h
     for tag in (b"env/reward_miss", b"env/effective_accuracy", b"env/switched", b"eval/mean_return",
                 b"rollout/ep_rew_mean"):
         assert tag in blob, tag
+
+
+PRIOR = {"policy": "adascale_rl.policies.features.PriorMaskablePolicy", "n_envs": 2, "n_steps": 64, "batch_size": 64,
+         "n_epochs": 1, "normalize": {"norm_obs": False, "norm_reward": True},
+         "policy_kwargs": {"net_arch": [8], "features_extractor_class": "adascale_rl.policies.features.PlannerPrior",
+                           "features_extractor_kwargs": {"temperature": 0.003}},
+         "callback": [{"adascale_rl.policies.callbacks.CriticWarmup": {"steps": 128}}]}
+
+
+def test_cli_train_says_what_a_prior_run_will_show_with_rounded_numbers(tmp_path, env_yaml, tiny_hp):
+    hp = tmp_path / "prior.yml"
+    hp.write_text(yaml.safe_dump({"default": PRIOR}))
+    res = _cli("train", "--env", str(env_yaml), "-n", "256", "--eval-freq", "128", "--out", str(tmp_path / "run"),
+               "--hyperparams", str(hp), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout
+    assert re.search(r"^planner prior: horizon \d+ and sigma 0\.\d, tuned on the train split$", out, re.M), out
+    assert ("what to expect: the policy starts as the planner prior (temperature 0.003) and PPO learns a residual "
+            "on it; the actor is frozen for the first 128 steps while the critic warms up.") in out
+    assert "a flat validation return is expected, not a fault" in out
+    assert re.search(r"^validation return at step 0 \(the untrained policy, i\.e\. the prior\): -?\d+\.\d\d over "
+                     r"\d+ validation windows$", out, re.M), out
+    assert re.search(r"best validation return -?\d+\.\d\d at step \d+", out.splitlines()[-1])
+    # without a prior there is nothing to expect of it
+    plain = _cli("train", "--env", str(env_yaml), "-n", "128", "--out", str(tmp_path / "plain"), "--hyperparams",
+                 str(tiny_hp), "--no-progress", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "what to expect" not in plain.stdout and "validation return at step 0 (the untrained policy): " in plain.stdout
+
+
+def test_cli_train_interrupted_says_so_once(tmp_path, env_yaml, tiny_hp):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    script = Path(sys.executable).parent / "adascale-rl"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "adascale_rl.cli"]
+    proc = subprocess.Popen([*cmd, "train", "--env", str(env_yaml), "-n", "1000000", "--out", str(out),
+                             "--hyperparams", str(tiny_hp), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "model.zip").exists() and time.monotonic() < deadline:  # step 0's checkpoint: training runs
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    said = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(said) == 1 and said[0].startswith("interrupted at ") and f"--resume {out}" in said[0], err
+
+
+def test_progress_bar_shows_time_left_only_once_a_validation_interval_has_passed():
+    from types import SimpleNamespace
+
+    bar = ppo_run.TrainingProgress(total=1000, eval_freq=256)
+    bar.model = SimpleNamespace(num_timesteps=0)
+    bar._on_training_start()
+    try:
+        seen = []
+        for _ in range(20):
+            bar.model.num_timesteps += 32
+            bar._on_step()
+            seen.append((bar.model.num_timesteps, "left" in bar.bar.bar_format, bar.bar.n))
+        assert all(not eta for steps, eta, _ in seen if steps <= 256)
+        assert all(eta for steps, eta, _ in seen if steps > 256)
+        assert all(n == steps for steps, _, n in seen) and bar.bar.smoothing == 0  # the average over the session
+    finally:
+        bar.close()
 
 
 def test_cli_bad_env_exits_2_with_one_sentence(tmp_path):
