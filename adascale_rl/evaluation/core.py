@@ -44,6 +44,8 @@ class EpisodeResult:
     metrics: dict[str, float]
     actions: list[int] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
+    #: the evaluation seed this episode was played under (``seed`` is the environment's seed, one per episode)
+    eval_seed: int | None = None
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -92,7 +94,9 @@ def evaluate(env: AdaScaleEnv, policy: Policy, seeds: Iterable[int], episodes: S
     out = []
     for s in seeds:
         for k, (trace, start) in enumerate(episodes):
-            out.append(run_episode(env, policy, seed=episode_seed(s, k), trace=trace, start=start))
+            r = run_episode(env, policy, seed=episode_seed(s, k), trace=trace, start=start)
+            r.eval_seed = s
+            out.append(r)
             if progress:
                 progress(1)
     return out
@@ -120,11 +124,13 @@ def tune(env: AdaScaleEnv, make: Callable[..., Policy], grid: dict[str, list], *
 
 
 def aggregate(results: Sequence[EpisodeResult], seeds: Sequence[int]) -> dict[str, float]:
-    """Mean of each metric over all episodes; the CI of the return is over per-seed means."""
+    """Mean of each metric over all episodes; the CI of the return is over per-seed means (the mean
+    return of each evaluation seed over its episodes: one value per seed, so n/a with one seed)."""
     out = {m: float(np.mean([r.metrics[m] for r in results])) for m in METRICS}
     per_episode_of_seed = {}
     for r in results:
-        per_episode_of_seed.setdefault(r.seed, []).append(r.metrics["return"])
+        seed = r.eval_seed if r.eval_seed is not None else r.seed
+        per_episode_of_seed.setdefault(seed, []).append(r.metrics["return"])
     seed_means = [float(np.mean(v)) for v in per_episode_of_seed.values()]
     out["ci95_return"] = ci95(seed_means)
     out["episodes"] = float(len(results))
