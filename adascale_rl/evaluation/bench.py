@@ -23,7 +23,7 @@ import numpy as np
 from adascale_rl import paths
 from adascale_rl.environment.env import AdaScaleEnv
 from adascale_rl.environment.spec import find_spec
-from adascale_rl.evaluation import report
+from adascale_rl.evaluation import plots, report
 from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
 from adascale_rl.policies import BUILTIN, make_policy
 
@@ -253,8 +253,10 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
 
     rows: list[dict] = []
     notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
+    windows: dict[str, tuple[int, float]] = {}
     for spec in specs:
         test_env = _env(spec, "test", traces, env_kwargs)
+        windows[spec.id] = (test_env.window, test_env.period_s)
         train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
         said = data_notes(spec, test_env, traces)
         for n in said[1:] if traces is None else said:  # what a user should know before the table
@@ -312,8 +314,9 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
             notes += _oracle_check(spec.id, results)
         _timeline(spec, test_env, episodes[0], objs, kinds, agg, out)
     report.write_csv(rows, out / "results.csv")
-    (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes))
-    report.plot_returns(rows, out / "returns.png")
+    (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes,
+                                                    episodes=windows))
+    plots.plot_returns(rows, out / "returns.png")
     return rows
 
 
@@ -353,7 +356,7 @@ def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: P
         r = run_episode(env, policies[name], seed=episode_seed(0, 0), trace=trace, start=start, record=True)
         eps[name] = {"records": r.records, "exo": env.episode["exo"], "trace": env.episode["trace_name"]}
     if eps:
-        report.plot_timeline(spec.id, eps, env.catalog.ids, out / f"timeline-{spec.name}.png")
+        plots.plot_timeline(spec.id, eps, env.catalog, out / f"timeline-{spec.name}.png", env.period_s)
 
 
 def _margins(policy) -> dict:

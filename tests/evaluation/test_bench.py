@@ -46,8 +46,32 @@ def test_bench_writes_csv_markdown_and_plots(tmp_path):
     assert all(float(r["mean_return"]) <= float(by["oracle"]["mean_return"]) + 1e-9 for r in rows)
     md = (out / "results.md").read_text()
     assert "| policy |" in md and "Evaluation seeds: [0, 1]" in md
+    # every column of the table is defined under it, with its unit or what it is per
+    header = next(line for line in md.splitlines() if line.startswith("| policy |"))
+    for cell in [c.strip() for c in header.strip("|").split("|")][2:]:
+        assert f"- **{cell.split(' (mean')[0]}**: " in md, cell
+    assert "in joules" in md and "in milliseconds" in md and "per episode" in md
+    assert "`exact-one-step`" in md and "not a bound" in md
+    assert "An episode is one window of up to 40 intervals of 1 s" in md
     assert (out / "returns.png").stat().st_size > 1000
     assert (out / "timeline-Fixture-Test.png").stat().st_size > 1000
+
+
+def test_results_doc_defines_what_results_md_defines():
+    from pathlib import Path
+
+    from adascale_rl.evaluation.report import COLUMNS, DEFINITIONS
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"
+    if not doc.exists():
+        pytest.skip("docs/ is not installed with the package")
+    text = doc.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for name, _ in DEFINITIONS:
+        assert any(line.startswith(f"| {name}") for line in rows), name
+    for col in COLUMNS[3:]:
+        assert f"`{col}`" in text, col
+    assert "**not a bound**" in text
 
 
 def test_evaluate_prints_metrics_and_bad_policy_is_one_sentence(tmp_path):
