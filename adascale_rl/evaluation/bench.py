@@ -373,7 +373,7 @@ def bench_command(args) -> int:
     rows = bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
                  progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs))
     out = Path(args.out)
-    print((out / "results.md").read_text())
+    print(report.without_definitions((out / "results.md").read_text()))
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and plots in {out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

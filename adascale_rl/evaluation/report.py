@@ -109,3 +109,12 @@ def markdown(rows: Sequence[dict], *, command: str, seeds: Sequence[int], notes:
     columns += ["", "Kinds:", ""] + [f"- **{name}**: {text}." for name, text in KINDS]
     tail = ["", "Notes:", ""] + [f"- {n}" for n in notes] if notes else []
     return "\n".join(head + out + columns + tail) + "\n"
+
+
+def without_definitions(md: str) -> str:
+    """results.md without its Columns and Kinds sections (for the terminal, after a bench)."""
+    head, sep, rest = md.partition("Columns (each a mean")
+    if not sep:
+        return md
+    _, sep2, notes = rest.partition("Notes:")
+    return head + "(Every column is defined in results.md and docs/RESULTS.md.)\n" + (f"\nNotes:{notes}" if sep2 else "")

@@ -53,6 +53,9 @@ def test_bench_writes_csv_markdown_and_plots(tmp_path):
     assert "in joules" in md and "in milliseconds" in md and "per episode" in md
     assert "`exact-one-step`" in md and "not a bound" in md
     assert "An episode is one window of up to 40 intervals of 1 s" in md
+    # the terminal gets the table and the notes; the definitions stay in the file
+    assert "| greedy | heuristic |" in res.stdout and "(Every column is defined in results.md" in res.stdout
+    assert "- **miss rate**" not in res.stdout and "the oracle scores at least as high" in res.stdout
     assert (out / "returns.png").stat().st_size > 1000
     assert (out / "timeline-Fixture-Test.png").stat().st_size > 1000
 
