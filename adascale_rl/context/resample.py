@@ -70,7 +70,8 @@ def _check_period(period_s: float | None) -> None:
         raise ValueError(f"--period must be a positive number of seconds, not {period_s!r}")
 
 
-def resample_path(src: str | os.PathLike, out: str | os.PathLike, period_s: float | None = None) -> tuple[Path, float, int]:
+def resample_path(src: str | os.PathLike, out: str | os.PathLike,
+                  period_s: float | None = None) -> tuple[Path, float, int]:
     """Resample a CSV file, a plain folder of CSVs or a dataset into ``out`` (which must not exist);
     returns (out, the period used, the number of traces)."""
     src, out = Path(src), Path(out)

@@ -4,8 +4,9 @@ on this machine, write a measured catalog, a device preset for this host and an 
 Outputs, into ``--out DIR`` (default ``./adascale-profile``; never the package's shipped
 ``envs/``, ``agents/`` or ``traces/``, which other environments and the tests read)::
 
-    DIR/catalogs/local-<arch>.json   the catalog (adascale_rl.device.catalog format)
-    DIR/devices/local-<arch>.yaml    this host as a device preset
+    DIR/catalogs/local-<arch>.json   the catalog (adascale_rl.device.catalog format; local-<arch>-<data>
+                                     for data other than the bundled digits)
+    DIR/devices/local-<arch>.yaml    this host as a device preset (named as the catalog)
     DIR/MyHost-<Data>.yaml           environment spec AdaScale/MyHost-<Data>-v0 using both
                                      (by paths relative to itself), for --env DIR/MyHost-<Data>.yaml
 
@@ -366,7 +367,10 @@ def usage_lines(env_file: Path, env_id: str) -> list[str]:
 def profile_command(args) -> int:
     out = Path(args.out) if args.out else DEFAULT_OUT
     check_out(out)
-    catalog = out / "catalogs" / f"local-{_arch_name()}.json"
+    # one catalog per kind of data (digits, cifar10, folder): profiles of several can share a folder
+    kind = args.data.split(":", 1)[0]
+    catalog = out / "catalogs" / (f"local-{_arch_name()}.json" if kind == "digits" else
+                                  f"local-{_arch_name()}-{kind}.json")
     res = run_profile(data_spec=args.data, out=catalog, quick=args.quick, threads=args.threads, seed=args.seed,
                       progress=not args.no_progress)
     _print_table(res["variants"])

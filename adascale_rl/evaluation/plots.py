@@ -111,7 +111,8 @@ def plot_timeline(env_name: str, episodes: dict, catalog, path: Path, period_s: 
         recs = ep["records"]
         ax.plot(t[:len(recs)], [r["freq_mhz"] for r in recs], color=colour, ls=ls, lw=lw, alpha=alpha, label=name)
     cap = np.array([e.freq_cap_mhz for e in exo], dtype=float)
-    if np.isfinite(cap).any():  # on top, thin: where a policy's clock sits below it, heat or the battery saver capped it
+    # on top, thin: where a policy's clock sits below it, heat or the battery saver capped it
+    if np.isfinite(cap).any():
         ax.plot(t, np.where(np.isfinite(cap), cap, np.nan), color="k", lw=0.9, ls=(0, (1, 1.5)),
                 label="cap set by the context")
     ax.margins(y=0.15)

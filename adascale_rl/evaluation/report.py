@@ -117,4 +117,5 @@ def without_definitions(md: str) -> str:
     if not sep:
         return md
     _, sep2, notes = rest.partition("Notes:")
-    return head + "(Every column is defined in results.md and docs/RESULTS.md.)\n" + (f"\nNotes:{notes}" if sep2 else "")
+    pointer = "(Every column is defined in results.md and docs/RESULTS.md.)\n"
+    return head + pointer + (f"\nNotes:{notes}" if sep2 else "")

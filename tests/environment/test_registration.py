@@ -65,14 +65,17 @@ def test_register_spec_makes_a_users_file_a_gym_id(tmp_path, monkeypatch):
         assert truncated  # the spec's window, 30 intervals, through gymnasium's TimeLimit too
         env.close()
         assert register_spec(path) == env_id  # the same file again: the same id
-        other = path.with_name("Other.yaml")
+        # another file declaring a registered id (a copy elsewhere; a shipped environment's name) is refused,
+        # not silently answered with the other environment
+        (tmp_path / "copy").mkdir()
+        other = tmp_path / "copy" / path.name
         other.write_text(path.read_text())
         with pytest.raises(SpecError, match=f"id AdaScale/Mine-Test-{VERSION} is already registered"):
             register_spec(other)
-        shipped = path.with_name("Shadow.yaml")
-        shipped.write_text(path.read_text().replace("Mine-Test", "Rpi4-Vision"))
+        shadow = path.with_name("Rpi4-Vision.yaml")
+        shadow.write_text(path.read_text().replace("Mine-Test", "Rpi4-Vision"))
         with pytest.raises(SpecError, match="give this spec another id"):
-            register_spec(shipped)
+            register_spec(shadow)
     finally:
         gym.registry.pop(env_id, None)
 

@@ -131,9 +131,12 @@ def test_cli_train_interrupted_says_so_once(tmp_path, env_yaml, tiny_hp):
     out = tmp_path / "run"
     script = Path(sys.executable).parent / "adascale-rl"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "adascale_rl.cli"]
+    # SIGINT at its default in the child: a test run started in the background inherits it ignored, and
+    # Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([*cmd, "train", "--env", str(env_yaml), "-n", "1000000", "--out", str(out),
                              "--hyperparams", str(tiny_hp), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / "model.zip").exists() and time.monotonic() < deadline:  # step 0's checkpoint: training runs
