@@ -388,7 +388,8 @@ def evaluate_command(args) -> int:
     if tunable:
         if args.default_margins:
             policy = make_policy(args.policy)
-            margins = f"default margins (--default-margins): {_margins(policy)}"
+            margins = ("--default-margins: the largest variant (not the one the train split picks)"
+                       if args.policy == "best-fixed" else f"default margins (--default-margins): {_margins(policy)}")
         else:
             # as bench does, so that a name means the same policy (and gives the same numbers) in both
             policy, params = tuned_policy(args.policy, AdaScaleEnv(spec, split="train", **env_kwargs))
