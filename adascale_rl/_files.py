@@ -11,17 +11,36 @@ from typing import Any
 import yaml
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(path: Path | None = None) -> int:
+    """The permissions a new file gets from ``open()``: ``0o666`` minus the umask; or those of
+    ``path`` when it exists (a file that is replaced keeps its mode). ``tempfile`` creates
+    files 0600 and folders 0700, which other users and tools could then not read."""
+    if path is not None and path.exists():
+        return path.stat().st_mode & 0o7777
+    return 0o666 & ~_umask()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``:
-    readers see the old file or the new one, never half of one."""
+    readers see the old file or the new one, never half of one. The file gets the mode ``open()``
+    would give it (or keeps its old one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

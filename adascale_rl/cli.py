@@ -43,6 +43,15 @@ def _traces_validate(args) -> int:
     return status
 
 
+def _traces_resample(args) -> int:
+    from adascale_rl.context.resample import resample_path
+
+    out, period, n = resample_path(args.path, args.out, args.period)
+    print(f"wrote {out}: {n} trace{'' if n == 1 else 's'} of {args.path} on a regular {period:g} s grid "
+          f"(linear interpolation, flags held); check it with: adascale-rl traces validate {out}")
+    return 0
+
+
 def _traces_schema(args) -> int:
     from adascale_rl.context.schema import describe
 
@@ -113,9 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     # traces
     tr = sub.add_parser("traces", help="inspect and validate trace datasets", description="Trace dataset tools.")
     trs = tr.add_subparsers(dest="traces_command", metavar="ACTION")
-    v = trs.add_parser("validate", help="check a dataset folder or a single trace CSV (exit 0 if valid)")
+    v = trs.add_parser("validate", help="check a dataset folder, a folder of trace CSVs or a single trace CSV "
+                                        "(exit 0 if valid)")
     v.add_argument("paths", nargs="+", metavar="PATH")
     v.set_defaults(handler=_traces_validate)
+    rs = trs.add_parser("resample", help="put a trace, a folder of trace CSVs or a dataset whose timestamps are "
+                                         "jittered onto a regular grid (written to --out)")
+    rs.add_argument("path", metavar="PATH")
+    rs.add_argument("--out", required=True, metavar="PATH", help="new file or folder to write (must not exist)")
+    rs.add_argument("--period", type=float, default=None, metavar="S",
+                    help="grid period in seconds (default: the median step, rounded to 2 significant digits)")
+    rs.set_defaults(handler=_traces_resample)
     s = trs.add_parser("schema", help="print the context fields with units, ranges and defaults")
     s.set_defaults(handler=_traces_schema)
     tr.set_defaults(handler=lambda a: (tr.print_help(), 2)[1])
@@ -162,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-n", "--timesteps", type=int, default=None, help="training steps (default: from the hyperparameters)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<env-name>/ppo-seed<N>)")
+    t.add_argument("--traces", default=None, metavar="PATH",
+                   help="a trace dataset of your own (e.g. a recording) to train on instead of the environment's: "
+                        "its train split, with a validation split held out of it")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR where it stopped")
     t.add_argument("--hyperparams", default=None, metavar="FILE", help="YAML keyed by env name (default: agents/hyperparams/ppo.yml)")
     t.add_argument("--eval-freq", type=int, default=None, help="steps between validation evaluations")
@@ -169,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # evaluate
-    ev = cmd("evaluate", _evaluate, "evaluate one policy on an environment's test split (or --traces)")
+    ev = cmd("evaluate", _evaluate, "evaluate one policy on an environment's test split (or --traces); "
+                                    "a heuristic's margins are tuned on the train split first, as bench does")
     ev.add_argument("--env", default=None, help="environment id or spec name (default: the default environment)")
     ev.add_argument("--policy", required=True, help="a heuristic or reference name, or a trained run/agent folder")
     ev.add_argument("--seeds", type=int, default=5, help="evaluation seeds (default 5)")
@@ -177,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     ev.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
+    ev.add_argument("--default-margins", action="store_true",
+                    help="run a heuristic with its default margins (default: tuned on the train split, as bench does)")
 
     # bench
     b = cmd("bench", _bench, "benchmark every heuristic, the references and the trained controllers")
@@ -193,9 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "
-                                  "and write a catalog plus an environment spec")
+                                  "and write a catalog, a device preset and an environment spec (use it with --env)")
     pr.add_argument("--quick", action="store_true", help="tiny configuration for a smoke run")
-    pr.add_argument("--out", default=None, metavar="FILE", help="catalog JSON to write")
+    pr.add_argument("--out", default=None, metavar="DIR",
+                    help="folder to write catalogs/, devices/ and the environment spec into (default ./adascale-profile; "
+                         "never the shipped envs/)")
     pr.add_argument("--data", default="digits", help="digits (bundled), cifar10:PATH or folder:PATH")
     pr.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: all cores)")
     pr.add_argument("--seed", type=int, default=0)
@@ -211,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "reported", False):  # a command that said what it saved has said enough
+            print("interrupted", file=sys.stderr)
         return 130
     except _user_errors() as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

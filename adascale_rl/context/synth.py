@@ -269,7 +269,8 @@ def list_text() -> str:
         except ScenarioError as exc:
             lines.append(f"  {s:<16} INVALID: {exc}")
     lines.append("workloads: " + ", ".join(names("workloads")))
-    lines.append("recipes:   " + ", ".join(str(Path("envs/datasets") / f"{r}.yaml") for r in names("datasets")))
+    # short names: they work from any folder (a path relative to the repository does not)
+    lines.append("recipes:   " + ", ".join(names("datasets")) + "   (synth --recipe NAME --out DIR)")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from adascale_rl.context import schema
-from adascale_rl._files import atomic_write_text  # noqa: F401  (re-exported: the recorder and tests use it from here)
+from adascale_rl._files import _umask, atomic_write_text, file_mode  # noqa: F401  (re-exported: the recorder, resample and tests use them from here)
 
 FORMAT = "adascale-trace-dataset"
 SCHEMA_VERSION = 1
@@ -182,8 +182,11 @@ def format_value(value: float) -> str:
 
 
 def parse_csv(text: str, *, file: str | os.PathLike, period_s: float | None = None,
-              expected_columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Parse and validate the text of one trace file; raise :class:`TraceError` on the first problem."""
+              expected_columns: Sequence[str] | None = None, regular: bool = True) -> dict[str, np.ndarray]:
+    """Parse and validate the text of one trace file; raise :class:`TraceError` on the first problem.
+
+    ``regular=False`` accepts any increasing timestamps (for :mod:`adascale_rl.context.resample`,
+    which puts them on a regular grid); every other check still applies."""
     if text.startswith("\ufeff"):
         text = text[1:]  # a byte-order mark some spreadsheet programs write
     if not text.strip():
@@ -243,10 +246,13 @@ def parse_csv(text: str, *, file: str | os.PathLike, period_s: float | None = No
                 if dt <= 0:
                     raise TraceError(f"timestamp {t:g} s does not increase (previous {prev_t:g} s)",
                                      file=file, line=line, column="t_s")
-                if period is None:
+                if not regular:
+                    pass
+                elif period is None:
                     period = dt
                 elif abs(dt - period) > PERIOD_TOLERANCE * period:
-                    raise TraceError(f"timestamps are irregular: step {dt:g} s where the period is {period:g} s",
+                    raise TraceError(f"timestamps are irregular: step {dt:g} s where the period is {period:g} s "
+                                     f"(`adascale-rl traces resample` puts a trace on a regular grid)",
                                      file=file, line=line, column="t_s")
             prev_t = t
             rows.append(row)
@@ -417,9 +423,29 @@ def load_dataset(path: str | os.PathLike) -> TraceDataset:
     return TraceDataset(root, meta, splits)
 
 
+def csv_folder(path: Path) -> list[Path] | None:
+    """The trace CSVs of a plain folder (no ``schema.json``, CSV files directly inside), else None."""
+    if not path.is_dir() or (path / "schema.json").exists():
+        return None
+    files = sorted(f for f in path.glob("*.csv") if f.is_file())
+    return files or None
+
+
 def validate_path(path: str | os.PathLike) -> str:
-    """Validate a dataset folder or a single trace file; return a one-line summary."""
+    """Validate a dataset folder, a plain folder of trace CSVs or a single trace file; return a
+    one-line summary."""
     p = Path(path)
+    files = csv_folder(p)
+    if files:
+        # what bench, evaluate and train --traces accept as it is: every file a valid trace of 2+ rows
+        traces = [load_trace(f) for f in files]
+        for t in traces:
+            if t.period_s is None:
+                raise TraceError("a single-row trace has no period; record at least two rows", file=t.path)
+        periods = sorted({round(t.period_s, 6) for t in traces})
+        return (f"{p}: valid folder of {len(traces)} trace CSV file{'' if len(traces) == 1 else 's'} (no schema.json: "
+                f"no device, no splits), {sum(len(t) for t in traces)} rows at {', '.join(f'{x:g}' for x in periods)} s; "
+                f"bench and evaluate --traces take it as it is")
     if p.is_dir():
         ds = load_dataset(p)
         rows = sum(len(t) for s in ds.splits.values() for t in s)
@@ -499,6 +525,7 @@ def save_dataset(path: str | os.PathLike, meta: dict, splits: Mapping[str, Mappi
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     old = None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: the dataset is a folder like any other
         digests = {}
         for rel, text in rendered.items():
             (tmp / rel).parent.mkdir(exist_ok=True)

@@ -1,19 +1,22 @@
 """``adascale-rl profile``: train (or load) the elastic model, derive its variants, profile them
 on this machine, write a measured catalog, a device preset for this host and an environment spec.
 
-Outputs, for ``--out DIR/catalogs/NAME.json`` (the shipped layout ``envs/catalogs/``)::
+Outputs, into ``--out DIR`` (default ``./adascale-profile``; never the package's shipped
+``envs/``, ``agents/`` or ``traces/``, which other environments and the tests read)::
 
-    DIR/catalogs/NAME.json      the catalog (adascale_rl.device.catalog format)
-    DIR/devices/NAME.yaml       this host as a device preset
-    DIR/<Env>.yaml              environment spec AdaScale/<Env>-v0 using both
+    DIR/catalogs/local-<arch>.json   the catalog (adascale_rl.device.catalog format; local-<arch>-<data>
+                                     for data other than the bundled digits)
+    DIR/devices/local-<arch>.yaml    this host as a device preset (named as the catalog)
+    DIR/MyHost-<Data>.yaml           environment spec AdaScale/MyHost-<Data>-v0 using both
+                                     (by paths relative to itself), for --env DIR/MyHost-<Data>.yaml
 
-For any other ``--out FOLDER/NAME.json`` the three files are written side by side in FOLDER.
 The trained supernet is cached under ``$ADASCALE_RL_CACHE`` (default
 ``~/.cache/adascale-rl/elastic/<key>/``) with the deployable TorchScript variants.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -48,16 +51,39 @@ def _arch_name() -> str:
     return {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}.get(m, m)
 
 
+#: where ``profile`` writes when ``--out`` is not given: a folder in the working directory
+DEFAULT_OUT = Path("adascale-profile")
+
+
 def _env_name(data: ImageData) -> str:
-    return "Local-" + {"digits": "Digits", "cifar10": "Cifar10", "folder": "Images"}.get(data.name, data.name.title())
+    # "MyHost": not the shipped Local-<Data> (this project's reference host), whose id it would shadow
+    return "MyHost-" + {"digits": "Digits", "cifar10": "Cifar10", "folder": "Images"}.get(data.name, data.name.title())
 
 
 def output_paths(out: Path, env_name: str) -> tuple[Path, Path, Path]:
+    """(catalog, device preset, environment spec) for the catalog path ``out``: the envs/ layout,
+    ``ROOT/catalogs/NAME.json``, ``ROOT/devices/NAME.yaml`` and ``ROOT/<Env>.yaml``, where ROOT is
+    the folder above ``catalogs/`` (else the catalog's own folder)."""
     name = out.stem
-    if out.parent.name == "catalogs":
-        root = out.parent.parent
-        return out, root / "devices" / f"{name}.yaml", root / f"{env_name}.yaml"
-    return out, out.parent / f"{name}.yaml", out.parent / f"{env_name}.yaml"
+    root = out.parent.parent if out.parent.name == "catalogs" else out.parent
+    return out, root / "devices" / f"{name}.yaml", root / f"{env_name}.yaml"
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an ``--out`` that is a file (or looks like the catalog file older
+    versions took) or lies in the shipped data: profiling must never overwrite the package's files."""
+    from adascale_rl import paths
+
+    if out.suffix == ".json" or (out.exists() and not out.is_dir()):
+        raise ValueError(f"--out {out}: profile writes a folder (catalogs/, devices/ and an environment spec); "
+                         f"name a folder, e.g. --out {DEFAULT_OUT}")
+    shipped = [paths.envs_dir(), paths.agents_dir(), paths.traces_dir(), Path(__file__).resolve().parents[1]]
+    target = out.expanduser().resolve()
+    for folder in shipped:
+        folder = folder.resolve()
+        if target == folder or folder in target.parents:
+            raise ValueError(f"--out {out} is inside the shipped data ({folder}), whose files other environments "
+                             f"and the tests read; profile into a folder of your own, e.g. --out {DEFAULT_OUT}")
 
 
 @torch.no_grad()
@@ -218,7 +244,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
     fitted = {} if quick else contention.fit_scheduler(load, {v.id: v.latency_ms for v in variants},
                                                        psutil.cpu_count() or 1, threads)
     write_device_preset(dev_path, name, threads, mem, fitted)
-    write_env_spec(env_path, _env_name(data), name, data)
+    write_env_spec(env_path, _env_name(data), name, data, device_path=dev_path, catalog_path=cat_path)
     return {"catalog": cat_path, "device": dev_path, "env": env_path, "variants": variants, "machine": machine}
 
 
@@ -319,19 +345,30 @@ model_init_ms:
     return path
 
 
-def write_env_spec(path: Path, env_name: str, name: str, data: ImageData) -> Path:
+def write_env_spec(path: Path, env_name: str, name: str, data: ImageData, *, device_path: Path | None = None,
+                   catalog_path: Path | None = None) -> Path:
+    """The environment spec of this host. With the paths of the written device preset and
+    catalog, it names them by paths relative to itself (usable as ``--env path`` from any
+    folder); without, by name (files in the shipped ``envs/devices`` and ``envs/catalogs``)."""
     from adascale_rl._files import atomic_write_text
+    from adascale_rl.environment.spec import VERSION
+
+    def ref(p: Path | None, shipped: str) -> str:
+        if p is None:
+            return f"{name}            # {shipped}"
+        return f"{Path(os.path.relpath(p, path.parent)).as_posix()}    # relative to this file"
 
     # the shipped digits workload is scaled to the digits catalog measured on the reference
     # machine (its derivations name the latencies); other data needs its own workload file
     workload = ("workload: local-digits       # envs/workloads/<workload>.yaml: app modes laid over the recordings "
                 "(scaled to envs/catalogs/local-x86.json; re-derive for another machine)\n"
                 if data.name == "digits" else "")
-    text = f"""id: AdaScale/{env_name}-v1
+    text = f"""# Written by `adascale-rl profile` at {time.strftime('%Y-%m-%d %H:%M')}: use it with --env {path.name} (a path)
+id: AdaScale/{env_name}-v{VERSION}
 description: This host ({host.cpu_model()}, {psutil.cpu_count()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
-device: {name}            # envs/devices/<device>.yaml
-catalog: {name}           # envs/catalogs/<catalog>.json
-dataset: host-recorded-v1    # traces/<dataset>
+device: {ref(device_path, "envs/devices/<device>.yaml")}
+catalog: {ref(catalog_path, "envs/catalogs/<catalog>.json")}
+dataset: host-recorded-v1    # a shipped traces/<dataset>, or a path to your own recording (relative: to this file)
 {workload}reward: balanced
 period_s: 1.0
 max_episode_steps: 300
@@ -347,14 +384,44 @@ def _print_table(variants, log=print) -> None:
             f"{v.peak_mem_mb:7.2f} {v.size_mb:8.3f} {v.energy_mj:9.4f}")
 
 
+def _shown(p: Path) -> str:
+    """A path as the user would type it here: relative to the working directory when inside it."""
+    p = Path(p).resolve()
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def usage_lines(env_file: Path, env_id: str) -> list[str]:
+    """How to use a written environment spec: the last lines ``profile`` prints."""
+    f = _shown(env_file)
+    return [f"To use {env_id}, pass its spec file as --env (it is not in `adascale-rl envs list`, which shows "
+            f"the shipped environments):",
+            f"  adascale-rl bench --env {f}",
+            f"  adascale-rl evaluate --env {f} --policy planner",
+            f"  adascale-rl train --env {f}",
+            f"  python: import gymnasium as gym; from adascale_rl.environment import register_spec; "
+            f"env = gym.make(register_spec({f!r}))"]
+
+
 def profile_command(args) -> int:
-    out = Path(args.out) if args.out else Path("envs") / "catalogs" / f"local-{_arch_name()}.json"
-    if out.suffix != ".json":
-        raise ValueError(f"--out {out}: the catalog file must end in .json")
-    res = run_profile(data_spec=args.data, out=out, quick=args.quick, threads=args.threads, seed=args.seed,
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    check_out(out)
+    # one catalog per kind of data (digits, cifar10, folder): profiles of several can share a folder
+    kind = args.data.split(":", 1)[0]
+    catalog = out / "catalogs" / (f"local-{_arch_name()}.json" if kind == "digits" else
+                                  f"local-{_arch_name()}-{kind}.json")
+    res = run_profile(data_spec=args.data, out=catalog, quick=args.quick, threads=args.threads, seed=args.seed,
                       progress=not args.no_progress)
     _print_table(res["variants"])
     bg = res["machine"].get("background_cpu_util", {})
     print(f"background CPU load while timing: mean {bg.get('mean')}, max {bg.get('max')}")
-    print(f"wrote {res['catalog']}\nwrote {res['device']}\nwrote {res['env']}")
+    from adascale_rl.environment.spec import load_spec
+
+    env_id = load_spec(res["env"]).id
+    print(f"wrote {_shown(res['catalog'])} ({len(res['variants'])} variants)\nwrote {_shown(res['device'])}\n"
+          f"wrote {_shown(res['env'])} (environment {env_id})")
+    for line in usage_lines(res["env"], env_id):
+        print(line)
     return 0

@@ -10,7 +10,7 @@ from adascale_rl.environment.reward import PRESETS, Reward, make_reward
 from adascale_rl.environment.spec import EnvSpec, find_spec, load_spec
 
 __all__ = ["AdaScaleEnv", "FEATURES", "Feedback", "ObservationEncoder", "PRESETS", "Reward", "make_reward",
-           "EnvSpec", "find_spec", "load_spec"]
+           "EnvSpec", "find_spec", "load_spec", "register_spec"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,8 @@ def __getattr__(name: str):
         from adascale_rl.environment.env import AdaScaleEnv
 
         return AdaScaleEnv
+    if name == "register_spec":
+        from adascale_rl.environment.registration import register_spec
+
+        return register_spec
     raise AttributeError(f"module 'adascale_rl.environment' has no attribute {name!r}")

@@ -3,11 +3,13 @@
 Registering reads each spec file only to learn its episode length; a file that cannot be
 read still registers its id (taken from the file name), and making that environment
 raises the spec's error naming the file, so one broken file breaks only its own
-environment (and never ``adascale-rl --help``).
+environment (and never ``adascale-rl --help``). :func:`register_spec` registers one spec file of your
+own.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +43,28 @@ def register_all() -> list[str]:
     return [register_file(f) for f in spec_files()]
 
 
+def register_spec(path: str | os.PathLike) -> str:
+    """Register the environment of one spec file of your own (``adascale-rl profile`` writes
+    one) and return its id, for ``gymnasium.make``::
+
+        env = gym.make(register_spec("adascale-profile/MyHost-Digits.yaml"))
+
+    Registering the same file again returns the id; another file with an id already
+    registered (a shipped one, say) is a :class:`SpecError`: give the spec another ``id``.
+    """
+    p = Path(path).expanduser().resolve()
+    spec = load_spec(p)
+    known = gym.registry.get(spec.id)
+    if known is not None:
+        if known.kwargs.get("spec") == str(p):
+            return spec.id
+        raise SpecError(f"{p}: id {spec.id} is already registered (for {known.kwargs.get('spec')}); "
+                        f"give this spec another id")
+    gym.register(id=spec.id, entry_point=ENTRY_POINT, max_episode_steps=spec.max_episode_steps,
+                 kwargs={"spec": str(p)})
+    return spec.id
+
+
 def registered_specs() -> list[EnvSpec]:
     """The readable specs of ``envs/`` (a broken file is left out; ``envs list`` names it)."""
     out = []
@@ -72,6 +96,8 @@ def list_command(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print("\nAn environment of your own (adascale-rl profile writes one) is not listed here: pass its spec file,\n"
+          "--env path/to/Name.yaml (bench, evaluate, train), or register_spec(path) for gymnasium.make.")
     for msg in broken:
         print(f"broken: {msg}", file=sys.stderr)
     return 1 if broken else 0

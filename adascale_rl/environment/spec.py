@@ -8,8 +8,8 @@ the files, and a broken file breaks only its own environment.
 
     id: AdaScale/Rpi4-Vision-v1
     description: one line
-    device: rpi4                 # envs/devices/<device>.yaml
-    catalog: rpi4                # envs/catalogs/<catalog>.json
+    device: rpi4                 # envs/devices/<device>.yaml, or a .yaml path (relative: to this file)
+    catalog: rpi4                # envs/catalogs/<catalog>.json, or a .json path (relative: to this file)
     dataset: rpi4-sim-v2         # a shipped traces/<dataset>/, or a path (relative: to this file)
     workload: rpi4-vision        # optional: the app workload (traces without app columns, e.g. recordings, get its modes)
     reward: balanced             # a preset name, or a mapping of weights
@@ -75,6 +75,16 @@ class EnvSpec:
                                 f"({self.path.parent / p}) nor a shipped dataset ({paths.data_root() / 'traces'})")
 
 
+def _beside(spec_file: Path, ref: str, suffixes: tuple[str, ...]) -> str:
+    """A device or catalog named by a relative file path, resolved against the spec file's folder
+    (so a spec written with its files, e.g. by ``adascale-rl profile``, works from any folder);
+    a shipped name, an absolute path, or a path that is not there is left as written."""
+    p = Path(ref).expanduser()
+    if p.suffix in suffixes and not p.is_absolute() and (spec_file.parent / p).is_file():
+        return str((spec_file.parent / p).resolve())
+    return ref
+
+
 def load_spec(path: str | os.PathLike) -> EnvSpec:
     path = Path(path)
     doc = read_data(path, SpecError)
@@ -95,8 +105,9 @@ def load_spec(path: str | os.PathLike) -> EnvSpec:
         raise SpecError(f"{path}: period_s must be a positive number")
     if not isinstance(steps, int) or steps < 1:
         raise SpecError(f"{path}: max_episode_steps must be a positive integer")
-    return EnvSpec(id=doc["id"], description=str(doc.get("description", "")), device=doc["device"],
-                   catalog=doc["catalog"], dataset=doc["dataset"], reward=doc.get("reward", "balanced"),
+    return EnvSpec(id=doc["id"], description=str(doc.get("description", "")),
+                   device=_beside(path, doc["device"], (".yaml", ".yml")),
+                   catalog=_beside(path, doc["catalog"], (".json",)), dataset=doc["dataset"], reward=doc.get("reward", "balanced"),
                    period_s=float(period), max_episode_steps=steps, workload=doc.get("workload"), path=path)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,7 +23,7 @@ import numpy as np
 from adascale_rl import paths
 from adascale_rl.environment.env import AdaScaleEnv
 from adascale_rl.environment.spec import find_spec
-from adascale_rl.evaluation import report
+from adascale_rl.evaluation import plots, report
 from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
 from adascale_rl.policies import BUILTIN, make_policy
 
@@ -34,8 +36,33 @@ OPT_IN = ("context-oracle",)
 
 
 class OracleBeaten(RuntimeError):
-    """A policy scored above the clairvoyant oracle on a test trace: the oracle or the simulator is wrong.
+    """A policy scored above the clairvoyant oracle on an evaluated trace: the oracle or the simulator is wrong.
     ``bench`` still writes its results, then fails with this (naming the traces)."""
+
+
+def check_seeds(seeds: Any) -> list[int]:
+    """Evaluation seeds ``0 .. seeds-1``; a count below 1 is a ValueError naming it (never a silent default)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ValueError(f"--seeds {seeds}: give at least 1 evaluation seed (seeds 0 .. N-1 are used)")
+    return list(range(int(seeds)))
+
+
+def parse_policies(text: str | None) -> list[str] | None:
+    """``--policies`` as a list of names: comma-separated, spaces around names ignored."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--policies {text!r} names no policy")
+    return names
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    import difflib
+
+    same = [k for k in known if k.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def builtin_names(policies: Sequence[str] | None) -> list[str]:
@@ -53,14 +80,89 @@ def learned_controllers(spec_name: str) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / "model.zip").exists() or (p / "best_model.zip").exists()}
 
 
+def learned_for(spec, policies: Sequence[str] | None) -> dict[str, Path]:
+    """The learned controllers a bench runs on ``spec``: label -> folder. The shipped ones of a
+    shipped environment (``ppo``, ``ppo:<algo>``), and run folders or model files named in ``policies``."""
+    shipped = spec.path is not None and _inside(spec.path, paths.envs_dir())
+    learned = {f"ppo:{k}" if k != "ppo" else "ppo": v
+               for k, v in (learned_controllers(spec.name) if shipped else {}).items()}
+    for extra in policies or []:
+        if extra not in BUILTIN and Path(extra).exists():
+            learned[Path(extra).name] = Path(extra)
+    return {k: v for k, v in learned.items() if policies is None or k in policies or str(v) in policies}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_policies(specs: Sequence[Any], policies: Sequence[str] | None) -> None:
+    """Refuse, before any work, a ``--policies`` name that is neither built in, nor a learned
+    controller of one of the environments, nor an existing run folder; and a selection that
+    leaves an environment with no policy."""
+    if policies is None:
+        return
+    labels = {k for spec in specs for k in learned_for(spec, None)}
+    for name in policies:
+        if name in BUILTIN or name in labels or Path(name).exists():
+            continue
+        known = [*BUILTIN, *sorted(labels)]
+        raise ValueError(f"unknown policy {name!r} in --policies{_suggest(name, known)}; known: "
+                         f"{', '.join(known)}, or a trained run folder")
+    for spec in specs:
+        if not builtin_names(policies) and not learned_for(spec, policies):
+            raise ValueError(f"none of --policies {','.join(policies)} applies to {spec.id} "
+                             f"(it has no shipped learned controller)")
+
+
 def _env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any] | None = None) -> AdaScaleEnv:
     kw = dict(env_kwargs or {})
     if traces is None:
         return AdaScaleEnv(spec, split=split, **kw)
     env = AdaScaleEnv(spec, split="all", dataset=traces, **kw)
-    if split == "test" and env.dataset.test:
-        return AdaScaleEnv(spec, split="test", dataset=traces, **kw)
-    return env
+    if split == "test" and not env.dataset.test:
+        return env  # a dataset without a test split (a recording's train/ only): all of it, and data_notes says so
+    return env if split == "all" else AdaScaleEnv(spec, split=split, dataset=traces, **kw)
+
+
+def data_notes(spec, env: AdaScaleEnv, traces: str | None) -> list[str]:
+    """What an evaluation runs on, in words: which traces of which dataset, and on which device
+    they are replayed when they were recorded on another."""
+    ds = env.dataset
+    names = [t.name.split("/", 1)[-1] for t in env.traces]
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    n = f"{len(names)} trace{'' if len(names) == 1 else 's'}"
+    if traces is None:
+        what = f"the {env.split} split of {ds.name} ({n})"
+    elif not ds.train and ds.meta.get("source") == "user":
+        what = f"the {n} in {traces} ({shown})"
+    elif env.split == "all" and not ds.test:
+        what = (f"all {n} of {traces} ({shown}): it has no test split, so its train traces are "
+                f"evaluated (a controller trained on them with train --traces has seen them)")
+    else:
+        what = f"the {env.split} split of {traces}, {n} ({shown})"
+    notes = [f"{spec.id}: evaluated on {what}"]
+    replay = replay_note(ds, env.device)
+    if replay:
+        notes.append(f"{spec.id}: {replay}")
+    return notes
+
+
+def replay_note(ds, device) -> str | None:
+    """How traces recorded on another device (or on none named) are replayed on ``device``; None
+    when they were recorded on it (:func:`adascale_rl.environment.env.exo_rows`)."""
+    if ds.device == "unknown":
+        return (f"the trace files carry no device; they are replayed on {device.name} as they are "
+                f"(available memory unscaled, the clock cap as a share of each trace's highest cap)")
+    if ds.device != device.name:
+        return (f"the traces were recorded on {ds.device} and are replayed on {device.name}: available memory "
+                f"scaled by total memory ({ds.mem_total_mb:g} -> {device.mem_total_mb:g} MB), the clock cap as a "
+                f"share of each trace's highest cap")
+    return None
 
 
 def _plain(x: Any) -> Any:
@@ -116,29 +218,67 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
           command: str = "adascale-rl bench", env_kwargs: Mapping[str, Any] | None = None) -> list[dict]:
     """Every built-in policy (margins tuned on the train split) and the learned controllers
     on the test split, paired over ``seeds``; ``env_kwargs`` go to every environment
-    (train and test) as ``train --env-kwargs`` does."""
+    (train and test) as ``train --env-kwargs`` does. Writes ``results.csv``, ``results.md``,
+    ``returns.png`` and ``timeline-<env>.png`` into ``out``, replacing a previous bench's."""
+    env_kwargs = dict(env_kwargs or {})
+    seed_list = check_seeds(seeds)
+    specs = [find_spec(e) for e in envs]
+    check_policies(specs, policies)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; bench writes a folder (results.csv, results.md, plots): "
+                         f"name a folder")
+    # everything is written into a scratch folder first and moved into `out` at the end: a run that
+    # fails or is interrupted leaves `out` as it was, and a finished one replaces the previous results
+    work = Path(tempfile.mkdtemp(prefix="adascale-bench-"))
+    try:
+        rows, beaten = _bench(specs, seed_list, traces, quick, work, policies, progress, command, env_kwargs)
+        publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if beaten:
+        raise OracleBeaten("the clairvoyant oracle was beaten, which must not happen (a bug in the oracle or the "
+                           "simulator): " + "; ".join(beaten) + f" (results written to {out})")
+    return rows
+
+
+#: the files a bench writes (and a re-run into the same folder replaces), besides timeline-<env>.png
+OUTPUTS = ("results.csv", "results.md", "returns.png")
+
+
+def publish(work: Path, out: Path) -> None:
+    """Move a finished bench's files from ``work`` into ``out``, removing the previous run's
+    results there first (a previous timeline of another environment must not look current)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*(out / n for n in OUTPUTS), *out.glob("timeline-*.png")]:
+        old.unlink(missing_ok=True)
+    for f in sorted(work.iterdir()):
+        shutil.move(str(f), str(out / f.name))
+
+
+def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, command, env_kwargs) -> list[dict]:
     from tqdm.auto import tqdm
 
-    env_kwargs = dict(env_kwargs or {})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_list = list(range(seeds))
     rows: list[dict] = []
     notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
     beaten: list[str] = []
-    for env_id in envs:
-        spec = find_spec(env_id)
+    windows: dict[str, tuple[int, float]] = {}
+    for spec in specs:
         test_env = _env(spec, "test", traces, env_kwargs)
+        windows[spec.id] = (test_env.window, test_env.period_s)
         train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
+        said = data_notes(spec, test_env, traces)
+        for n in said[1:] if traces is None else said:  # what a user should know before the table
+            print(f"note: {n}", file=sys.stderr)
+        notes += said
         episodes = test_env.evaluation_episodes()
         if quick:
+            every = len(episodes)
             episodes = episodes[: max(2, len(episodes) // 4)]
+            if len(episodes) < every:
+                notes.append(f"{spec.id}: --quick: the first {len(episodes)} of the {every} evaluation windows")
         names = builtin_names(policies)
-        learned = {f"ppo:{k}" if k != "ppo" else "ppo": v for k, v in learned_controllers(spec.name).items()}
-        for extra in policies or []:
-            if extra not in BUILTIN and Path(extra).exists():
-                learned[Path(extra).name] = Path(extra)
-        learned = {k: v for k, v in learned.items() if policies is None or k in policies or str(v) in policies}
+        learned = learned_for(spec, policies)
         total = (len(names) + len(learned)) * len(seed_list) * len(episodes)
         bar = tqdm(total=total, desc=spec.name, disable=not progress, unit="ep")
         results, kinds, params_of, objs = {}, {}, {}, {}
@@ -185,16 +325,14 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
             beaten += bad
         _timeline(spec, test_env, episodes[0], objs, kinds, agg, out)
     report.write_csv(rows, out / "results.csv")
-    (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes))
-    report.plot_returns(rows, out / "returns.png")
-    if beaten:
-        raise OracleBeaten("the clairvoyant oracle was beaten, which must not happen (a bug in the oracle or the "
-                           "simulator): " + "; ".join(beaten) + f" (results written to {out})")
-    return rows
+    (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes,
+                                                    episodes=windows))
+    plots.plot_returns(rows, out / "returns.png")
+    return rows, beaten
 
 
 def _oracle_check(env_id: str, results: dict, env: AdaScaleEnv) -> tuple[str, list[str]]:
-    """The oracle must score at least as high as every other policy on every test trace:
+    """The oracle must score at least as high as every other policy on every evaluated trace:
     (a note for the report, what beat it where)."""
     def by_trace(res):
         d = {}
@@ -203,6 +341,8 @@ def _oracle_check(env_id: str, results: dict, env: AdaScaleEnv) -> tuple[str, li
         return {k: float(np.mean(v)) for k, v in d.items()}
 
     oracle = by_trace(results["oracle"])
+    if not oracle:
+        return f"{env_id}: no trace was evaluated; the oracle was not checked", []
     bad = []
     for name, res in results.items():
         if name == "oracle":
@@ -212,7 +352,7 @@ def _oracle_check(env_id: str, results: dict, env: AdaScaleEnv) -> tuple[str, li
                 bad.append(f"{env_id}: {name} on trace {env.traces[trace].name} ({value:.2f} > {oracle[trace]:.2f})")
     if bad:
         return f"{env_id}: the oracle is beaten on: " + "; ".join(bad), bad
-    return f"{env_id}: the oracle scores at least as high as every other policy on every test trace.", []
+    return f"{env_id}: the oracle scores at least as high as every other policy on every evaluated trace.", []
 
 
 def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: Path) -> None:
@@ -228,13 +368,18 @@ def _timeline(spec, env, episode, policies: dict, kinds: dict, agg: dict, out: P
         r = run_episode(env, policies[name], seed=episode_seed(0, 0), trace=trace, start=start, record=True)
         eps[name] = {"records": r.records, "exo": env.episode.exo, "trace": env.episode.trace_name}
     if eps:
-        report.plot_timeline(spec.id, eps, env.catalog.ids, out / f"timeline-{spec.name}.png")
+        plots.plot_timeline(spec.id, eps, env.catalog, out / f"timeline-{spec.name}.png", env.period_s)
+
+
+def _margins(policy) -> dict:
+    """A heuristic's tunable parameters as they are set (the names of its ``PARAM_GRID``)."""
+    return {k: getattr(policy, k) for k in getattr(policy, "PARAM_GRID", {})}
 
 
 def bench_command(args) -> int:
     envs = args.env or [DEFAULT_ENV]
-    seeds = args.seeds or (2 if args.quick else 5)
-    policies = args.policies.split(",") if args.policies else None
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
+    policies = parse_policies(args.policies)
     command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adascale-rl bench"
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -242,10 +387,10 @@ def bench_command(args) -> int:
         bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
               progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs))
     except OracleBeaten as exc:
-        print((out / "results.md").read_text())
+        print(report.without_definitions((out / "results.md").read_text()))
         print(f"adascale-rl bench: error: {exc}", file=sys.stderr)
         return 1
-    print((out / "results.md").read_text())
+    print(report.without_definitions((out / "results.md").read_text()))
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and plots in {out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
@@ -253,13 +398,29 @@ def bench_command(args) -> int:
 def evaluate_command(args) -> int:
     spec = find_spec(args.env or DEFAULT_ENV)
     env_kwargs = env_kwargs_from(args.env_kwargs)
+    seeds = check_seeds(args.seeds)
     env = _env(spec, args.split, args.traces, env_kwargs)
-    policy = make_policy(args.policy)
-    seeds = list(range(args.seeds))
+    margins = None
+    tunable = args.policy in BUILTIN and (args.policy == "best-fixed" or bool(_margins(BUILTIN[args.policy]())))
+    if tunable:
+        if args.default_margins:
+            policy = make_policy(args.policy)
+            margins = ("--default-margins: the largest variant (not the one the train split picks)"
+                       if args.policy == "best-fixed" else f"default margins (--default-margins): {_margins(policy)}")
+        else:
+            # as bench does, so that a name means the same policy (and gives the same numbers) in both
+            policy, params = tuned_policy(args.policy, AdaScaleEnv(spec, split="train", **env_kwargs))
+            margins = f"margins tuned on the train split of {spec.id}, as bench tunes them: {params}"
+    else:
+        policy = make_policy(args.policy)
     res = evaluate(env, policy, seeds)
     a = aggregate(res, seeds)
     print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"
           + (f" env_kwargs={env_kwargs}" if env_kwargs else ""))
+    if margins:
+        print(f"  {margins}")
+    for n in data_notes(spec, env, args.traces):
+        print(f"  {n.split(': ', 1)[1]}")
     mismatch = trained_with(policy, env_kwargs)
     if mismatch:
         print(f"note: {mismatch}", file=sys.stderr)

@@ -34,11 +34,13 @@ def ci95(values: Sequence[float]) -> float:
 
 
 def aggregate(results: Sequence[EpisodeResult], seeds: Sequence[int]) -> dict[str, float]:
-    """Mean of each metric over all episodes; the CI of the return is over per-seed means."""
+    """Mean of each metric over all episodes; the CI of the return is over per-seed means (the mean
+    return of each evaluation seed over its episodes: one value per seed, so n/a with one seed)."""
     out = {m: float(np.mean([r.metrics[m] for r in results])) for m in METRICS}
     per_episode_of_seed = {}
     for r in results:
-        per_episode_of_seed.setdefault(r.seed, []).append(r.metrics["return"])
+        seed = r.eval_seed if r.eval_seed is not None else r.seed
+        per_episode_of_seed.setdefault(seed, []).append(r.metrics["return"])
     seed_means = [float(np.mean(v)) for v in per_episode_of_seed.values()]
     out["ci95_return"] = ci95(seed_means)
     out["episodes"] = float(len(results))

@@ -26,7 +26,12 @@ def make_policy(name_or_path: str, **params: Any) -> Policy:
     try:
         p = paths.resolve(name_or_path, "agents")  # a path, or a shipped agents/<env>/<algo>
     except FileNotFoundError:
-        raise ValueError(f"unknown policy {name_or_path!r}: not one of {', '.join(BUILTIN)}, not a folder, "
+        import difflib
+
+        close = [k for k in BUILTIN if k.lower() == str(name_or_path).lower()] or \
+            difflib.get_close_matches(str(name_or_path), list(BUILTIN), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown policy {name_or_path!r}{hint}: not one of {', '.join(BUILTIN)}, not a folder, "
                          f"and not a shipped agent (agents/<env-name>/ppo)") from None
     from adascale_rl.policies.ppo import load_policy
 

@@ -161,18 +161,31 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         return _resume(Path(resume), env_id, timesteps, progress)
     spec = env_id if isinstance(env_id, EnvSpec) else find_spec(str(env_id))
     env_kwargs = check_env_kwargs(env_kwargs)
+    if isinstance(env_kwargs.get("dataset"), (str, os.PathLike)) and Path(env_kwargs["dataset"]).exists():
+        env_kwargs["dataset"] = str(Path(env_kwargs["dataset"]).resolve())  # config.yml: usable from any folder
     recipe = load_recipe(spec.id, spec.name, hyperparams)
     check_env_kwargs(recipe.env_kwargs)
     total = _whole_rollouts(int(timesteps) if timesteps is not None else recipe.n_timesteps, recipe)
     freq = _eval_freq(eval_freq, total, recipe.rollout_steps)
     run = RunFolder(out if out is not None else default_out(spec, seed))
+    if run.path.exists() and not run.path.is_dir():
+        raise ValueError(f"--out {run.path} is a file; train writes a run folder (model, config, checkpoints): "
+                         f"name a folder")
     if (run / ppo_run.MODEL).exists():
         raise FileExistsError(f"{run.path} already holds a run; continue it with --resume {run.path} "
                               f"or choose another --out")
     # the data and the arguments must work before anything is written
-    make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs}).close()
+    probe = make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs})
+    said, warning = describe_data(probe.unwrapped)
+    probe.close()
     run.path.mkdir(parents=True, exist_ok=True)
+    for line in said:
+        print(line)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     config = {
+        # relative to the data root for a shipped spec (a shipped run folder holds no path of the machine
+        # that trained it), absolute for one's own: --resume and bench's notes find it from any folder
         "algo": ALGO, "env": spec.id, "env_spec": portable_path(spec.path) if spec.path else None,
         "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
         "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED},
@@ -186,6 +199,39 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
                                                                    "max_episode_steps", "workload")}
     run.write_config(config)
     return _learn(run, config, spec, recipe, model=None, progress=progress)
+
+
+def _names(traces, windows: bool = False) -> str:
+    """``train/a.csv, train/b.csv and 3 more``; with ``windows``, each trace's length in intervals."""
+    names = [t.name.split("/", 1)[-1] + (f" ({len(t)} intervals)" if windows else "") for t in traces]
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def describe_data(env: AdaScaleEnv) -> tuple[list[str], str | None]:
+    """What a run trains and validates on, file by file, in lines to print; and a warning when
+    the validation split is too short to choose checkpoints on (less than one episode window)."""
+    from adascale_rl.environment.env import split_traces, val_rule
+    from adascale_rl.evaluation.bench import replay_note
+
+    ds = env.dataset
+    train, val = env.traces, split_traces(ds, "val")
+    n_val = sum(len(t) for t in val)
+    short = len(ds.train) < 4
+    lines = [f"data: {ds.path} ({ds.name}, {ds.meta.get('source', '?')} on {ds.device})",
+             f"  train: {len(train)} trace{'s' if len(train) != 1 else ''}"
+             f"{', the first four fifths of each' if short else ''}: {_names(train, windows=short)}",
+             f"  validation: {val_rule(ds)}: {_names(val, windows=True) or 'none'}"]
+    if ds.test:
+        lines.append(f"  not used here: the test split ({_names(ds.test)}), for bench and evaluate")
+    replay = replay_note(ds, env.device)
+    if replay:
+        lines.append(f"  {replay}")
+    warning = None
+    if n_val < env.window:
+        warning = (f"the validation split of {ds.name} holds only {n_val} intervals ({n_val * env.period_s:g} s; "
+                   f"{val_rule(ds)}), less than one {env.window}-interval episode: a checkpoint chosen on it is "
+                   f"mostly chance; record longer (a fifth of each train trace is held out) or 4+ train traces")
+    return lines, warning
 
 
 def _resume(path: Path, env_id: str | None, timesteps: int | None, progress: bool) -> Path:
@@ -282,18 +328,26 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
                                                     AdaScaleEnv(spec, split="train", **env_kwargs))
             if tuned:
                 config["tuned_on_train"] = tuned
-                print(f"features extractor parameters tuned on the train split: {tuned}")
+                print(f"planner prior: {_plain_kv(tuned)}, tuned on the train split")
+            said = expectation(recipe, model_kwargs)
+            if said:
+                print(said)
             agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
                                 tensorboard_log=str(run / ppo_run.TENSORBOARD), **model_kwargs)
         else:
             agent = MaskablePPO.load(str(model), env=venv, device="cpu",
                                      tensorboard_log=str(run / ppo_run.TENSORBOARD))
             agent.set_random_seed(seed + agent.num_timesteps)
+            best = state.get("best_val_return")
             print(f"resuming {run.path} from {model.name} at {agent.num_timesteps} of {total} steps "
-                  f"(best validation return so far: {state.get('best_val_return')})")
+                  f"(best validation return so far: {'none' if best is None else f'{best:.2f}'})")
             done = agent.num_timesteps
 
         def on_checkpoint(steps: int, metrics: dict | None, is_best: bool) -> None:
+            if metrics is not None and steps == 0:
+                state["start_val_return"] = float(metrics["mean_return"])
+                print(f"validation return at step 0 (the untrained policy{', i.e. the prior' if said else ''}): "
+                      f"{metrics['mean_return']:.2f} over {len(episodes)} validation windows")
             state["num_timesteps"] = int(steps)
             if metrics is not None and is_best:
                 state["best_val_return"] = float(metrics["mean_return"])
@@ -310,14 +364,20 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
         if not any(isinstance(c, RolloutInfoLogger) for c in callbacks):
             callbacks.append(RolloutInfoLogger())
         callbacks.append(validation)
+        bar = ppo_run.TrainingProgress(total, config["eval"]["freq"]) if progress else None
+        if bar is not None:
+            callbacks.append(bar)  # last: it starts after the step-0 validation, so its clock counts validations
         try:
             agent.learn(total_timesteps=total - done, callback=callbacks, tb_log_name=ppo_run.TB_NAME,
-                        reset_num_timesteps=model is None, progress_bar=progress)
-        except KeyboardInterrupt:
+                        reset_num_timesteps=model is None, progress_bar=False)
+        except KeyboardInterrupt as exc:
+            if bar is not None:
+                bar.close()
             run.save_checkpoint(agent, agent.get_vec_normalize_env())
             on_checkpoint(agent.num_timesteps, None, False)
             print(f"interrupted at {agent.num_timesteps} steps; checkpoint saved, continue with "
                   f"--resume {run.path}", file=sys.stderr)
+            exc.reported = True  # the command line says nothing more
             raise
     finally:
         th.set_num_threads(threads)
@@ -326,16 +386,61 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
                 e.close()
     secs = time.time() - started
     steps = agent.num_timesteps - session["from_timesteps"]
-    best = state["best_val_return"]
-    print(f"trained {run.path}: {agent.num_timesteps} steps ({steps / max(secs, 1e-9):.0f} steps/s this session), "
-          f"best validation return {'none' if best is None else f'{best:.3f}'} at {state['best_at']} steps")
+    best, start, at = state["best_val_return"], state.get("start_val_return"), state["best_at"]
+    if best is None:
+        result = "no validation yet"
+    elif at == 0:
+        result = f"best validation return {best:.2f} at step 0: no checkpoint beat the untrained policy, which is kept"
+    else:
+        result = f"best validation return {best:.2f} at step {at}" + (
+            "" if start is None else f" ({best - start:+.2f} over step 0)")
+    print(f"trained {run.path}: {agent.num_timesteps} steps ({steps / max(secs, 1e-9):.0f} steps/s this session); "
+          f"{result}")
     return run.path
+
+
+def _plain_kv(d: dict) -> str:
+    """``{'horizon': 20.0, 'sigma': 0.3}`` as ``horizon 20 and sigma 0.3``."""
+    items = [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()]
+    return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def expectation(recipe: Recipe, model_kwargs: dict) -> str | None:
+    """What a run that starts from a prior should (not) show, said before it starts: with a
+    prior, the validation return barely moves, and that is not a fault. None without a prior."""
+    pk = model_kwargs.get("policy_kwargs") or {}
+    cls = pk.get("features_extractor_class")
+    if cls is None or not hasattr(cls, "TUNED"):
+        return None
+    temperature = (pk.get("features_extractor_kwargs") or {}).get("temperature")
+    warmup = next((kw.get("steps", 20_000) for name, kw in recipe.callbacks if name.endswith("CriticWarmup")), None)
+    return ("what to expect: the policy starts as the planner prior"
+            + (f" (temperature {temperature:g})" if temperature is not None else "")
+            + " and PPO learns a residual on it"
+            + (f"; the actor is frozen for the first {warmup} steps while the critic warms up" if warmup else "")
+            + ". In the shipped runs the residual moved the validation return by a few tenths at most in 100k "
+              "steps (docs/TRAINING.md): a flat validation return is expected, not a fault.")
 
 
 def train_command(args) -> int:
     """``adascale-rl train``: arguments from :mod:`adascale_rl.cli`."""
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
+    if args.traces is not None:
+        from adascale_rl.context.traces import csv_folder
+
+        if args.resume is not None:
+            raise ValueError("--traces does not apply to --resume: the run's config.yml names its data")
+        if "dataset" in env_kwargs:
+            raise ValueError("give the data once: --traces PATH or --env-kwargs dataset=PATH, not both")
+        if not Path(args.traces).exists():
+            raise FileNotFoundError(f"--traces {args.traces}: no such file or folder")
+        if csv_folder(Path(args.traces)):
+            raise ValueError(f"--traces {args.traces} is a plain folder of CSV files, which bench and evaluate "
+                             f"replay as test traces; train needs a dataset with a train/ split (what "
+                             f"`adascale-rl record` writes; docs/TRACES.md, 'Using your own data')")
+        env_kwargs["dataset"] = args.traces
     train(args.env, timesteps=args.timesteps, seed=args.seed, out=args.out, resume=args.resume,
-          hyperparams=args.hyperparams, eval_freq=args.eval_freq, env_kwargs=parse_env_kwargs(args.env_kwargs),
+          hyperparams=args.hyperparams, eval_freq=args.eval_freq, env_kwargs=env_kwargs,
           progress=not args.no_progress)
     return 0
 

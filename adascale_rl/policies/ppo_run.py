@@ -232,3 +232,49 @@ class ValidationCallback(BaseCallback):
             print(f"validation at {self.num_timesteps} steps: return {metrics['mean_return']:.3f}"
                   f"{' (best)' if is_best else ''}", file=sys.stderr)
         return metrics
+
+
+class TrainingProgress(BaseCallback):
+    """A progress bar over the run's steps (stderr), in place of SB3's.
+
+    Its clock runs through the validations, and its rate is the average since it started
+    (not a recent window), so the time left counts the validation pauses too. The time
+    left is shown only once a whole validation interval (``eval_freq`` steps, a
+    validation included) has passed: before that it would extrapolate from rollouts
+    alone and promise too little.
+    """
+
+    FORMAT = "{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}"
+    NO_ETA = FORMAT + "]"
+    WITH_ETA = FORMAT + " elapsed, {remaining} left]"
+
+    def __init__(self, total: int, eval_freq: int, verbose: int = 0):
+        super().__init__(verbose)
+        self.total = int(total)
+        self.eval_freq = int(eval_freq)
+        self.bar = None
+        self.start = 0
+        self.eta = False
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        self.start = int(self.model.num_timesteps)
+        self.bar = tqdm(total=self.total, initial=self.start, unit="step", smoothing=0, file=sys.stderr,
+                        dynamic_ncols=True, bar_format=self.NO_ETA)
+
+    def _on_step(self) -> bool:
+        steps = int(self.model.num_timesteps)
+        if not self.eta and steps - self.start > self.eval_freq:
+            self.eta = True
+            self.bar.bar_format = self.WITH_ETA
+        self.bar.update(steps - self.bar.n)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -26,6 +26,8 @@ class EpisodeResult:
     metrics: dict[str, float]
     actions: list[int] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
+    #: the evaluation seed this episode was played under (``seed`` is the environment's seed, one per episode)
+    eval_seed: int | None = None
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -74,7 +76,9 @@ def evaluate(env: Any, policy: Policy, seeds: Iterable[int], episodes: Sequence[
     out = []
     for s in seeds:
         for k, (trace, start) in enumerate(episodes):
-            out.append(run_episode(env, policy, seed=episode_seed(s, k), trace=trace, start=start))
+            r = run_episode(env, policy, seed=episode_seed(s, k), trace=trace, start=start)
+            r.eval_seed = s
+            out.append(r)
             if progress:
                 progress(1)
     return out

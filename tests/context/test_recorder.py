@@ -165,6 +165,13 @@ def test_cli_record_then_validate(tmp_path):
     v = subprocess.run(CLI + ["traces", "validate", str(out)], capture_output=True, text=True, timeout=60)
     assert v.returncode == 0, v.stderr
     assert "valid recorded dataset cli-v1" in v.stdout and "6 rows at 0.5 s" in v.stdout
+    # folders and files as open() and mkdir() make them under this umask (not tempfile's 0700 / 0600)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for p in (out, out / "train"):
+        assert p.stat().st_mode & 0o777 == 0o777 & ~umask, p
+    for p in (out / "schema.json", out / "MANIFEST", *out.glob("train/*.csv")):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p
 
 
 def test_record_command_reports_user_errors(tmp_path, capsys):

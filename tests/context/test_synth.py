@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,12 @@ def test_same_seed_same_bytes_across_runs(tmp_path):
     for rel in files:
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
     assert (outs[0] / "train/office-s11.csv").read_bytes() != (outs[2] / "train/office-s12.csv").read_bytes()
+    # folders and files as open() and mkdir() make them under this umask (not tempfile's 0700 / 0600)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert outs[0].stat().st_mode & 0o777 == 0o777 & ~umask
+    for rel in files:
+        assert (outs[0] / rel).stat().st_mode & 0o777 == 0o666 & ~umask, rel
 
 
 def test_scenarios_differ_as_described():
@@ -351,7 +358,7 @@ def _args(**kw):
 def test_synth_command(tmp_path, capsys):
     assert synth_command(_args(list=True)) == 0
     text = capsys.readouterr().out
-    assert "memory-pressure" in text and "rpi4-vision" in text and "envs/datasets/rpi4-sim.yaml" in text
+    assert "memory-pressure" in text and "rpi4-vision" in text and "recipes:   jetson-nano-sim, pixel4-sim, rpi4-sim" in text
     assert synth_command(_args(device="rpi4", scenario="steady", duration=30, out=str(tmp_path / "a-v1"))) == 0
     assert "1 train + 0 test traces, 30 rows at 1 s" in capsys.readouterr().out
 
@@ -375,3 +382,21 @@ def test_synth_cli_errors_are_one_sentence(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("adascale-rl synth: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "o-v1").exists()
+
+
+def test_every_name_synth_list_prints_works_from_another_folder(tmp_path, monkeypatch):
+    res = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "synth", "--list"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stderr
+    listed = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in res.stdout.splitlines()
+              if not line.startswith("  ")}
+    recipes = [n.strip() for n in listed["recipes"].split("(")[0].split(",")]
+    assert recipes == names("datasets") and "/" not in listed["recipes"]
+    monkeypatch.chdir(tmp_path)  # nothing of the repository here
+    for n in recipes:
+        assert load_recipe(n).path.stem == n
+    for n in [d.strip() for d in listed["devices"].split(",")]:
+        from adascale_rl.device.presets import load_device
+        assert load_device(n).name == n
+    for n in [w.strip() for w in listed["workloads"].split(",")]:
+        assert load_workload(n).name == n

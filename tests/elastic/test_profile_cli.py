@@ -1,16 +1,23 @@
-"""End to end: `adascale-rl profile --quick` through a subprocess, and the shipped local-x86 files."""
+"""End to end: `adascale-rl profile --quick` through a subprocess in a clean clone, the environment it
+writes in bench, evaluate, train and gymnasium.make, and the shipped local-x86 files."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 
 from adascale_rl import paths
 from adascale_rl.device.catalog import load_catalog
 from adascale_rl.device.presets import load_preset_file
+from adascale_rl.elastic.profile import _arch_name
+from adascale_rl.environment.spec import load_spec
+from adascale_rl.evaluation.bench import DEFAULT_ENV
 
 ENV_KEYS = ["id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"]
 
@@ -25,15 +32,61 @@ def _check_env_spec(path: Path, name: str) -> None:
     assert spec["period_s"] == 1.0 and spec["max_episode_steps"] == 300
 
 
+def _check_user_env_spec(path: Path, name: str) -> None:
+    """The spec profile writes for the user: its own id, its files by paths relative to itself."""
+    spec = yaml.safe_load(path.read_text())
+    assert list(spec) == ENV_KEYS
+    assert spec["id"] == f"AdaScale/MyHost-Digits-{DEFAULT_ENV.rsplit('-', 1)[-1]}"  # not the shipped Local-Digits
+    assert spec["device"] == f"devices/{name}.yaml" and spec["catalog"] == f"catalogs/{name}.json"
+    assert spec["dataset"] == "host-recorded-v1" and spec["reward"] == "balanced"
+    assert spec["workload"] == "local-digits"  # the digits data: the digit reader's modes over the recordings
+    assert spec["period_s"] == 1.0 and spec["max_episode_steps"] == 300
+
+
+def _git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _clean_clone(tmp: Path) -> Path:
+    """The repository's tracked files, as they are in this checkout, committed in a fresh repository."""
+    root = Path(__file__).resolve().parents[2]
+    ls = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True) if shutil.which("git") else None
+    if ls is None or ls.returncode != 0 or not ls.stdout:
+        pytest.skip("not a git checkout (or no git): no clean clone to profile in")
+    clone = tmp / "clone"
+    for rel in filter(None, ls.stdout.decode().split("\0")):
+        if (root / rel).is_file():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, clone / rel)
+    assert _git("init", "-q", cwd=clone).returncode == 0
+    _git("add", "-A", cwd=clone)
+    assert _git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "clone",
+                cwd=clone).returncode == 0
+    assert _git("status", "--porcelain", cwd=clone).stdout == ""
+    return clone
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    """`adascale-rl profile --quick`, as the README shows it, in a clean clone (about a minute)."""
+    tmp = tmp_path_factory.mktemp("profile")
+    clone = _clean_clone(tmp)
+    env = {**os.environ, "ADASCALE_RL_CACHE": str(tmp / "cache"), "PYTHONPATH": str(clone)}
+    env.pop("ADASCALE_RL_DATA", None)
+    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "profile", "--quick", "--no-progress",
+                        "--threads", "2"], cwd=clone, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return SimpleNamespace(clone=clone, cache=tmp / "cache", stdout=r.stdout, out=clone / "adascale-profile",
+                           tmp=tmp)
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-def test_profile_quick_end_to_end(tmp_path):
-    out = tmp_path / "envs" / "catalogs" / "cat.json"
-    env = {**os.environ, "ADASCALE_RL_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "adascale_rl.cli", "profile", "--quick", "--out", str(out), "--no-progress",
-           "--threads", "2"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_profile_quick_writes_outside_the_shipped_data_and_says_how_to_use_it(profiled):
+    # the clone's tracked files (envs/ among them) are untouched, and its output folder is ignored by git
+    assert _git("status", "--porcelain", cwd=profiled.clone).stdout == ""
+    name = f"local-{_arch_name()}"
+    out = profiled.out / "catalogs" / f"{name}.json"
     cat = load_catalog(out)                      # validates against the shared format
     assert len(cat) == 6 and cat.machine["threads_used"] == 2
     assert "background_cpu_util" in cat.machine
@@ -41,38 +94,39 @@ def test_profile_quick_end_to_end(tmp_path):
         assert v.provenance["latency_ms"]["kind"] == "measured"
         assert v.provenance["energy_mj"]["kind"] in ("measured", "derived")
         assert v.branch["latency_p95_ms"] >= v.latency_ms
-    preset = load_preset_file(tmp_path / "envs" / "devices" / "cat.yaml")
+    preset = load_preset_file(profiled.out / "devices" / f"{name}.yaml")
     assert preset.cores >= 1 and preset.battery_wh is None
-    _check_env_spec(tmp_path / "envs" / "Local-Digits.yaml", "cat")
-    assert "wrote" in r.stdout
+    spec_file = profiled.out / "MyHost-Digits.yaml"
+    _check_user_env_spec(spec_file, name)
+    env_id = load_spec(spec_file).id
+    # its last lines say how to use it: the spec file as --env in bench, evaluate and train, and from Python
+    last = profiled.stdout.strip().splitlines()[-8:]
+    assert last[:3] == [f"wrote adascale-profile/catalogs/{name}.json (6 variants)",
+                        f"wrote adascale-profile/devices/{name}.yaml",
+                        f"wrote adascale-profile/MyHost-Digits.yaml (environment {env_id})"]
+    assert last[4:] == ["  adascale-rl bench --env adascale-profile/MyHost-Digits.yaml",
+                        "  adascale-rl evaluate --env adascale-profile/MyHost-Digits.yaml --policy planner",
+                        "  adascale-rl train --env adascale-profile/MyHost-Digits.yaml",
+                        "  python: import gymnasium as gym; from adascale_rl.environment import register_spec; "
+                        "env = gym.make(register_spec('adascale-profile/MyHost-Digits.yaml'))"]
     # a second run would reuse the cached supernet instead of training again
     from adascale_rl.elastic.data import load_data
-    from adascale_rl.elastic.variants import quick_recipe, trained_supernet
+    from adascale_rl.elastic.variants import quick_recipe, trained_supernet, variant_files
 
     recipe = quick_recipe(0)
     data = load_data("digits", 0).subset(*recipe.subset)
     said = []
     old = os.environ.get("ADASCALE_RL_CACHE")
-    os.environ["ADASCALE_RL_CACHE"] = env["ADASCALE_RL_CACHE"]
+    os.environ["ADASCALE_RL_CACHE"] = str(profiled.cache)
     try:
         trained_supernet(recipe.arch_for(data), data, recipe.train, progress=False, log=said.append)
+        files = variant_files(out)  # ... and the runtime finds every deployable variant of the written catalog
     finally:
         if old is None:
             del os.environ["ADASCALE_RL_CACHE"]
         else:
             os.environ["ADASCALE_RL_CACHE"] = old
     assert said and said[0].startswith("loaded the trained elastic model")
-    # ... and the runtime finds every deployable variant of the written catalog
-    from adascale_rl.elastic.variants import variant_files
-
-    os.environ["ADASCALE_RL_CACHE"] = env["ADASCALE_RL_CACHE"]
-    try:
-        files = variant_files(out)
-    finally:
-        if old is None:
-            del os.environ["ADASCALE_RL_CACHE"]
-        else:
-            os.environ["ADASCALE_RL_CACHE"] = old
     assert set(files) == set(cat.ids) and all(f.exists() for f in files.values())
     import torch
 
@@ -80,12 +134,65 @@ def test_profile_quick_end_to_end(tmp_path):
     assert logits.shape == (2, 10)
 
 
+@pytest.mark.slow
+def test_the_profiled_environment_works_in_bench_evaluate_train_and_gym_make(profiled):
+    spec_file = profiled.out / "MyHost-Digits.yaml"
+    elsewhere = profiled.tmp / "elsewhere"  # another folder: the spec's relative paths must still resolve
+    elsewhere.mkdir()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "adascale_rl.cli", *args], cwd=elsewhere, capture_output=True,
+                              text=True, timeout=300)
+
+    b = cli("bench", "--env", str(spec_file), "--quick", "--seeds", "1", "--policies",
+            "static-largest,planner,oracle", "--out", "b", "--no-progress")
+    assert b.returncode == 0, b.stderr[-2000:]
+    assert "### AdaScale/MyHost-Digits-v" in (elsewhere / "b" / "results.md").read_text()
+    ev = cli("evaluate", "--env", str(spec_file), "--policy", "greedy", "--seeds", "1")
+    assert ev.returncode == 0 and "AdaScale/MyHost-Digits-v" in ev.stdout, ev.stderr[-2000:]
+    (elsewhere / "tiny.yml").write_text(yaml.safe_dump({"default": {
+        "policy": "MlpPolicy", "n_envs": 1, "n_steps": 32, "batch_size": 32, "n_epochs": 1,
+        "policy_kwargs": {"net_arch": [8]}}}))
+    tr = cli("train", "--env", str(spec_file), "-n", "64", "--hyperparams", "tiny.yml", "--out", "run",
+             "--no-progress")
+    assert tr.returncode == 0, tr.stderr[-2000:]
+    assert (elsewhere / "run" / "best_model.zip").is_file()
+    import gymnasium as gym
+
+    from adascale_rl.environment import register_spec
+
+    ids = load_catalog(profiled.out / "catalogs" / f"local-{_arch_name()}.json").ids
+    env = gym.make(register_spec(spec_file))
+    obs, info = env.reset(seed=0)
+    for _ in range(5):
+        obs, reward, terminated, truncated, info = env.step(0)
+        assert np.isfinite(reward) and info["variant"] in ids
+    env.close()
+
+
+@pytest.mark.parametrize("out, words", [
+    ("{envs}", "is inside the shipped data"),
+    ("{envs}/catalogs", "is inside the shipped data"),
+    ("{traces}/mine", "is inside the shipped data"),
+    ("cat.json", "profile writes a folder (catalogs/, devices/ and an environment spec)"),
+])
+def test_profile_refuses_to_write_into_the_shipped_data_before_any_work(tmp_path, out, words):
+    out = out.format(envs=paths.envs_dir(), traces=paths.traces_dir())
+    before = sorted(p.name for p in paths.envs_dir().rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "profile", "--quick", "--out", out, "--no-progress"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "ADASCALE_RL_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+    assert not (tmp_path / "cache").exists() and sorted(p.name for p in paths.envs_dir().rglob("*")) == before
+
+
 def test_profile_bad_data_is_a_one_line_user_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "profile", "--quick", "--data", "cifar10:/nonexistent",
-                        "--out", str(tmp_path / "c.json"), "--no-progress"], capture_output=True, text=True,
-                       env={**os.environ, "ADASCALE_RL_CACHE": str(tmp_path / "cache")}, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "profile", "--quick", "--data",
+                        "cifar10:/nonexistent", "--out", str(tmp_path / "p"), "--no-progress"], capture_output=True,
+                       text=True, env={**os.environ, "ADASCALE_RL_CACHE": str(tmp_path / "cache")}, timeout=120)
     assert r.returncode == 2
     assert "no such folder" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p").exists()
 
 
 def test_shipped_local_x86_files_are_valid():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from _envdata import write_env
@@ -43,8 +46,35 @@ def test_bench_writes_csv_markdown_and_plots(tmp_path):
     assert all(float(r["mean_return"]) <= float(by["oracle"]["mean_return"]) + 1e-9 for r in rows)
     md = (out / "results.md").read_text()
     assert "| policy |" in md and "Evaluation seeds: [0, 1]" in md
+    # every column of the table is defined under it, with its unit or what it is per
+    header = next(line for line in md.splitlines() if line.startswith("| policy |"))
+    for cell in [c.strip() for c in header.strip("|").split("|")][2:]:
+        assert f"- **{cell.split(' (mean')[0]}**: " in md, cell
+    assert "in joules" in md and "in milliseconds" in md and "per episode" in md
+    assert "`exact-one-step`" in md and "not a bound" in md
+    assert "An episode is one window of up to 40 intervals of 1 s" in md
+    # the terminal gets the table and the notes; the definitions stay in the file
+    assert "| greedy | heuristic |" in res.stdout and "(Every column is defined in results.md" in res.stdout
+    assert "- **miss rate**" not in res.stdout and "the oracle scores at least as high" in res.stdout
     assert (out / "returns.png").stat().st_size > 1000
     assert (out / "timeline-Fixture-Test.png").stat().st_size > 1000
+
+
+def test_results_doc_defines_what_results_md_defines():
+    from pathlib import Path
+
+    from adascale_rl.evaluation.report import COLUMNS, DEFINITIONS
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"
+    if not doc.exists():
+        pytest.skip("docs/ is not installed with the package")
+    text = doc.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for name, _ in DEFINITIONS:
+        assert any(line.startswith(f"| {name}") for line in rows), name
+    for col in COLUMNS[3:]:
+        assert f"`{col}`" in text, col
+    assert "**not a bound**" in text
 
 
 def test_evaluate_prints_metrics_and_bad_policy_is_one_sentence(tmp_path):
@@ -159,3 +189,134 @@ def test_numpy_env_kwargs_are_written_as_plain_numbers():
 
     assert json.loads(json.dumps({"spike_spell_s": np.int64(8), "latency_sigma": np.float64(0.1)}, default=_plain)) \
         == {"spike_spell_s": 8, "latency_sigma": 0.1}
+
+
+def test_seed_counts_below_one_are_refused_not_replaced_or_nan(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    for seeds in ("0", "-1"):
+        res = _cli("bench", "--env", str(spec), "--seeds", seeds, "--out", str(out), "--no-progress", cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert f"--seeds {seeds}: give at least 1 evaluation seed" in res.stderr
+        ev = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--seeds", seeds, cwd=tmp_path)
+        assert ev.returncode == 2 and f"--seeds {seeds}: give at least 1" in ev.stderr and "nan" not in ev.stdout
+    assert not out.exists()
+
+
+def test_unknown_policy_names_are_refused_before_anything_is_written(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    for given, words in (("nosuch", "unknown policy 'nosuch' in --policies;"),
+                         ("Planner", "unknown policy 'Planner' in --policies (did you mean 'planner'?)"),
+                         ("planner,nosuch", "unknown policy 'nosuch'"),
+                         (" , ", "names no policy"),
+                         ("ppo", "unknown policy 'ppo'")):  # no shipped controller for a user's environment
+        res = _cli("bench", "--env", str(spec), "--policies", given, "--out", str(out), "--no-progress", cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, (given, res.stderr)
+        assert "Traceback" not in res.stderr and not out.exists()
+    # a shipped controller's name is known, but it applies only to its own environment
+    res = _cli("bench", "--env", str(spec), "--env", "Rpi4-Vision", "--policies", "ppo", "--out", str(out),
+               "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and "none of --policies ppo applies to AdaScale/Fixture-Test-v0" in res.stderr
+    assert not out.exists()
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "Planner", cwd=tmp_path)
+    assert ev.returncode == 2 and "unknown policy 'Planner' (did you mean 'planner'?)" in ev.stderr
+
+
+def test_policy_list_with_spaces_runs_every_name_and_ratios_without_static_largest_read_na(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "1", "--policies", "static-smallest, random",
+               "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert sorted(r["policy"] for r in rows) == ["random", "static-smallest"]
+    md = (out / "results.md").read_text()
+    assert "n/ax" not in md and "| n/a |" in md
+
+
+def test_a_rerun_replaces_the_previous_results_and_a_file_as_out_is_one_sentence(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "timeline-Old-Env.png").write_bytes(b"a previous run's plot")
+    (out / "notes.txt").write_text("mine")  # not a bench output: left alone
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "1", "--policies", "static-smallest",
+               "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "results.csv", "results.md", "returns.png",
+                                                     "timeline-Fixture-Test.png"]
+    # a failing run (here: an unreadable trace folder) leaves the folder as it was
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad-traces"
+    bad.mkdir()
+    (bad / "a.csv").write_text("t_s,bg_cpu_util,mem_avail_mb\n0,0.1,500\n1,x,500\n")
+    res = _cli("bench", "--env", str(spec), "--quick", "--seeds", "1", "--policies", "static-smallest",
+               "--traces", str(bad), "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    afile = tmp_path / "results.txt"
+    afile.write_text("x")
+    res = _cli("bench", "--env", str(spec), "--policies", "static-smallest", "--out", str(afile), "--no-progress",
+               cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"--out {afile} is a file; bench writes a folder" in res.stderr and "Errno" not in res.stderr
+
+
+def test_evaluate_tunes_a_heuristic_as_bench_does_so_the_same_name_gives_the_same_numbers(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "b"
+    b = _cli("bench", "--env", str(spec), "--seeds", "2", "--policies", "planner", "--out", str(out), "--no-progress",
+             cwd=tmp_path)
+    assert b.returncode == 0, b.stderr[-2000:]
+    row = next(csv.DictReader(open(out / "results.csv")))
+    tuned = json.loads(row["params"])
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "planner", "--seeds", "2", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    said = "margins tuned on the train split of AdaScale/Fixture-Test-v0, as bench tunes them: "
+    assert said in ev.stdout
+    assert ast.literal_eval(ev.stdout.split(said, 1)[1].splitlines()[0]) == tuned
+    assert float(ev.stdout.split("return", 1)[1].split()[0]) == pytest.approx(float(row["mean_return"]), abs=1e-4)
+    plain = _cli("evaluate", "--env", str(spec), "--policy", "planner", "--seeds", "2", "--default-margins",
+                 cwd=tmp_path)
+    assert plain.returncode == 0 and "default margins (--default-margins): {'horizon'" in plain.stdout
+
+
+def _recording(tmp_path, name="rec-v1", device="local-x86", test=False):
+    """A recorded dataset as `adascale-rl record` writes it (train split only unless `test`)."""
+    from _envdata import constant_trace
+    from adascale_rl.context.traces import make_meta, save_dataset
+
+    cols = ["t_s", "bg_cpu_util", "mem_avail_mb"]
+    meta = make_meta(name=name.rsplit("-v", 1)[0], version=1, device=device, device_mem_total_mb=8000, period_s=1.0,
+                     source="recorded", how_made="test", columns=cols)
+    splits = {"train": {f"r{i}": {c: constant_trace(90, bg_cpu_util=0.2 * i)[c] for c in cols} for i in range(2)}}
+    if test:
+        splits["test"] = {"e0": {c: constant_trace(60)[c] for c in cols}}
+    return save_dataset(tmp_path / name, meta, splits)
+
+
+def test_bench_and_evaluate_say_which_traces_they_ran_on_and_on_which_device(tmp_path):
+    spec = _spec_file(tmp_path)
+    rec = _recording(tmp_path)
+    out = tmp_path / "b"
+    res = _cli("bench", "--env", str(spec), "--seeds", "1", "--policies", "static-smallest,oracle", "--traces",
+               str(rec), "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (out / "results.md").read_text()
+    for text in (md, res.stderr):
+        assert f"evaluated on all 2 traces of {rec} (train/r0.csv, train/r1.csv): it has no test split" in text
+        assert "recorded on local-x86 and are replayed on rpi4: available memory scaled by total memory " \
+               "(8000 -> 3792 MB)" in text
+    assert "every test trace" not in md and "on every evaluated trace" in md
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec),
+              cwd=tmp_path)
+    assert ev.returncode == 0 and "it has no test split" in ev.stdout and "replayed on rpi4" in ev.stdout
+    # with a test split, only the test split; on the recording's own device, no replay note
+    rec2 = _recording(tmp_path, "rec2-v1", device="rpi4", test=True)
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec2),
+              cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert f"the test split of {rec2}, 1 trace (test/e0.csv)" in ev.stdout and "replayed" not in ev.stdout
+    ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec2),
+              "--split", "train", cwd=tmp_path)
+    assert ev.returncode == 0 and "episodes=" in ev.stdout and "the train split of" in ev.stdout

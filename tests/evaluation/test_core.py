@@ -33,3 +33,13 @@ def test_tuning_picks_the_best_grid_point_on_train(fixture_spec):
 
     for v in range(4):
         assert mean_return(ev(env, make_policy("best-fixed", variant=v), [0], env.evaluation_episodes()[:2])) <= value + 1e-9
+
+
+def test_the_ci_of_the_return_is_over_per_seed_means_not_over_episodes(fixture_spec):
+    env = AdaScaleEnv(fixture_spec, split="test")
+    res = evaluate(env, make_policy("random"), [0, 1, 2])
+    assert len(env.evaluation_episodes()) > 1  # several episodes per seed: the two readings differ
+    per_seed = [sum(r.metrics["return"] for r in res if r.eval_seed == s) / len(env.evaluation_episodes())
+                for s in (0, 1, 2)]
+    assert aggregate(res, [0, 1, 2])["ci95_return"] == pytest.approx(ci95(per_seed))
+    assert math.isnan(aggregate(evaluate(env, make_policy("random"), [0]), [0])["ci95_return"])

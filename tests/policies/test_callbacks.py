@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch as th
 
@@ -37,3 +41,12 @@ def test_critic_warmup_trains_only_the_value_function_until_its_step_count(fixtu
 def test_critic_warmup_refuses_a_negative_step_count():
     with pytest.raises(ValueError, match="steps must be >= 0"):
         CriticWarmup(steps=-1)
+
+
+def test_training_in_the_tests_leaves_no_sb3_folder_in_the_temp_dir(fixture_spec):
+    agent = _agent(fixture_spec)
+    agent.learn(64)
+    folder = Path(agent.logger.get_dir())
+    # SB3's default is <temp dir>/SB3-<date-time>, created and never removed (tests/conftest.py)
+    assert folder == Path(os.environ["SB3_LOGDIR"]) and folder.parent != Path(tempfile.gettempdir())
+    assert not folder.name.startswith("SB3-")

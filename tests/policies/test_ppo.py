@@ -7,6 +7,7 @@ tiny recipe (2 envs x 64 steps per rollout), so the whole file takes seconds.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,81 @@ def test_cli_train_smoke_writes_a_complete_run_folder(tmp_path, env_yaml, tiny_h
         assert tag in blob, tag
 
 
+PRIOR = {"policy": "adascale_rl.policies.features.PriorMaskablePolicy", "n_envs": 2, "n_steps": 64, "batch_size": 64,
+         "n_epochs": 1, "normalize": {"norm_obs": False, "norm_reward": True},
+         "policy_kwargs": {"net_arch": [8], "features_extractor_class": "adascale_rl.policies.features.PlannerPrior",
+                           "features_extractor_kwargs": {"temperature": 0.003}},
+         "callback": [{"adascale_rl.policies.callbacks.CriticWarmup": {"steps": 128}}]}
+
+
+def test_cli_train_says_what_a_prior_run_will_show_with_rounded_numbers(tmp_path, env_yaml, tiny_hp):
+    hp = tmp_path / "prior.yml"
+    hp.write_text(yaml.safe_dump({"default": PRIOR}))
+    res = _cli("train", "--env", str(env_yaml), "-n", "256", "--eval-freq", "128", "--out", str(tmp_path / "run"),
+               "--hyperparams", str(hp), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout
+    assert re.search(r"^planner prior: horizon \d+ and sigma 0\.\d, tuned on the train split$", out, re.M), out
+    assert ("what to expect: the policy starts as the planner prior (temperature 0.003) and PPO learns a residual "
+            "on it; the actor is frozen for the first 128 steps while the critic warms up.") in out
+    assert "a flat validation return is expected, not a fault" in out
+    assert re.search(r"^validation return at step 0 \(the untrained policy, i\.e\. the prior\): -?\d+\.\d\d over "
+                     r"\d+ validation windows$", out, re.M), out
+    assert re.search(r"best validation return -?\d+\.\d\d at step \d+", out.splitlines()[-1])
+    # without a prior there is nothing to expect of it
+    plain = _cli("train", "--env", str(env_yaml), "-n", "128", "--out", str(tmp_path / "plain"), "--hyperparams",
+                 str(tiny_hp), "--no-progress", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "what to expect" not in plain.stdout and "validation return at step 0 (the untrained policy): " in plain.stdout
+
+
+def test_cli_train_interrupted_says_so_once(tmp_path, env_yaml, tiny_hp):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    script = Path(sys.executable).parent / "adascale-rl"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "adascale_rl.cli"]
+    # SIGINT at its default in the child: a test run started in the background inherits it ignored, and
+    # Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen([*cmd, "train", "--env", str(env_yaml), "-n", "1000000", "--out", str(out),
+                             "--hyperparams", str(tiny_hp), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "model.zip").exists() and time.monotonic() < deadline:  # step 0's checkpoint: training runs
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    said = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(said) == 1 and said[0].startswith("interrupted at ") and f"--resume {out}" in said[0], err
+
+
+def test_progress_bar_shows_time_left_only_once_a_validation_interval_has_passed():
+    from types import SimpleNamespace
+
+    bar = ppo_run.TrainingProgress(total=1000, eval_freq=256)
+    bar.model = SimpleNamespace(num_timesteps=0)
+    bar._on_training_start()
+    try:
+        seen = []
+        for _ in range(20):
+            bar.model.num_timesteps += 32
+            bar._on_step()
+            seen.append((bar.model.num_timesteps, "left" in bar.bar.bar_format, bar.bar.n))
+        assert all(not eta for steps, eta, _ in seen if steps <= 256)
+        assert all(eta for steps, eta, _ in seen if steps > 256)
+        assert all(n == steps for steps, _, n in seen) and bar.bar.smoothing == 0  # the average over the session
+    finally:
+        bar.close()
+
+
 def test_cli_bad_env_exits_2_with_one_sentence(tmp_path):
     res = _cli("train", "--env", "AdaScale/NoSuch-Thing-v1", "-n", "64", "--out", str(tmp_path / "run"),
                "--no-progress", cwd=tmp_path)
@@ -124,6 +200,65 @@ def test_cli_user_mistakes_exit_2_naming_the_fault(tmp_path, env_yaml, capsys, e
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def _recording(tmp: Path, train_traces: int, rows: int, name: str = "rec-v1") -> Path:
+    """A recorded dataset as `adascale-rl record` writes it: `train_traces` train files and one test file."""
+    from adascale_rl.context.traces import make_meta, save_dataset
+
+    cols = ["t_s", "bg_cpu_util", "mem_avail_mb"]
+    meta = make_meta(name=name.rsplit("-v", 1)[0], version=1, device="rpi4", device_mem_total_mb=3792,
+                     period_s=1.0, source="recorded", how_made="test", columns=cols)
+    trace = {c: constant_trace(rows)[c] for c in cols}
+    return save_dataset(tmp / name, meta, {"train": {f"r{i}": trace for i in range(train_traces)},
+                                           "test": {"e0": trace}})
+
+
+def test_cli_train_on_ones_own_recording_says_which_files_train_and_validate(tmp_path, env_yaml, tiny_hp):
+    rec = _recording(tmp_path, train_traces=1, rows=120)
+    out = tmp_path / "run"
+    res = _cli("train", "--env", str(env_yaml), "--traces", str(rec), "-n", "128", "--out", str(out),
+               "--hyperparams", str(tiny_hp), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "  train: 1 trace, the first four fifths of each: train/r0.csv (96 intervals)" in res.stdout
+    assert "  validation: the last fifth of each train trace: train/r0.csv (24 intervals)" in res.stdout
+    assert "  not used here: the test split (test/e0.csv), for bench and evaluate" in res.stdout
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "holds only 24 intervals" in warnings[0] and "less than one 50-interval" in warnings[0]
+    cfg = yaml.safe_load((out / "config.yml").read_text())
+    assert cfg["env_kwargs"]["dataset"] == str(rec.resolve())  # absolute: --resume works from any folder
+    # four train traces: every 4th is held out whole, and a long enough one is no warning
+    rec4 = _recording(tmp_path, train_traces=4, rows=120, name="rec4-v1")
+    res = _cli("train", "--env", str(env_yaml), "--traces", str(rec4), "-n", "128", "--out", str(tmp_path / "run4"),
+               "--hyperparams", str(tiny_hp), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "  train: 3 traces: train/r0.csv, train/r1.csv, train/r2.csv" in res.stdout
+    assert "  validation: every 4th train trace: train/r3.csv (120 intervals)" in res.stdout
+    assert "warning" not in res.stderr
+
+
+def test_cli_train_traces_mistakes_are_one_sentence(tmp_path, env_yaml, tiny_hp):
+    rec = _recording(tmp_path, train_traces=1, rows=60)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "a.csv").write_text("t_s,bg_cpu_util,mem_avail_mb\n0,0.1,500\n1,0.1,500\n")
+    for extra, words in ((["--traces", str(tmp_path / "nope")], "no such file or folder"),
+                         (["--traces", str(rec), "--env-kwargs", f"dataset={rec}"], "give the data once"),
+                         (["--traces", str(loose)], "is a plain folder of CSV files"),
+                         (["--traces", str(rec), "--resume", str(tmp_path / "run")], "does not apply to --resume")):
+        res = _cli("train", "--env", str(env_yaml), "-n", "64", "--out", str(tmp_path / "run"), "--no-progress",
+                   *extra, cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, (extra, res.stderr)
+        assert not (tmp_path / "run").exists()
+
+
+def test_out_naming_a_file_is_one_sentence(tmp_path, env_yaml):
+    afile = tmp_path / "run.txt"
+    afile.write_text("mine")
+    res = _cli("train", "--env", str(env_yaml), "-n", "64", "--out", str(afile), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"--out {afile} is a file; train writes a run folder" in res.stderr and "Errno" not in res.stderr
+    assert afile.read_text() == "mine"
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path, env_yaml, tiny_hp, capsys):
