@@ -79,7 +79,7 @@ class CriticWarmup(BaseCallback):
     """Train only the value function for the first ``steps`` environment steps.
 
     A fresh critic's advantages are noise; a policy that already starts good (a
-    prior such as :class:`adascale_rl.policies.features.PlannerPrior`) is pushed
+    prior such as :class:`adascale_rl.policies.prior.PlannerPrior`) is pushed
     away from it by that noise before the critic can tell better from worse. So
     the actor's parameters (:func:`actor_parameters`) get no gradient until
     ``steps`` steps have been collected; the critic learns the prior's values

@@ -148,4 +148,4 @@ def test_bad_recipes_are_refused(files, match):
 def test_shipped_recipes_load():
     for n in names("datasets"):
         rc = load_recipe(n)
-        assert rc.files and rc.period_s == 1.0 and rc.version == 1
+        assert rc.files and rc.period_s == 1.0 and rc.version == 2

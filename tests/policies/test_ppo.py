@@ -96,9 +96,9 @@ def test_cli_train_smoke_writes_a_complete_run_folder(tmp_path, env_yaml, tiny_h
         assert tag in blob, tag
 
 
-PRIOR = {"policy": "adascale_rl.policies.features.PriorMaskablePolicy", "n_envs": 2, "n_steps": 64, "batch_size": 64,
+PRIOR = {"policy": "adascale_rl.policies.prior.PriorMaskablePolicy", "n_envs": 2, "n_steps": 64, "batch_size": 64,
          "n_epochs": 1, "normalize": {"norm_obs": False, "norm_reward": True},
-         "policy_kwargs": {"net_arch": [8], "features_extractor_class": "adascale_rl.policies.features.PlannerPrior",
+         "policy_kwargs": {"net_arch": [8], "features_extractor_class": "adascale_rl.policies.prior.PlannerPrior",
                            "features_extractor_kwargs": {"temperature": 0.003}},
          "callback": [{"adascale_rl.policies.callbacks.CriticWarmup": {"steps": 128}}]}
 
