@@ -139,12 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     # record
     r = cmd("record", _record, "record the live resource context of this machine as a trace dataset")
-    r.add_argument("--duration", type=float, required=True, metavar="S", help="seconds to record")
+    r.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="seconds to record (default with --load: the schedule's length)")
     r.add_argument("--interval", type=float, default=1.0, metavar="S", help="sampling period in seconds (default 1)")
     r.add_argument("--out", required=True, metavar="DIR", help="dataset folder to create (or append to)")
     r.add_argument("--split", choices=("train", "test"), default="train", help="split to write into (default train)")
     r.add_argument("--name", default=None, help="file stem of the trace (default: host and start time)")
     r.add_argument("--note", default="", help="how the recording was made (load, processes); goes into schema.json")
+    r.add_argument("--load", default=None, metavar="SCHEDULE",
+                   help="run a load schedule beside the recording (envs/loads/NAME.yaml or a YAML path): busy "
+                        "processes and a memory hog, started and stopped on its timeline")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # synth

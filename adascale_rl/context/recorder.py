@@ -219,13 +219,16 @@ def _write_meta(root: Path, meta: dict) -> None:
 
 def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: str = "train",
            name: str | None = None, note: str = "", progress: bool = True, *,
-           monitor: Monitor | None = None) -> RecordResult:
+           monitor: Monitor | None = None, load=None) -> RecordResult:
     """Record ``duration_s`` seconds of this machine's context into the dataset folder ``out``.
 
     Creates the dataset (``schema.json``, ``MANIFEST``, ``<split>/<name>.csv``) or
     appends a new file to an existing recorded dataset with the same device,
     period and columns. Returns what was written; an interrupted recording
-    (SIGINT/SIGTERM) returns normally with ``interrupted`` set.
+    (SIGINT/SIGTERM) returns normally with ``interrupted`` set. With ``load`` (a
+    :class:`adascale_rl.context.load.LoadSchedule`), the schedule's busy processes and
+    memory hog run beside the recording from its first interval on (child processes,
+    stopped when the recording ends, however it ends); the file's note gives the schedule.
     """
     if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
         raise RecordError(f"--duration must be a positive number of seconds, not {duration_s!r}")
@@ -251,6 +254,9 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
     if csv_path.exists() or rel in manifest:
         raise RecordError(f"{csv_path} already exists; choose another --name")
 
+    if load is not None:
+        schedule = f"load schedule {load.name}: {load.describe()}"
+        note = f"{note}; {schedule}" if note else schedule
     entry = {"split": split, "start_utc": start_utc.isoformat().replace("+00:00", "Z"), "interval_s": interval_s,
              "planned_rows": planned, "rows": None, "note": note}
     if "bg_runnable" in columns:  # samples per second behind each row's mean; None: one sample per row
@@ -270,7 +276,7 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
             from tqdm import tqdm
             bar = tqdm(total=planned, unit="sample", desc=f"recording {rel}", file=sys.stderr,
                        dynamic_ncols=True, leave=True)
-        with _StopFlag() as stop:
+        with _StopFlag() as stop, _load_runner(load):
             if "bg_runnable" in columns and monitor.runnable_hz is not None and not monitor.sampling:
                 monitor.start()
                 started_sampler = True
@@ -339,10 +345,28 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
     return result
 
 
+def _load_runner(load):
+    import contextlib
+
+    if load is None:
+        return contextlib.nullcontext()
+    from adascale_rl.context.load import ScheduleRunner
+
+    return ScheduleRunner(load)
+
+
 def record_command(args) -> int:
     """``adascale-rl record``: the CLI front of :func:`record`."""
-    result = record(args.out, args.duration, args.interval, split=args.split, name=args.name, note=args.note,
-                    progress=not args.no_progress)
+    load = None
+    if getattr(args, "load", None):
+        from adascale_rl.context.load import LoadSchedule
+
+        load = LoadSchedule.load(args.load)
+    duration = args.duration if args.duration is not None else (load.duration_s if load is not None else None)
+    if duration is None:
+        raise RecordError("give --duration S (or --load SCHEDULE, whose length is the default)")
+    result = record(args.out, duration, args.interval, split=args.split, name=args.name, note=args.note,
+                    progress=not args.no_progress, load=load)
     if result.rows == 0:
         print(f"stopped by {result.interrupted or 'request'} before the first sample; nothing was written",
               file=sys.stderr)

@@ -82,10 +82,10 @@ def learned_controllers(spec_name: str) -> dict[str, Path]:
 
 def learned_for(spec, policies: Sequence[str] | None) -> dict[str, Path]:
     """The learned controllers a bench runs on ``spec``: label -> folder. The shipped ones of a
-    shipped environment (``ppo``, ``ppo:<algo>``), and run folders or model files named in ``policies``."""
+    shipped environment, labelled by their folder (``ppo``: the planner prior with a PPO residual;
+    ``ppo-noprior``: PPO alone), and run folders or model files named in ``policies``."""
     shipped = spec.path is not None and _inside(spec.path, paths.envs_dir())
-    learned = {f"ppo:{k}" if k != "ppo" else "ppo": v
-               for k, v in (learned_controllers(spec.name) if shipped else {}).items()}
+    learned = dict(learned_controllers(spec.name) if shipped else {})
     for extra in policies or []:
         if extra not in BUILTIN and Path(extra).exists():
             learned[Path(extra).name] = Path(extra)
