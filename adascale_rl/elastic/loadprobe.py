@@ -1,7 +1,8 @@
 """Contention probe, run as ``python -m adascale_rl.elastic.loadprobe --threads N --shape ... FILE...``.
 
 Times saved TorchScript variants the way an app runs them, in a fresh process with a fixed
-thread count (see :mod:`.timeprobe` for why), in two modes, variants in a shuffled order:
+thread count (see :mod:`.timeprobe` for why), in two modes, variants in a shuffled order
+(per variant: warm-up calls, a pause, the open-loop mode, then back to back):
 
 * ``b2b``: back to back, ``--calls`` batch-1 inferences one after the other (a saturated
   app: its thread never sleeps);
@@ -21,6 +22,9 @@ import argparse
 import json
 import sys
 import time
+
+#: seconds the probe sleeps before each open-loop phase
+PAUSE_S = 0.3
 
 
 def serve_open_loop(call, rate_hz: float, duration_s: float) -> tuple[list[float], list[float], int, int]:
@@ -78,13 +82,16 @@ def main(argv=None) -> int:
             m = models[f]
             for _ in range(a.warmup):
                 m(x)
+            if a.rate > 0:
+                # first the sleeping app, after a pause: a thread that has just run flat out starts its
+                # sleeps owing the scheduler CPU time and would wait for a core more than a sleeping app does
+                time.sleep(PAUSE_S)
+                svc, resp, issued, served = serve_open_loop(lambda: m(x), a.rate, a.duration)
+                out[f].update(svc=svc, resp=resp, issued=issued, served=served)
             for _ in range(a.calls):
                 t0 = time.perf_counter()
                 m(x)
                 out[f]["b2b"].append((time.perf_counter() - t0) * 1e3)
-            if a.rate > 0:
-                svc, resp, issued, served = serve_open_loop(lambda: m(x), a.rate, a.duration)
-                out[f].update(svc=svc, resp=resp, issued=issued, served=served)
     print(json.dumps(out))
     return 0
 

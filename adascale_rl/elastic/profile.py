@@ -169,7 +169,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
         f"interleaved round(s)), back to back and at {CONTENTION_RATE_HZ:g} requests/s")
     with _bar(c_rounds * len(levels), "contention", progress) as bar:
         load = contention.measure(files, tuple(example.shape), threads=threads, levels=levels, rounds=c_rounds,
-                                  calls=20 if quick else 200, duration_s=0.2 if quick else 0.5,
+                                  calls=20 if quick else 200, duration_s=0.2 if quick else 1.0,
                                   rate_hz=CONTENTION_RATE_HZ, quiet_rates=quiet_rates, seed=seed,
                                   progress=bar.update)
 

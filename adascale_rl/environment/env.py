@@ -129,6 +129,19 @@ def exo_rows(trace: Trace, device: DevicePreset, period_s: float) -> list[Exo]:
             for c, b, q, m, a, bt, p, r, dl in zip(*cols)]
 
 
+def replay_note(ds, device) -> str | None:
+    """How traces recorded on another device (or on none named) are replayed on ``device``; None
+    when they were recorded on it (:func:`adascale_rl.environment.env.exo_rows`)."""
+    if ds.device == "unknown":
+        return (f"the trace files carry no device; they are replayed on {device.name} as they are "
+                f"(available memory unscaled, the clock cap as a share of each trace's highest cap)")
+    if ds.device != device.name:
+        return (f"the traces were recorded on {ds.device} and are replayed on {device.name}: available memory "
+                f"scaled by total memory ({ds.mem_total_mb:g} -> {device.mem_total_mb:g} MB), the clock cap as a "
+                f"share of each trace's highest cap")
+    return None
+
+
 @dataclass(frozen=True)
 class Episode:
     """What an episode replays, fixed at reset: the window of the trace in this device's terms,

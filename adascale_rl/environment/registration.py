@@ -13,8 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-
 from adascale_rl.environment.spec import EnvSpec, SpecError, id_for, load_spec, spec_files
 
 ENTRY_POINT = "adascale_rl.environment.env:AdaScaleEnv"
@@ -26,6 +24,8 @@ def register_file(path: str | Path) -> str:
     Safe to call twice. A spec that cannot be read is registered all the same: making it
     raises the spec's error.
     """
+    import gymnasium as gym  # here, not at the top: importing this module must not import Gymnasium (__init__'s hook)
+
     path = Path(path).resolve()
     env_id = id_for(path)
     if env_id in gym.registry:
@@ -52,6 +52,8 @@ def register_spec(path: str | os.PathLike) -> str:
     Registering the same file again returns the id; another file with an id already
     registered (a shipped one, say) is a :class:`SpecError`: give the spec another ``id``.
     """
+    import gymnasium as gym
+
     p = Path(path).expanduser().resolve()
     spec = load_spec(p)
     known = gym.registry.get(spec.id)

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from adascale_rl import paths
-from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.env import AdaScaleEnv, replay_note
 from adascale_rl.environment.spec import find_spec
 from adascale_rl.evaluation import plots, report
 from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
@@ -150,19 +150,6 @@ def data_notes(spec, env: AdaScaleEnv, traces: str | None) -> list[str]:
     if replay:
         notes.append(f"{spec.id}: {replay}")
     return notes
-
-
-def replay_note(ds, device) -> str | None:
-    """How traces recorded on another device (or on none named) are replayed on ``device``; None
-    when they were recorded on it (:func:`adascale_rl.environment.env.exo_rows`)."""
-    if ds.device == "unknown":
-        return (f"the trace files carry no device; they are replayed on {device.name} as they are "
-                f"(available memory unscaled, the clock cap as a share of each trace's highest cap)")
-    if ds.device != device.name:
-        return (f"the traces were recorded on {ds.device} and are replayed on {device.name}: available memory "
-                f"scaled by total memory ({ds.mem_total_mb:g} -> {device.mem_total_mb:g} MB), the clock cap as a "
-                f"share of each trace's highest cap")
-    return None
 
 
 def _plain(x: Any) -> Any:

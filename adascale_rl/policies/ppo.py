@@ -210,8 +210,7 @@ def _names(traces, windows: bool = False) -> str:
 def describe_data(env: AdaScaleEnv) -> tuple[list[str], str | None]:
     """What a run trains and validates on, file by file, in lines to print; and a warning when
     the validation split is too short to choose checkpoints on (less than one episode window)."""
-    from adascale_rl.environment.env import split_traces, val_rule
-    from adascale_rl.evaluation.bench import replay_note
+    from adascale_rl.environment.env import replay_note, split_traces, val_rule
 
     ds = env.dataset
     train, val = env.traces, split_traces(ds, "val")

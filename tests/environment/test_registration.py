@@ -96,3 +96,44 @@ def test_envs_list_says_how_to_use_an_environment_of_ones_own(capsys):
     out = capsys.readouterr().out
     assert find_spec("Rpi4-Vision").id in out
     assert "--env path/to/Name.yaml" in out and "register_spec(path)" in out
+
+
+def _data_root_with_a_broken_spec(tmp: Path) -> Path:
+    """A copy of the shipped data root's envs/ (traces and agents linked) with one spec that is not YAML."""
+    root = tmp / "data"
+    shutil.copytree(paths.envs_dir(), root / "envs")
+    (root / "traces").symlink_to(paths.traces_dir())
+    (root / "agents").mkdir()
+    (root / "envs" / "Broken-Thing.yaml").write_text("id: [unclosed\n")
+    return root
+
+
+def test_a_broken_spec_breaks_only_its_own_environment(tmp_path):
+    root = _data_root_with_a_broken_spec(tmp_path)
+    env = {**__import__("os").environ, "ADASCALE_RL_DATA": str(root)}
+    run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)  # noqa: E731
+    assert run("-m", "adascale_rl.cli", "--help").returncode == 0
+    listed = run("-m", "adascale_rl.cli", "envs", "list")
+    assert listed.returncode == 1 and "AdaScale/Rpi4-Vision-v1" in listed.stdout
+    assert "Broken-Thing.yaml" in listed.stderr and "not valid YAML" in listed.stderr
+    code = ("import gymnasium as gym, adascale_rl\n"
+            "gym.make('AdaScale/Rpi4-Vision-v1').reset(seed=0)\n"
+            "try:\n    gym.make('AdaScale/Broken-Thing-v1')\nexcept Exception as exc:\n    print('refused:', exc)\n")
+    res = run("-c", code)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "refused:" in res.stdout and "Broken-Thing.yaml" in res.stdout
+
+
+def test_importing_the_package_imports_neither_gymnasium_nor_torch_until_asked():
+    code = ("import sys, adascale_rl\n"
+            "assert 'gymnasium' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
+            "import gymnasium as gym\n"
+            "assert 'AdaScale/Rpi4-Vision-v1' in gym.registry  # registered as Gymnasium is imported\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_an_id_of_the_previous_version_is_refused_with_the_one_that_exists():
+    with pytest.raises(SpecError, match="AdaScale/Rpi4-Vision-v1"):
+        find_spec("AdaScale/Rpi4-Vision-v0")
