@@ -63,6 +63,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60.0, help="request rate of the open-loop mode (Hz)")
     ap.add_argument("--calls", type=int, default=300, help="back-to-back calls per variant, level and round")
     ap.add_argument("--duration", type=float, default=1.0, help="open-loop seconds per variant, level and round")
+    ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
+    ap.add_argument("--from-json", default=None, metavar="FILE",
+                    help="measure nothing: compare the model with the samples a previous --json run saved")
     args = ap.parse_args()
     if len(args.variants) < 3:
         ap.error("time at least three variants")
@@ -79,8 +82,19 @@ def main() -> int:
         arch = cat.extra["elastic"].get("arch", {})
         shape = (1, arch.get("in_channels", 1), arch.get("input_size", 8), arch.get("input_size", 8))
     t0 = time.perf_counter()
-    samples = measure(files, shape, threads=int(threads), levels=args.levels, rounds=args.rounds, calls=args.calls,
-                      rate_hz=args.rate, duration_s=args.duration)
+    if args.from_json:
+        import json
+
+        saved = json.loads(Path(args.from_json).read_text())
+        samples = {k: v for k, v in saved["samples"].items()}
+        for vid in args.variants:
+            samples[vid]["levels"] = {int(k): v for k, v in samples[vid]["levels"].items()}
+        args.rounds, args.rate = saved["rounds"], saved["rate"]
+        print(f"samples from {args.from_json} (measured {saved['measured_at']}, load average then "
+              f"{saved['load_average']:.2f})")
+    else:
+        samples = measure(files, shape, threads=int(threads), levels=args.levels, rounds=args.rounds,
+                          calls=args.calls, rate_hz=args.rate, duration_s=args.duration)
     secs = time.perf_counter() - t0
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "
@@ -107,6 +121,16 @@ def main() -> int:
                 print(f"{vid:<20} {lat:>7.3f} {level:>4} {mode:>6} {len(a):>5} {m_mean:>8.3f} {p_mean:>8.3f} "
                       f"{e1:>+6.0%} {m_p95:>8.3f} {p_p95:>8.3f} {e2:>+6.0%}")
     print(f"largest |error|: {worst:.0%} ({'within' if worst <= TARGET else 'NOT within'} the {TARGET:.0%} target)")
+    if args.json:
+        import json
+
+        keep = {vid: {"levels": {str(k): v for k, v in samples[vid]["levels"].items()}} for vid in args.variants}
+        Path(args.json).write_text(json.dumps({
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
+            "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "samples": keep,
+            "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean", "p95",
+                               "pred_p95", "err_p95"), r)) for r in rows]}))
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -34,12 +34,14 @@ The model, per variant, for one decision interval:
     of running for short runs, the fair share for long ones
     (``extra = c x min(L - slice, tick) + max(0, L - slice - tick) x m``, where
     ``c = min(1, R - cores)`` is the chance that one of the app's threads shares its core);
-  - a sleeping thread on an otherwise idle core also pays the idle wake-up (cold caches,
-    idle-state exit): ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``.
+  - a thread that slept pays a wake-up cost, whether its core idled meanwhile (idle-state
+    exit) or ran another thread (caches that thread left cold): measured on the reference
+    machine with and without busy processes,
+    ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``.
 
   The delays make a request's response time a two-point mixture: undisturbed, or delayed
-  by the mean delay given a delay. Each point carries the log-normal frame jitter
-  (``sigma``). Misses come from that tail.
+  by the mean delay given a delay. Each point is log-normal: the frame jitter (``sigma``)
+  widened by the wake-up cost's own spread (a gamma of shape 2). Misses come from that tail.
 * **serving**: requests arrive every ``1 / rate``; the app serves at most
   ``1000 / (mean wall time per request)`` per second and drops the excess (latest-frame
   semantics); requests arriving while a variant loads are dropped; a served request is on
@@ -209,13 +211,20 @@ class Scheduler:
 SATURATION_ONSET = 0.8
 
 
+#: the wake-up cost's standard deviation over its mean: a gamma distribution of shape 2 (derived: on the
+#: reference machine the response time of a sleeping app's requests had its p95 about 2.2 x the mean wake-up
+#: cost above the service time, benchmarks/contention.py; a gamma of shape 2 has its p95 at 2.37 x its mean)
+WAKE_CV = math.sqrt(0.5)
+
+
 class Contention(NamedTuple):
     """A request's response time as a two-point mixture, and the app's capacity."""
 
     p_delay: Any       # probability that a request is delayed (preempted or waits at wake-up)
     delay_ms: Any      # the delay, given one
-    base_ms: Any       # the undelayed response time: service + idle wake-up + queueing
+    base_ms: Any       # the undelayed response time: service + wake-up cost + queueing
     capacity_hz: Any   # requests per second the app can serve (1000 / mean wall time per request)
+    spread_ms: Any = 0.0  # standard deviation of the wake-up cost, added to both points' frame jitter
 
 
 def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched: Scheduler, xp=None) -> Contention:
@@ -245,19 +254,18 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     extra_run = shares * xp.clip(run, None, tick) + xp.clip(run - tick, 0.0, None) * over
     p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
     extra_sleep = q * wake_ms + extra_run
-    idle_core = xp.clip(cores - bg_runnable, 0.0, 1.0)
     asleep_ms = xp.clip(period_ms - lat_ms, 0.0, None)
     idle_ms = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat_ms) * (1.0 - xp.exp(-asleep_ms / sched.idle_sleep_ms))
     # between the regimes: as the demand nears the fair share, a growing part of the requests finds the
     # previous one still running and is served back to back (linear from 80 % of the share to all of it)
     theta = xp.clip((demand / share - SATURATION_ONSET) / (1.0 - SATURATION_ONSET), 0.0, 1.0)
-    idle = idle_ms * idle_core
+    idle = idle_ms
     p = (1.0 - theta) * p_sleep + theta * p_sat
     extra = (1.0 - theta) * extra_sleep + theta * extra_sat
     base = lat_ms + (1.0 - theta) * idle + theta * queue_sat
     delay = xp.where(p > 1e-12, extra / xp.clip(p, 1e-12, None), 0.0)
     wall = lat_ms + extra + (1.0 - theta) * idle
-    return Contention(p, delay, base, 1000.0 / wall)
+    return Contention(p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle)
 
 
 class Serving(NamedTuple):
@@ -278,21 +286,35 @@ def serve(c: Contention, rate_hz, deadline_ms, open_s, dt_s, sigma: float, xp=No
     served = xp.minimum(rate_hz * open_s, c.capacity_hz * open_s)
     served_frac = xp.where(issued > 0.0, served / xp.clip(issued, 1e-12, None), 1.0)
     log_d = xp.log(deadline_ms)
-    hi = c.base_ms + c.delay_ms
-    within = ((1.0 - c.p_delay) * normal_cdf((log_d - xp.log(c.base_ms)) / sigma, xp)
-              + c.p_delay * normal_cdf((log_d - xp.log(hi)) / sigma, xp))
+    lo_z, lo_s = _log_point(c.base_ms, c.spread_ms, sigma, xp)
+    hi_z, hi_s = _log_point(c.base_ms + c.delay_ms, c.spread_ms, sigma, xp)
+    within = ((1.0 - c.p_delay) * normal_cdf((log_d - lo_z) / lo_s, xp)
+              + c.p_delay * normal_cdf((log_d - hi_z) / hi_s, xp))
     on_time = xp.where(issued > 0.0, served_frac * within, 1.0)
     mean = (c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * sigma * sigma)
     return Serving(served_frac, on_time, mean, served)
 
 
+def _log_point(center_ms, spread_ms, sigma: float, xp):
+    """(log median, log sd) of one point of the mixture: log-normal with the frame jitter ``sigma``
+    around ``center_ms`` (mean ``center x exp(sigma^2 / 2)``), widened to add the variance of the
+    wake-up cost (``spread_ms``) with the same mean."""
+    ef = math.exp(sigma * sigma) - 1.0
+    rel = spread_ms / (center_ms * math.exp(0.5 * sigma * sigma))
+    s2 = xp.log(1.0 + ef + rel * rel)
+    return xp.log(center_ms) + 0.5 * sigma * sigma - 0.5 * s2, xp.sqrt(s2)
+
+
 def response_quantile(c: Contention, q: float, sigma: float) -> float:
     """The ``q`` quantile of one response-time mixture (scalars; by bisection, for reports and tests)."""
+    lo_z, lo_s = (float(v) for v in _log_point(np.float64(c.base_ms), np.float64(c.spread_ms), sigma, _NUMPY))
+    hi_z, hi_s = (float(v) for v in _log_point(np.float64(c.base_ms + c.delay_ms), np.float64(c.spread_ms), sigma,
+                                               _NUMPY))
+
     def cdf(x: float) -> float:
         lx = math.log(x)
-        return ((1.0 - float(c.p_delay)) * 0.5 * (1.0 + math.erf((lx - math.log(float(c.base_ms))) / sigma * _SQRT1_2))
-                + float(c.p_delay) * 0.5 * (1.0 + math.erf((lx - math.log(float(c.base_ms + c.delay_ms))) / sigma
-                                                            * _SQRT1_2)))
+        return ((1.0 - float(c.p_delay)) * 0.5 * (1.0 + math.erf((lx - lo_z) / lo_s * _SQRT1_2))
+                + float(c.p_delay) * 0.5 * (1.0 + math.erf((lx - hi_z) / hi_s * _SQRT1_2)))
 
     lo, hi = float(c.base_ms) * 0.1, float(c.base_ms + c.delay_ms) * 10.0
     for _ in range(80):

@@ -25,7 +25,7 @@ import numpy as np
 
 from adascale_rl.device import model
 from adascale_rl.device.catalog import Catalog, Variant
-from adascale_rl.device.model import FRAME_SIGMA, SATURATION_ONSET, Serving, VariantTable, erf_scalar
+from adascale_rl.device.model import FRAME_SIGMA, SATURATION_ONSET, WAKE_CV, Serving, VariantTable, erf_scalar
 from adascale_rl.device.presets import DevicePreset
 
 _SQRT1_2 = math.sqrt(0.5)
@@ -157,6 +157,8 @@ class DevicePhysics:
         self.shared_mb = catalog.runtime_overhead_mb
         self.has_battery = device.has_battery
         self._sig_corr = math.exp(0.5 * frame_sigma * frame_sigma)
+        self._half_s2 = 0.5 * frame_sigma * frame_sigma
+        self._ef = math.exp(frame_sigma * frame_sigma) - 1.0
         self._decay: dict[float, float] = {}  # thermal decay per interval length
         self._dyn_all: dict[float, float] = {}  # dynamic power with all cores busy, per operating point
         # the device and variant constants step() reads, as plain attributes and rows
@@ -224,7 +226,7 @@ class DevicePhysics:
         :func:`adascale_rl.device.model.expected_latency_ms` for one variant, inlined."""
         _, cb, serial_cb, lat_ref, _, _, _ = self._variant_rows[variant]
         lat = lat_ref * (cb * (self.f_max_mhz / freq_mhz) + serial_cb)
-        p, delay, base, _ = self._contention(lat, rate_hz, bg_runnable)
+        p, delay, base, _, _ = self._contention(lat, rate_hz, bg_runnable)
         return (base + p * delay) * self._sig_corr
 
     def _contention(self, lat: float, rate: float, b: float) -> tuple[float, float, float, float]:
@@ -264,13 +266,10 @@ class DevicePhysics:
                 q = wake = p_run = extra_run = 0.0
             p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
             extra_sleep = q * wake + extra_run
-            idle_core = cores - b
-            idle_core = 0.0 if idle_core < 0.0 else 1.0 if idle_core > 1.0 else idle_core
             asleep = period - lat
             if asleep < 0.0:
                 asleep = 0.0
-            idle = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat) * (
-                1.0 - math.exp(-asleep / sched.idle_sleep_ms)) * idle_core
+            idle = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat) * (1.0 - math.exp(-asleep / sched.idle_sleep_ms))
         else:
             p_sleep = extra_sleep = idle = 0.0
         p = (1.0 - theta) * p_sleep + theta * p_sat
@@ -278,7 +277,7 @@ class DevicePhysics:
         base = lat + (1.0 - theta) * idle + theta * queue
         wall = lat + extra + (1.0 - theta) * idle
         delay = extra / p if p > 1e-12 else 0.0
-        return p, delay, base, 1000.0 / wall
+        return p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle
 
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
         """One interval: :mod:`adascale_rl.device.model` for one variant, composed with the device's
@@ -314,7 +313,7 @@ class DevicePhysics:
         oom = mem > mem_avail
         cf = cb * (self.f_max_mhz / freq) + serial_cb
         lat = lat_ref * cf * noise[0]
-        p, delay, base, capacity = self._contention(lat, rate, b_run)
+        p, delay, base, capacity, spread = self._contention(lat, rate, b_run)
         mean_ms = (base + p * delay) * self._sig_corr
         served = 0.0
         if oom:
@@ -332,9 +331,16 @@ class DevicePhysics:
                 served = capacity * open_s
             served_frac = served / (rate * dt_s)
             log_d = math.log(deadline_ms)
-            sig = self.frame_sigma
-            within = ((1.0 - p) * 0.5 * (1.0 + erf_scalar((log_d - math.log(base)) / sig * _SQRT1_2))
-                      + p * 0.5 * (1.0 + erf_scalar((log_d - math.log(base + delay)) / sig * _SQRT1_2)))
+            # model._log_point() for both points, inlined
+            half_s2, ef = self._half_s2, self._ef
+            rel = spread / (base * self._sig_corr)
+            s2 = math.log(1.0 + ef + rel * rel)
+            z = (log_d - math.log(base) - half_s2 + 0.5 * s2) / math.sqrt(s2)
+            high = base + delay
+            rel = spread / (high * self._sig_corr)
+            s2b = math.log(1.0 + ef + rel * rel)
+            zb = (log_d - math.log(high) - half_s2 + 0.5 * s2b) / math.sqrt(s2b)
+            within = ((1.0 - p) * 0.5 * (1.0 + erf_scalar(z * _SQRT1_2)) + p * 0.5 * (1.0 + erf_scalar(zb * _SQRT1_2)))
             serving = _new_tuple(Serving, (served_frac, served_frac * within, mean_ms, served))
         # energy: per served request e_ref x (f / f_max)^k x clock factor x noise; loading keeps one core busy
         dyn_all = self._dyn_all.get(freq)

@@ -368,7 +368,7 @@ id: AdaScale/{env_name}-v{VERSION}
 description: This host ({host.cpu_model()}, {psutil.cpu_count()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
 device: {ref(device_path, "envs/devices/<device>.yaml")}
 catalog: {ref(catalog_path, "envs/catalogs/<catalog>.json")}
-dataset: host-recorded-v1    # a shipped traces/<dataset>, or a path to your own recording (relative: to this file)
+dataset: host-recorded-v2    # a shipped traces/<dataset>, or a path to your own recording (relative: to this file)
 {workload}reward: balanced
 period_s: 1.0
 max_episode_steps: 300

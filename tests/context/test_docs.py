@@ -40,7 +40,7 @@ def test_every_scenario_and_workload_is_documented():
         _row(n)
 
 
-@pytest.mark.parametrize("name", ["rpi4-sim-v2", "jetson-nano-sim-v2", "pixel4-sim-v2", "host-recorded-v1"])
+@pytest.mark.parametrize("name", ["rpi4-sim-v2", "jetson-nano-sim-v2", "pixel4-sim-v2", "host-recorded-v2"])
 def test_shipped_dataset_table_is_true(name):
     ds = load_dataset(paths.traces_dir() / name)
     _, source, device, train, test, _ = _row(name)

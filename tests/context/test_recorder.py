@@ -190,7 +190,7 @@ def test_shipped_recorded_dataset_is_valid_and_documented():
     from adascale_rl import paths
     from adascale_rl.context.traces import read_manifest
 
-    root = paths.traces_dir() / "host-recorded-v1"
+    root = paths.traces_dir() / "host-recorded-v2"
     ds = load_dataset(root)
     assert ds.meta["source"] == "recorded" and ds.period_s == 1.0 and ds.device.startswith("local-")
     assert len(ds.train) >= 2 and len(ds.test) >= 1

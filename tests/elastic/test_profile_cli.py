@@ -27,7 +27,7 @@ def _check_env_spec(path: Path, name: str) -> None:
     assert list(spec) == ENV_KEYS
     assert spec["id"] == "AdaScale/Local-Digits-v1"
     assert spec["device"] == spec["catalog"] == name
-    assert spec["dataset"] == "host-recorded-v1" and spec["reward"] == "balanced"
+    assert spec["dataset"] == "host-recorded-v2" and spec["reward"] == "balanced"
     assert spec["workload"] == "local-digits"  # the digits data: the digit reader's modes over the recordings
     assert spec["period_s"] == 1.0 and spec["max_episode_steps"] == 300
 
@@ -38,7 +38,7 @@ def _check_user_env_spec(path: Path, name: str) -> None:
     assert list(spec) == ENV_KEYS
     assert spec["id"] == f"AdaScale/MyHost-Digits-{DEFAULT_ENV.rsplit('-', 1)[-1]}"  # not the shipped Local-Digits
     assert spec["device"] == f"devices/{name}.yaml" and spec["catalog"] == f"catalogs/{name}.json"
-    assert spec["dataset"] == "host-recorded-v1" and spec["reward"] == "balanced"
+    assert spec["dataset"] == "host-recorded-v2" and spec["reward"] == "balanced"
     assert spec["workload"] == "local-digits"  # the digits data: the digit reader's modes over the recordings
     assert spec["period_s"] == 1.0 and spec["max_episode_steps"] == 300
 

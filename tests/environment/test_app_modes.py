@@ -13,7 +13,7 @@ from adascale_rl.environment.spec import find_spec
 
 
 def test_recordings_get_the_workloads_modes_deterministically_and_files_are_untouched():
-    ds = load_dataset(paths.traces_dir() / "host-recorded-v1")
+    ds = load_dataset(paths.traces_dir() / "host-recorded-v2")
     wl = load_workload("local-digits")
     assert all("request_rate_hz" not in t.data for ts in ds.splits.values() for t in ts)
     a, b = with_app_modes(ds, wl), with_app_modes(ds, wl)
@@ -49,7 +49,7 @@ def test_local_environment_replays_the_modes_and_val_windows_match_their_train_t
 
 def test_a_recording_gets_the_same_modes_however_it_is_given():
     spec = find_spec("Local-Digits")
-    root = paths.traces_dir() / "host-recorded-v1"
+    root = paths.traces_dir() / "host-recorded-v2"
     csv = sorted((root / "test").glob("*.csv"))[0]
 
     def rates(**kw):
