@@ -320,3 +320,20 @@ def test_bench_and_evaluate_say_which_traces_they_ran_on_and_on_which_device(tmp
     ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec2),
               "--split", "train", cwd=tmp_path)
     assert ev.returncode == 0 and "episodes=" in ev.stdout and "the train split of" in ev.stdout
+
+
+def test_local_digits_is_slowed_by_a_busy_run_queue(tmp_path):
+    """A constant trace with every core taken and 4 runnable background threads against a quiet one: the static
+    largest variant's mean latency at least 1.5x (the measured machine: 2.5x back to back)."""
+    from adascale_rl.evaluation.bench import bench
+
+    latency = {}
+    for name, bg, runnable in (("busy", 1.0, 4.0), ("quiet", 0.0, 0.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = "".join(f"{t},{bg},{runnable},20000\n" for t in range(120))
+        (folder / "const.csv").write_text("t_s,bg_cpu_util,bg_runnable,mem_avail_mb\n" + rows)
+        out = bench(["Local-Digits"], seeds=1, traces=str(folder), policies=["static-largest"], out=tmp_path / f"o-{name}",
+                    progress=False)
+        latency[name] = next(r["mean_latency_ms"] for r in out if r["policy"] == "static-largest")
+    assert latency["busy"] >= 1.5 * latency["quiet"], latency
