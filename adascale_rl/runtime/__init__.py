@@ -1,0 +1,1 @@
+"""The exported controller on the device (see adascale_rl.runtime.selector)."""
