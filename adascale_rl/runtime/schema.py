@@ -53,6 +53,23 @@ def logit_scale(logits) -> Any:
     return np.maximum(1.0, np.max(np.abs(np.asarray(logits, dtype=np.float64)), axis=-1))
 
 
+def decisions_agree(actions, reference, ref_logits, loaded, rtol: float = LOGIT_RTOL):
+    """Per row, whether two canonical actions are the same decision, or a tie within ``rtol`` x the logit scale
+    in ``ref_logits`` (keep's logit is the larger of keep's and the loaded variant's: they are one decision).
+    Where float rounding alone can flip the argmax, it may."""
+    import numpy as np
+
+    a, r = np.asarray(actions), np.asarray(reference)
+    lg = np.asarray(ref_logits, dtype=np.float64)
+    rows = np.arange(len(lg))
+    keep = np.maximum(lg[:, 0], lg[rows, np.asarray(loaded) + 1])
+
+    def value(x):
+        return np.where(x == 0, keep, lg[rows, x])
+
+    return (a == r) | (np.abs(value(a) - value(r)) <= rtol * logit_scale(lg))
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

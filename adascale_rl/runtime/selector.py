@@ -158,6 +158,7 @@ class Selector:
         self._monitor = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._now: Callable[[], float] = time.monotonic  # the period's clock (tests replace it)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -202,9 +203,6 @@ class Selector:
             raise FolderError(f"{path} cannot be read as JSON ({exc})") from None
         self._catalog_from(raw)  # the fallback rule needs only the catalog, even from a document we refuse
         doc = schema.validate(raw)
-        if self.fallback_variant is not None and self.fallback_variant not in self.ids:
-            raise FolderError(f"fallback variant {self.fallback_variant!r} is not in the catalog "
-                              f"({', '.join(self.ids)})")
         self.doc = doc
         self.period_s = float(doc["env"]["period_s"])
         if "fallback" in doc and self.fallback_margin == schema.DEFAULT_FALLBACK_MARGIN:
@@ -236,6 +234,10 @@ class Selector:
         self.ids = cat.ids
         self._lat = cat.column("latency_ms")
         self._acc = cat.column("accuracy")
+        if self.fallback_variant is not None and self.fallback_variant not in self.ids:
+            self._warn.warn("fallback-id", f"fallback={self.fallback_variant!r} is not a variant of the catalog "
+                                           f"({', '.join(self.ids)}); using the fallback rule", fallback=False)
+            self.fallback_variant = None
 
     def _check_layout(self, doc: dict) -> None:
         from adascale_rl.device.catalog import validate as validate_catalog
@@ -278,7 +280,7 @@ class Selector:
         self._switched = False
         self._feedback: Feedback | None = None
         self._info: dict = {}
-        self._period = _Period(time.monotonic())
+        self._period = _Period(self._now())
         self._period_rate: float | None = None
 
     def _read_npz(self, path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -335,6 +337,9 @@ class Selector:
         n_actions = len(self.catalog) + 1
         size = self.encoder.size
         expected = array_shapes(doc["policy"], size, n_actions)
+        for name in doc["files"]:  # a folder is refused as a whole if any file it lists was changed
+            if name != schema.POLICY_NPZ and (folder / name).exists():
+                self._verify(folder, name)
         npz = self._verify(folder, schema.POLICY_NPZ)
         k_check = None
         with zipfile.ZipFile(npz) as zf:
@@ -390,9 +395,12 @@ class Selector:
         """The folder's own check decisions, replayed: another version's math, or a damaged file, shows here."""
         logits_ref = arrays["check_logits"]
         scale = schema.logit_scale(logits_ref)
+        loaded = np.argmax(arrays["check_obs"][:, N_CONTEXT:], axis=1)
         for i, (o, m) in enumerate(zip(arrays["check_obs"], arrays["check_mask"])):
             action, logits = decide(o, m)
-            if action != int(arrays["check_action"][i]) or not np.all(
+            agree = schema.decisions_agree([action], arrays["check_action"][i:i + 1], logits_ref[i:i + 1],
+                                           loaded[i:i + 1])[0]
+            if not agree or not np.all(
                     np.abs(np.asarray(logits, dtype=np.float64) - logits_ref[i]) <= schema.LOGIT_RTOL * scale[i]):
                 raise FolderError(f"the policy does not reproduce its own check decision {i} on this machine "
                                   f"(exported by adascale-rl {self.doc['adascale_rl_version']}, this is "
@@ -550,7 +558,7 @@ class Selector:
         """Turn what the app reported since the last decision into the observation's feedback fields, as the
         environment does after a step."""
         p = self._period
-        now = time.monotonic()
+        now = self._now()
         ran = p.variant if p.variant is not None else self._loaded
         if p.served == 0 and not p.oom:
             # nothing ran: an observation without feedback, as at the start of an episode
