@@ -159,6 +159,8 @@ class Selector:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._now: Callable[[], float] = time.monotonic  # the period's clock (tests replace it)
+        self._own_monitor = False
+        self._period_rate: float | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -187,9 +189,12 @@ class Selector:
         except Exception as exc:  # never take the app down: serve the fallback instead
             self.load_error = _describe(exc)
             self._decide = None
-            self._warn.warn("load", f"{self.load_error}; serving the fallback variant")
-        if self.variant is None:
-            self.variant = self._fallback_choice()
+            self.variant = self._fallback_choice(quiet=True)
+            serve = (f"serving the fallback variant {self.variant}" if self.variant is not None else
+                     "no catalog to fall back on and no fallback= variant: select() returns None")
+            self._warn.warn("load", f"{self.load_error}; {serve}")
+            self.doc = None
+            self.close()
         return self
 
     def _load(self, folder: Path, backend: str, initial: str | None, pid: int | None, monitor: Any) -> None:
@@ -342,12 +347,14 @@ class Selector:
                 self._verify(folder, name)
         npz = self._verify(folder, schema.POLICY_NPZ)
         k_check = None
-        with zipfile.ZipFile(npz) as zf:
-            names = {i.filename[:-4] for i in zf.infolist()}
-            if "check_obs" in names:
-                with zf.open("check_obs.npy") as fh:
-                    shape = _npy_header(fh, npz, "check_obs")[0]
-                k_check = int(shape[0]) if len(shape) == 2 else None
+        try:
+            with zipfile.ZipFile(npz) as zf:
+                if "check_obs.npy" in zf.namelist():
+                    with zf.open("check_obs.npy") as fh:
+                        shape = _npy_header(fh, npz, "check_obs")[0]
+                    k_check = int(shape[0]) if len(shape) == 2 else None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise FolderError(f"{npz} is not a readable .npz ({exc})") from None
         if k_check is None:
             raise FolderError(f"{npz} has no check decisions (check_obs)")
         expected.update({"check_obs": (k_check, size), "check_mask": (k_check, n_actions),
@@ -424,6 +431,7 @@ class Selector:
         if monitor is not None:
             self._monitor = monitor
             return
+        self._own_monitor = True
         from adascale_rl.context.monitor import RUNNABLE_HZ
 
         self._monitor = _selector_monitor_class()(pid, runnable_hz=RUNNABLE_HZ)
@@ -454,7 +462,7 @@ class Selector:
                                     fallback=False)
                     continue
                 setattr(self, name, float(v))
-            if self.doc is not None and self._period_rate is None:
+            if self._decide is not None and self._period_rate is None:
                 self._period_rate = self.rate_hz  # the rate of the period under way, for its miss rate
 
     def report(self, latency_ms: float, *, variant: str | None = None, on_time: bool | None = None,
@@ -463,7 +471,7 @@ class Selector:
         met its deadline (default: latency within the deadline) and its measured energy (mJ)."""
         try:
             with self._lock:
-                if self.doc is None:
+                if self._decide is None:
                     return
                 if not _finite(latency_ms) or latency_ms < 0:
                     self._warn.warn("report", f"report(latency_ms={latency_ms!r}) ignored: not a finite, "
@@ -490,15 +498,15 @@ class Selector:
     def report_oom(self) -> None:
         """The app was killed for memory (or unloaded its model) this period: nothing is resident."""
         with self._lock:
-            if self.doc is not None:
+            if self._decide is not None:
                 self._period.oom = True
 
     def select(self) -> str | None:
         """The variant to run for the coming period (a catalog id; None only when not even the catalog of the
         folder could be read and no ``fallback=`` was given)."""
         with self._lock:
-            if self._decide is None:
-                self.variant = self._fallback_choice()
+            if self._decide is None:  # the folder could not be used (warned once, at load)
+                self.variant = self._fallback_choice(quiet=True)
                 return self.variant
             try:
                 choice = self._select()
@@ -530,6 +538,8 @@ class Selector:
                 raise _Fallback(f"nan:{name}", f"the context field {name} is {v!r}")
         freq, runnable, batt = r.freq_mhz, r.bg_runnable, r.battery_pct
         plugged, temp = r.plugged, r.soc_temp_c
+        if isinstance(plugged, bool):
+            plugged = float(plugged)
         for name, v in (("freq_mhz", freq), ("bg_runnable", runnable), ("battery_pct", batt), ("plugged", plugged),
                         ("soc_temp_c", temp)):
             if v is not None and not _finite(v):
@@ -599,19 +609,20 @@ class Selector:
         return float(t.energy_mj[variant] * 1e-3 * fk * cf)
 
     def _commit(self, choice: int) -> None:
-        if self.doc is not None:
+        if self._decide is not None:
             self._switched = choice != self._loaded
             self._loaded = choice
         self.variant = self.ids[choice]
 
     # ------------------------------------------------------------------ the fallback
-    def _fallback_choice(self) -> str | None:
+    def _fallback_choice(self, quiet: bool = False) -> str | None:
         """The fixed ``fallback=`` variant, else the most accurate variant whose profiled latency x margin fits
         min(deadline, 1 / rate) (ties: the faster), else the fastest; None without a catalog."""
         if self.fallback_variant is not None:
             return self.fallback_variant
         if not self.ids:
-            self._warn.warn("no-catalog", "no catalog and no fallback= variant: select() returns None")
+            if not quiet:
+                self._warn.warn("no-catalog", "no catalog and no fallback= variant: select() returns None")
             return None
         lat, acc = self._lat, self._acc
         fastest = min(range(len(lat)), key=lambda i: (lat[i], -acc[i]))
@@ -666,7 +677,7 @@ class Selector:
     def close(self) -> None:
         self.stop()
         m = self._monitor
-        if m is not None and hasattr(m, "stop"):
+        if m is not None and self._own_monitor:
             try:
                 m.stop()
             except Exception:  # pragma: no cover
