@@ -191,8 +191,10 @@ class NumpyPolicy:
         policy, overwritten by the next call (copy what you keep). Not thread-safe."""
         if self._program is None:
             self.compile(obs)
-        o = self._obs32
-        np.copyto(o, obs, casting="unsafe")  # float32, as the policy sees it
+        o = obs
+        if o.dtype != np.float32:  # float32, as the policy sees it
+            o = self._obs32
+            np.copyto(o, obs, casting="unsafe")
         outs = self._program(o)
         feats = self._feats
         np.copyto(self._x_view, outs[0], casting="unsafe")

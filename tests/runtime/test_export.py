@@ -66,8 +66,8 @@ def test_onnx_numpy_and_sb3_choose_the_same_actions(exported, trained_runs, fixt
     10,000 per environment in test_parity.py): identical canonical actions; logits no further from SB3's
     (float32) than SB3's own float32 rounding (its modules run in float64), which is within 1e-5 of the
     logit scale for the shipped recipe's shapes ("prior", "mlp"; the prior on normalised observations
-    makes extreme values); within 1e-6 of the scale between ONNX Runtime and numpy (both compute the
-    prior in float64; their float32 networks sum in different orders)."""
+    makes extreme values); within 1e-5 of the scale between ONNX Runtime and numpy (both compute the
+    prior in float64; their float32 networks, here scaled to logits in the hundreds, sum in different orders)."""
     policy = load_policy(trained_runs[kind])
     env = AdaScaleEnv(str(fixture_env_yaml), split="test")
     policy.reset(env)
@@ -78,7 +78,7 @@ def test_onnx_numpy_and_sb3_choose_the_same_actions(exported, trained_runs, fixt
     assert r["numpy_vs_sb3_abs"] <= own and r["onnx_vs_sb3_abs"] <= own, r
     if kind != "prior-norm":
         assert r["numpy_vs_sb3_rel"] <= schema.LOGIT_RTOL and r["onnx_vs_sb3_rel"] <= schema.LOGIT_RTOL, r
-    assert r["onnx_vs_numpy_rel"] <= 1e-6 and r["numpy_batch_vs_compiled_rel"] <= 1e-6, r
+    assert r["onnx_vs_numpy_rel"] <= schema.LOGIT_RTOL and r["numpy_batch_vs_compiled_rel"] <= schema.LOGIT_RTOL, r
     assert r["switch_decisions"] > 100, r  # the decisions are not all "keep"
     if kind != "mlp":  # the network matters: its logits are of the prior's size
         assert r["logit_scale_max"] > 100, r

@@ -5,7 +5,9 @@ For every shipped environment (``envs/*.yaml``) and each of its shipped controll
 10,000 observations of test-split rollouts. Required: the three choose the identical action
 (canonical: "switch to the loaded variant" is keep) on every observation; the exported logits
 are within 1e-5 of the logit scale (max(1, max |logit|) of the row) of the SB3 policy's; ONNX
-Runtime and numpy within 1e-6 of it. The numbers are printed (``pytest -s``) and recorded as
+Runtime and numpy within 1e-5 of it too (both compute the prior in float64; their float32 networks
+sum in different orders: ~1e-10 of the scale for the shipped recipe, ~1e-6 for networks whose own logits
+are in the hundreds). The numbers are printed (``pytest -s``) and recorded as
 test properties.
 
 ``ADASCALE_RL_PARITY_AGENTS=DIR`` runs the same test on ``DIR/<env>/<algo>/`` instead of the
@@ -60,4 +62,4 @@ def test_shipped_controllers_export_with_parity(env_name, tmp_path, record_prope
         assert r["mismatch_numpy_vs_sb3"] == r["mismatch_onnx_vs_sb3"] == r["mismatch_onnx_vs_numpy"] == 0, r
         assert r["mismatch_numpy_batch_vs_compiled"] == 0, r
         assert r["numpy_vs_sb3_rel"] <= schema.LOGIT_RTOL and r["onnx_vs_sb3_rel"] <= schema.LOGIT_RTOL, r
-        assert r["onnx_vs_numpy_rel"] <= 1e-6 and r["numpy_batch_vs_compiled_rel"] <= 1e-6, r
+        assert r["onnx_vs_numpy_rel"] <= schema.LOGIT_RTOL and r["numpy_batch_vs_compiled_rel"] <= schema.LOGIT_RTOL, r
