@@ -1,4 +1,9 @@
-"""The selector runs where torch, Stable-Baselines3 and Gymnasium cannot even be imported."""
+"""The selector runs where torch, Stable-Baselines3 and Gymnasium cannot even be imported.
+
+Everything the package depends on besides numpy, psutil and PyYAML is made unimportable (and
+ONNX): what ``pip install --no-deps adascale-rl && pip install numpy psutil pyyaml`` gives a
+device (docs/DEPLOY.md).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import subprocess
 import sys
 import textwrap
 
-BLOCKED = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium", "onnx", "onnxruntime")
+BLOCKED = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium", "onnx", "onnxruntime", "tqdm", "rich",
+           "matplotlib", "tensorboard", "sklearn", "scipy", "torch_pruning", "PIL", "pandas")
 
 _CHILD = textwrap.dedent("""
     import json, sys
