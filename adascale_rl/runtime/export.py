@@ -77,7 +77,7 @@ def preset_doc(device: Any) -> dict:
 def observation_fields(encoder: Any) -> list[dict]:
     """The observation's fields in order, with unit, bounds, how each is computed and where the selector reads it."""
     from adascale_rl.environment.observation import FEATURES
-    from adascale_rl.runtime.selector import READ_FROM
+    from adascale_rl.runtime.live import READ_FROM
 
     rows = [{"index": i, "name": f.name, "unit": f.unit, "low": f.low, "high": f.high, "doc": f.doc,
              "read_from": READ_FROM[f.name]} for i, f in enumerate(FEATURES)]

@@ -39,13 +39,11 @@ the package's numpy modules, never torch, Stable-Baselines3 or Gymnasium.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,47 +52,15 @@ from typing import Any, Callable
 import numpy as np
 
 from adascale_rl.environment.actions import KEEP, target_of
-from adascale_rl.environment.observation import FEATURES, N_CONTEXT, Feedback
+from adascale_rl.environment.observation import Feedback
 from adascale_rl.runtime import schema
+from adascale_rl.runtime.folder import FolderError, catalog_of, check_layout, heuristic, network, read_document
+from adascale_rl.runtime.live import REQUIRED
 
 log = logging.getLogger("adascale_rl.runtime")
 
-#: where the selector reads each observation field (written into selector.json with the fields)
-READ_FROM = {
-    "clock_frac": "Monitor: Reading.freq_mhz (current clock) / device f_max_mhz",
-    "clock_missing": "Monitor: Reading.freq_mhz is None",
-    "bg_cpu_util": "Monitor: Reading.bg_cpu_util (other processes' CPU share since the last decision)",
-    "bg_runnable_per_core": "Monitor: Reading.bg_runnable (run-queue sampler mean) / device cores",
-    "mem_avail_frac": "Monitor: Reading.mem_avail_mb / device mem_total_mb",
-    "mem_fit_largest": "Monitor: Reading.mem_avail_mb / (2 x largest variant peak)",
-    "battery_frac": "Monitor: Reading.battery_pct / 100",
-    "battery_missing": "Monitor: Reading.battery_pct is None",
-    "plugged": "Monitor: Reading.plugged",
-    "temp_headroom": "Monitor: Reading.soc_temp_c against device throttle_c",
-    "temp_missing": "Monitor: Reading.soc_temp_c is None",
-    "deadline_log": "app: Selector.set_mode(deadline_ms=...)",
-    "load_log": "app: Selector.set_mode(rate_hz=...)",
-    "last_latency_log": "app: mean of Selector.report(latency_ms) over the last period",
-    "last_slowdown_log": "app: mean reported latency / catalog latency of the variant that ran",
-    "slowdown_ema_log": "app: running mean (weight 0.5) of log2(mean reported latency / the performance model's "
-                        "prediction for the measured clock, run queue and rate)",
-    "last_miss_rate": "app: 1 - reports within the deadline / requests issued (rate x period)",
-    "last_energy_frac": "app: Selector.report(energy_mj=...) if given, else the performance model's energy "
-                        "per inference at the measured clock, over the device's dynamic power budget x period",
-    "last_switched": "selector: the variant changed at the last decision",
-    "last_oom": "app: Selector.report_oom() during the last period",
-}
-#: the context fields a decision cannot do without: masks and the policy need them (the others have a missing flag)
-REQUIRED = ("bg_cpu_util", "mem_avail_mb")
 #: weight of the newest measurement in the slow-down average (the environment's SLOWDOWN_EMA_WEIGHT)
 SLOWDOWN_EMA_WEIGHT = 0.5
-#: a policy.npz larger than this is refused before it is read (the shipped ones are ~100 kB)
-MAX_NPZ_BYTES = 64 * 2**20
-BACKENDS = ("numpy", "onnxruntime")
-
-
-class FolderError(ValueError):
-    """An exported folder the selector will not use; the message names the file and the cause."""
 
 
 @dataclass
@@ -199,20 +165,17 @@ class Selector:
 
     def _load(self, folder: Path, backend: str, initial: str | None, pid: int | None, monitor: Any) -> None:
         self.folder = folder
-        path = folder / schema.SELECTOR_JSON
-        if not path.is_file():
-            raise FolderError(f"{path} is missing (not an exported folder)")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FolderError(f"{path} cannot be read as JSON ({exc})") from None
-        self._catalog_from(raw)  # the fallback rule needs only the catalog, even from a document we refuse
+        raw = read_document(folder)
+        catalog = catalog_of(raw)  # the fallback rule needs only the catalog, even from a document we refuse
+        if catalog is not None:
+            self._set_catalog(catalog)
         doc = schema.validate(raw)
         self.doc = doc
         self.period_s = float(doc["env"]["period_s"])
-        if "fallback" in doc and self.fallback_margin == schema.DEFAULT_FALLBACK_MARGIN:
+        if self.fallback_margin == schema.DEFAULT_FALLBACK_MARGIN:
             self.fallback_margin = float(doc["fallback"]["margin"])
-        self._check_layout(doc)
+        self._set_catalog(catalog_of(doc))
+        check_layout(doc, self.catalog)
         self._build_model(doc)
         if initial is not None:
             if initial not in self.ids:
@@ -223,18 +186,16 @@ class Selector:
         self.variant = self.ids[self._loaded]
         policy = doc["policy"]
         if policy["kind"] == "network":
-            self._decide = self._network(folder, doc, backend)
+            decide, self._numpy_policy, self.backend = network(folder, doc, self.encoder.size, len(self.ids) + 1,
+                                                               backend, self._warn.warn)
         else:
-            self._decide = self._heuristic(policy)
+            view = SimpleNamespace(catalog=self.catalog, device=self.device, encoder=self.encoder,
+                                   reward_fn=self.reward_fn, reward=self.reward, period_s=self.period_s)
+            decide, self.backend = heuristic(policy, view, lambda: self._info), "heuristic"
+        self._decide = lambda obs, mask: decide(obs, mask)[0]
         self._start_monitor(pid, monitor)
 
-    def _catalog_from(self, raw: Any) -> None:
-        from adascale_rl.device.catalog import validate as validate_catalog
-
-        try:
-            cat = validate_catalog(raw["catalog"], source="selector.json catalog")
-        except Exception:
-            return
+    def _set_catalog(self, cat: Any) -> None:
         self.catalog = cat
         self.ids = cat.ids
         self._lat = cat.column("latency_ms")
@@ -243,22 +204,6 @@ class Selector:
             self._warn.warn("fallback-id", f"fallback={self.fallback_variant!r} is not a variant of the catalog "
                                            f"({', '.join(self.ids)}); using the fallback rule", fallback=False)
             self.fallback_variant = None
-
-    def _check_layout(self, doc: dict) -> None:
-        from adascale_rl.device.catalog import validate as validate_catalog
-
-        self.catalog = validate_catalog(doc["catalog"], source="selector.json catalog")
-        n = len(self.catalog)
-        names = [f["name"] for f in doc["observation"]["fields"]]
-        want = [f.name for f in FEATURES] + [f"loaded={v.id}" for v in self.catalog.variants]
-        if names != want:
-            diff = next(i for i, (a, b) in enumerate(zip(names + [""] * len(want), want + [""] * len(names)))
-                        if a != b)
-            raise FolderError(f"selector.json observation.fields[{diff}] is {names[diff] if diff < len(names) else None!r}"
-                              f" where this adascale-rl reads {want[diff] if diff < len(want) else None!r}: the "
-                              f"observation layout of another version (export again)")
-        if [v["id"] for v in doc["variants"]] != self.catalog.ids or len(doc["actions"]) != n + 1:
-            raise FolderError("selector.json variants or actions do not match its catalog")
 
     def _build_model(self, doc: dict) -> None:
         from adascale_rl.device.physics import DevicePhysics
@@ -288,153 +233,14 @@ class Selector:
         self._period = _Period(self._now())
         self._period_rate: float | None = None
 
-    def _read_npz(self, path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-        """The arrays of policy.npz, after checking every member's header (name, dtype, shape) without reading
-        data: no pickled object is ever loaded, nothing larger than declared is allocated."""
-        if path.stat().st_size > MAX_NPZ_BYTES:
-            raise FolderError(f"{path} is larger than {MAX_NPZ_BYTES >> 20} MB")
-        try:
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                    if name not in expected:
-                        raise FolderError(f"{path} holds an unexpected array {info.filename!r}")
-                    with zf.open(info) as fh:
-                        shape, _, dtype = _npy_header(fh, path, name)
-                    if dtype.hasobject:
-                        raise FolderError(f"{path} holds pickled Python objects in {name!r} (refused: loading "
-                                          f"them could run code)")
-                    if dtype.kind not in "fbi":
-                        raise FolderError(f"{path}: array {name!r} has dtype {dtype}, not a number")
-                    want = expected[name]
-                    if tuple(shape) != want and want != ():
-                        raise FolderError(f"{path}: array {name!r} has shape {tuple(shape)}, expected {want}")
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise FolderError(f"{path} is not a readable .npz ({exc})") from None
-        missing = sorted(set(expected) - set(arrays))
-        if missing:
-            raise FolderError(f"{path} lacks the array(s) {', '.join(missing)}")
-        for k, a in arrays.items():
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-                raise FolderError(f"{path}: array {k!r} holds NaN or infinity")
-        return arrays
-
-    def _verify(self, folder: Path, name: str) -> Path:
-        path = folder / name
-        if not path.is_file():
-            raise FolderError(f"{path} is missing")
-        want = self.doc["files"].get(name)
-        if want is None:
-            raise FolderError(f"selector.json lists no sha256 for {name}")
-        got = schema.sha256_file(path)
-        if got != want:
-            raise FolderError(f"{path} does not match its sha256 in selector.json (tampered with or damaged: "
-                              f"{got[:12]}... instead of {want[:12]}...)")
-        return path
-
-    def _network(self, folder: Path, doc: dict, backend: str) -> Callable:
-        from adascale_rl.runtime.numpy_policy import NumpyPolicy, array_shapes
-
-        if backend not in BACKENDS:
-            raise FolderError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        n_actions = len(self.catalog) + 1
-        size = self.encoder.size
-        expected = array_shapes(doc["policy"], size, n_actions)
-        for name in doc["files"]:  # a folder is refused as a whole if any file it lists was changed
-            if name != schema.POLICY_NPZ and (folder / name).exists():
-                self._verify(folder, name)
-        npz = self._verify(folder, schema.POLICY_NPZ)
-        k_check = None
-        try:
-            with zipfile.ZipFile(npz) as zf:
-                if "check_obs.npy" in zf.namelist():
-                    with zf.open("check_obs.npy") as fh:
-                        shape = _npy_header(fh, npz, "check_obs")[0]
-                    k_check = int(shape[0]) if len(shape) == 2 else None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise FolderError(f"{npz} is not a readable .npz ({exc})") from None
-        if k_check is None:
-            raise FolderError(f"{npz} has no check decisions (check_obs)")
-        expected.update({"check_obs": (k_check, size), "check_mask": (k_check, n_actions),
-                         "check_action": (k_check,), "check_logits": (k_check, n_actions)})
-        arrays = self._read_npz(npz, expected)
-        policy = NumpyPolicy(doc["policy"], arrays, size, n_actions)
-        policy.compile(arrays["check_obs"][0])
-        self.backend = "numpy"
-        decide = policy
-        if backend == "onnxruntime":
-            decide = self._onnx(folder) or policy
-        self._self_test(decide, arrays)
-        self._numpy_policy = policy
-        return lambda obs, mask: decide(obs, mask)[0]
-
-    def _onnx(self, folder: Path) -> Callable | None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            self._warn.warn("ort-missing", "onnxruntime is not installed; using the numpy forward", fallback=False)
-            return None
-        path = self._verify(folder, schema.POLICY_ONNX)
-        try:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            self._warn.warn("ort-load", f"ONNX Runtime cannot load {path} ({_describe(exc)}); using the numpy "
-                                        f"forward", fallback=False)
-            return None
-        obs_buf = np.zeros((1, self.encoder.size), dtype=np.float32)
-        mask_buf = np.ones((1, len(self.catalog) + 1), dtype=bool)
-
-        def run(obs, mask):
-            obs_buf[0] = obs
-            mask_buf[0] = True if mask is None else mask
-            action, logits = sess.run(None, {"observation": obs_buf, "action_mask": mask_buf})
-            return int(action[0]), logits[0]
-
-        self.backend = "onnxruntime"
-        return run
-
-    def _self_test(self, decide: Callable, arrays: dict) -> None:
-        """The folder's own check decisions, replayed: another version's math, or a damaged file, shows here."""
-        logits_ref = arrays["check_logits"]
-        scale = schema.logit_scale(logits_ref)
-        loaded = np.argmax(arrays["check_obs"][:, N_CONTEXT:], axis=1)
-        for i, (o, m) in enumerate(zip(arrays["check_obs"], arrays["check_mask"])):
-            action, logits = decide(o, m)
-            agree = schema.decisions_agree([action], arrays["check_action"][i:i + 1], logits_ref[i:i + 1],
-                                           loaded[i:i + 1])[0]
-            if not agree or not np.all(
-                    np.abs(np.asarray(logits, dtype=np.float64) - logits_ref[i]) <= schema.LOGIT_RTOL * scale[i]):
-                raise FolderError(f"the policy does not reproduce its own check decision {i} on this machine "
-                                  f"(exported by adascale-rl {self.doc['adascale_rl_version']}, this is "
-                                  f"{_version()}; export again)")
-
-    def _heuristic(self, policy: dict) -> Callable:
-        from adascale_rl.policies.heuristics import HEURISTICS
-
-        h = HEURISTICS[policy["name"]]()
-        for k, v in policy["params"].items():
-            if not hasattr(h, k):
-                raise FolderError(f"heuristic {policy['name']!r} has no parameter {k!r}")
-            setattr(h, k, v)
-        view = SimpleNamespace(catalog=self.catalog, device=self.device, encoder=self.encoder,
-                               reward_fn=self.reward_fn, reward=self.reward, period_s=self.period_s)
-        h.reset(view)
-        self.backend = "heuristic"
-        return lambda obs, mask: int(h.act(obs, {**self._info, "action_mask": mask}))
-
     def _start_monitor(self, pid: int | None, monitor: Any) -> None:
         if monitor is not None:
             self._monitor = monitor
             return
         self._own_monitor = True
-        from adascale_rl.context.monitor import RUNNABLE_HZ
+        from adascale_rl.runtime.live import SelectorMonitor
 
-        self._monitor = _selector_monitor_class()(pid, runnable_hz=RUNNABLE_HZ)
+        self._monitor = SelectorMonitor(pid)
         self._monitor.start()
         self._monitor.read()  # the first CPU interval starts now
 
@@ -694,20 +500,6 @@ class Selector:
         return f"Selector({str(self.folder)!r}, backend={self.backend!r}, status={self.status!r})"
 
 
-def _npy_header(fh, path: Path, name: str) -> tuple:
-    """(shape, fortran order, dtype) from the header of one .npy member, without reading its data."""
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(fh)
-        if version == (1, 0):
-            return fmt.read_array_header_1_0(fh)
-        if version == (2, 0):
-            return fmt.read_array_header_2_0(fh)
-    except ValueError as exc:
-        raise FolderError(f"{path}: array {name!r} has no valid .npy header ({exc})") from None
-    raise FolderError(f"{path}: array {name!r} is in .npy format {version}, not 1.0 or 2.0")
-
-
 class _Fallback(Exception):
     def __init__(self, key: str, message: str):
         super().__init__(message)
@@ -719,59 +511,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (FolderError, schema.SelectorFormatError)):
         return msg
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-def _version() -> str:
-    import adascale_rl
-
-    return adascale_rl.__version__
-
-
-#: seconds between two looks for a sensor the machine did not have (temperature, battery) or for new cpufreq
-#: policies: what the monitor scans to find them costs ~0.1-0.2 ms a decision on a machine without them
-RESCAN_S = 30.0
-
-
-def _selector_monitor_class():
-    from adascale_rl.context.monitor import Monitor
-
-    class SelectorMonitor(Monitor):
-        """The recorder's monitor (the same readings), tuned for a read every decision: no clock cap (the
-        observation holds the measured clock, the cap is a second cpufreq walk), the cpufreq folders listed
-        once per :data:`RESCAN_S`, and a temperature or battery sensor the machine lacks looked for again only
-        every :data:`RESCAN_S` (until then it stays missing, as the observation's flag says)."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self._dirs: tuple[float, list] = (-math.inf, [])
-            self._absent: dict[str, float] = {}
-
-        def freq_cap_mhz(self) -> float | None:
-            return None
-
-        def _cpufreq_dirs(self):
-            t, dirs = self._dirs
-            now = time.monotonic()
-            if now - t > RESCAN_S:
-                dirs = super()._cpufreq_dirs()
-                self._dirs = (now, dirs)
-            return dirs
-
-        def _unless_absent(self, name: str, read: Callable, missing: Any):
-            since = self._absent.get(name)
-            if since is not None and time.monotonic() - since < RESCAN_S:
-                return missing
-            value = read()
-            if value == missing:
-                self._absent[name] = time.monotonic()
-            else:
-                self._absent.pop(name, None)
-            return value
-
-        def soc_temp_c(self) -> float | None:
-            return self._unless_absent("temp", super().soc_temp_c, None)
-
-        def battery(self):
-            return self._unless_absent("battery", super().battery, (None, None))
-
-    return SelectorMonitor
