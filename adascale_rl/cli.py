@@ -91,7 +91,10 @@ def _bench(args) -> int:
 def _export(args) -> int:
     from adascale_rl.runtime.export import export_command
 
-    return export_command(args)
+    tune = None
+    if args.policy is not None:  # a heuristic's margins are tuned as bench tunes them
+        from adascale_rl.evaluation.bench import tuned_policy as tune
+    return export_command(args, tune=tune)
 
 
 def _profile(args) -> int:

@@ -25,7 +25,7 @@ import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -407,12 +407,13 @@ def _check_onnx(onnx_bytes: bytes, obs, masks, actions, logits, model_file) -> N
 
 # ------------------------------------------------------------------------------ a heuristic
 
-def export_heuristic(name: str, env_id: str, out: str | os.PathLike, *, env_kwargs: Mapping[str, Any] | None = None,
-                     quick: bool = False) -> Path:
-    """Export a heuristic by name, its margins tuned on ``env_id``'s train split as ``bench`` tunes them."""
+def export_heuristic(name: str, env_id: str, out: str | os.PathLike, *, tune: Callable,
+                     env_kwargs: Mapping[str, Any] | None = None, quick: bool = False) -> Path:
+    """Export a heuristic by name, its margins tuned on ``env_id``'s train split by ``tune(name, train_env,
+    quick)`` -> (policy, params): :func:`adascale_rl.evaluation.bench.tuned_policy`, so that they are tuned as
+    ``bench`` tunes them (the evaluation layer sits above this one; the command hands it in)."""
     from adascale_rl.environment.env import AdaScaleEnv
     from adascale_rl.environment.spec import find_spec
-    from adascale_rl.evaluation.bench import tuned_policy
     from adascale_rl.policies import ppo
 
     if name not in schema.HEURISTICS:
@@ -420,7 +421,7 @@ def export_heuristic(name: str, env_id: str, out: str | os.PathLike, *, env_kwar
     spec = find_spec(env_id)
     kw = dict(env_kwargs or {})
     train_env = AdaScaleEnv(spec, split="train", **kw)
-    _, params = tuned_policy(name, train_env, quick)
+    _, params = tune(name, train_env, quick)
     env = AdaScaleEnv(spec, split="test", **kw)
     params = {k: (v if isinstance(v, str) else float(v)) for k, v in params.items()}
     section = {"kind": "heuristic", "name": name, "params": params,
@@ -437,8 +438,9 @@ def export_heuristic(name: str, env_id: str, out: str | os.PathLike, *, env_kwar
     return out
 
 
-def export_command(args) -> int:
-    """``adascale-rl export``: arguments from :mod:`adascale_rl.cli`."""
+def export_command(args, tune: Callable | None = None) -> int:
+    """``adascale-rl export``: arguments from :mod:`adascale_rl.cli`; ``tune`` as :func:`export_heuristic` takes it
+    (needed with ``--policy``)."""
     from adascale_rl.policies.ppo import parse_env_kwargs
 
     if (args.agent is None) == (args.policy is None):
@@ -446,8 +448,8 @@ def export_command(args) -> int:
     if args.policy is not None:
         if args.env is None:
             raise ExportError(f"--policy {args.policy} needs --env ID (the environment to tune it on)")
-        out = export_heuristic(args.policy, args.env, args.out, env_kwargs=parse_env_kwargs(args.env_kwargs),
-                               quick=args.quick)
+        out = export_heuristic(args.policy, args.env, args.out, tune=tune,
+                               env_kwargs=parse_env_kwargs(args.env_kwargs), quick=args.quick)
     else:
         out = export_controller(args.agent, args.out, env_id=args.env)
     files = sorted(p.name for p in Path(out).iterdir() if p.name in (schema.SELECTOR_JSON, schema.POLICY_NPZ,

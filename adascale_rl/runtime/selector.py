@@ -126,6 +126,7 @@ class Selector:
         self._stop = threading.Event()
         self._now: Callable[[], float] = time.monotonic  # the period's clock (tests replace it)
         self._own_monitor = False
+        self._margin_given = False
         self._period_rate: float | None = None
 
     # ------------------------------------------------------------------ loading
@@ -150,6 +151,7 @@ class Selector:
         self.fallback_variant = fallback
         if fallback_margin is not None:
             self.fallback_margin = float(fallback_margin)
+            self._margin_given = True
         try:
             self._load(Path(folder), backend, initial, pid, monitor)
         except Exception as exc:  # never take the app down: serve the fallback instead
@@ -172,7 +174,7 @@ class Selector:
         doc = schema.validate(raw)
         self.doc = doc
         self.period_s = float(doc["env"]["period_s"])
-        if self.fallback_margin == schema.DEFAULT_FALLBACK_MARGIN:
+        if not self._margin_given:
             self.fallback_margin = float(doc["fallback"]["margin"])
         self._set_catalog(catalog_of(doc))
         check_layout(doc, self.catalog)

@@ -27,7 +27,7 @@ def load_numpy_policy(folder: Path) -> NumpyPolicy:
     return NumpyPolicy(doc["policy"], arrays, size, n_actions)
 
 
-def test_rollouts(env, act, n: int, epsilon: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_rollouts(env, act, n: int, epsilon: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` (observation, mask) pairs from the test split's windows, walked in order (and again with other
     seeds when the split is shorter than ``n``); ``act`` chooses, with a random valid action instead in a
     share ``epsilon`` of the steps so that the observations cover switches, loads and every loaded variant."""
@@ -60,7 +60,7 @@ def compare(policy, folder: Path, env, n: int = 10_000) -> dict:
 
     npp = load_numpy_policy(folder)
     n_variants = len(env.catalog)
-    obs, masks = test_rollouts(env, lambda o, m: npp(o, m)[0], n)
+    obs, masks = split_rollouts(env, lambda o, m: npp(o, m)[0], n)
     ref = np.concatenate([sb3_logits(policy, obs[i:i + 2048]) for i in range(0, len(obs), 2048)])
     ref_actions = canonical(np.argmax(np.where(masks, ref, -np.inf), axis=1), obs, N_CONTEXT, n_variants)
     batch_actions, batch_logits = npp.batch(obs, masks)

@@ -63,9 +63,11 @@ def test_selector_load_and_select_without_torch_sb3_or_gymnasium(exported):
 
 
 def test_a_network_with_normalised_observations_and_a_heuristic_too(exported, fixture_env_yaml, tmp_path):
+    from adascale_rl.evaluation.bench import tuned_policy
     from adascale_rl.runtime.export import export_heuristic
 
-    heuristic = export_heuristic("planner", str(fixture_env_yaml), tmp_path / "planner", quick=True)
+    heuristic = export_heuristic("planner", str(fixture_env_yaml), tmp_path / "planner", tune=tuned_policy,
+                                 quick=True)
     for folder in (exported["prior-norm"], exported["mlp"], heuristic):
         out = _run(folder)
         assert out["status"] == "ok" and out["loaded"] == [], out

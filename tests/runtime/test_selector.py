@@ -121,9 +121,10 @@ def test_the_selector_builds_the_environments_observation_and_mask(exported, fix
 
 def test_a_heuristic_folder_decides_as_the_heuristic_does_in_the_environment(fixture_env_yaml, tmp_path):
     from adascale_rl.policies.heuristics import GreedyPolicy
+    from adascale_rl.evaluation.bench import tuned_policy
     from adascale_rl.runtime.export import export_heuristic
 
-    out = export_heuristic("greedy", str(fixture_env_yaml), tmp_path / "h", quick=True)
+    out = export_heuristic("greedy", str(fixture_env_yaml), tmp_path / "h", tune=tuned_policy, quick=True)
     margin = json.loads((out / "selector.json").read_text())["policy"]["params"]["margin"]
     env = AdaScaleEnv(str(fixture_env_yaml), split="test")
     obs, info = env.reset(seed=0, options={"trace": 0, "start": 0, "variant": "big"})
