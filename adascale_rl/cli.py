@@ -97,6 +97,15 @@ def _bench(args) -> int:
     return bench_command(args)
 
 
+def _export(args) -> int:
+    from adascale_rl.runtime.export import export_command
+
+    tune = None
+    if args.policy is not None:  # a heuristic's margins are tuned as bench tunes them
+        from adascale_rl.evaluation.bench import tuned_policy as tune
+    return export_command(args, tune=tune)
+
+
 def _profile(args) -> int:
     from adascale_rl.elastic.profile import profile_command
 
@@ -217,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment arguments for every policy, as for train (heuristics are tuned under them too)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # export
+    ex = cmd("export", _export, "export a trained controller (or a heuristic) as a folder the on-device selector "
+                                "runs: policy.onnx, policy.npz, selector.json")
+    ex.add_argument("--agent", default=None, metavar="DIR", help="a run folder or a shipped agents/<env>/ppo folder")
+    ex.add_argument("--policy", default=None, metavar="NAME",
+                    help="export a heuristic instead (planner, greedy-kalman, ...), its margins tuned on --env's "
+                         "train split as bench tunes them")
+    ex.add_argument("--env", default=None, help="environment id or spec name (needed with --policy; with --agent "
+                                                "only when the folder has no config.yml)")
+    ex.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
+    ex.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="environment arguments for --policy, as for train")
+    ex.add_argument("--quick", action="store_true", help="tune a --policy on fewer train episodes")
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "

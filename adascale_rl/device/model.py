@@ -73,6 +73,7 @@ _SQRT1_2 = math.sqrt(0.5)
 class _Numpy:
     exp = staticmethod(np.exp)
     log = staticmethod(np.log)
+    log2 = staticmethod(np.log2)
     abs = staticmethod(np.abs)
     sign = staticmethod(np.sign)
     minimum = staticmethod(np.minimum)
@@ -98,6 +99,7 @@ class _Torch:
     def __init__(self, torch):
         self.t = torch
         self.exp, self.log, self.abs, self.sign = torch.exp, torch.log, torch.abs, torch.sign
+        self.log2 = torch.log2
         self.sqrt = torch.sqrt
 
     def minimum(self, a, b):

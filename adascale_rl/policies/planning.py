@@ -9,7 +9,7 @@ just OOM-killed, run through the one performance model
 (:class:`adascale_rl.policies.heuristics.PlannerPolicy`, numpy) and the learned
 controller's prior (:class:`adascale_rl.policies.prior.PlannerPrior`, torch, exported to
 ONNX and numpy with the controller) both call :func:`predicted_rewards` and
-:func:`action_values`.
+:func:`action_values`; the learned controller's extra features are :func:`slack`.
 """
 
 from __future__ import annotations
@@ -64,3 +64,15 @@ def action_values(keep, switch, loaded, killed, horizon: float, xp=None):
     amortised = xp.where(killed, switch, (switch + (horizon - 1.0) * keep) / horizon)
     value = loaded * keep + (1.0 - loaded) * amortised
     return xp.concat_last([xp.sum_last(loaded * keep), value])
+
+
+def slack(table: VariantTable, arrays: dict, ctx: dict, xp=None):
+    """Per variant ``(B, n)``: log2(latency budget / the performance model's predicted mean response time) / 4,
+    clipped to [-1, 1], where the budget is min(deadline, 1 / rate): the quantity the greedy heuristics
+    threshold on, and the features :class:`~adascale_rl.policies.prior.VariantSlack` adds to the observation
+    (``ctx`` as :func:`adascale_rl.environment.observation.decode_planning` gives it)."""
+    xp = xp or model.namespace(ctx["freq_mhz"])
+    predicted = model.expected_latency_ms(table, arrays, freq_mhz=ctx["freq_mhz"], bg_runnable=ctx["bg_runnable"],
+                                          rate_hz=ctx["rate_hz"], xp=xp)
+    budget = xp.minimum(ctx["deadline_ms"], 1000.0 / ctx["rate_hz"])
+    return xp.clip(xp.log2(budget / predicted) / 4.0, -1.0, 1.0)

@@ -68,7 +68,7 @@ class VariantSlack(BaseFeaturesExtractor):
         return th.minimum(ctx["deadline_ms"], 1000.0 / ctx["rate_hz"])
 
     def slack(self, obs: th.Tensor, ctx: dict) -> th.Tensor:
-        return th.cat([obs, (th.log2(self.budget_ms(ctx) / self.predicted_ms(ctx)) / 4.0).clamp(-1.0, 1.0)], dim=1)
+        return th.cat([obs, planning.slack(self.table, self.tensors(), ctx)], dim=1)
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
         return self.slack(obs, self.decode(obs))
