@@ -472,17 +472,22 @@ class AdaScaleEnv(gym.Env):
         self._t = 0
         self._slow_ema = 0.0
         first = window[0]
-        # the first reading: the context at the start, the clock and temperature as the simulator has them
-        obs = self.encoder.encode_values(self.physics.clock(self._state, first), first.bg_cpu_util, first.bg_runnable,
-                                         first.mem_avail_mb,
-                                         self.physics.battery_pct(self._state, first) if self._has_battery else None,
-                                         first.plugged, self._state.temp_c, first.request_rate_hz, first.deadline_ms,
-                                         v0, None)
+        obs = self.start_observation(self._state, first)
         self._update_mask(v0, first.mem_avail_mb)
         info = {"trace": self.traces[ti].name, "start": start, "variant": self.catalog.variants[v0].id,
                 "action_mask": self._mask.copy()}
         self._last = None
         return obs, info
+
+    def start_observation(self, state: PhysicsState, first: Exo) -> np.ndarray:
+        """An episode's first reading (no feedback yet): the context at the start, the clock and temperature
+        as the simulator has them in ``state`` (the single and the vector environment both start with it)."""
+        physics = self.physics
+        return self.encoder.encode_values(physics.clock(state, first), first.bg_cpu_util, first.bg_runnable,
+                                          first.mem_avail_mb,
+                                          physics.battery_pct(state, first) if self._has_battery else None,
+                                          first.plugged, state.temp_c, first.request_rate_hz, first.deadline_ms,
+                                          state.loaded, None)
 
     def default_variant(self, mem_avail_mb: float) -> int:
         """The most accurate variant that fits ``mem_avail_mb`` on its own (else the smallest)."""
