@@ -560,4 +560,11 @@ def sweep_command(args) -> int:
     """``adascale-rl sweep``: arguments from :mod:`adascale_rl.cli`."""
     out = run_sweep(args.config, out=args.out, address=args.address, progress=not args.no_progress)
     print(f"wrote {out / 'results.csv'} and {out / 'results.md'}")
+    with open(out / "results.csv", newline="", encoding="utf-8") as fh:
+        status = [r["status"] for r in csv.DictReader(fh)]
+    missing = len(status) - status.count("done")
+    if missing:
+        print(f"{missing} of {len(status)} trials have no result (interrupted or failed; results.md lists them): "
+              f"run the same command again to resume the study", file=sys.stderr)
+        return 1
     return 0
