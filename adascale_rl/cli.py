@@ -106,6 +106,12 @@ def _export(args) -> int:
     return export_command(args, tune=tune)
 
 
+def _sweep(args) -> int:
+    from adascale_rl.evaluation.sweep import sweep_command
+
+    return sweep_command(args)
+
+
 def _profile(args) -> int:
     from adascale_rl.elastic.profile import profile_command
 
@@ -240,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="environment arguments for --policy, as for train")
     ex.add_argument("--quick", action="store_true", help="tune a --policy on fewer train episodes")
+
+
+    # sweep
+    sw = cmd("sweep", _sweep, "a training study on Ray Tune: environments x reward presets x datasets x seeds x "
+                              "hyperparameters from a sweep file, each trial a train run evaluated on the validation "
+                              "split (needs the extra adascale-rl[distributed])")
+    sw.add_argument("config", metavar="CONFIG", help="sweep file (YAML; example: agents/sweeps/example.yml)")
+    sw.add_argument("--out", default=None, metavar="DIR",
+                    help="study folder: results.csv, results.md, run folders, the Tune experiment (default "
+                         "sweeps/<name>); the same --out again resumes the study")
+    sw.add_argument("--address", default=None, metavar="ADDR",
+                    help="a running Ray cluster (auto, or ray://host:10001); default: Ray in-process on this machine")
+    sw.add_argument("--no-progress", action="store_true", help="no line per finished trial")
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "

@@ -411,13 +411,16 @@ class AdaScaleEnv(gym.Env):
         probability ``period_s / spike_spell_s`` (so spells last ``spike_spell_s`` on
         average) and starts with the probability that keeps the stationary spike fraction
         at ``spike_prob``; a spell keeps the factor it started with."""
+        return [Noise(x) for x in self.noise_factors(rng, steps).tolist()]
+
+    def noise_factors(self, rng: np.random.Generator, steps: int) -> np.ndarray:
+        """:meth:`draw_noise` as an array of the intervals' latency factors (the same draws, the same numbers)."""
         noise = np.exp(self.latency_sigma * rng.standard_normal(steps))
         if self.spike_spell_s is None:
             spikes = rng.random(steps) < self.spike_prob
-            noise = noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
-            return [Noise(x) for x in noise.tolist()]
+            return noise * np.where(spikes, rng.uniform(*SPIKE_RANGE, size=steps), 1.0)
         if steps <= 0:
-            return []
+            return np.zeros(0)
         p_end = self.period_s / self.spike_spell_s
         p_start = self.spike_prob * p_end / (1.0 - self.spike_prob)
         u = rng.random(steps).tolist()
@@ -434,15 +437,20 @@ class AdaScaleEnv(gym.Env):
                 on, factor = True, factors[t]
             if on:
                 out[t] *= factor
-        return [Noise(x) for x in out]
+        return np.array(out, dtype=np.float64)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+    def draw_episode(self, rng: np.random.Generator, options: dict | None = None) -> tuple[int, int, np.ndarray, int]:
+        """The draws of a reset, from ``rng`` in this order: the trace (weighted by length), the window
+        start, the window's latency noise (:meth:`noise_factors`) and the initial variant, each unless
+        ``options`` fixes it. Returns (trace index, start, noise factors, initial variant).
+
+        :meth:`reset` and the vector environment (:mod:`adascale_rl.environment.vector`, one generator per
+        sub-environment) both reset with it, so a sub-environment replays the single environment's episodes.
+        """
         options = dict(options or {})
         unknown = set(options) - {"trace", "start", "variant"}
         if unknown:
             raise ValueError(f"unknown reset option(s) {', '.join(sorted(unknown))}; known: trace, start, variant")
-        rng = self.np_random
         if "trace" in options:
             ti = int(options["trace"])
             if not 0 <= ti < len(self.exo):
@@ -456,14 +464,20 @@ class AdaScaleEnv(gym.Env):
                 raise ValueError(f"start {start} out of range: trace {ti} has {len(rows)} intervals")
         else:
             start = int(rng.integers(0, max(len(rows) - self.window, 0) + 1))
-        window = tuple(rows[start:start + self.window])
-        noise = tuple(self.draw_noise(rng, len(window)))
+        noise = self.noise_factors(rng, min(self.window, len(rows) - start))
         if "variant" in options:
             v0 = self._resolve_variant(options["variant"])
         elif self.random_start_variant:
             v0 = int(rng.integers(0, len(self.catalog)))
         else:
-            v0 = self.default_variant(window[0].mem_avail_mb)
+            v0 = self.default_variant(rows[start].mem_avail_mb)
+        return ti, start, noise, v0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        ti, start, factors, v0 = self.draw_episode(self.np_random, options)
+        window = tuple(self.exo[ti][start:start + self.window])
+        noise = tuple(Noise(x) for x in factors.tolist())
         self._state = self.physics.initial_state(window[0], v0)
         self._episode = Episode(ti, start, self.traces[ti].name, window, noise, self._state)
         self._rows = window
@@ -471,17 +485,22 @@ class AdaScaleEnv(gym.Env):
         self._t = 0
         self._slow_ema = 0.0
         first = window[0]
-        # the first reading: the context at the start, the clock and temperature as the simulator has them
-        obs = self.encoder.encode_values(self.physics.clock(self._state, first), first.bg_cpu_util, first.bg_runnable,
-                                         first.mem_avail_mb,
-                                         self.physics.battery_pct(self._state, first) if self._has_battery else None,
-                                         first.plugged, self._state.temp_c, first.request_rate_hz, first.deadline_ms,
-                                         v0, None)
+        obs = self.start_observation(self._state, first)
         self._update_mask(v0, first.mem_avail_mb)
         info = {"trace": self.traces[ti].name, "start": start, "variant": self.catalog.variants[v0].id,
                 "action_mask": self._mask.copy()}
         self._last = None
         return obs, info
+
+    def start_observation(self, state: PhysicsState, first: Exo) -> np.ndarray:
+        """An episode's first reading (no feedback yet): the context at the start, the clock and temperature
+        as the simulator has them in ``state`` (the single and the vector environment both start with it)."""
+        physics = self.physics
+        return self.encoder.encode_values(physics.clock(state, first), first.bg_cpu_util, first.bg_runnable,
+                                          first.mem_avail_mb,
+                                          physics.battery_pct(state, first) if self._has_battery else None,
+                                          first.plugged, state.temp_c, first.request_rate_hz, first.deadline_ms,
+                                          state.loaded, None)
 
     def default_variant(self, mem_avail_mb: float) -> int:
         """The most accurate variant that fits ``mem_avail_mb`` on its own (else the smallest)."""

@@ -125,6 +125,7 @@ class ObservationEncoder:
         self._ref_ms = full.latency_ms
         self._mem_scale = 2.0 * max(v.peak_mem_mb for v in catalog.variants)
         self._lat = [v.latency_ms for v in catalog.variants]
+        self._lat_arr = np.array(self._lat, dtype=np.float64)
         self._energy_budget_j = device.energy_budget_j(self.period_s)
         self._cores = float(device.cores)
         self._temp_span = max(device.throttle_c - 25.0, 1.0)
@@ -221,6 +222,67 @@ class ObservationEncoder:
             out[N_CONTEXT:] = 0.0
             out[N_CONTEXT + loaded] = 1.0
         out[:N_CONTEXT] = vals
+        return out
+
+    def encode_batch(self, freq, bg, runnable, mem, batt, plugged, temp, rate, deadline, loaded,
+                     feedback=None) -> np.ndarray:
+        """:meth:`encode_values` for a batch of ``B`` readings (the vector environment's path): every
+        argument an array of length ``B``, or None for a sensor missing in the whole batch; ``loaded``
+        integers; ``feedback`` None (no feedback in any row) or a tuple of arrays in
+        :class:`Feedback`'s order. Returns a new ``(B, size)`` float32 array.
+
+        The same formulas over arrays; ``tests/environment/test_observation.py`` ties it to
+        :meth:`encode_values` row by row (numpy's log2 may differ from math's by an ulp before the
+        rounding to float32).
+        """
+        loaded = np.asarray(loaded)
+        b = loaded.shape[0]
+        cols = np.empty((N_CONTEXT, b), dtype=np.float64)  # one row per FEATURES entry
+        I = INDEX
+        mem = np.full(b, self._mem_total) if mem is None else mem
+        deadline = np.full(b, 100.0) if deadline is None else np.where(deadline == 0.0, 100.0, deadline)
+        rate = np.full(b, 10.0) if rate is None else rate
+        if freq is None:
+            cols[I["clock_frac"]] = 1.0
+            cols[I["clock_missing"]] = 1.0
+        else:
+            np.clip(freq / self._f_max, 0.0, 1.0, out=cols[I["clock_frac"]])
+            cols[I["clock_missing"]] = 0.0
+        cols[I["bg_cpu_util"]] = 0.0 if bg is None else bg  # in [0, 1] by the context schema
+        per_core = (0.0 if bg is None else bg) if runnable is None else runnable / self._cores
+        np.clip(per_core, 0.0, 4.0, out=cols[I["bg_runnable_per_core"]])
+        np.clip(mem / self._mem_total, 0.0, 1.0, out=cols[I["mem_avail_frac"]])
+        np.clip(mem / self._mem_scale, 0.0, 1.0, out=cols[I["mem_fit_largest"]])
+        if batt is None:
+            cols[I["battery_frac"]] = 1.0
+            cols[I["battery_missing"]] = 1.0
+        else:
+            np.multiply(batt, 0.01, out=cols[I["battery_frac"]])
+            cols[I["battery_missing"]] = 0.0
+        cols[I["plugged"]] = 1.0 if plugged is None else plugged
+        if temp is None:
+            cols[I["temp_headroom"]] = 1.0
+            cols[I["temp_missing"]] = 1.0
+        else:
+            np.clip((self._throttle - temp) / self._temp_span, -1.0, 2.0, out=cols[I["temp_headroom"]])
+            cols[I["temp_missing"]] = 0.0
+        np.clip(np.log2(deadline / self._ref_ms) * 0.25, -2.0, 2.0, out=cols[I["deadline_log"]])
+        np.clip(np.log2(np.maximum(rate * self._ref_ms * 0.001, 1e-3)) * 0.25, -3.0, 2.0, out=cols[I["load_log"]])
+        if feedback is None:
+            cols[FEEDBACK_START:] = 0.0
+        else:
+            latency_ms, variant, miss_rate, energy_j, switched, oom, slowdown_ema_log2 = feedback
+            lat = np.maximum(latency_ms, 1e-6)
+            np.clip(np.log2(lat / deadline) * 0.25, -3.0, 2.0, out=cols[I["last_latency_log"]])
+            np.clip(np.log2(lat / self._lat_arr[variant]) * 0.5, -1.0, 2.0, out=cols[I["last_slowdown_log"]])
+            np.clip(slowdown_ema_log2 * 0.5, -1.0, 2.0, out=cols[I["slowdown_ema_log"]])
+            cols[I["last_miss_rate"]] = miss_rate
+            np.clip(energy_j / self._energy_budget_j, 0.0, 1.0, out=cols[I["last_energy_frac"]])
+            cols[I["last_switched"]] = switched
+            cols[I["last_oom"]] = oom
+        out = np.zeros((b, self.size), dtype=np.float32)
+        out[:, :N_CONTEXT] = cols.T
+        out[np.arange(b), N_CONTEXT + loaded] = 1.0
         return out
 
     def decode(self, obs: np.ndarray) -> dict[str, float | int | None]:

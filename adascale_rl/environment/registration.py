@@ -1,5 +1,8 @@
 """Registration of the ``AdaScale/<Name>-v1`` environments declared by ``envs/*.yaml``.
 
+Each id has the single environment (``gymnasium.make``) and the native vector environment
+(``gymnasium.make_vec(id, num_envs=N)``, :mod:`adascale_rl.environment.vector`).
+
 Registering reads each spec file only to learn its episode length; a file that cannot be
 read still registers its id (taken from the file name), and making that environment
 raises the spec's error naming the file, so one broken file breaks only its own
@@ -16,6 +19,8 @@ from pathlib import Path
 from adascale_rl.environment.spec import EnvSpec, SpecError, id_for, load_spec, spec_files
 
 ENTRY_POINT = "adascale_rl.environment.env:AdaScaleEnv"
+#: ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` (the native vector environment)
+VECTOR_ENTRY_POINT = "adascale_rl.environment.vector:AdaScaleVectorEnv"
 
 
 def register_file(path: str | Path) -> str:
@@ -34,7 +39,8 @@ def register_file(path: str | Path) -> str:
         steps: int | None = load_spec(path).max_episode_steps
     except SpecError:
         steps = None  # reported when the environment is made
-    gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=steps, kwargs={"spec": str(path)})
+    gym.register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, max_episode_steps=steps,
+                 kwargs={"spec": str(path)})
     return env_id
 
 
@@ -62,8 +68,8 @@ def register_spec(path: str | os.PathLike) -> str:
             return spec.id
         raise SpecError(f"{p}: id {spec.id} is already registered (for {known.kwargs.get('spec')}); "
                         f"give this spec another id")
-    gym.register(id=spec.id, entry_point=ENTRY_POINT, max_episode_steps=spec.max_episode_steps,
-                 kwargs={"spec": str(p)})
+    gym.register(id=spec.id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
+                 max_episode_steps=spec.max_episode_steps, kwargs={"spec": str(p)})
     return spec.id
 
 

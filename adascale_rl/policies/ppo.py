@@ -1,13 +1,16 @@
 """PPO controllers: train (MaskablePPO on the train split), resume, load as a :class:`Policy`.
 
-``train`` builds ``n_envs`` copies of the environment's train split in a
-``DummyVecEnv`` under ``VecNormalize`` (observations and rewards), a
-``MaskablePPO`` that reads the masks through the environments' own
-``action_masks()`` (variants whose switch peak does not fit memory are never
-sampled), and runs the recipe of ``agents/hyperparams/ppo.yml`` (one recipe for
-every environment). It validates on the ``val`` split (every 4th train trace,
-held out), keeps the best checkpoint, and writes everything into one run folder
-(:mod:`adascale_rl.policies.ppo_run`). ``load_policy`` turns a run folder or a
+``train`` builds ``n_envs`` copies of the environment's train split -- with the
+recipe's ``vectorized: true`` (the shipped recipes) one native vector environment
+(:mod:`adascale_rl.environment.vector`, behind :mod:`adascale_rl.policies.sb3_vec`),
+otherwise single environments in a ``DummyVecEnv``; both give the same rollouts --
+under ``VecNormalize`` (observations and rewards), a ``MaskablePPO`` that reads the
+masks through the environments' ``action_masks()`` (variants whose switch peak does
+not fit memory are never sampled), and runs the recipe of
+``agents/hyperparams/ppo.yml`` (one recipe for every environment). It validates on the
+``val`` split (every 4th train trace, held out; with ``vectorized``, every window at
+once in a vector environment, the same numbers), keeps the best checkpoint, and writes
+everything into one run folder (:mod:`adascale_rl.policies.ppo_run`). ``load_policy`` turns a run folder or a
 shipped ``agents/<env>/ppo/`` folder into a deterministic, masked controller.
 """
 
@@ -90,13 +93,34 @@ def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
 
 
 def _make_vec_env(spec: EnvSpec, recipe: Recipe, env_kwargs: dict, seed: int):
+    """The training environments: with the recipe's ``vectorized``, one native vector environment of
+    ``n_envs`` (:class:`~adascale_rl.policies.sb3_vec.SB3VectorEnv` under ``VecMonitor``), else
+    ``n_envs`` single environments in a ``DummyVecEnv`` (each under ``Monitor``). Environment i is
+    seeded ``seed + i`` at the first reset either way."""
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     kw = {**recipe.env_kwargs, **env_kwargs}
-    venv = DummyVecEnv([lambda: Monitor(make_env(spec, "train", kw)) for _ in range(recipe.n_envs)])
+    if recipe.vectorized:
+        from adascale_rl.environment.vector import AdaScaleVectorEnv
+        from adascale_rl.policies.sb3_vec import SB3VectorEnv
+
+        venv = VecMonitor(SB3VectorEnv(AdaScaleVectorEnv(recipe.n_envs, spec, split="train", autoreset_mode="SameStep",
+                                                         **kw)))
+    else:
+        venv = DummyVecEnv([lambda: Monitor(make_env(spec, "train", kw)) for _ in range(recipe.n_envs)])
     venv.seed(seed)
     return venv
+
+
+def _make_val_env(spec: EnvSpec, recipe: Recipe, env_kwargs: dict, n_windows: int):
+    """Where validation plays its windows: a vector environment with one sub-environment per window (the
+    recipe's ``vectorized``), else None (the single validation environment, one window after another)."""
+    if not recipe.vectorized:
+        return None
+    from adascale_rl.environment.vector import AdaScaleVectorEnv
+
+    return AdaScaleVectorEnv(max(n_windows, 1), spec, split="val", **env_kwargs)
 
 
 # ---------------------------------------------------------------- training
@@ -305,7 +329,7 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
                "command": command_line(), "from_timesteps": done, "to_timesteps": total}
     config["sessions"].append(session)
     wall_before = float(state.get("wall_time_s") or 0.0)
-    venv = eval_env = None
+    venv = eval_env = val_vec = None
     try:
         # the venv is seeded again by the model (seed + steps done) right before its first reset
         venv = _make_vec_env(spec, recipe, env_kwargs, seed + done)
@@ -319,6 +343,7 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             raise RuntimeError("the environment does not expose action_masks()")
         eval_env = make_env(spec, "val", env_kwargs)
         episodes = pick_episodes(eval_env.unwrapped.evaluation_episodes(), config["eval"]["episodes"])
+        val_vec = _make_val_env(spec, recipe, env_kwargs, len(episodes))
 
         if model is None:
             print(f"training {spec.id} for {total} steps into {run.path} (seed {seed}, recipe "
@@ -357,7 +382,8 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             run.write_config(config)
 
         best = state["best_val_return"]
-        validation = ValidationCallback(run, eval_env, episodes, config["eval"]["freq"], on_checkpoint,
+        validation = ValidationCallback(run, eval_env if val_vec is None else val_vec, episodes,
+                                        config["eval"]["freq"], on_checkpoint,
                                         best=-np.inf if best is None else best, last_eval=done)
         callbacks = build_callbacks(recipe)
         if not any(isinstance(c, RolloutInfoLogger) for c in callbacks):
@@ -380,7 +406,7 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             raise
     finally:
         th.set_num_threads(threads)
-        for e in (venv, eval_env):
+        for e in (venv, eval_env, val_vec):
             if e is not None:
                 e.close()
     secs = time.time() - started

@@ -6,6 +6,7 @@ and ``python -m rl_zoo3.train --conf-file agents/hyperparams/ppo.yml``::
     default:                       # every shipped environment uses this entry
       policy: MlpPolicy
       n_envs: 8
+      vectorized: true             # the n_envs environments as one native vector environment (adascale-rl only)
       n_timesteps: !!float 3e5
       normalize: {norm_obs: true, norm_reward: true}
       learning_rate: lin_3e-4      # a number, or lin_<start> (linear decay to 0)
@@ -35,7 +36,7 @@ from typing import Any
 from adascale_rl import paths
 
 #: keys the trainer consumes itself; everything else goes to MaskablePPO(...)
-OWN_KEYS = ("policy", "n_envs", "n_timesteps", "normalize", "env_kwargs", "callback")
+OWN_KEYS = ("policy", "n_envs", "n_timesteps", "normalize", "env_kwargs", "callback", "vectorized")
 #: rl-zoo3 keys this trainer does not implement: named in the error rather than ignored
 UNSUPPORTED = ("env_wrapper", "vec_env_wrapper", "frame_stack", "monitor_kwargs", "noise_type", "noise_std")
 #: MaskablePPO arguments the trainer sets itself
@@ -59,6 +60,7 @@ class Recipe:
     raw: dict[str, Any]                       # the entry as written (goes into config.yml)
     policy: Any = "MlpPolicy"                 # a name SB3 knows, or a policy class
     n_envs: int = 1
+    vectorized: bool = False                  # collect from (and validate in) the native vector environment
     n_timesteps: int = 100_000
     normalize: dict[str, Any] | None = None   # VecNormalize kwargs, None = no normalisation
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +119,9 @@ def parse(entry: dict[str, Any], file: str = "<hyperparams>", key: str = "defaul
     if isinstance(r.policy, str) and "." in r.policy:  # a policy class by its import path
         r.policy = import_object(r.policy, where)
     r.n_envs = _positive_int(hp.pop("n_envs", 1), where, "n_envs")
+    r.vectorized = hp.pop("vectorized", False)
+    if not isinstance(r.vectorized, bool):
+        raise HyperparamsError(f"{where}: vectorized must be true or false, not {r.vectorized!r}")
     r.n_timesteps = _positive_int(hp.pop("n_timesteps", 100_000), where, "n_timesteps")
     r.normalize = _normalize(hp.pop("normalize", False), where)
     env_kwargs = hp.pop("env_kwargs", {}) or {}

@@ -164,6 +164,51 @@ def run_episodes(act: Callable[[np.ndarray, dict], int], env, episodes: Sequence
     return out
 
 
+def run_episodes_vec(model, vecnorm, venv, episodes: Sequence[tuple[int, int]], seed: int = EVAL_SEED) -> dict[str, float]:
+    """:func:`run_episodes` of ``model``'s deterministic masked actions with every window at once, in a
+    vector environment (:class:`~adascale_rl.environment.vector.AdaScaleVectorEnv`, one sub-environment per
+    window): window j in sub-environment j, reset with ``seed + j`` as there. The same episodes, and the
+    metrics summed in :func:`run_episodes`'s order, so the numbers are its numbers (to the vector
+    environment's 1e-9; ``tests/policies/test_ppo_vector.py``)."""
+    n = len(episodes)
+    if venv.num_envs != n:
+        raise ValueError(f"the validation vector environment has {venv.num_envs} sub-environments for {n} windows")
+    obs, _ = venv.reset(seed=[seed + j for j in range(n)],
+                        options={"trace": [e[0] for e in episodes], "start": [e[1] for e in episodes]})
+    keys = ("effective_accuracy", "miss_rate", "latency_ms", "energy_mj")
+    rewards, values, counted = [], {k: [] for k in keys}, []
+    switched, oom = [], []
+    playing = np.ones(n, dtype=bool)
+    while playing.any():
+        o = vecnorm.normalize_obs(obs) if vecnorm is not None else obs
+        actions, _ = model.predict(o, deterministic=True, action_masks=venv.action_masks())
+        obs, r, term, trunc, info = venv.step(actions)
+        counted.append(playing.copy())
+        rewards.append(r)
+        for k in keys:
+            values[k].append(info[k])
+        switched.append(info["switched"])
+        oom.append(info["oom"])
+        playing &= ~(term | trunc)
+    steps = np.array(counted)                    # (T, n): the steps each window played
+    returns = []
+    for j in range(n):  # each episode's return summed step by step, as run_episodes does
+        ret = 0.0
+        for x in np.array(rewards)[steps[:, j], j].tolist():
+            ret += x
+        returns.append(ret)
+    out = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns))}
+    n_steps = int(steps.sum())
+    for k in keys:  # one running sum over the episodes in order, then their steps in order
+        total = 0.0
+        for x in np.array(values[k]).T[steps.T].tolist():
+            total += x
+        out[k] = total / max(n_steps, 1)
+    out.update({"switches_per_episode": int(np.array(switched)[steps].sum()) / n,
+                "ooms_per_episode": int(np.array(oom)[steps].sum()) / n, "episodes": n})
+    return out
+
+
 def model_actor(model, vecnorm) -> Callable[[np.ndarray, dict], int]:
     """Deterministic masked action of ``model`` on raw observations (normalised with ``vecnorm``)."""
 
@@ -179,7 +224,9 @@ def model_actor(model, vecnorm) -> Callable[[np.ndarray, dict], int]:
 class ValidationCallback(BaseCallback):
     """Before a fresh run's first update, every ``eval_freq`` steps (at a rollout boundary)
     and at the end: evaluate on the validation windows, log ``eval/*``, checkpoint
-    atomically, keep the best."""
+    atomically, keep the best. ``eval_env`` is a single environment (the windows one by one,
+    :func:`run_episodes`) or a vector environment with one sub-environment per window (all at
+    once, :func:`run_episodes_vec`): the same numbers."""
 
     def __init__(self, run: RunFolder, eval_env, episodes: Sequence[tuple[int, int]], eval_freq: int,
                  on_checkpoint: Callable[[int, dict | None, bool], None], best: float = -np.inf,
@@ -215,7 +262,10 @@ class ValidationCallback(BaseCallback):
     def evaluate(self) -> dict[str, float]:
         t0 = time.perf_counter()
         vecnorm = self.model.get_vec_normalize_env()
-        metrics = run_episodes(model_actor(self.model, vecnorm), self.eval_env, self.episodes)
+        if getattr(self.eval_env, "num_envs", None) is not None:  # a vector environment: every window at once
+            metrics = run_episodes_vec(self.model, vecnorm, self.eval_env, self.episodes)
+        else:
+            metrics = run_episodes(model_actor(self.model, vecnorm), self.eval_env, self.episodes)
         for k, v in metrics.items():
             self.logger.record(f"eval/{k}", v)
         self.logger.record("time/eval_s", time.perf_counter() - t0)

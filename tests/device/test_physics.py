@@ -9,6 +9,7 @@ import pytest
 
 from adascale_rl.device import physics as ph
 from adascale_rl.device.catalog import validate
+from adascale_rl.device.model import Serving
 from adascale_rl.device.presets import load_device
 from adascale_rl.environment.env import AdaScaleEnv
 from _envdata import LADDER, constant_trace, make_catalog_doc, write_env
@@ -366,3 +367,67 @@ def test_the_start_is_where_the_governor_settles_under_the_background_load(devic
             cycles += len(late) > 1
     if device == "rpi4":
         assert cycles > 0  # the grid does reach the cycling case (e.g. 25 C, all cores busy)
+
+
+# --------------------------------------------------------------------------- the batched transition
+
+
+def _random_batch(rng, physics, size):
+    """``size`` random (state, target, context, noise) cases, as lists of scalar tuples and as arrays."""
+    n = len(physics.catalog)
+    cases = []
+    for _ in range(size):
+        e = ph.Exo(freq_cap_mhz=float(rng.choice([math.inf, rng.uniform(500, 2000)])),
+                   bg_cpu_util=float(rng.uniform(0, 1)),
+                   bg_runnable=float(rng.choice([0.0, rng.uniform(0, 10), 1.0, 2.0])),
+                   mem_avail_mb=float(rng.choice([40.0, 70.0, 500.0])), ambient_temp_c=float(rng.uniform(15, 40)),
+                   battery_pct=float(rng.choice([rng.uniform(0, 100), 14.0, 100.0])), plugged=bool(rng.random() < 0.5),
+                   request_rate_hz=float(rng.choice([0.0, rng.uniform(1, 1000), rng.uniform(1, 30)])),
+                   deadline_ms=float(np.exp(rng.uniform(np.log(0.5), np.log(500)))))
+        s = ph.PhysicsState(loaded=int(rng.integers(n)), temp_c=float(rng.uniform(30, 95)),
+                            thermal_level=int(rng.integers(len(physics.ladder))),
+                            battery_used_j=float(rng.choice([0.0, rng.uniform(0, 500), rng.uniform(0, 5e4)])),
+                            killed=bool(rng.random() < 0.1))
+        cases.append((s, int(rng.integers(n)), e, ph.Noise(float(np.exp(rng.normal(0, 0.3))))))
+    states, targets, exos, noises = zip(*cases)
+    col = lambda rows, k, dt=np.float64: np.array([getattr(r, k) for r in rows], dtype=dt)  # noqa: E731
+    bstate = ph.PhysicsState(col(states, "loaded", np.int64), col(states, "temp_c"),
+                             col(states, "thermal_level", np.int64), col(states, "battery_used_j"),
+                             col(states, "killed", bool))
+    bexo = ph.Exo(*[col(exos, k, bool if k == "plugged" else np.float64) for k in ph.Exo._fields])
+    return cases, bstate, np.array(targets, dtype=np.int64), bexo, ph.Noise(col(noises, "latency"))
+
+
+@pytest.mark.parametrize("device", ["rpi4", "pixel4", "local-x86"])
+def test_the_single_step_is_the_batched_step_on_random_cases(device):
+    """DevicePhysics.step (the single environment's scalar fast path) against step_batch (the vector
+    environment's transition) on 10,002 random cases over three presets (pixel4 has a battery and a
+    battery saver): the discrete outcome (clock, variant, switch, OOM, memory, governor level) exactly,
+    every number to 1e-9 relative (numpy's exp/log/pow against math's may differ by an ulp)."""
+    doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
+                                      "size_mb": 0.1, "energy_mj": 0.5}])
+    doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
+    doc["threads"] = {"value": 1 if device == "local-x86" else 4, "derived": "test"}
+    physics = ph.DevicePhysics(load_device(device), validate(doc))
+    rng = np.random.default_rng(sum(map(ord, device)))
+    checked = 0
+    for dt in (0.5, 1.0, 2.0):
+        cases, bstate, btarget, bexo, bnoise = _random_batch(rng, physics, 1112)
+        new_b, out_b = physics.step_batch(bstate, btarget, bexo, bnoise, dt)
+        for j, (state, target, e, noise) in enumerate(cases):
+            new, out = physics.step(state, target, e, noise, dt)
+            assert new.loaded == new_b.loaded[j] and new.thermal_level == new_b.thermal_level[j]
+            assert new.killed == new_b.killed[j]
+            assert new.temp_c == pytest.approx(new_b.temp_c[j], rel=1e-9)
+            assert new.battery_used_j == pytest.approx(new_b.battery_used_j[j], rel=1e-9, abs=1e-12)
+            assert (out.variant, out.freq_mhz, out.switched, out.oom, out.mem_mb) == (
+                out_b.variant[j], out_b.freq_mhz[j], out_b.switched[j], out_b.oom[j], out_b.mem_mb[j])
+            assert out.accuracy == out_b.accuracy[j]
+            for k in ("latency_ms", "energy_j", "power_w", "temp_c", "battery_pct", "service_ms"):
+                assert getattr(out, k) == pytest.approx(getattr(out_b, k)[j], rel=1e-9, abs=1e-15), k
+            for k in Serving._fields:
+                assert getattr(out.serving, k) == pytest.approx(getattr(out_b.serving, k)[j], rel=1e-9, abs=1e-12), k
+            checked += 1
+    assert checked == 3336
+    # the cases reach every branch: switches, OOM kills, restarts after one, the battery saver, throttling
+    assert out_b.oom.any() and out_b.switched.any() and bstate.killed.any() and (bexo.request_rate_hz == 0).any()
