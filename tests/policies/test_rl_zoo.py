@@ -17,6 +17,7 @@ rl-zoo3 is the optional ``zoo`` extra: without it these tests are skipped, unles
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -34,10 +35,12 @@ from adascale_rl.policies.ppo import load_policy, make_env
 from adascale_rl.policies.ppo_hyperparams import default_file
 from _envdata import write_env
 
-if os.environ.get("ADASCALE_RL_REQUIRE_ZOO"):  # CI installs the zoo extra: there, a missing rl_zoo3 is a failure
-    import rl_zoo3  # noqa: F401
-else:  # rl-zoo3 is an optional extra (pip install ".[zoo]")
-    pytest.importorskip("rl_zoo3")
+# rl-zoo3 runs in child processes only: importing it here would patch Gymnasium's TimeLimit (rl_zoo3.gym_patches
+# adds info["TimeLimit.truncated"]) for every test collected after this file.
+if importlib.util.find_spec("rl_zoo3") is None:
+    if os.environ.get("ADASCALE_RL_REQUIRE_ZOO"):  # CI installs the zoo extra: there, a missing rl_zoo3 is a failure
+        raise ImportError("rl_zoo3 is not installed but ADASCALE_RL_REQUIRE_ZOO is set (pip install -e \".[zoo]\")")
+    pytest.skip("rl-zoo3 is an optional extra (pip install \".[zoo]\")", allow_module_level=True)
 pytestmark = pytest.mark.slow
 
 ENV_ID = "AdaScale/Rpi4-Vision-v1"
