@@ -39,20 +39,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from adascale_rl.context.recorder import cpu_model
+
 import numpy as np
 
 _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
 TARGETS = {"numpy forward": 50.0, "full decision": 1000.0}  # p99, microseconds (issue: deploy the controller)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _percentiles(ns: list[int]) -> tuple[float, float]:
@@ -165,7 +157,7 @@ def main() -> None:
     load1 = os.getloadavg()
     sel.close()
 
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
+    print(f"machine: {cpu_model() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
           f"{platform.python_version()}, numpy {np.__version__}, onnxruntime {ort.__version__}")
     print(f"load average (1, 5, 15 min): before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after "
           f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")

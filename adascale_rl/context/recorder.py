@@ -90,7 +90,9 @@ def host_id() -> str:
     return f"local-{osname}{arch}"
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
+    """The CPU's name as /proc/cpuinfo gives it (x86 "model name", ARM boards' "Hardware"/"Model"), else the
+    platform's; None when nothing names it."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -107,7 +109,7 @@ def machine_description() -> str:
     vm = psutil.virtual_memory()
     phys = psutil.cpu_count(logical=False)
     parts = [f"{platform.system()} {platform.release()} on {platform.machine()}"]
-    model = _cpu_model()
+    model = cpu_model()
     if model:
         parts.append(f"CPU {model}")
     parts.append(f"{psutil.cpu_count()} logical CPUs" + (f" ({phys} physical)" if phys else ""))

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from adascale_rl.context.recorder import cpu_model as _cpu_name
+
 # 5th-generation Xeon Scalable parts (CPUID family 6, model 207) have TDPs of ~185-385 W over
 # 16-64 cores: ~5.5-6 W per fully busy core at the top of that range. We take 5.5 W per busy
 # vCPU, of which 1.5 W is counted as that core's share of package idle power. Assumptions,
@@ -33,13 +35,7 @@ POWER_RULE = ("ESTIMATE, not measured (RAPL not readable here): dynamic energy a
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpu_name() or platform.machine()
 
 
 def _cpuinfo_field(name: str) -> str | None:

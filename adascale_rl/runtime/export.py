@@ -277,9 +277,12 @@ def sb3_logits(policy: Any, obs: np.ndarray) -> np.ndarray:
     return logits.numpy().astype(np.float64)
 
 
-def rollout_observations(env: Any, act, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def rollout_observations(env: Any, act, n: int, seed: int = 0, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` (observation, action mask) pairs from test-split episodes, walking the split's windows in order
-    with ``act(obs, info)`` choosing (a controller's own trajectory)."""
+    (and again with other seeds when the split is shorter than ``n``) with ``act(obs, mask)`` choosing (a
+    controller's own trajectory); with ``epsilon`` > 0 a random valid action replaces its choice in that
+    share of the steps, so that the observations cover switches, loads and every loaded variant."""
+    rng = np.random.default_rng(seed)
     obs_rows, masks = [], []
     episodes = env.evaluation_episodes()
     k = 0
@@ -289,9 +292,12 @@ def rollout_observations(env: Any, act, n: int, seed: int = 0) -> tuple[np.ndarr
         k += 1
         done = False
         while not done and len(obs_rows) < n:
+            mask = np.asarray(info["action_mask"], dtype=bool)
             obs_rows.append(np.asarray(obs, dtype=np.float32))
-            masks.append(np.asarray(info["action_mask"], dtype=bool))
-            obs, _, _, done, info = env.step(act(obs, info))
+            masks.append(mask)
+            explore = epsilon > 0 and rng.random() < epsilon
+            a = int(rng.choice(np.flatnonzero(mask))) if explore else act(obs, mask)
+            obs, _, _, done, info = env.step(a)
     return np.array(obs_rows), np.array(masks)
 
 
@@ -342,7 +348,7 @@ def export_controller(agent: str | os.PathLike, out: str | os.PathLike, *, env_i
     size = int(env.encoder.size)
 
     numpy_policy = NumpyPolicy(section, arrays, size, n_actions)
-    obs, masks = rollout_observations(env, policy.act, check_observations)
+    obs, masks = rollout_observations(env, lambda o, m: policy.act(o, {"action_mask": m}), check_observations)
     actions, logits = numpy_policy.batch(obs, masks)
     ref_logits = sb3_logits(policy, obs)
     ref_actions = canonical(np.array([policy.act(o, {"action_mask": m}) for o, m in zip(obs, masks)]), obs,

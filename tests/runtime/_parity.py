@@ -14,7 +14,7 @@ import numpy as np
 
 from adascale_rl.environment.observation import N_CONTEXT
 from adascale_rl.runtime import schema
-from adascale_rl.runtime.export import canonical, sb3_logits
+from adascale_rl.runtime.export import canonical, rollout_observations, sb3_logits
 from adascale_rl.runtime.numpy_policy import NumpyPolicy, array_shapes
 
 
@@ -25,28 +25,6 @@ def load_numpy_policy(folder: Path) -> NumpyPolicy:
     size, n_actions = doc["observation"]["size"], len(doc["actions"])
     assert set(array_shapes(doc["policy"], size, n_actions)) <= set(arrays)
     return NumpyPolicy(doc["policy"], arrays, size, n_actions)
-
-
-def split_rollouts(env, act, n: int, epsilon: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` (observation, mask) pairs from the test split's windows, walked in order (and again with other
-    seeds when the split is shorter than ``n``); ``act`` chooses, with a random valid action instead in a
-    share ``epsilon`` of the steps so that the observations cover switches, loads and every loaded variant."""
-    rng = np.random.default_rng(seed)
-    obs_rows, masks = [], []
-    episodes = env.evaluation_episodes()
-    k = 0
-    while len(obs_rows) < n:
-        trace, start = episodes[k % len(episodes)]
-        obs, info = env.reset(seed=seed + k, options={"trace": trace, "start": start})
-        k += 1
-        done = False
-        while not done and len(obs_rows) < n:
-            mask = np.asarray(info["action_mask"], dtype=bool)
-            obs_rows.append(np.asarray(obs, dtype=np.float32))
-            masks.append(mask)
-            a = act(obs, mask) if rng.random() >= epsilon else int(rng.choice(np.flatnonzero(mask)))
-            obs, _, _, done, info = env.step(a)
-    return np.array(obs_rows), np.array(masks)
 
 
 def compare(policy, folder: Path, env, n: int = 10_000) -> dict:
@@ -60,7 +38,7 @@ def compare(policy, folder: Path, env, n: int = 10_000) -> dict:
 
     npp = load_numpy_policy(folder)
     n_variants = len(env.catalog)
-    obs, masks = split_rollouts(env, lambda o, m: npp(o, m)[0], n)
+    obs, masks = rollout_observations(env, lambda o, m: npp(o, m)[0], n, epsilon=0.2)
     ref = np.concatenate([sb3_logits(policy, obs[i:i + 2048]) for i in range(0, len(obs), 2048)])
     ref_actions = canonical(np.argmax(np.where(masks, ref, -np.inf), axis=1), obs, N_CONTEXT, n_variants)
     batch_actions, batch_logits = npp.batch(obs, masks)
