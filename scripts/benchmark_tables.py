@@ -56,39 +56,46 @@ def table(res: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+def _span(xs: list[float], signed: bool = False) -> str:
+    """A range of fractions as percentages: "0.3-1.8 %", or signed "-0.1 to +0.2 %"."""
+    lo, hi = 100 * min(xs), 100 * max(xs)
+    if signed:
+        return f"{lo:+.1f} to {hi:+.1f} %"
+    return f"{lo:.1f} %" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f} %"
 
 
 def expect(res: dict[str, dict[str, dict]]) -> str:
     def ratio(e, a, b):
         return float(res[e][a]["mean_return"]) / float(res[e][b]["mean_return"])
 
+    def overlaps(e, a, b):
+        ra, rb = res[e][a], res[e][b]
+        gap = abs(float(ra["mean_return"]) - float(rb["mean_return"]))
+        return gap <= float(ra["ci95_return"]) + float(rb["ci95_return"])
+
     envs = list(res)
     planner_gap = [1 - float(res[e]["planner"]["return_vs_oracle"]) for e in envs]
-    ppo_vs_planner = [ratio(e, "ppo", "planner") - 1 for e in envs if "ppo" in res[e]]
-    noprior_vs_planner = [ratio(e, "ppo-noprior", "planner") - 1 for e in envs if "ppo-noprior" in res[e]]
     greedy_vs_planner = [1 - ratio(e, "greedy", "planner") for e in envs]
-    parts = [f"the reward-aware planner comes within {_pct(min(planner_gap))}-{_pct(max(planner_gap))} of the "
-             f"clairvoyant oracle"]
-    if ppo_vs_planner:
-        parts.append(f"the shipped `ppo` controllers (the planner as a prior plus a PPO residual) score "
-                     f"{min(ppo_vs_planner):+.1%} to {max(ppo_vs_planner):+.1%} against it")
-    if noprior_vs_planner:
-        parts.append(f"PPO alone on the same budget (`ppo-noprior`) {min(noprior_vs_planner):+.1%} to "
-                     f"{max(noprior_vs_planner):+.1%}")
-    parts.append(f"AdaScale's plain profiler-guided greedy loses {_pct(min(greedy_vs_planner))}-"
-                 f"{_pct(max(greedy_vs_planner))} against the planner")
+    parts = [f"the reward-aware planner comes within {_span(planner_gap)} of the clairvoyant oracle"]
+    for name, what in (("ppo", "the shipped `ppo` controllers (the planner as a prior plus a PPO residual)"),
+                       ("ppo-noprior", "PPO alone on the same budget (`ppo-noprior`)")):
+        have = [e for e in envs if name in res[e]]
+        if have:
+            rel = [ratio(e, name, "planner") - 1 for e in have]
+            tied = sum(overlaps(e, name, "planner") for e in have)
+            parts.append(f"{what} {_span(rel, signed=True)} against the planner (95 % CIs overlapping on "
+                         f"{tied} of {len(have)} environments)")
+    parts.append(f"AdaScale's plain profiler-guided greedy loses {_span(greedy_vs_planner)} against the planner")
     return ("What to expect (test splits, 5 evaluation seeds; every figure from `adascale-rl bench`, the table, "
             "commands and machine in [docs/BENCHMARKS.md](docs/BENCHMARKS.md)): " + "; ".join(parts) + ".")
 
 
 def replace(path: Path, tag: str, text: str, check: bool) -> bool:
     s = path.read_text()
-    pat = re.compile(rf"(<!-- {tag} -->\n).*?(\n<!-- /{tag} -->)", re.S)
+    pat = re.compile(rf"(<!-- {tag} -->\n)(?:.*?\n)?(<!-- /{tag} -->)", re.S)
     if not pat.search(s):
         raise SystemExit(f"{path} has no <!-- {tag} --> ... <!-- /{tag} --> markers")
-    new = pat.sub(lambda m: m.group(1) + text + m.group(2), s)
+    new = pat.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), s)
     if new != s and not check:
         path.write_text(new)
     return new == s

@@ -196,7 +196,10 @@ def write_card(spec, recipe: str, dst: Path, rows: list[dict], best: dict, bench
                       f"planner heuristic): {', '.join(f'{k} {v:g}' for k, v in tuned.items())}."]
     lines += [
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, one torch thread per run, runs two at a time; "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, one torch thread per run, runs two at a time"
+        + (f", each collecting from one native vector environment of {cfg['hyperparams']['n_envs']} "
+           f"sub-environments (recipe key `vectorized: true`)" if cfg["hyperparams"].get("vectorized") else "")
+        + "; "
         f"versions: {cfg['versions']}.",
         "",
         "## Test results",
