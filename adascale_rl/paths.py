@@ -48,8 +48,8 @@ def traces_dir() -> Path:
 def resolve(path: str | os.PathLike, kind: str) -> Path:
     """Resolve ``path`` as given, else relative to the shipped ``kind`` folder.
 
-    ``resolve("rpi4-sim-v2", "traces")`` finds the shipped dataset; an existing
-    path on disk (a user's own data) always wins.
+    ``resolve("rpi4-sim-v2", "traces")`` (or ``"traces/rpi4-sim-v2"``, as from the repository's root) finds
+    the shipped dataset; an existing path on disk (a user's own data) always wins.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
@@ -59,4 +59,6 @@ def resolve(path: str | os.PathLike, kind: str) -> Path:
     shipped = data_root() / kind / p
     if shipped.exists():
         return shipped
+    if not p.is_absolute() and p.parts[:1] == (kind,) and (data_root() / p).exists():
+        return data_root() / p  # "agents/Rpi4-Vision/ppo" as the README writes it, from any folder
     raise FileNotFoundError(f"{path}: no such file, and no shipped {kind[:-1]} of that name in {data_root() / kind}")

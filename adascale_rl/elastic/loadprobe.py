@@ -18,10 +18,11 @@ is the point. Prints one JSON object:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+
+from adascale_rl.elastic.timeprobe import load_probe, probe_parser
 
 #: seconds the probe sleeps before each open-loop phase
 PAUSE_S = 0.3
@@ -53,28 +54,17 @@ def serve_open_loop(call, rate_hz: float, duration_s: float) -> tuple[list[float
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("files", nargs="+")
-    ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--shape", default="1,1,8,8")
+    ap = probe_parser()
     ap.add_argument("--calls", type=int, default=200, help="back-to-back calls per variant")
     ap.add_argument("--rate", type=float, default=60.0, help="open-loop request rate (Hz); 0: skip the mode")
     ap.add_argument("--duration", type=float, default=0.5, help="open-loop seconds per variant")
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
 
-    import warnings
-
-    import numpy as np
     import torch
 
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
-    models = {f: torch.jit.load(f).eval() for f in a.files}
-    x = torch.randn(tuple(int(s) for s in a.shape.split(",")))
+    models, x, rng = load_probe(a)
     out = {f: {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0} for f in a.files}
-    rng = np.random.default_rng(a.seed)
     keys = list(models)
     with torch.inference_mode():
         for i in rng.permutation(len(keys)):

@@ -20,31 +20,44 @@ import sys
 import time
 
 
-def main(argv=None) -> int:
+def probe_parser() -> argparse.ArgumentParser:
+    """The arguments every probe takes: the TorchScript files, the thread count, the input shape, the seed."""
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--shape", default="1,1,8,8")
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--calls", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    return ap
 
+
+def load_probe(a: argparse.Namespace):
+    """(models by file, one input, the order's generator) with torch set to ``a.threads`` threads for good."""
     import warnings
 
     import numpy as np
     import torch
 
-    from adascale_rl.elastic.host import read_rapl_uj, rapl_files
-
     warnings.simplefilter("ignore")
     torch.set_num_threads(a.threads)
     models = {f: torch.jit.load(f).eval() for f in a.files}
     x = torch.randn(tuple(int(s) for s in a.shape.split(",")))
+    return models, x, np.random.default_rng(a.seed)
+
+
+def main(argv=None) -> int:
+    ap = probe_parser()
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from adascale_rl.elastic.host import read_rapl_uj, rapl_files
+
+    models, x, rng = load_probe(a)
     rapl = read_rapl_uj if rapl_files() else None
     out = {f: {"ms": [], "cpu_ms": [], "rapl_mj": []} for f in a.files}
-    rng = np.random.default_rng(a.seed)
     keys = list(models)
     with torch.inference_mode():
         for _ in range(a.rounds):
