@@ -94,6 +94,12 @@ def _evaluate(args) -> int:
 def _bench(args) -> int:
     from adascale_rl.evaluation.bench import bench_command
 
+    if args.live:
+        from adascale_rl.evaluation.live import bench_live_command
+
+        return bench_live_command(args)
+    if args.load is not None:
+        raise UserError("--load goes with --live (a load schedule for the real model)")
     return bench_command(args)
 
 
@@ -110,6 +116,12 @@ def _sweep(args) -> int:
     from adascale_rl.evaluation.sweep import sweep_command
 
     return sweep_command(args)
+
+
+def _run(args) -> int:
+    from adascale_rl.evaluation.live import run_command
+
+    return run_command(args)
 
 
 def _profile(args) -> int:
@@ -232,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment arguments for every policy, as for train (heuristics are tuned under them too)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--live", action="store_true",
+                   help="run the controllers on the real elastic model on this machine under a load schedule "
+                        "instead of the simulator (--env: one environment with a profiled catalog, default "
+                        "Local-Digits; docs/LIVE.md)")
+    b.add_argument("--load", default=None, metavar="SCHEDULE",
+                   help="with --live: the load schedule (default quiet-to-oversubscribed; --quick: live-quick)")
+    b.add_argument("--rounds", type=int, default=3, help="with --live: interleaved rounds (default 3)")
 
     # export
     ex = cmd("export", _export, "export a trained controller (or a heuristic) as a folder the on-device selector "
@@ -259,6 +278,29 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None, metavar="ADDR",
                     help="a running Ray cluster (auto, or ray://host:10001); default: Ray in-process on this machine")
     sw.add_argument("--no-progress", action="store_true", help="no line per finished trial")
+
+    # run (live)
+    rn = cmd("run", _run, "serve the real elastic model of an environment on this machine, a controller choosing "
+                          "its variant every period, optionally under a load schedule (docs/LIVE.md)")
+    rn.add_argument("--env", default="Local-Digits",
+                    help="environment id, spec name or spec path whose catalog adascale-rl profile built "
+                         "(default: Local-Digits)")
+    rn.add_argument("--controller", default="planner", metavar="C",
+                    help="a heuristic (planner, greedy, static-largest, ...), a trained controller (ppo, "
+                         "agents/<env>/<algo>, a run folder) or an exported folder (default: planner)")
+    rn.add_argument("--load", default=None, metavar="SCHEDULE",
+                    help="a load schedule (name in envs/loads/ or a YAML path): busy processes, memory, app modes")
+    rn.add_argument("--duration", type=float, default=None, metavar="S",
+                    help="seconds to run (default: the schedule's length, else 60)")
+    rn.add_argument("--rate", type=float, default=None, metavar="HZ",
+                    help="request rate (default: the schedule's segment, else the workload's default mode)")
+    rn.add_argument("--deadline", type=float, default=None, metavar="MS",
+                    help="request deadline (default: the schedule's segment, else the workload's default mode)")
+    rn.add_argument("--threads", type=int, default=1, help="torch threads for inference (default 1, as profiled)")
+    rn.add_argument("--seed", type=int, default=0, help="order of the test inputs")
+    rn.add_argument("--quick", action="store_true", help="tune a heuristic controller on fewer train episodes")
+    rn.add_argument("--out", default="live-out", metavar="DIR", help="log folder (default live-out/)")
+    rn.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "

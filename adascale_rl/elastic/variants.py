@@ -209,15 +209,8 @@ def build_variants(supernet: ElasticNet, data: ImageData, recipe: Recipe, *, pro
     return out
 
 
-def variant_files(catalog) -> dict[str, Path]:
-    """The cached TorchScript file of every variant of a catalog written by ``adascale-rl profile``.
-
-    ``catalog`` is an :class:`adascale_rl.device.catalog.Catalog` (or a path to one). Load a
-    variant with ``torch.jit.load(path)``; it takes the data set's native images (N x C x H x W,
-    standardised as in :mod:`adascale_rl.elastic.data`) and returns logits. Raises
-    ``FileNotFoundError`` naming the command that rebuilds them when the cache lacks them
-    (another machine, or a cleared cache).
-    """
+def _profiled(catalog):
+    """(catalog, its 'elastic' entry, the recipe and the data it was profiled with)."""
     from adascale_rl.device.catalog import Catalog, load_catalog
     from adascale_rl.elastic.data import load_data
 
@@ -229,6 +222,25 @@ def variant_files(catalog) -> dict[str, Path]:
     data = load_data(meta["data"], meta["seed"])
     if recipe.subset:
         data = data.subset(*recipe.subset)
+    return cat, meta, recipe, data
+
+
+def catalog_data(catalog) -> "ImageData":
+    """The data a catalog written by ``adascale-rl profile`` was trained and measured on (its test split holds
+    the labelled inputs the live loop serves)."""
+    return _profiled(catalog)[3]
+
+
+def variant_files(catalog) -> dict[str, Path]:
+    """The cached TorchScript file of every variant of a catalog written by ``adascale-rl profile``.
+
+    ``catalog`` is an :class:`adascale_rl.device.catalog.Catalog` (or a path to one). Load a
+    variant with ``torch.jit.load(path)``; it takes the data set's native images (N x C x H x W,
+    standardised as in :mod:`adascale_rl.elastic.data`) and returns logits. Raises
+    ``FileNotFoundError`` naming the command that rebuilds them when the cache lacks them
+    (another machine, or a cleared cache).
+    """
+    cat, meta, recipe, data = _profiled(catalog)
     folder = cache_root() / cache_key(recipe.arch_for(data), recipe.train, data) / "variants"
     files = {vid: folder / f"{vid}.pt" for vid in cat.ids}
     missing = [vid for vid, f in files.items() if not f.exists()]

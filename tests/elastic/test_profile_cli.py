@@ -2,11 +2,9 @@
 writes in bench, evaluate, train and gymnasium.make, and the shipped local-x86 files."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,48 +41,12 @@ def _check_user_env_spec(path: Path, name: str) -> None:
     assert spec["period_s"] == 1.0 and spec["max_episode_steps"] == 300
 
 
-def _git(*args, cwd):
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def _clean_clone(tmp: Path) -> Path:
-    """The repository's tracked files, as they are in this checkout, committed in a fresh repository."""
-    root = Path(__file__).resolve().parents[2]
-    ls = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True) if shutil.which("git") else None
-    if ls is None or ls.returncode != 0 or not ls.stdout:
-        pytest.skip("not a git checkout (or no git): no clean clone to profile in")
-    clone = tmp / "clone"
-    for rel in filter(None, ls.stdout.decode().split("\0")):
-        if (root / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / rel, clone / rel)
-    assert _git("init", "-q", cwd=clone).returncode == 0
-    _git("add", "-A", cwd=clone)
-    assert _git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "clone",
-                cwd=clone).returncode == 0
-    assert _git("status", "--porcelain", cwd=clone).stdout == ""
-    return clone
-
-
-@pytest.fixture(scope="module")
-def profiled(tmp_path_factory):
-    """`adascale-rl profile --quick`, as the README shows it, in a clean clone (about a minute)."""
-    tmp = tmp_path_factory.mktemp("profile")
-    clone = _clean_clone(tmp)
-    env = {**os.environ, "ADASCALE_RL_CACHE": str(tmp / "cache"), "PYTHONPATH": str(clone)}
-    env.pop("ADASCALE_RL_DATA", None)
-    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "profile", "--quick", "--no-progress",
-                        "--threads", "2"], cwd=clone, capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return SimpleNamespace(clone=clone, cache=tmp / "cache", stdout=r.stdout, out=clone / "adascale-profile",
-                           tmp=tmp)
-
-
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_profile_quick_writes_outside_the_shipped_data_and_says_how_to_use_it(profiled):
     # the clone's tracked files (envs/ among them) are untouched, and its output folder is ignored by git
-    assert _git("status", "--porcelain", cwd=profiled.clone).stdout == ""
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=profiled.clone, capture_output=True, text=True)
+    assert status.stdout == ""
     name = f"local-{_arch_name()}"
     out = profiled.out / "catalogs" / f"{name}.json"
     cat = load_catalog(out)                      # validates against the shared format

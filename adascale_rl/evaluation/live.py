@@ -1,0 +1,589 @@
+"""The live loop: the real elastic model served on this machine, a controller choosing its variant every period.
+
+``adascale-rl run --env ENV --controller C [--load SCHEDULE] --out DIR``
+
+* **The model**: every variant of the environment's catalog, as ``adascale-rl profile`` built and cached them
+  (:func:`adascale_rl.elastic.variants.variant_files`), loaded once; a switch makes another one the active
+  model, as AdaScale does.
+* **The requests**: labelled inputs from the test split of the catalog's data (the digits by default), one
+  by one, arriving open loop at the app's rate (arrival ``i`` at ``i / rate`` after the period's start, whatever
+  the server is doing) and served first come, first served by one thread with the app's torch threads. A
+  request that has already waited past its deadline when the server reaches it is dropped (a miss, as a
+  camera app drops a stale frame); the response time of a served request is arrival to result.
+* **The controller**: the on-device :class:`~adascale_rl.runtime.Selector` of an exported folder, a shipped or
+  trained controller (exported first) or a heuristic by name (its margins tuned on the environment's train
+  split as ``bench`` tunes them). Every period it reads the live context (psutil, the run-queue sampler),
+  gets the served requests' latencies through ``report`` and picks the variant for the next period.
+* **The load**: an optional load schedule (``envs/loads/*.yaml``): busy processes, a memory hog and the app's
+  mode (rate, deadline) per segment; its children are stopped on exit, an error, Ctrl-C and SIGTERM.
+
+Written into ``--out``: ``intervals.csv`` (one row per period, written as it ends: the context the monitor
+read, the load segment, the variant, requests, served, dropped, on time, correct, latency median/p95/mean,
+queueing, the energy estimate and the reward with the environment's own weights), ``requests.npz`` (one
+entry per request: arrival, start and end times, variant, the test input's index, its label, the answer,
+dropped), ``context.csv`` (the
+monitored context as a trace of the schema, for the simulator: ``adascale-rl bench --traces DIR``),
+``summary.json`` and ``selector/`` (the exported controller). Ctrl-C ends the run early and leaves all of
+them readable (``summary.json`` says ``interrupted``; the last row of ``intervals.csv`` is then the part of
+the period that had run).
+
+Energy is an estimate here: the process's CPU time in the period times the profile's dynamic power per busy
+core (:data:`adascale_rl.elastic.host.ESTIMATED_DYNAMIC_W_PER_CORE`), the rule the catalog's ``energy_mj``
+follows; no power counter is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: intervals.csv columns, in order
+INTERVAL_COLUMNS = (
+    "t_s", "segment", "busy", "memory_mb", "request_rate_hz", "deadline_ms",
+    "bg_cpu_util", "bg_runnable", "mem_avail_mb", "freq_mhz", "cpu_util",
+    "variant", "switched", "selector_status",
+    "requests", "served", "dropped", "on_time", "correct", "accuracy", "on_time_frac", "effective_accuracy",
+    "latency_p50_ms", "latency_p95_ms", "latency_mean_ms", "service_mean_ms", "queue_mean_ms",
+    "cpu_s", "energy_j_estimate", "mem_mb", "reward",
+)
+
+
+class LiveError(ValueError):
+    """A live run that cannot start; the message says what to change."""
+
+
+class _RecordingMonitor:
+    """The selector's monitor, keeping the last reading for the interval log."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.last = None
+
+    def read(self):
+        self.last = self.inner.read()
+        return self.last
+
+
+def resolve_controller(controller: str, spec, out: Path, *, quick: bool = False) -> tuple[Path, str]:
+    """(exported folder, kind) for ``controller``: an exported folder (with selector.json), a heuristic by name,
+    or a trained controller (a run folder, ``agents/<env>/<algo>``, or ``<algo>`` of the environment's shipped
+    ones), exported into ``out``."""
+    from adascale_rl import paths
+    from adascale_rl.runtime import schema
+    from adascale_rl.runtime.export import export_controller, export_heuristic
+
+    given = Path(controller).expanduser()
+    if (given / schema.SELECTOR_JSON).is_file():
+        return given.resolve(), "exported"
+    if controller in schema.HEURISTICS:
+        from adascale_rl.evaluation.bench import tuned_policy
+
+        return export_heuristic(controller, str(spec.path), out, tune=tuned_policy, quick=quick), "heuristic"
+    candidates = [controller, f"{spec.name}/{controller}"]
+    for c in candidates:
+        try:
+            agent = paths.resolve(c, "agents")
+        except FileNotFoundError:
+            continue
+        if (agent / "best_model.zip").exists() or (agent / "model.zip").exists():
+            return export_controller(agent, out, env_id=str(spec.path)), "learned"
+    raise LiveError(f"--controller {controller!r} is not an exported folder (no {schema.SELECTOR_JSON}), not a "
+                    f"heuristic ({', '.join(schema.HEURISTICS)}) and not a trained controller (a run folder, "
+                    f"agents/<env>/<algo>, or a shipped one of {spec.name})")
+
+
+def _default_mode(spec) -> tuple[float, float]:
+    """(rate Hz, deadline ms) of the environment's workload's default mode, else the schema's defaults."""
+    from adascale_rl.context.schema import DEFAULTS
+
+    if spec.workload:
+        from adascale_rl.context.scenarios import load_workload
+
+        w = load_workload(spec.workload)
+        m = w.modes[w.default_mode]
+        return float(m.request_rate_hz), float(m.deadline_ms)
+    return float(DEFAULTS["request_rate_hz"]), float(DEFAULTS["deadline_ms"])
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else math.nan
+
+
+class _Interval:
+    """What one period of serving gathered."""
+
+    def __init__(self, t_s: float, cpu0: float):
+        self.t_s, self.cpu0 = t_s, cpu0
+        self.segment = 0
+        self.requests = self.served = self.dropped = self.on_time = self.correct = 0
+        self.latency: list[float] = []
+        self.service: list[float] = []
+        self.queue: list[float] = []
+
+
+class LiveSetup:
+    """An environment's real model, loaded once: every variant of its catalog (TorchScript, warmed up), the
+    labelled test inputs in the order of ``seed``, the workload's default mode, and the simulator's environment
+    on the test split (for the catalog and the reward)."""
+
+    def __init__(self, env: str, *, threads: int = 1, seed: int = 0):
+        import torch
+
+        from adascale_rl.elastic.variants import catalog_data, variant_files
+        from adascale_rl.environment.env import AdaScaleEnv
+        from adascale_rl.environment.spec import find_spec
+
+        if threads < 1:
+            raise LiveError(f"--threads must be at least 1, not {threads}")
+        self.spec = find_spec(env)
+        self.sim = AdaScaleEnv(self.spec, split="test")
+        self.catalog = self.sim.catalog
+        files = variant_files(self.catalog)  # FileNotFoundError names the profile command that rebuilds them
+        data = catalog_data(self.catalog)
+        self.rate_hz, self.deadline_ms = _default_mode(self.spec)
+        torch.set_num_threads(threads)
+        self.models = {vid: torch.jit.load(str(f)).eval() for vid, f in files.items()}
+        self.order = np.random.default_rng(seed).permutation(len(data.y_test))
+        self.xs = [data.x_test[i:i + 1] for i in self.order]
+        self.ys = [int(data.y_test[i]) for i in self.order]
+        with torch.inference_mode():  # TorchScript profiles and optimises a function over its first calls
+            for m in self.models.values():
+                for _ in range(5):
+                    m(self.xs[0])
+
+
+def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | None = None,
+             duration_s: float | None = None, rate_hz: float | None = None, deadline_ms: float | None = None,
+             threads: int = 1, seed: int = 0, quick: bool = False, progress: bool = True,
+             setup: "LiveSetup | None" = None) -> dict[str, Any]:
+    """Serve the real elastic model of ``env`` under ``controller`` (and the load schedule ``load``) for
+    ``duration_s`` seconds (default: the schedule's length, else 60 s); returns the summary written to
+    ``out/summary.json``. ``setup``: the environment's variants and inputs, loaded once for several runs."""
+    import torch
+
+    from adascale_rl._files import atomic_write_text
+    from adascale_rl.context.load import LoadSchedule, ScheduleRunner
+    from adascale_rl.context.traces import trace_to_csv
+    from adascale_rl.elastic.host import ESTIMATED_DYNAMIC_W_PER_CORE
+    from adascale_rl.runtime import Selector
+    from adascale_rl.runtime.live import SelectorMonitor
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LiveError(f"--out {out} is a file; give a folder")
+    if threads < 1:
+        raise LiveError(f"--threads must be at least 1, not {threads}")
+    for name, v in (("--duration", duration_s), ("--rate", rate_hz), ("--deadline", deadline_ms)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise LiveError(f"{name} must be a positive number, not {v}")
+    setup = setup if setup is not None else LiveSetup(env, threads=threads, seed=seed)
+    spec, sim, catalog, models, xs, ys, order = (setup.spec, setup.sim, setup.catalog, setup.models, setup.xs,
+                                                  setup.ys, setup.order)
+    base_rate, base_deadline = setup.rate_hz, setup.deadline_ms
+    schedule = LoadSchedule.load(load) if load else None
+    duration = float(duration_s or (schedule.duration_s if schedule is not None else 60.0))
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder, kind = resolve_controller(controller, spec, out / "selector", quick=quick)
+    torch.set_num_threads(threads)
+
+    monitor = _RecordingMonitor(SelectorMonitor(os.getpid()).start())
+    selector = Selector.load(folder, monitor=monitor)
+    if selector.status != "ok":
+        monitor.inner.stop()
+        raise LiveError(f"the selector cannot use {folder}: {selector.status}")
+    selector.set_mode(rate_hz=rate_hz or base_rate, deadline_ms=deadline_ms or base_deadline)
+    selector.select()  # the first decision compiles the policy's program: not inside the first period
+    time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
+    period = float(selector.period_s or spec.period_s)
+    reward = sim.reward
+    peak = {v.id: v.peak_mem_mb for v in catalog.variants}
+
+    intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")
+    writer = csv.writer(intervals_f, lineterminator="\n")
+    writer.writerow(INTERVAL_COLUMNS)
+    intervals_f.flush()
+    req = {k: [] for k in ("arrival_s", "start_s", "end_s", "variant", "input", "label", "answer", "dropped")}
+    context_rows: list[dict[str, float]] = []
+    totals = {"return": 0.0, "requests": 0, "served": 0, "dropped": 0, "on_time": 0, "correct": 0,
+              "switches": 0, "periods": 0, "latency_sum_ms": 0.0, "energy_j_estimate": 0.0}
+    interrupted = False
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(math.ceil(duration / period)), unit="period", desc=f"live {spec.name} {controller}",
+                   file=sys.stderr, dynamic_ncols=True)
+    in_main = threading_main()
+    if in_main:
+        signal.signal(signal.SIGTERM, _term)
+    seg_index = -1
+    seg, switched, variant, iv = None, False, None, None
+    rate, deadline = rate_hz or base_rate, deadline_ms or base_deadline
+    proc = time.process_time
+
+    def finish(iv: _Interval) -> None:
+        row = _close(iv, proc(), variant, switched, selector.status, seg, monitor.last, rate, deadline, reward, peak,
+                     ESTIMATED_DYNAMIC_W_PER_CORE)
+        writer.writerow([_fmt(row[c]) for c in INTERVAL_COLUMNS])
+        intervals_f.flush()
+        _accumulate(totals, row)
+        context_rows.append(_context_row(row))
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        with (ScheduleRunner(schedule) if schedule is not None else nullcontext()) as runner:
+            clock = time.perf_counter
+            t0 = clock()
+            end = t0 + duration
+            next_period = t0
+            next_arrival = t0
+            current = None
+            k = 0
+            while True:
+                now = clock()
+                if now >= next_period or now >= end:
+                    if iv is not None:  # close the period that ends here
+                        done_iv, iv = iv, None
+                        finish(done_iv)
+                    if now >= end:
+                        break
+                    seg = runner.segment() if runner is not None else None
+                    new_index = schedule.segments.index(seg) if seg is not None else 0
+                    if new_index != seg_index:
+                        seg_index = new_index
+                        mode_rate = seg.request_rate_hz if seg is not None else None
+                        mode_deadline = seg.deadline_ms if seg is not None else None
+                        rate = rate_hz or mode_rate or base_rate
+                        deadline = deadline_ms or mode_deadline or base_deadline
+                        selector.set_mode(rate_hz=rate, deadline_ms=deadline)
+                    variant = selector.select()
+                    switched = current is not None and variant != current
+                    current = variant
+                    model = models[variant]
+                    iv = _Interval(next_period - t0, proc())
+                    iv.segment = seg_index
+                    next_period += period
+                    continue
+                if next_arrival <= now:
+                    arrival = next_arrival
+                    next_arrival += 1.0 / rate
+                    iv.requests += 1
+                    i = k % len(xs)
+                    k += 1
+                    wait = now - arrival
+                    if wait * 1000.0 > deadline:  # stale: dropped, a miss
+                        iv.dropped += 1
+                        for key, v in (("arrival_s", arrival - t0), ("start_s", math.nan), ("end_s", math.nan),
+                                       ("variant", catalog.index(variant)), ("input", int(order[i])),
+                                       ("label", ys[i]), ("answer", -1),
+                                       ("dropped", True)):
+                            req[key].append(v)
+                        continue
+                    start = clock()
+                    with torch.inference_mode():
+                        answer = int(model(xs[i]).argmax())
+                    done = clock()
+                    latency_ms = (done - arrival) * 1000.0
+                    on_time = latency_ms <= deadline
+                    selector.report(latency_ms, variant=variant, on_time=on_time)
+                    iv.served += 1
+                    iv.on_time += on_time
+                    iv.correct += answer == ys[i]
+                    iv.latency.append(latency_ms)
+                    iv.service.append((done - start) * 1000.0)
+                    iv.queue.append((start - arrival) * 1000.0)
+                    for key, v in (("arrival_s", arrival - t0), ("start_s", start - t0), ("end_s", done - t0),
+                                   ("variant", catalog.index(variant)), ("input", int(order[i])),
+                                   ("label", ys[i]), ("answer", answer),
+                                   ("dropped", False)):
+                        req[key].append(v)
+                    continue
+                time.sleep(max(0.0, min(next_arrival, next_period, end) - now))
+    except KeyboardInterrupt:
+        interrupted = True
+        if iv is not None:  # the period under way, as far as it got
+            finish(iv)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
+        if bar is not None:
+            bar.close()
+        intervals_f.close()
+        monitor.inner.stop()
+        selector.close()
+        np.savez_compressed(out / "requests.npz", **{k: np.asarray(v) for k, v in req.items()},
+                            variants=np.asarray(catalog.ids))
+        cols = ("t_s", "bg_cpu_util", "bg_runnable", "mem_avail_mb", "request_rate_hz", "deadline_ms")
+        if context_rows:
+            atomic_write_text(out / "context.csv", trace_to_csv(
+                cols, {c: np.asarray([r[c] for r in context_rows], dtype=float) for c in cols}))
+        summary = _summary(totals, spec, controller, kind, folder, schedule, duration, period, threads, seed,
+                           interrupted)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def _close(iv: _Interval, cpu_now: float, variant: str, switched: bool, status: str, seg, reading, rate: float,
+           deadline: float, reward, peak: dict[str, float], watts_per_core: float) -> dict[str, Any]:
+    served = iv.served
+    accuracy = iv.correct / served if served else 0.0
+    on_time_frac = iv.on_time / iv.requests if iv.requests else 1.0
+    cpu_s = max(cpu_now - iv.cpu0, 0.0)
+    energy = cpu_s * watts_per_core
+    mem = peak[variant]
+    r = float(reward.total(accuracy, on_time_frac, energy, mem, bool(switched), False))
+    get = (lambda name: getattr(reading, name, None)) if reading is not None else (lambda name: None)
+
+    def num(v):
+        return math.nan if v is None else float(v)
+
+    return {
+        "t_s": iv.t_s, "segment": iv.segment, "busy": seg.busy if seg is not None else 0,
+        "memory_mb": seg.memory_mb if seg is not None else 0, "request_rate_hz": rate, "deadline_ms": deadline,
+        "bg_cpu_util": num(get("bg_cpu_util")), "bg_runnable": num(get("bg_runnable")),
+        "mem_avail_mb": num(get("mem_avail_mb")), "freq_mhz": num(get("freq_mhz")), "cpu_util": num(get("cpu_util")),
+        "variant": variant, "switched": int(bool(switched)), "selector_status": status,
+        "requests": iv.requests, "served": served, "dropped": iv.dropped, "on_time": iv.on_time,
+        "correct": iv.correct, "accuracy": accuracy, "on_time_frac": on_time_frac,
+        "effective_accuracy": accuracy * on_time_frac,
+        "latency_p50_ms": _percentile(iv.latency, 50), "latency_p95_ms": _percentile(iv.latency, 95),
+        "latency_mean_ms": float(np.mean(iv.latency)) if iv.latency else math.nan,
+        "service_mean_ms": float(np.mean(iv.service)) if iv.service else math.nan,
+        "queue_mean_ms": float(np.mean(iv.queue)) if iv.queue else math.nan,
+        "cpu_s": cpu_s, "energy_j_estimate": energy, "mem_mb": mem, "reward": r,
+    }
+
+
+def _accumulate(totals: dict, row: dict) -> None:
+    totals["return"] += row["reward"]
+    totals["periods"] += 1
+    totals["switches"] += row["switched"]
+    for k in ("requests", "served", "dropped", "on_time", "correct"):
+        totals[k] += row[k]
+    if row["served"]:
+        totals["latency_sum_ms"] += row["latency_mean_ms"] * row["served"]
+    totals["energy_j_estimate"] += row["energy_j_estimate"]
+
+
+def _context_row(row: dict) -> dict[str, float]:
+    def finite(v, default):
+        return default if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    return {"t_s": row["t_s"], "bg_cpu_util": finite(row["bg_cpu_util"], 0.0),
+            "bg_runnable": finite(row["bg_runnable"], 0.0), "mem_avail_mb": finite(row["mem_avail_mb"], 0.0),
+            "request_rate_hz": row["request_rate_hz"], "deadline_ms": row["deadline_ms"]}
+
+
+def _summary(t: dict, spec, controller: str, kind: str, folder: Path, schedule, duration: float, period: float,
+             threads: int, seed: int, interrupted: bool) -> dict[str, Any]:
+    import platform
+
+    from adascale_rl.context.recorder import machine_description
+
+    req = t["requests"]
+    return {
+        "env": spec.id, "controller": controller, "kind": kind, "selector_folder": str(folder),
+        "load": None if schedule is None else schedule.name, "duration_s": duration, "period_s": period,
+        "threads": threads, "seed": seed, "interrupted": interrupted, "periods": t["periods"],
+        "return": t["return"], "requests": req, "served": t["served"], "dropped": t["dropped"],
+        "miss_rate": (1.0 - t["on_time"] / req) if req else math.nan,
+        "accuracy": t["correct"] / t["served"] if t["served"] else math.nan,
+        "effective_accuracy": (t["correct"] / t["served"]) * (t["on_time"] / req) if t["served"] and req else math.nan,
+        "mean_latency_ms": t["latency_sum_ms"] / t["served"] if t["served"] else math.nan,
+        "switches": t["switches"], "energy_j_estimate": t["energy_j_estimate"],
+        "energy_note": "ESTIMATE: process CPU time x the profile's dynamic power per busy core; no power counter read",
+        "machine": machine_description(), "python": platform.python_version(),
+    }
+
+
+def run_command(args) -> int:
+    """``adascale-rl run``: arguments from :mod:`adascale_rl.cli`."""
+    s = run_live(args.env, args.controller, args.out, load=args.load, duration_s=args.duration, rate_hz=args.rate,
+                 deadline_ms=args.deadline, threads=args.threads, seed=args.seed, quick=args.quick,
+                 progress=not args.no_progress)
+    state = "interrupted after" if s["interrupted"] else "ran"
+    print(f"{state} {s['periods']} periods of {s['env']} with {s['controller']} ({s['kind']})"
+          + (f" under the load schedule {s['load']}" if s["load"] else ""))
+    print(f"  return {s['return']:.2f}; requests {s['requests']}, served {s['served']}, dropped {s['dropped']}; "
+          f"miss rate {s['miss_rate']:.3f}; accuracy {s['accuracy']:.3f}; effective accuracy "
+          f"{s['effective_accuracy']:.3f}; mean latency {s['mean_latency_ms']:.3f} ms; switches {s['switches']}; "
+          f"energy {s['energy_j_estimate']:.2f} J (estimate)")
+    print(f"  logs in {args.out}: intervals.csv, requests.npz, context.csv (a trace for bench --traces), summary.json")
+    return 130 if s["interrupted"] else 0
+
+
+# --------------------------------------------------------------------------- the paired live benchmark
+
+#: the heuristics every live benchmark runs (the learned controllers shipped for the environment join them)
+LIVE_HEURISTICS = ("static-largest", "greedy", "planner")
+
+
+def shipped_learned(spec) -> list[str]:
+    """The environment's shipped learned controllers (``agents/<env>/<algo>/`` with a model), by folder name."""
+    from adascale_rl import paths
+
+    folder = paths.agents_dir() / spec.name
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "best_model.zip").exists() or (p / "model.zip").exists())
+
+
+def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, quick: bool = False, rounds: int = 3,
+               controllers: list[str] | None = None, threads: int = 1, seed: int = 0, progress: bool = True,
+               command: str | None = None) -> list[dict[str, Any]]:
+    """Every controller through the same load schedule on the real model, interleaved in ``rounds`` rounds (a
+    fresh random order per round, so that drift of the machine hits all alike); writes ``results.csv`` and
+    ``results.md`` (the columns of ``bench``, 95 % CIs over rounds) and ``runs/<round>-<controller>/`` (each
+    run's logs). Default schedule: ``live-quick`` with ``quick``, else ``quiet-to-oversubscribed``."""
+    from adascale_rl.context.load import LoadSchedule
+    from adascale_rl.evaluation.core import ci95
+    from adascale_rl.evaluation.report import machine, write_csv
+
+    if rounds < 1:
+        raise LiveError(f"--rounds must be at least 1, not {rounds}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LiveError(f"--out {out} is a file; give a folder")
+    schedule = LoadSchedule.load(load or ("live-quick" if quick else "quiet-to-oversubscribed"))
+    setup = LiveSetup(env, threads=threads, seed=seed)
+    spec = setup.spec
+    names = list(controllers) if controllers else [*LIVE_HEURISTICS, *shipped_learned(spec)]
+    out.mkdir(parents=True, exist_ok=True)
+    folders: dict[str, tuple[Path, str]] = {}
+    for name in names:  # exported (heuristics tuned) once, before any timing
+        folders[name] = resolve_controller(name, spec, out / "selectors" / name.replace("/", "_"), quick=quick)
+    rng = np.random.default_rng(seed)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=rounds * len(names), unit="run", desc=f"live bench {spec.name}", file=sys.stderr,
+                   dynamic_ncols=True)
+    try:
+        for r in range(rounds):
+            for i in rng.permutation(len(names)):
+                name = names[i]
+                s = run_live(str(spec.path), str(folders[name][0]), out / "runs" / f"{r}-{name.replace('/', '_')}",
+                             load=str(schedule.path), threads=threads, seed=seed, progress=False, setup=setup)
+                if s["interrupted"]:
+                    raise KeyboardInterrupt
+                runs[name].append(s)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = []
+    for name in names:
+        ss = runs[name]
+        kind = "heuristic" if folders[name][1] == "heuristic" else "learned"
+        rows.append({
+            "env": spec.id, "policy": name, "kind": kind,
+            "mean_return": float(np.mean([s["return"] for s in ss])), "ci95_return": ci95([s["return"] for s in ss]),
+            "effective_accuracy": float(np.mean([s["effective_accuracy"] for s in ss])),
+            "miss_rate": float(np.mean([s["miss_rate"] for s in ss])),
+            "ci95_miss_rate": ci95([s["miss_rate"] for s in ss]),
+            "mean_latency_ms": float(np.mean([s["mean_latency_ms"] for s in ss])),
+            "energy_j": float(np.mean([s["energy_j_estimate"] for s in ss])), "oom_kills": 0.0,
+            "switches": float(np.mean([s["switches"] for s in ss])), "return_vs_oracle": math.nan,
+            "latency_vs_largest": math.nan, "energy_vs_largest": math.nan, "accuracy_vs_largest": math.nan,
+            "episodes": len(ss), "params": json.dumps({}), "env_kwargs": json.dumps({"live": schedule.name}),
+        })
+    largest = next((r for r in rows if r["policy"] == "static-largest"), None)
+    if largest is not None:
+        for r in rows:
+            r["latency_vs_largest"] = r["mean_latency_ms"] / largest["mean_latency_ms"]
+            r["energy_vs_largest"] = r["energy_j"] / largest["energy_j"] if largest["energy_j"] else math.nan
+            r["accuracy_vs_largest"] = (r["effective_accuracy"] / largest["effective_accuracy"]
+                                        if largest["effective_accuracy"] else math.nan)
+    rows.sort(key=lambda r: -r["mean_return"])
+    write_csv(rows, out / "results.csv")
+    (out / "results.md").write_text(_live_markdown(rows, spec, schedule, rounds, machine(), command), encoding="utf-8")
+    try:
+        from adascale_rl.evaluation.plots import plot_returns
+
+        plot_returns(rows, out / "returns.png")
+    except Exception as exc:  # pragma: no cover - a plot must not lose the results
+        print(f"adascale-rl bench --live: the plot was not drawn ({exc})", file=sys.stderr)
+    return rows
+
+
+def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, command: str | None) -> str:
+    def f(x, nd=3):
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+    lines = [f"# Live benchmark: {spec.id} on this machine", "",
+             f"Load schedule `{schedule.name}` ({schedule.describe()}); {rounds} interleaved rounds, each controller "
+             f"once per round in a fresh random order; the real elastic model of the catalog, requests from its "
+             f"data's labelled test split. Machine: {machine}."
+             + (f" Command: `{command}`." if command else ""), "",
+             "| policy | kind | return ± 95% CI (over rounds) | miss rate ± 95% CI | effective accuracy | "
+             "mean latency ms | energy J (ESTIMATE) | switches |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['policy']} | {r['kind']} | {f(r['mean_return'], 2)} ± {f(r['ci95_return'], 2)} | "
+                     f"{f(r['miss_rate'])} ± {f(r['ci95_miss_rate'])} | {f(r['effective_accuracy'])} | "
+                     f"{f(r['mean_latency_ms'])} | {f(r['energy_j'], 2)} | {f(r['switches'], 1)} |")
+    lines += ["", "Return: the summed reward over the run's periods with the environment's weights, from what was "
+                  "measured (accuracy of the served answers, on-time share of the requests, the energy estimate, the "
+                  "variant's memory, switches). Energy is an ESTIMATE: process CPU time x the profile's dynamic "
+                  "power per busy core; no power counter is read. Each run's logs: runs/<round>-<policy>/.", ""]
+    return "\n".join(lines)
+
+
+def bench_live_command(args) -> int:
+    """``adascale-rl bench --live``: arguments from :mod:`adascale_rl.cli`."""
+    import shlex
+    import time as _time
+
+    if args.env and len(args.env) > 1:
+        raise LiveError("--live runs one environment at a time (one real model); give --env once")
+    if args.traces is not None or args.env_kwargs:
+        raise LiveError("--live measures on this machine: --traces and --env-kwargs are for the simulator")
+    if args.seeds is not None:
+        raise LiveError("--live repeats in --rounds, not --seeds")
+    policies = None
+    if args.policies is not None:
+        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+        if not policies:
+            raise LiveError(f"--policies {args.policies!r} names no policy")
+    env = args.env[0] if args.env else "Local-Digits"
+    command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    t0 = _time.perf_counter()
+    bench_live(env, args.out, load=args.load, quick=args.quick, rounds=args.rounds, controllers=policies,
+               progress=not args.no_progress, command=command)
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, returns.png and each run's logs in {out / 'runs'} "
+          f"({_time.perf_counter() - t0:.0f} s)")
+    return 0

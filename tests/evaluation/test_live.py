@@ -1,0 +1,177 @@
+"""`adascale-rl run`: the real elastic model of a quick profile served on this machine under a controller, with
+load schedules whose children never outlive the run, and logs that stay readable when it is stopped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from adascale_rl.context.traces import validate_path
+from adascale_rl.evaluation.live import INTERVAL_COLUMNS
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _env(profiled) -> dict:
+    return {**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)}
+
+
+def _run(profiled, *args, cwd):
+    spec = profiled.out / "MyHost-Digits.yaml"
+    return subprocess.run([sys.executable, "-m", "adascale_rl.cli", "run", "--env", str(spec), "--no-progress",
+                           *args], cwd=cwd, capture_output=True, text=True, env=_env(profiled), timeout=300)
+
+
+def check_answers_are_the_models(profiled, req, served, monkeypatch):
+    import torch
+
+    from adascale_rl.device.catalog import load_catalog
+    from adascale_rl.elastic.variants import catalog_data, variant_files
+
+    monkeypatch.setenv("ADASCALE_RL_CACHE", str(profiled.cache))
+    catalog = load_catalog(next((profiled.out / "catalogs").glob("*.json")))
+    files, data = variant_files(catalog), catalog_data(catalog)
+    names = [str(v) for v in req["variants"]]
+    idx = np.flatnonzero(served)[:40]
+    with torch.inference_mode():
+        for j in idx:
+            model = torch.jit.load(str(files[names[req["variant"][j]]])).eval()
+            x = data.x_test[req["input"][j]:req["input"][j] + 1]
+            assert int(model(x).argmax()) == req["answer"][j]
+            assert int(data.y_test[req["input"][j]]) == req["label"][j]
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path, monkeypatch):
+    out = tmp_path / "live"
+    r = _run(profiled, "--controller", "greedy", "--quick", "--duration", "3", "--rate", "40", "--deadline", "50",
+             "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ran 3 periods" in r.stdout and "(heuristic)" in r.stdout and "energy" in r.stdout
+    rows = _rows(out / "intervals.csv")
+    assert len(rows) == 3 and list(rows[0]) == list(INTERVAL_COLUMNS)
+    ids = {v["id"] for v in json.loads((out / "selector" / "selector.json").read_text())["variants"]}
+    for row in rows:
+        assert row["variant"] in ids and row["selector_status"] == "ok"
+        assert int(row["requests"]) == int(row["served"]) + int(row["dropped"]) and int(row["requests"]) >= 30
+        assert 0 <= int(row["correct"]) <= int(row["served"]) and 0 <= int(row["on_time"]) <= int(row["served"])
+        assert float(row["request_rate_hz"]) == 40 and float(row["deadline_ms"]) == 50
+        assert 0.0 <= float(row["bg_cpu_util"]) <= 1.0 and float(row["mem_avail_mb"]) > 0
+    req = np.load(out / "requests.npz")
+    served = ~req["dropped"]
+    assert len(req["arrival_s"]) == sum(int(r["requests"]) for r in rows)
+    assert np.all(req["end_s"][served] >= req["start_s"][served])
+    assert np.all(req["start_s"][served] >= req["arrival_s"][served] - 1e-9)
+    # the answers are the variant's own on the labelled test input (the quick profile's model is barely trained,
+    # so its accuracy says nothing; its answers do)
+    check_answers_are_the_models(profiled, req, served, monkeypatch)
+    correct = req["answer"][served] == req["label"][served]
+    assert int(sum(int(r["correct"]) for r in rows)) == int(correct.sum())
+    s = json.loads((out / "summary.json").read_text())
+    assert s["interrupted"] is False and s["periods"] == 3 and s["kind"] == "heuristic"
+    assert s["requests"] == len(req["arrival_s"]) and "ESTIMATE" in s["energy_note"]
+    assert abs(s["return"] - sum(float(r["reward"]) for r in rows)) < 1e-3
+    assert "valid trace, 3 rows at 1 s" in validate_path(out / "context.csv")  # a trace the simulator replays
+
+
+def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profiled, tmp_path):
+    sched = tmp_path / "two-steps.yaml"
+    sched.write_text(yaml.safe_dump({"name": "two-steps", "description": "test", "segments": [
+        {"duration_s": 2, "busy": 1, "request_rate_hz": 30, "deadline_ms": 40},
+        {"duration_s": 60, "busy": 2, "memory_mb": 64}]}))
+    out = tmp_path / "live"
+    spec = profiled.out / "MyHost-Digits.yaml"
+    p = subprocess.Popen([sys.executable, "-m", "adascale_rl.cli", "run", "--env", str(spec), "--no-progress",
+                          "--controller", "static-largest", "--load", str(sched), "--out", str(out)],
+                         cwd=tmp_path, env=_env(profiled), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        children: set[int] = set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                children |= {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
+            except psutil.NoSuchProcess:
+                break
+            if (out / "intervals.csv").exists() and len(_rows(out / "intervals.csv")) >= 3:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, p.communicate()[1][-2000:]
+        children |= {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
+        assert len(children) >= 3  # 2 busy processes and the memory hog of the second segment
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-2000:]
+    time.sleep(0.5)
+    alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    rows = _rows(out / "intervals.csv")
+    assert len(rows) >= 3 and {r["busy"] for r in rows[:2]} == {"1"}
+    assert float(rows[0]["request_rate_hz"]) == 30 and float(rows[0]["deadline_ms"]) == 40
+    s = json.loads((out / "summary.json").read_text())
+    assert s["interrupted"] is True and s["load"] == "two-steps" and s["periods"] == len(rows)
+    assert len(np.load(out / "requests.npz")["arrival_s"]) == sum(int(r["requests"]) for r in rows)
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--controller", "nosuch"), "--controller 'nosuch' is not an exported folder"),
+    (("--duration", "-1"), "--duration must be a positive number"),
+    (("--threads", "0"), "--threads must be at least 1"),
+])
+def test_bad_arguments_are_one_line_errors_before_any_work(profiled, tmp_path, args, words):
+    out = tmp_path / "live"
+    r = _run(profiled, *args, "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (out / "intervals.csv").exists()
+
+
+def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_path):
+    sched = tmp_path / "short.yaml"
+    sched.write_text(yaml.safe_dump({"name": "short", "description": "test", "segments": [
+        {"duration_s": 1, "request_rate_hz": 40, "deadline_ms": 50},
+        {"duration_s": 1, "busy": 1, "request_rate_hz": 40, "deadline_ms": 50}]}))
+    out = tmp_path / "lb"
+    spec = profiled.out / "MyHost-Digits.yaml"
+    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "bench", "--live", "--env", str(spec), "--quick",
+                        "--rounds", "2", "--policies", "static-largest,greedy", "--load", str(sched), "--out", str(out),
+                        "--no-progress"], cwd=tmp_path, capture_output=True, text=True, env=_env(profiled), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = _rows(out / "results.csv")
+    assert {row["policy"] for row in rows} == {"static-largest", "greedy"}
+    assert {row["kind"] for row in rows} == {"heuristic"} and {row["episodes"] for row in rows} == {"2"}
+    assert all(row["ci95_return"] not in ("", "nan") for row in rows)  # two rounds: a CI
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["0-greedy", "0-static-largest", "1-greedy", "1-static-largest"]
+    for name in runs:
+        s = json.loads((out / "runs" / name / "summary.json").read_text())
+        assert s["load"] == "short" and s["periods"] == 2 and not s["interrupted"]
+    md = (out / "results.md").read_text()
+    assert "ESTIMATE" in md and "2 interleaved rounds" in md and (out / "returns.png").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--live", "--env", "Local-Digits", "--env", "Rpi4-Vision"), "--live runs one environment at a time"),
+    (("--live", "--traces", "rpi4-sim-v2"), "--traces and --env-kwargs are for the simulator"),
+    (("--load", "live-quick"), "--load goes with --live"),
+])
+def test_bench_live_argument_errors(tmp_path, args, words):
+    r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "bench", *args, "--out", str(tmp_path / "b")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "b").exists()
