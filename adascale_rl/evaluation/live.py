@@ -6,8 +6,8 @@
   (:func:`adascale_rl.elastic.variants.variant_files`), loaded once; a switch makes another one the active
   model, as AdaScale does.
 * **The requests**: labelled inputs from the test split of the catalog's data (the digits by default), one
-  by one, arriving open loop at the app's rate (arrival ``i`` at ``i / rate`` after the period's start, whatever
-  the server is doing) and served first come, first served by one thread with the app's torch threads. A
+  by one, arriving open loop at the app's rate (one every ``1 / rate`` seconds, whatever the server is doing; a
+  new rate from the schedule takes effect at the next period's start) and served first come, first served by one thread with the app's torch threads. A
   request that has already waited past its deadline when the server reaches it is dropped (a miss, as a
   camera app drops a stale frame); the response time of a served request is arrival to result.
 * **The controller**: the on-device :class:`~adascale_rl.runtime.Selector` of an exported folder, a shipped or
@@ -52,10 +52,16 @@ INTERVAL_COLUMNS = (
     "t_s", "segment", "busy", "memory_mb", "request_rate_hz", "deadline_ms",
     "bg_cpu_util", "bg_runnable", "mem_avail_mb", "freq_mhz", "cpu_util",
     "variant", "switched", "selector_status",
-    "requests", "served", "dropped", "on_time", "correct", "accuracy", "on_time_frac", "effective_accuracy",
+    "requests", "served", "dropped", "on_time", "correct", "correct_on_time", "accuracy", "on_time_frac",
+    "effective_accuracy",
     "latency_p50_ms", "latency_p95_ms", "latency_mean_ms", "service_mean_ms", "queue_mean_ms",
     "cpu_s", "energy_j_estimate", "mem_mb", "reward",
 )
+
+
+#: requests.npz arrays (one entry per request) and their dtypes
+REQUEST_FIELDS = (("arrival_s", float), ("start_s", float), ("end_s", float), ("variant", int), ("input", int),
+                  ("label", int), ("answer", int), ("dropped", bool))
 
 
 class LiveError(ValueError):
@@ -75,16 +81,20 @@ class _RecordingMonitor:
 
 
 def resolve_controller(controller: str, spec, out: Path, *, quick: bool = False) -> tuple[Path, str]:
-    """(exported folder, kind) for ``controller``: an exported folder (with selector.json), a heuristic by name,
-    or a trained controller (a run folder, ``agents/<env>/<algo>``, or ``<algo>`` of the environment's shipped
+    """(exported folder, kind: ``heuristic`` or ``learned``) for ``controller``: an exported folder (with
+    selector.json), a heuristic by name, or a trained controller (a run folder, ``agents/<env>/<algo>``, or ``<algo>`` of the environment's shipped
     ones), exported into ``out``."""
     from adascale_rl import paths
     from adascale_rl.runtime import schema
     from adascale_rl.runtime.export import export_controller, export_heuristic
 
     given = Path(controller).expanduser()
-    if (given / schema.SELECTOR_JSON).is_file():
-        return given.resolve(), "exported"
+    if (given / schema.SELECTOR_JSON).is_file():  # its kind as the export wrote it: a heuristic or a network
+        try:
+            exported = json.loads((given / schema.SELECTOR_JSON).read_text())["policy"]["kind"]
+        except (OSError, ValueError, KeyError, TypeError):
+            exported = None  # the Selector says what is wrong with the folder when it loads it
+        return given.resolve(), "heuristic" if exported == "heuristic" else "learned"
     if controller in schema.HEURISTICS:
         from adascale_rl.evaluation.bench import tuned_policy
 
@@ -122,13 +132,28 @@ def _percentile(xs: list[float], q: float) -> float:
 class _Interval:
     """What one period of serving gathered."""
 
-    def __init__(self, t_s: float, cpu0: float):
-        self.t_s, self.cpu0 = t_s, cpu0
-        self.segment = 0
-        self.requests = self.served = self.dropped = self.on_time = self.correct = 0
+    def __init__(self, t_s: float, cpu0: float, segment: int, rate_hz: float, deadline_ms: float):
+        self.t_s, self.cpu0, self.segment = t_s, cpu0, segment
+        self.rate_hz, self.deadline_ms = rate_hz, deadline_ms
+        self.requests = self.served = self.dropped = self.on_time = self.correct = self.correct_on_time = 0
         self.latency: list[float] = []
         self.service: list[float] = []
         self.queue: list[float] = []
+
+    def add(self, outcome: tuple | None) -> None:
+        """One request: None if dropped, else (latency ms, service ms, queueing ms, on time, correct)."""
+        self.requests += 1
+        if outcome is None:
+            self.dropped += 1
+            return
+        latency, service, queue, on_time, correct = outcome
+        self.served += 1
+        self.on_time += bool(on_time)
+        self.correct += bool(correct)
+        self.correct_on_time += bool(on_time and correct)
+        self.latency.append(latency)
+        self.service.append(service)
+        self.queue.append(queue)
 
 
 class LiveSetup:
@@ -197,146 +222,149 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     folder, kind = resolve_controller(controller, spec, out / "selector", quick=quick)
     torch.set_num_threads(threads)
 
-    monitor = _RecordingMonitor(SelectorMonitor(os.getpid()).start())
-    selector = Selector.load(folder, monitor=monitor)
-    if selector.status != "ok":
-        monitor.inner.stop()
-        raise LiveError(f"the selector cannot use {folder}: {selector.status}")
-    selector.set_mode(rate_hz=rate_hz or base_rate, deadline_ms=deadline_ms or base_deadline)
-    selector.select()  # the first decision compiles the policy's program: not inside the first period
-    time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
-    period = float(selector.period_s or spec.period_s)
+    period = float(spec.period_s)
     reward = sim.reward
     peak = {v.id: v.peak_mem_mb for v in catalog.variants}
-
-    intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")
-    writer = csv.writer(intervals_f, lineterminator="\n")
-    writer.writerow(INTERVAL_COLUMNS)
-    intervals_f.flush()
-    req = {k: [] for k in ("arrival_s", "start_s", "end_s", "variant", "input", "label", "answer", "dropped")}
+    requests: list[tuple] = []  # one tuple per request, in REQUEST_FIELDS order, appended once its outcome is known
     context_rows: list[dict[str, float]] = []
     totals = {"return": 0.0, "requests": 0, "served": 0, "dropped": 0, "on_time": 0, "correct": 0,
-              "switches": 0, "periods": 0, "latency_sum_ms": 0.0, "energy_j_estimate": 0.0}
+              "correct_on_time": 0, "switches": 0, "periods": 0, "latency_sum_ms": 0.0, "energy_j_estimate": 0.0}
     interrupted = False
-    old_term = signal.getsignal(signal.SIGTERM)
+    in_main = threading_main()
+    old_term = signal.getsignal(signal.SIGTERM) if in_main else None
 
     def _term(signum, frame):
         raise KeyboardInterrupt
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=int(math.ceil(duration / period)), unit="period", desc=f"live {spec.name} {controller}",
-                   file=sys.stderr, dynamic_ncols=True)
-    in_main = threading_main()
     if in_main:
         signal.signal(signal.SIGTERM, _term)
+    monitor = _RecordingMonitor(SelectorMonitor(os.getpid()).start())
+    selector = intervals_f = bar = None
     seg_index = -1
     seg, switched, variant, iv = None, False, None, None
     rate, deadline = rate_hz or base_rate, deadline_ms or base_deadline
     proc = time.process_time
-
-    def finish(iv: _Interval) -> None:
-        row = _close(iv, proc(), variant, switched, selector.status, seg, monitor.last, rate, deadline, reward, peak,
-                     ESTIMATED_DYNAMIC_W_PER_CORE)
-        writer.writerow([_fmt(row[c]) for c in INTERVAL_COLUMNS])
-        intervals_f.flush()
-        _accumulate(totals, row)
-        context_rows.append(_context_row(row))
-        if bar is not None:
-            bar.update(1)
-
     try:
-        with (ScheduleRunner(schedule) if schedule is not None else nullcontext()) as runner:
-            clock = time.perf_counter
-            t0 = clock()
-            end = t0 + duration
-            next_period = t0
-            next_arrival = t0
-            current = None
-            k = 0
-            while True:
-                now = clock()
-                if now >= next_period or now >= end:
-                    if iv is not None:  # close the period that ends here
-                        done_iv, iv = iv, None
-                        finish(done_iv)
-                    if now >= end:
-                        break
-                    seg = runner.segment() if runner is not None else None
-                    new_index = schedule.segments.index(seg) if seg is not None else 0
-                    if new_index != seg_index:
-                        seg_index = new_index
-                        mode_rate = seg.request_rate_hz if seg is not None else None
-                        mode_deadline = seg.deadline_ms if seg is not None else None
-                        rate = rate_hz or mode_rate or base_rate
-                        deadline = deadline_ms or mode_deadline or base_deadline
-                        selector.set_mode(rate_hz=rate, deadline_ms=deadline)
-                    variant = selector.select()
-                    switched = current is not None and variant != current
-                    current = variant
-                    model = models[variant]
-                    iv = _Interval(next_period - t0, proc())
-                    iv.segment = seg_index
-                    next_period += period
-                    continue
-                if next_arrival <= now:
-                    arrival = next_arrival
-                    next_arrival += 1.0 / rate
-                    iv.requests += 1
-                    i = k % len(xs)
-                    k += 1
-                    wait = now - arrival
-                    if wait * 1000.0 > deadline:  # stale: dropped, a miss
-                        iv.dropped += 1
-                        for key, v in (("arrival_s", arrival - t0), ("start_s", math.nan), ("end_s", math.nan),
-                                       ("variant", catalog.index(variant)), ("input", int(order[i])),
-                                       ("label", ys[i]), ("answer", -1),
-                                       ("dropped", True)):
-                            req[key].append(v)
+        selector = Selector.load(folder, monitor=monitor)
+        if selector.status != "ok":
+            raise LiveError(f"the selector cannot use {folder}: {selector.status}")
+        period = float(selector.period_s or period)
+        selector.set_mode(rate_hz=rate, deadline_ms=deadline)
+        selector.select()  # the first decision compiles the policy's program: not inside the first period
+        time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
+        intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")
+        writer = csv.writer(intervals_f, lineterminator="\n")
+        writer.writerow(INTERVAL_COLUMNS)
+        intervals_f.flush()
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=int(math.ceil(duration / period)), unit="period", desc=f"live {spec.name} {controller}",
+                       file=sys.stderr, dynamic_ncols=True)
+
+        def finish(done: _Interval, ran: str, did_switch: bool, segment) -> None:
+            """Log a period that has ended; the monitor's last reading covers it (taken at its end)."""
+            row = _close(done, proc(), ran, did_switch, selector.status, segment, monitor.last, reward, peak,
+                         ESTIMATED_DYNAMIC_W_PER_CORE)
+            writer.writerow([_fmt(row[c]) for c in INTERVAL_COLUMNS])
+            intervals_f.flush()
+            _accumulate(totals, row)
+            context_rows.append(_context_row(row))
+            if bar is not None:
+                bar.update(1)
+
+        try:
+            with (ScheduleRunner(schedule) if schedule is not None else nullcontext()) as runner:
+                clock = time.perf_counter
+                t0 = clock()
+                end = t0 + duration
+                next_period = next_arrival = t0
+                k = 0
+                while True:
+                    now = clock()
+                    if now >= next_period or now >= end:
+                        if runner is not None and runner.error is not None:
+                            raise LiveError(f"the load schedule {schedule.name} failed: {runner.error}")
+                        if now >= end:
+                            if iv is not None:
+                                monitor.read()  # the context of the last period, read at its end
+                                finish(iv, variant, switched, seg)
+                                iv = None
+                            break
+                        new_seg = runner.segment() if runner is not None else None
+                        new_index = schedule.segments.index(new_seg) if new_seg is not None else 0
+                        if new_index != seg_index:  # the app's mode of the segment, from its first period on
+                            seg_index = new_index
+                            rate = rate_hz or (new_seg.request_rate_hz if new_seg is not None else None) or base_rate
+                            deadline = (deadline_ms or (new_seg.deadline_ms if new_seg is not None else None)
+                                        or base_deadline)
+                            selector.set_mode(rate_hz=rate, deadline_ms=deadline)
+                            next_arrival = min(next_arrival, now + 1.0 / rate)
+                        chosen = selector.select()  # reads the context of the period that ends here
+                        if iv is not None:
+                            finish(iv, variant, switched, seg)
+                        switched = variant is not None and chosen != variant
+                        variant, seg = chosen, new_seg
+                        model = models[variant]
+                        iv = _Interval(next_period - t0, proc(), seg_index, rate, deadline)
+                        next_period += period
+                        while next_period <= now:  # the loop fell more than a period behind: one longer period
+                            next_period += period
                         continue
-                    start = clock()
-                    with torch.inference_mode():
-                        answer = int(model(xs[i]).argmax())
-                    done = clock()
-                    latency_ms = (done - arrival) * 1000.0
-                    on_time = latency_ms <= deadline
-                    selector.report(latency_ms, variant=variant, on_time=on_time)
-                    iv.served += 1
-                    iv.on_time += on_time
-                    iv.correct += answer == ys[i]
-                    iv.latency.append(latency_ms)
-                    iv.service.append((done - start) * 1000.0)
-                    iv.queue.append((start - arrival) * 1000.0)
-                    for key, v in (("arrival_s", arrival - t0), ("start_s", start - t0), ("end_s", done - t0),
-                                   ("variant", catalog.index(variant)), ("input", int(order[i])),
-                                   ("label", ys[i]), ("answer", answer),
-                                   ("dropped", False)):
-                        req[key].append(v)
-                    continue
-                time.sleep(max(0.0, min(next_arrival, next_period, end) - now))
+                    if next_arrival <= now:
+                        arrival = next_arrival
+                        next_arrival += 1.0 / rate
+                        i = k % len(xs)
+                        k += 1
+                        if (now - arrival) * 1000.0 > deadline:  # stale when the server gets to it: dropped, a miss
+                            iv.add(None)
+                            requests.append((arrival - t0, math.nan, math.nan, catalog.index(variant), int(order[i]),
+                                             ys[i], -1, True))
+                            continue
+                        start = clock()
+                        with torch.inference_mode():
+                            answer = int(model(xs[i]).argmax())
+                        done = clock()
+                        latency_ms = (done - arrival) * 1000.0
+                        on_time = latency_ms <= deadline
+                        selector.report(latency_ms, variant=variant, on_time=on_time)
+                        iv.add((latency_ms, (done - start) * 1000.0, (start - arrival) * 1000.0, on_time,
+                                answer == ys[i]))
+                        requests.append((arrival - t0, start - t0, done - t0, catalog.index(variant), int(order[i]),
+                                         ys[i], answer, False))
+                        continue
+                    time.sleep(max(0.0, min(next_arrival, next_period, end) - now))
+        except RuntimeError as exc:  # the schedule's own report of a failed segment, at its exit
+            if schedule is not None and str(exc).startswith(f"the load schedule {schedule.name} failed"):
+                raise LiveError(str(exc)) from None
+            raise
     except KeyboardInterrupt:
         interrupted = True
-        if iv is not None:  # the period under way, as far as it got
-            finish(iv)
+        if iv is not None and intervals_f is not None:  # the period under way, as far as it got
+            try:
+                monitor.read()
+            except Exception:  # pragma: no cover - the log matters more than this reading
+                pass
+            finish(iv, variant, switched, seg)
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, old_term)
         if bar is not None:
             bar.close()
-        intervals_f.close()
+        if intervals_f is not None:
+            intervals_f.close()
         monitor.inner.stop()
-        selector.close()
-        np.savez_compressed(out / "requests.npz", **{k: np.asarray(v) for k, v in req.items()},
-                            variants=np.asarray(catalog.ids))
-        cols = ("t_s", "bg_cpu_util", "bg_runnable", "mem_avail_mb", "request_rate_hz", "deadline_ms")
-        if context_rows:
-            atomic_write_text(out / "context.csv", trace_to_csv(
-                cols, {c: np.asarray([r[c] for r in context_rows], dtype=float) for c in cols}))
-        summary = _summary(totals, spec, controller, kind, folder, schedule, duration, period, threads, seed,
-                           interrupted)
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if selector is not None:
+            selector.close()
+    cols = list(zip(*requests)) if requests else [[] for _ in REQUEST_FIELDS]
+    arrays = {name: np.asarray(c, dtype=dt) for (name, dt), c in zip(REQUEST_FIELDS, cols)}
+    np.savez_compressed(out / "requests.npz", **arrays, variants=np.asarray(catalog.ids))
+    ctx = ("t_s", "bg_cpu_util", "bg_runnable", "mem_avail_mb", "request_rate_hz", "deadline_ms")
+    if context_rows:
+        atomic_write_text(out / "context.csv", trace_to_csv(
+            ctx, {c: np.asarray([r[c] for r in context_rows], dtype=float) for c in ctx}))
+    summary = _summary(totals, spec, controller, kind, folder, schedule, duration, period, threads, seed, interrupted)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -352,15 +380,17 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _close(iv: _Interval, cpu_now: float, variant: str, switched: bool, status: str, seg, reading, rate: float,
-           deadline: float, reward, peak: dict[str, float], watts_per_core: float) -> dict[str, Any]:
+def _close(iv: _Interval, cpu_now: float, variant: str, switched: bool, status: str, seg, reading, reward,
+           peak: dict[str, float], watts_per_core: float) -> dict[str, Any]:
     served = iv.served
-    accuracy = iv.correct / served if served else 0.0
-    on_time_frac = iv.on_time / iv.requests if iv.requests else 1.0
+    accuracy = iv.correct / served if served else math.nan
+    on_time_frac = iv.on_time / iv.requests if iv.requests else math.nan
     cpu_s = max(cpu_now - iv.cpu0, 0.0)
     energy = cpu_s * watts_per_core
     mem = peak[variant]
-    r = float(reward.total(accuracy, on_time_frac, energy, mem, bool(switched), False))
+    # the environment's reward from what was measured; a period without requests scores no accuracy and no miss
+    r = float(reward.total(0.0 if math.isnan(accuracy) else accuracy, 1.0 if math.isnan(on_time_frac) else on_time_frac,
+                           energy, mem, bool(switched), False))
     get = (lambda name: getattr(reading, name, None)) if reading is not None else (lambda name: None)
 
     def num(v):
@@ -368,13 +398,15 @@ def _close(iv: _Interval, cpu_now: float, variant: str, switched: bool, status: 
 
     return {
         "t_s": iv.t_s, "segment": iv.segment, "busy": seg.busy if seg is not None else 0,
-        "memory_mb": seg.memory_mb if seg is not None else 0, "request_rate_hz": rate, "deadline_ms": deadline,
+        "memory_mb": seg.memory_mb if seg is not None else 0, "request_rate_hz": iv.rate_hz,
+        "deadline_ms": iv.deadline_ms,
         "bg_cpu_util": num(get("bg_cpu_util")), "bg_runnable": num(get("bg_runnable")),
         "mem_avail_mb": num(get("mem_avail_mb")), "freq_mhz": num(get("freq_mhz")), "cpu_util": num(get("cpu_util")),
         "variant": variant, "switched": int(bool(switched)), "selector_status": status,
         "requests": iv.requests, "served": served, "dropped": iv.dropped, "on_time": iv.on_time,
-        "correct": iv.correct, "accuracy": accuracy, "on_time_frac": on_time_frac,
-        "effective_accuracy": accuracy * on_time_frac,
+        "correct": iv.correct, "correct_on_time": iv.correct_on_time, "accuracy": accuracy,
+        "on_time_frac": on_time_frac,
+        "effective_accuracy": iv.correct_on_time / iv.requests if iv.requests else math.nan,
         "latency_p50_ms": _percentile(iv.latency, 50), "latency_p95_ms": _percentile(iv.latency, 95),
         "latency_mean_ms": float(np.mean(iv.latency)) if iv.latency else math.nan,
         "service_mean_ms": float(np.mean(iv.service)) if iv.service else math.nan,
@@ -387,7 +419,7 @@ def _accumulate(totals: dict, row: dict) -> None:
     totals["return"] += row["reward"]
     totals["periods"] += 1
     totals["switches"] += row["switched"]
-    for k in ("requests", "served", "dropped", "on_time", "correct"):
+    for k in ("requests", "served", "dropped", "on_time", "correct", "correct_on_time"):
         totals[k] += row[k]
     if row["served"]:
         totals["latency_sum_ms"] += row["latency_mean_ms"] * row["served"]
@@ -417,7 +449,7 @@ def _summary(t: dict, spec, controller: str, kind: str, folder: Path, schedule, 
         "return": t["return"], "requests": req, "served": t["served"], "dropped": t["dropped"],
         "miss_rate": (1.0 - t["on_time"] / req) if req else math.nan,
         "accuracy": t["correct"] / t["served"] if t["served"] else math.nan,
-        "effective_accuracy": (t["correct"] / t["served"]) * (t["on_time"] / req) if t["served"] and req else math.nan,
+        "effective_accuracy": t["correct_on_time"] / req if req else math.nan,
         "mean_latency_ms": t["latency_sum_ms"] / t["served"] if t["served"] else math.nan,
         "switches": t["switches"], "energy_j_estimate": t["energy_j_estimate"],
         "energy_note": "ESTIMATE: process CPU time x the profile's dynamic power per busy core; no power counter read",
@@ -476,7 +508,7 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
     schedule = LoadSchedule.load(load or ("live-quick" if quick else "quiet-to-oversubscribed"))
     setup = LiveSetup(env, threads=threads, seed=seed)
     spec = setup.spec
-    names = list(controllers) if controllers else [*LIVE_HEURISTICS, *shipped_learned(spec)]
+    names = list(dict.fromkeys(controllers)) if controllers else [*LIVE_HEURISTICS, *shipped_learned(spec)]
     out.mkdir(parents=True, exist_ok=True)
     folders: dict[str, tuple[Path, str]] = {}
     for name in names:  # exported (heuristics tuned) once, before any timing
@@ -506,7 +538,7 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
     rows = []
     for name in names:
         ss = runs[name]
-        kind = "heuristic" if folders[name][1] == "heuristic" else "learned"
+        kind = folders[name][1]
         rows.append({
             "env": spec.id, "policy": name, "kind": kind,
             "mean_return": float(np.mean([s["return"] for s in ss])), "ci95_return": ci95([s["return"] for s in ss]),
@@ -520,12 +552,11 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
             "episodes": len(ss), "params": json.dumps({}), "env_kwargs": json.dumps({"live": schedule.name}),
         })
     largest = next((r for r in rows if r["policy"] == "static-largest"), None)
-    if largest is not None:
+    if largest is not None:  # as bench computes them: above 1 = faster / less energy; accuracy as a difference
         for r in rows:
-            r["latency_vs_largest"] = r["mean_latency_ms"] / largest["mean_latency_ms"]
-            r["energy_vs_largest"] = r["energy_j"] / largest["energy_j"] if largest["energy_j"] else math.nan
-            r["accuracy_vs_largest"] = (r["effective_accuracy"] / largest["effective_accuracy"]
-                                        if largest["effective_accuracy"] else math.nan)
+            r["latency_vs_largest"] = largest["mean_latency_ms"] / r["mean_latency_ms"]
+            r["energy_vs_largest"] = largest["energy_j"] / r["energy_j"] if r["energy_j"] > 0 else math.nan
+            r["accuracy_vs_largest"] = r["effective_accuracy"] - largest["effective_accuracy"]
     rows.sort(key=lambda r: -r["mean_return"])
     write_csv(rows, out / "results.csv")
     (out / "results.md").write_text(_live_markdown(rows, spec, schedule, rounds, machine(), command), encoding="utf-8")
