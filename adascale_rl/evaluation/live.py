@@ -291,7 +291,9 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
                                 finish(iv, variant, switched, seg)
                                 iv = None
                             break
-                        new_seg = runner.segment() if runner is not None else None
+                        # the segment by the schedule's clock (the runner's index moves only once the previous
+                        # segment's children have been stopped, a few ms after the boundary)
+                        new_seg = schedule.at(now - t0 + 1e-6) if schedule is not None else None
                         new_index = schedule.segments.index(new_seg) if new_seg is not None else 0
                         if new_index != seg_index:  # the app's mode of the segment, from its first period on
                             seg_index = new_index
