@@ -63,3 +63,14 @@ def read_data(path: str | os.PathLike, error: type[Exception]) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML ({exc})") from None
+
+
+def command_line(fallback: str = "adascale-rl") -> str:
+    """The command that is writing these files, as the user would type it (``adascale-rl ...``, not the
+    interpreter's path to the CLI module), for the provenance lines of run configs and reports; ``fallback``
+    when called from Python (no arguments)."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:]
+    return shlex.join(["adascale-rl", *args]) if args else fallback

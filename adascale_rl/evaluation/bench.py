@@ -10,7 +10,6 @@ several seeds, on identical traces and noise, and writes ``results.csv``,
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from adascale_rl import paths
+from adascale_rl._files import command_line
 from adascale_rl.environment.env import AdaScaleEnv, replay_note
 from adascale_rl.environment.spec import find_spec
 from adascale_rl.evaluation import plots, report
@@ -300,9 +300,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
                 "miss_rate": a["miss_rate"], "mean_latency_ms": a["mean_latency_ms"], "energy_j": a["energy_j"],
                 "oom_kills": a["oom_kills"], "switches": a["switches"],
                 "return_vs_oracle": a["return"] / oracle if oracle else float("nan"),
-                "latency_vs_largest": largest["mean_latency_ms"] / a["mean_latency_ms"] if largest else float("nan"),
-                "energy_vs_largest": largest["energy_j"] / a["energy_j"] if largest and a["energy_j"] > 0 else float("nan"),
-                "accuracy_vs_largest": a["effective_accuracy"] - largest["effective_accuracy"] if largest else float("nan"),
+                **report.vs_largest(a, largest),
                 "episodes": a["episodes"], "params": json.dumps(params_of[name], sort_keys=True),
                 "env_kwargs": json.dumps(env_kwargs, sort_keys=True, default=_plain),
             })
@@ -367,7 +365,7 @@ def bench_command(args) -> int:
     envs = args.env or [DEFAULT_ENV]
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
     policies = parse_policies(args.policies)
-    command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adascale-rl bench"
+    command = command_line("adascale-rl bench")
     t0 = time.perf_counter()
     out = Path(args.out)
     try:

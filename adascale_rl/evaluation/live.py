@@ -500,7 +500,7 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
     run's logs). Default schedule: ``live-quick`` with ``quick``, else ``quiet-to-oversubscribed``."""
     from adascale_rl.context.load import LoadSchedule
     from adascale_rl.evaluation.core import ci95
-    from adascale_rl.evaluation.report import machine, write_csv
+    from adascale_rl.evaluation.report import machine, vs_largest, write_csv
 
     if rounds < 1:
         raise LiveError(f"--rounds must be at least 1, not {rounds}")
@@ -517,6 +517,7 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
         folders[name] = resolve_controller(name, spec, out / "selectors" / name.replace("/", "_"), quick=quick)
     rng = np.random.default_rng(seed)
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    interrupted: KeyboardInterrupt | None = None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -534,12 +535,18 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
                 runs[name].append(s)
                 if bar is not None:
                     bar.update(1)
+    except KeyboardInterrupt as exc:  # the finished runs still make a table; the run cut short does not count
+        interrupted = exc
     finally:
         if bar is not None:
             bar.close()
+    if interrupted is not None and not any(runs.values()):
+        raise interrupted
     rows = []
     for name in names:
         ss = runs[name]
+        if not ss:
+            continue
         kind = folders[name][1]
         rows.append({
             "env": spec.id, "policy": name, "kind": kind,
@@ -550,28 +557,33 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
             "mean_latency_ms": float(np.mean([s["mean_latency_ms"] for s in ss])),
             "energy_j": float(np.mean([s["energy_j_estimate"] for s in ss])), "oom_kills": 0.0,
             "switches": float(np.mean([s["switches"] for s in ss])), "return_vs_oracle": math.nan,
-            "latency_vs_largest": math.nan, "energy_vs_largest": math.nan, "accuracy_vs_largest": math.nan,
             "episodes": len(ss), "params": json.dumps({}), "env_kwargs": json.dumps({"live": schedule.name}),
         })
     largest = next((r for r in rows if r["policy"] == "static-largest"), None)
-    if largest is not None:  # as bench computes them: above 1 = faster / less energy; accuracy as a difference
-        for r in rows:
-            r["latency_vs_largest"] = largest["mean_latency_ms"] / r["mean_latency_ms"]
-            r["energy_vs_largest"] = largest["energy_j"] / r["energy_j"] if r["energy_j"] > 0 else math.nan
-            r["accuracy_vs_largest"] = r["effective_accuracy"] - largest["effective_accuracy"]
+    for r in rows:
+        r.update(vs_largest(r, largest))
     rows.sort(key=lambda r: -r["mean_return"])
     write_csv(rows, out / "results.csv")
-    (out / "results.md").write_text(_live_markdown(rows, spec, schedule, rounds, machine(), command), encoding="utf-8")
+    done = sum(len(v) for v in runs.values())
+    note = (f"Interrupted after {done} of {rounds * len(names)} runs: the table holds the finished ones."
+            if interrupted is not None else None)
+    (out / "results.md").write_text(_live_markdown(rows, spec, schedule, rounds, machine(), command, note),
+                                    encoding="utf-8")
     try:
         from adascale_rl.evaluation.plots import plot_returns
 
         plot_returns(rows, out / "returns.png")
     except Exception as exc:  # pragma: no cover - a plot must not lose the results
         print(f"adascale-rl bench --live: the plot was not drawn ({exc})", file=sys.stderr)
+    if interrupted is not None:
+        interrupted.reported = True  # the CLI's one "interrupted" line would repeat what is said here
+        print(f"interrupted: {note} ({out / 'results.csv'})", file=sys.stderr)
+        raise interrupted
     return rows
 
 
-def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, command: str | None) -> str:
+def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, command: str | None,
+                   note: str | None = None) -> str:
     def f(x, nd=3):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
@@ -587,6 +599,8 @@ def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, 
         lines.append(f"| {r['policy']} | {r['kind']} | {f(r['mean_return'], 2)} ± {f(r['ci95_return'], 2)} | "
                      f"{f(r['miss_rate'])} ± {f(r['ci95_miss_rate'])} | {f(r['effective_accuracy'])} | "
                      f"{f(r['mean_latency_ms'])} | {f(r['energy_j'], 2)} | {f(r['switches'], 1)} |")
+    if note:
+        lines += ["", note]
     lines += ["", "Return: the summed reward over the run's periods with the environment's weights, from what was "
                   "measured (accuracy of the served answers, on-time share of the requests, the energy estimate, the "
                   "variant's memory, switches). Energy is an ESTIMATE: process CPU time x the profile's dynamic "
@@ -596,8 +610,9 @@ def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, 
 
 def bench_live_command(args) -> int:
     """``adascale-rl bench --live``: arguments from :mod:`adascale_rl.cli`."""
-    import shlex
     import time as _time
+
+    from adascale_rl._files import command_line
 
     if args.env and len(args.env) > 1:
         raise LiveError("--live runs one environment at a time (one real model); give --env once")
@@ -611,7 +626,7 @@ def bench_live_command(args) -> int:
         if not policies:
             raise LiveError(f"--policies {args.policies!r} names no policy")
     env = args.env[0] if args.env else "Local-Digits"
-    command = "adascale-rl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    command = command_line("adascale-rl bench --live")
     t0 = _time.perf_counter()
     bench_live(env, args.out, load=args.load, quick=args.quick, rounds=args.rounds, controllers=policies,
                progress=not args.no_progress, command=command)

@@ -56,6 +56,17 @@ def machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, Python {platform.python_version()}".replace("  ", " ")
 
 
+def vs_largest(m: dict, largest: dict | None) -> dict[str, float]:
+    """A policy's ratios to static-largest from metrics with ``mean_latency_ms``, ``energy_j`` and
+    ``effective_accuracy``: above 1 = faster / less energy; accuracy as a difference; NaN without it."""
+    nan = float("nan")
+    if largest is None:
+        return {"latency_vs_largest": nan, "energy_vs_largest": nan, "accuracy_vs_largest": nan}
+    return {"latency_vs_largest": largest["mean_latency_ms"] / m["mean_latency_ms"],
+            "energy_vs_largest": largest["energy_j"] / m["energy_j"] if m["energy_j"] > 0 else nan,
+            "accuracy_vs_largest": m["effective_accuracy"] - largest["effective_accuracy"]}
+
+
 def write_csv(rows: Sequence[dict], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")

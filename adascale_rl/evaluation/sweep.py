@@ -49,7 +49,6 @@ import itertools
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ import numpy as np
 import yaml
 
 from adascale_rl import paths
-from adascale_rl._files import read_data
+from adascale_rl._files import command_line, read_data
 from adascale_rl.evaluation.core import ci95
 
 MISSING_RAY = ("adascale-rl sweep needs Ray Tune, an optional extra: "
@@ -369,38 +368,48 @@ def run_sweep(path: str | os.PathLike, out: str | os.PathLike | None = None, add
         saved.write_text(yaml.safe_dump(sweep.raw, sort_keys=False), encoding="utf-8")
     study = {"out": str(out), "recipe": sweep.recipe, "timesteps": sweep.timesteps, "seeds": sweep.seeds,
              "eval_seeds": sweep.eval_seeds, "eval_windows": sweep.eval_windows}
-    if not ray.is_initialized():
+    started = not ray.is_initialized()  # a Ray this call starts (in-process, or connected) is shut down by it
+    if started:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as exc:
+                raise SweepError(f"--address {address}: no Ray cluster reachable there ({exc}); start one with "
+                                 f"`ray start --head`, or leave out --address to run on this machine") from None
         else:
             ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024,
                      configure_logging=False)
-    trainable = tune.with_resources(tune.with_parameters(trial, study=study), {"cpu": sweep.cpus})
-    space = {k: _domain(tune, d) for k, d in sweep.space.items()}
-    storage = out / "tune"
-    reporter = _Progress(progress)
-    grids = []
-    if sweep.algorithm == "grid":
-        param_space = {"env": tune.grid_search(sweep.envs), "reward": tune.grid_search(sweep.rewards),
-                       "dataset": tune.grid_search(sweep.datasets), "seed": tune.grid_search(sweep.seeds),
-                       "hp": space}
-        tune_config = tune.TuneConfig(metric=METRIC, mode="max", num_samples=sweep.samples,
-                                      max_concurrent_trials=sweep.max_concurrent)
-        grids.append(_fit(tune, trainable, storage, sweep.name, param_space, tune_config, reporter))
-    else:
-        from ray.tune.search import Repeater
-        from ray.tune.search.optuna import OptunaSearch
-
-        for env, reward, dataset in sweep.cells:
-            searcher = Repeater(OptunaSearch(metric=METRIC, mode="max", seed=sweep.seeds[0]), repeat=len(sweep.seeds))
-            tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher,
-                                          num_samples=sweep.samples * len(sweep.seeds),
+    try:
+        trainable = tune.with_resources(tune.with_parameters(trial, study=study), {"cpu": sweep.cpus})
+        space = {k: _domain(tune, d) for k, d in sweep.space.items()}
+        storage = out / "tune"
+        reporter = _Progress(progress)
+        grids = []
+        if sweep.algorithm == "grid":
+            param_space = {"env": tune.grid_search(sweep.envs), "reward": tune.grid_search(sweep.rewards),
+                           "dataset": tune.grid_search(sweep.datasets), "seed": tune.grid_search(sweep.seeds),
+                           "hp": space}
+            tune_config = tune.TuneConfig(metric=METRIC, mode="max", num_samples=sweep.samples,
                                           max_concurrent_trials=sweep.max_concurrent)
-            param_space = {"env": env, "reward": reward, "dataset": dataset, "hp": space}
-            grids.append(_fit(tune, trainable, storage, f"{sweep.name}-{cell_key(env, reward, dataset)}",
-                              param_space, tune_config, reporter))
-    rows = gather(grids, sweep)
-    write_results(rows, sweep, out)
+            grids.append(_fit(tune, trainable, storage, sweep.name, param_space, tune_config, reporter))
+        else:
+            from ray.tune.search import Repeater
+            from ray.tune.search.optuna import OptunaSearch
+
+            for env, reward, dataset in sweep.cells:
+                searcher = Repeater(OptunaSearch(metric=METRIC, mode="max", seed=sweep.seeds[0]),
+                                    repeat=len(sweep.seeds))
+                tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher,
+                                              num_samples=sweep.samples * len(sweep.seeds),
+                                              max_concurrent_trials=sweep.max_concurrent)
+                param_space = {"env": env, "reward": reward, "dataset": dataset, "hp": space}
+                grids.append(_fit(tune, trainable, storage, f"{sweep.name}-{cell_key(env, reward, dataset)}",
+                                  param_space, tune_config, reporter))
+        rows = gather(grids, sweep)
+        write_results(rows, sweep, out)
+    finally:
+        if started:
+            ray.shutdown()
     return out
 
 
@@ -514,7 +523,7 @@ def write_results(rows: Sequence[dict], sweep: Sweep, out: Path) -> None:
     summary = summarise(rows)
     done = sum(r["status"] == "done" for r in rows)
     lines = [f"# Sweep `{sweep.name}`", "",
-             f"`{command_line()}`: {len(rows)} trials ({done} finished, {len(rows) - done} not); "
+             f"`{command_line('adascale-rl sweep')}`: {len(rows)} trials ({done} finished, {len(rows) - done} not); "
              f"{sweep.algorithm} search over {len(sweep.envs)} environment(s) x {len(sweep.rewards)} reward preset(s) x "
              f"{len(sweep.datasets)} dataset(s) x {len(sweep.seeds)} training seed(s); "
              f"{sweep.timesteps or 'the recipe' + chr(39) + 's'} timesteps per trial with the recipe "
@@ -549,11 +558,6 @@ def _md_row(s: dict) -> str:
     hp = s["hyperparams"] if s["hyperparams"] != "{}" else "(the recipe's)"
     return (f"| {s['env']} | {s['reward']} | {s['dataset']} | `{hp}` | {s['val_return']:.2f} | {ci} | {s['seeds']} | "
             f"{s['effective_accuracy']:.3f} | {s['miss_rate']:.3f} | {s['energy_j']:.1f} | {s['switches']:.1f} |")
-
-
-def command_line() -> str:
-    args = sys.argv[1:]
-    return shlex.join(["adascale-rl", *args]) if args else "adascale-rl sweep"
 
 
 def sweep_command(args) -> int:

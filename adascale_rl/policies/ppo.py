@@ -20,7 +20,6 @@ import inspect
 import math
 import os
 import pickle
-import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ import numpy as np
 import yaml
 
 from adascale_rl import paths
+from adascale_rl._files import command_line
 from adascale_rl.environment.env import AdaScaleEnv, window_steps
 from adascale_rl.environment.registration import ENTRY_POINT
 from adascale_rl.environment.spec import EnvSpec, find_spec
@@ -142,12 +142,6 @@ def resolve_portable(path: str) -> Path:
     """The file :func:`portable_path` recorded: relative paths are under the data root."""
     p = Path(path)
     return p if p.is_absolute() else paths.data_root() / p
-
-
-def command_line() -> str:
-    """This command as the user would type it: ``adascale-rl ...`` (not the interpreter's path to the CLI module)."""
-    args = sys.argv[1:]
-    return shlex.join(["adascale-rl", *args]) if args else "adascale-rl"
 
 
 def default_out(spec: EnvSpec, seed: int) -> Path:

@@ -175,3 +175,32 @@ def test_bench_live_argument_errors(tmp_path, args, words):
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "b").exists()
+
+
+def test_an_interrupted_live_bench_still_tables_the_runs_it_finished(profiled, tmp_path):
+    sched = tmp_path / "short.yaml"
+    sched.write_text(yaml.safe_dump({"name": "short", "description": "test", "segments": [
+        {"duration_s": 2, "request_rate_hz": 40, "deadline_ms": 50}]}))
+    out = tmp_path / "lb"
+    spec = profiled.out / "MyHost-Digits.yaml"
+    p = subprocess.Popen([sys.executable, "-m", "adascale_rl.cli", "bench", "--live", "--env", str(spec), "--quick",
+                          "--rounds", "5", "--policies", "static-largest,greedy", "--load", str(sched), "--out",
+                          str(out), "--no-progress"], cwd=tmp_path, env=_env(profiled), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(list(out.glob("runs/*/summary.json"))) < 2:
+            assert p.poll() is None, p.communicate()[1][-2000:]
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-2000:]
+    finished = [json.loads(f.read_text()) for f in out.glob("runs/*/summary.json")]
+    finished = [s for s in finished if not s["interrupted"]]
+    rows = _rows(out / "results.csv")
+    assert sum(int(r["episodes"]) for r in rows) == len(finished) >= 2
+    assert "Interrupted after" in (out / "results.md").read_text() and "Interrupted after" in err
+    assert "\ninterrupted\n" not in "\n" + err  # one message, not the CLI's bare "interrupted" line too
