@@ -20,7 +20,7 @@ from adascale_rl.device.catalog import Catalog, load_catalog
 from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
 from adascale_rl.device.presets import DevicePreset, load_device
 from adascale_rl.environment.actions import KEEP
-from adascale_rl.environment.observation import ObservationEncoder
+from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, ObservationEncoder
 from adascale_rl.environment.reward import Reward, ScaledReward, make_reward
 from adascale_rl.environment.spec import EnvSpec, find_spec
 
@@ -32,8 +32,6 @@ SPLITS = ("train", "val", "test", "all")
 LATENCY_SIGMA = 0.08
 SPIKE_PROB = 0.03
 SPIKE_RANGE = (1.5, 2.5)
-#: weight of the newest measurement in the app's running slow-down estimate (observation slowdown_ema_log)
-SLOWDOWN_EMA_WEIGHT = 0.5
 
 
 @lru_cache(maxsize=16)

@@ -70,6 +70,10 @@ FEATURES: tuple[Feature, ...] = (
 N_CONTEXT = len(FEATURES)
 #: index of each feature in the observation
 INDEX = {f.name: i for i, f in enumerate(FEATURES)}
+#: weight of the newest measurement in the app's running slow-down estimate (feature slowdown_ema_log): the
+#: environment, its vector form and the on-device selector all update it with this weight
+SLOWDOWN_EMA_WEIGHT = 0.5
+
 #: the feedback features (last_*, slowdown_ema_log) start here
 FEEDBACK_START = INDEX["last_latency_log"]
 

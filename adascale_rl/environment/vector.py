@@ -49,6 +49,7 @@ from adascale_rl.device import model
 from adascale_rl.device.physics import Exo, Noise, PhysicsState
 from adascale_rl.environment.actions import KEEP
 from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT
 
 #: ``info`` keys of a step, in the single environment's order
 STEP_KEYS = ("variant", "accuracy", "effective_accuracy", "latency_ms", "service_ms", "deadline_ms", "bg_runnable",
@@ -263,7 +264,7 @@ class AdaScaleVectorEnv(VectorEnv):
                                               rate_hz=exo.request_rate_hz)
         ema = self._ema
         measured = ~out.oom & (serving.served_frac > 0.0)
-        ema = np.where(measured, ema + 0.5 * (np.log2(out.latency_ms / predicted) - ema), ema)
+        ema = np.where(measured, ema + SLOWDOWN_EMA_WEIGHT * (np.log2(out.latency_ms / predicted) - ema), ema)
         t = self._t + 1
         truncated = t >= self._len
         terminated = np.zeros(self.num_envs, dtype=bool)

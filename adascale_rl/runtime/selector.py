@@ -51,16 +51,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adascale_rl.device.model import clock_factor, freq_factor
 from adascale_rl.environment.actions import KEEP, target_of
-from adascale_rl.environment.observation import Feedback
+from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
 from adascale_rl.runtime import schema
 from adascale_rl.runtime.folder import FolderError, catalog_of, check_layout, heuristic, network, read_document
 from adascale_rl.runtime.live import REQUIRED
 
 log = logging.getLogger("adascale_rl.runtime")
 
-#: weight of the newest measurement in the slow-down average (the environment's SLOWDOWN_EMA_WEIGHT)
-SLOWDOWN_EMA_WEIGHT = 0.5
 
 
 @dataclass
@@ -409,10 +408,8 @@ class Selector:
 
     def _energy_per_inference_j(self, variant: int, freq_mhz: float) -> float:
         """The performance model's dynamic energy of one inference at this clock (device/model.py, 'energy')."""
-        from adascale_rl.device.model import clock_factor
-
         t = self.physics.table
-        fk = (freq_mhz / t.f_max_mhz) ** t.freq_exponent
+        fk = freq_factor(t, freq_mhz)
         cf = clock_factor(t.compute_bound_frac[variant], freq_mhz, t.f_max_mhz)
         return float(t.energy_mj[variant] * 1e-3 * fk * cf)
 
