@@ -447,7 +447,7 @@ def export_heuristic(name: str, env_id: str, out: str | os.PathLike, *, tune: Ca
 def export_command(args, tune: Callable | None = None) -> int:
     """``adascale-rl export``: arguments from :mod:`adascale_rl.cli`; ``tune`` as :func:`export_heuristic` takes it
     (needed with ``--policy``)."""
-    from adascale_rl.policies.ppo import parse_env_kwargs
+    from adascale_rl.policies.ppo import check_env_kwargs, parse_env_kwargs
 
     if (args.agent is None) == (args.policy is None):
         raise ExportError("give --agent DIR (a trained controller) or --policy NAME with --env ID (a heuristic)")
@@ -455,7 +455,7 @@ def export_command(args, tune: Callable | None = None) -> int:
         if args.env is None:
             raise ExportError(f"--policy {args.policy} needs --env ID (the environment to tune it on)")
         out = export_heuristic(args.policy, args.env, args.out, tune=tune,
-                               env_kwargs=parse_env_kwargs(args.env_kwargs), quick=args.quick)
+                               env_kwargs=check_env_kwargs(parse_env_kwargs(args.env_kwargs)), quick=args.quick)
     else:
         out = export_controller(args.agent, args.out, env_id=args.env)
     files = sorted(p.name for p in Path(out).iterdir() if p.name in (schema.SELECTOR_JSON, schema.POLICY_NPZ,

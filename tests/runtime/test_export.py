@@ -139,3 +139,11 @@ def test_cli_export_user_errors_exit_2_in_one_sentence(tmp_path, args, words):
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert words in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_export_of_a_heuristic_refuses_unknown_environment_arguments_in_one_line(tmp_path):
+    out = tmp_path / "x"
+    res = _cli("export", "--policy", "planner", "--env", "Rpi4-Vision", "--env-kwargs", "split=val", "foo=1",
+               "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 2 and "unknown environment argument(s) foo, split" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1 and not out.exists()
