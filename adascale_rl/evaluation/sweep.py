@@ -144,7 +144,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
 
     rewards = listed("rewards", [None])
     for r in rewards:
-        if r is not None and r not in PRESETS:
+        if r is not None and (not isinstance(r, str) or r not in PRESETS):
             raise SweepError(f"{where}: rewards: {r!r} is not a reward preset ({', '.join(PRESETS)}) or null")
     datasets = []
     for d in listed("datasets", [None]):
@@ -159,12 +159,14 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         raise SweepError(f"{where}: seeds must be distinct whole numbers >= 0, not {seeds!r}")
     from adascale_rl.policies.ppo_hyperparams import default_file
 
+    if doc.get("recipe") is not None and not isinstance(doc.get("recipe"), str):
+        raise SweepError(f"{where}: recipe must be a path to a recipe file, not {doc.get('recipe')!r}")
     recipe = _existing(doc.get("recipe") or str(default_file()))
     if recipe is None:
         raise SweepError(f"{where}: recipe {doc.get('recipe')!r} does not exist (here or under {paths.data_root()})")
     timesteps = doc.get("timesteps")
     if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, (int, float))
-                                  or timesteps < 1 or int(timesteps) != timesteps):
+                                  or not math.isfinite(timesteps) or timesteps < 1 or int(timesteps) != timesteps):
         raise SweepError(f"{where}: timesteps must be a whole number >= 1, not {timesteps!r}")
     search = doc.get("search") or {}
     if not isinstance(search, dict) or set(search) - {"algorithm", "samples", "space"}:
@@ -214,12 +216,12 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
 
 
 def _existing(path: str | os.PathLike) -> str | None:
-    """An absolute path: ``path`` as given (from the current folder), else under the shipped data root
+    """An absolute path: ``path`` as given (from the current folder), else among the shipped agents
     (``agents/hyperparams/ppo.yml`` works from any folder); None if neither exists."""
-    for p in (Path(path).expanduser(), paths.data_root() / path):
-        if p.exists():
-            return str(p.resolve())
-    return None
+    try:
+        return str(paths.resolve(path, "agents").resolve())
+    except FileNotFoundError:
+        return None
 
 
 def _check_distribution(where: str, key: str, dist: Any, algorithm: str) -> None:
