@@ -572,7 +572,7 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
     try:
         from adascale_rl.evaluation.plots import plot_returns
 
-        plot_returns(rows, out / "returns.png")
+        plot_returns(rows, out / "returns.png", unit="live run", ci_over="rounds")
     except Exception as exc:  # pragma: no cover - a plot must not lose the results
         print(f"adascale-rl bench --live: the plot was not drawn ({exc})", file=sys.stderr)
     if interrupted is not None:

@@ -30,8 +30,9 @@ def _pyplot():
     return plt
 
 
-def plot_returns(rows: Sequence[dict], path: Path) -> None:
-    """Mean episode return per policy (bar), its 95 % CI over seeds (error bar) and the value."""
+def plot_returns(rows: Sequence[dict], path: Path, *, unit: str = "episode", ci_over: str = "seeds") -> None:
+    """Mean return per policy (bar), its 95 % CI over seeds (or what ``ci_over`` names; error bar) and the value;
+    ``unit``: what one return is a sum over (an episode, a live run)."""
     plt = _pyplot()
     from matplotlib.patches import Patch
 
@@ -55,8 +56,8 @@ def plot_returns(rows: Sequence[dict], path: Path) -> None:
             ax.text(max(m + c, 0.0) + 0.01 * span, yi, f"{m:.1f}{ci_text}", va="center", fontsize=9)
         ax.set_xlim(lo, hi + 0.2 * span)
         n = int(sub[0]["episodes"])
-        ax.set_title(f"{env}: mean episode return per policy ({n} episode{'' if n == 1 else 's'} each)", fontsize=11)
-        ax.set_xlabel("mean episode return (error bar and ±: 95 % confidence interval over seeds)")
+        ax.set_title(f"{env}: mean {unit} return per policy ({n} {unit}{'' if n == 1 else 's'} each)", fontsize=11)
+        ax.set_xlabel(f"mean {unit} return (error bar and ±: 95 % confidence interval over {ci_over})")
         ax.grid(axis="x", alpha=0.3)
         kinds = [k for k in KIND_COLOURS if any(r["kind"] == k for r in sub)]
         ax.legend(handles=[Patch(color=KIND_COLOURS[k][0], label=KIND_COLOURS[k][1]) for k in kinds],
