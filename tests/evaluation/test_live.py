@@ -186,7 +186,9 @@ def test_an_interrupted_live_bench_still_tables_the_runs_it_finished(profiled, t
     p = subprocess.Popen([sys.executable, "-m", "adascale_rl.cli", "bench", "--live", "--env", str(spec), "--quick",
                           "--rounds", "5", "--policies", "static-largest,greedy", "--load", str(sched), "--out",
                           str(out), "--no-progress"], cwd=tmp_path, env=_env(profiled), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         # a test run in the background hands its children SIGINT ignored: Ctrl-C's default here
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(list(out.glob("runs/*/summary.json"))) < 2:
