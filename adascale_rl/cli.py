@@ -124,6 +124,12 @@ def _run(args) -> int:
     return run_command(args)
 
 
+def _sim2real(args) -> int:
+    from adascale_rl.evaluation.sim2real import sim2real_command
+
+    return sim2real_command(args)
+
+
 def _profile(args) -> int:
     from adascale_rl.elastic.profile import profile_command
 
@@ -301,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--quick", action="store_true", help="tune a heuristic controller on fewer train episodes")
     rn.add_argument("--out", default="live-out", metavar="DIR", help="log folder (default live-out/)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # sim2real
+    s2 = cmd("sim2real", _sim2real, "hold the simulator against live runs: replay each run's monitored context in "
+                                    "the simulator with the same controller, and compare returns, misses, "
+                                    "latency and the per-period latency prediction (docs/LIVE.md)")
+    s2.add_argument("live_dir", metavar="LIVE_DIR",
+                    help="an adascale-rl run --out folder, or a bench --live --out folder (its runs/)")
+    s2.add_argument("--seeds", type=int, default=5, help="simulator noise seeds per run (default 5)")
+    s2.add_argument("--out", default=None, metavar="DIR", help="where sim2real.csv/.md go (default LIVE_DIR)")
+    s2.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "

@@ -190,10 +190,11 @@ class LiveSetup:
 def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | None = None,
              duration_s: float | None = None, rate_hz: float | None = None, deadline_ms: float | None = None,
              threads: int = 1, seed: int = 0, quick: bool = False, progress: bool = True,
-             setup: "LiveSetup | None" = None) -> dict[str, Any]:
+             setup: "LiveSetup | None" = None, policy: str | None = None) -> dict[str, Any]:
     """Serve the real elastic model of ``env`` under ``controller`` (and the load schedule ``load``) for
     ``duration_s`` seconds (default: the schedule's length, else 60 s); returns the summary written to
-    ``out/summary.json``. ``setup``: the environment's variants and inputs, loaded once for several runs."""
+    ``out/summary.json``. ``setup``: the environment's variants and inputs, loaded once for several runs;
+    ``policy``: the controller's name in the summary (default ``controller``)."""
     import torch
 
     from adascale_rl._files import atomic_write_text
@@ -242,6 +243,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     selector = intervals_f = bar = None
     seg_index = -1
     seg, switched, variant, iv = None, False, None, None
+    initial = None
     rate, deadline = rate_hz or base_rate, deadline_ms or base_deadline
     proc = time.process_time
     try:
@@ -251,6 +253,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
         period = float(selector.period_s or period)
         selector.set_mode(rate_hz=rate, deadline_ms=deadline)
         selector.select()  # the first decision compiles the policy's program: not inside the first period
+        variant = initial = selector.variant  # loaded when the first period starts: its decision may switch
         time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
         intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")
         writer = csv.writer(intervals_f, lineterminator="\n")
@@ -305,7 +308,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
                         chosen = selector.select()  # reads the context of the period that ends here
                         if iv is not None:
                             finish(iv, variant, switched, seg)
-                        switched = variant is not None and chosen != variant
+                        switched = chosen != variant
                         variant, seg = chosen, new_seg
                         model = models[variant]
                         iv = _Interval(next_period - t0, proc(), seg_index, rate, deadline)
@@ -365,7 +368,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     if context_rows:
         atomic_write_text(out / "context.csv", trace_to_csv(
             ctx, {c: np.asarray([r[c] for r in context_rows], dtype=float) for c in ctx}))
-    summary = _summary(totals, spec, controller, kind, folder, schedule, duration, period, threads, seed, interrupted)
+    summary = _summary(totals, spec, policy or controller, kind, folder, schedule, duration, period, threads, seed,
+                       interrupted, initial)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -438,16 +442,18 @@ def _context_row(row: dict) -> dict[str, float]:
 
 
 def _summary(t: dict, spec, controller: str, kind: str, folder: Path, schedule, duration: float, period: float,
-             threads: int, seed: int, interrupted: bool) -> dict[str, Any]:
+             threads: int, seed: int, interrupted: bool, initial: str | None) -> dict[str, Any]:
     import platform
 
     from adascale_rl.context.recorder import machine_description
 
     req = t["requests"]
     return {
-        "env": spec.id, "controller": controller, "kind": kind, "selector_folder": str(folder),
+        "env": spec.id, "env_spec": str(spec.path), "controller": controller, "kind": kind,
+        "selector_folder": str(folder),
         "load": None if schedule is None else schedule.name, "duration_s": duration, "period_s": period,
-        "threads": threads, "seed": seed, "interrupted": interrupted, "periods": t["periods"],
+        "threads": threads, "seed": seed, "interrupted": interrupted, "initial_variant": initial,
+        "periods": t["periods"],
         "return": t["return"], "requests": req, "served": t["served"], "dropped": t["dropped"],
         "miss_rate": (1.0 - t["on_time"] / req) if req else math.nan,
         "accuracy": t["correct"] / t["served"] if t["served"] else math.nan,
@@ -493,11 +499,13 @@ def shipped_learned(spec) -> list[str]:
 
 def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, quick: bool = False, rounds: int = 3,
                controllers: list[str] | None = None, threads: int = 1, seed: int = 0, progress: bool = True,
-               command: str | None = None) -> list[dict[str, Any]]:
+               command: str | None = None, sim_seeds: int = 5) -> list[dict[str, Any]]:
     """Every controller through the same load schedule on the real model, interleaved in ``rounds`` rounds (a
     fresh random order per round, so that drift of the machine hits all alike); writes ``results.csv`` and
     ``results.md`` (the columns of ``bench``, 95 % CIs over rounds) and ``runs/<round>-<controller>/`` (each
-    run's logs). Default schedule: ``live-quick`` with ``quick``, else ``quiet-to-oversubscribed``."""
+    run's logs), then the sim-to-real report of the runs (:func:`adascale_rl.evaluation.sim2real.sim2real`,
+    ``sim_seeds`` simulator seeds per run). Default schedule: ``live-quick`` with ``quick``, else
+    ``quiet-to-oversubscribed``."""
     from adascale_rl.context.load import LoadSchedule
     from adascale_rl.evaluation.core import ci95
     from adascale_rl.evaluation.report import machine, vs_largest, write_csv
@@ -529,7 +537,8 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
             for i in rng.permutation(len(names)):
                 name = names[i]
                 s = run_live(str(spec.path), str(folders[name][0]), out / "runs" / f"{r}-{name.replace('/', '_')}",
-                             load=str(schedule.path), threads=threads, seed=seed, progress=False, setup=setup)
+                             load=str(schedule.path), threads=threads, seed=seed, progress=False, setup=setup,
+                             policy=name)
                 if s["interrupted"]:
                     raise KeyboardInterrupt
                 runs[name].append(s)
@@ -575,6 +584,10 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
         plot_returns(rows, out / "returns.png", unit="live run", ci_over="rounds")
     except Exception as exc:  # pragma: no cover - a plot must not lose the results
         print(f"adascale-rl bench --live: the plot was not drawn ({exc})", file=sys.stderr)
+    if interrupted is None:  # the simulator held against the runs (an interrupted bench: adascale-rl sim2real OUT)
+        from adascale_rl.evaluation.sim2real import sim2real
+
+        sim2real(out, seeds=sim_seeds, progress=progress)
     if interrupted is not None:
         interrupted.reported = True  # the CLI's one "interrupted" line would repeat what is said here
         print(f"interrupted: {note} ({out / 'results.csv'})", file=sys.stderr)
@@ -632,6 +645,8 @@ def bench_live_command(args) -> int:
                progress=not args.no_progress, command=command)
     out = Path(args.out)
     print((out / "results.md").read_text())
-    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, returns.png and each run's logs in {out / 'runs'} "
+    print((out / "sim2real.md").read_text())
+    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, returns.png, sim2real.csv, sim2real.md and each "
+          f"run's logs in {out / 'runs'} "
           f"({_time.perf_counter() - t0:.0f} s)")
     return 0

@@ -153,6 +153,7 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
                         "--no-progress"], cwd=tmp_path, capture_output=True, text=True, env=_env(profiled), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = _rows(out / "results.csv")
+    results = {row["policy"]: row for row in rows}
     assert {row["policy"] for row in rows} == {"static-largest", "greedy"}
     assert {row["kind"] for row in rows} == {"heuristic"} and {row["episodes"] for row in rows} == {"2"}
     assert all(row["ci95_return"] not in ("", "nan") for row in rows)  # two rounds: a CI
@@ -163,6 +164,15 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
         assert s["load"] == "short" and s["periods"] == 2 and not s["interrupted"]
     md = (out / "results.md").read_text()
     assert "ESTIMATE" in md and "2 interleaved rounds" in md and (out / "returns.png").exists()
+    # the sim-to-real report of the same runs: each replayed in the simulator with the same controller
+    s2r = {row["policy"]: row for row in _rows(out / "sim2real.csv")}
+    assert set(s2r) == {"static-largest", "greedy"} and {row["runs"] for row in s2r.values()} == {"2"}
+    for row in s2r.values():
+        assert float(row["live_return"]) == pytest.approx(float(results[row["policy"]]["mean_return"]), rel=1e-6)
+        assert row["sim_return"] not in ("", "nan") and int(row["intervals"]) > 0
+        assert float(row["latency_err_median_pct"]) >= 0.0
+    assert sorted(int(row["live_rank"]) for row in s2r.values()) == [1, 2]
+    assert "Sim-to-real" in (out / "sim2real.md").read_text() and "Sim-to-real" in r.stdout
 
 
 @pytest.mark.parametrize("args, words", [

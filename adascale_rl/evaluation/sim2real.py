@@ -1,0 +1,389 @@
+"""Sim-to-real: the simulator held against live runs on the real model.
+
+``adascale-rl sim2real LIVE_DIR`` (and the end of every ``adascale-rl bench --live``) takes the logs of
+live runs (``adascale-rl run`` folders, or a ``bench --live`` folder with ``runs/``) and asks the simulator
+two questions about each:
+
+* **What does the simulator predict for this controller in this context?** The run's monitored context
+  (``context.csv``: the background load, run queue, memory and the app's mode the monitor read, one row
+  per period) is replayed as a trace in the environment's simulator, with the very controller that ran
+  (its exported folder: the same network or the same tuned heuristic, deciding on the simulator's
+  observations) and the variant it started with, over ``seeds`` latency-noise draws. Its return, miss
+  rate, mean latency and effective accuracy stand beside the live ones, and each controller's rank in
+  each.
+* **How well does the performance model predict each period's latency?** For every live period that
+  served a request: the model's expected mean response time of the variant that ran, under the context
+  measured in that period (clock, run queue, request rate; the prediction the selector's slow-down feature
+  divides by) against the measured mean response time, and the model's expected on-time share against the
+  measured one.
+
+Live metrics here are per-period means (the miss rate is the mean over periods of the share of the
+period's requests that missed), as the simulator's are, so that both sides are averaged alike; the
+``bench --live`` table weights by requests instead. Energy is an estimate on both sides (no power counter).
+
+Written: ``sim2real.csv`` (one row per controller), ``sim2real_runs.csv`` (one per run),
+``sim2real_intervals.csv`` (one per live period with its prediction) and ``sim2real.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from adascale_rl.evaluation.core import ci95
+from adascale_rl.policies.base import BasePolicy
+from adascale_rl.policies.rollout import episode_seed, run_episode
+
+#: per controller, in this order (sim2real.csv)
+COLUMNS = ("policy", "kind", "runs", "live_return", "live_ci95_return", "sim_return", "sim_ci95_return",
+           "return_gap_pct", "live_rank", "sim_rank", "live_miss_rate", "sim_miss_rate", "live_mean_latency_ms",
+           "sim_mean_latency_ms", "live_effective_accuracy", "sim_effective_accuracy", "live_energy_j_estimate",
+           "sim_energy_j", "live_switches", "sim_switches", "latency_err_median_pct", "latency_err_p90_pct",
+           "latency_bias_median_pct", "intervals")
+
+#: per live period (sim2real_intervals.csv)
+INTERVAL_COLUMNS = ("run", "policy", "t_s", "segment", "busy", "memory_mb", "request_rate_hz", "deadline_ms",
+                    "bg_runnable", "freq_mhz", "variant", "served", "measured_latency_ms", "predicted_latency_ms",
+                    "latency_err_pct", "measured_on_time_frac", "predicted_on_time_frac")
+
+
+class Sim2RealError(ValueError):
+    """Logs that cannot be compared; the message says what is missing."""
+
+
+class ExportedPolicy(BasePolicy):
+    """An exported controller folder (``adascale-rl export``) acting in the simulator: the network's numpy
+    forward or the named heuristic with its tuned parameters, deciding on the environment's observation
+    and action mask exactly as the on-device selector decides on its own."""
+
+    def __init__(self, folder: str | Path, name: str | None = None):
+        from adascale_rl.runtime import schema
+        from adascale_rl.runtime.folder import read_document
+
+        self.folder = Path(folder)
+        self.doc = schema.validate(read_document(self.folder))
+        self.kind = "heuristic" if self.doc["policy"]["kind"] == "heuristic" else "learned"
+        self.name = name or self.folder.name
+        self._decide = None
+        self._info: dict = {}
+
+    def reset(self, env: Any) -> None:
+        from adascale_rl.runtime.folder import heuristic, network
+
+        if self.doc["env"]["id"] != env.env_spec.id:
+            raise Sim2RealError(f"{self.folder} was exported for {self.doc['env']['id']}, not {env.env_spec.id}")
+        if self.doc["policy"]["kind"] == "heuristic":
+            self._decide = heuristic(self.doc["policy"], env, lambda: self._info)
+        elif self._decide is None:  # the network is stateless: checked and compiled once
+
+            def warn(key, message, fallback=True):
+                raise Sim2RealError(f"{self.folder}: {message}")
+
+            self._decide, _, _ = network(self.folder, self.doc, env.encoder.size, env.action_space.n, "numpy", warn)
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:
+        self._info = info
+        return int(self._decide(np.asarray(obs, dtype=np.float32), np.asarray(info["action_mask"], dtype=bool))[0])
+
+
+def live_runs(folder: str | Path) -> list[Path]:
+    """The run folders under ``folder``: itself (an ``adascale-rl run`` folder) or ``runs/*`` (``bench --live``)."""
+    folder = Path(folder)
+    if (folder / "summary.json").is_file():
+        return [folder]
+    runs = sorted(p.parent for p in (folder / "runs").glob("*/summary.json")
+                  if not json.loads(p.read_text()).get("interrupted"))  # bench --live tables only finished runs
+    if not runs:
+        raise Sim2RealError(f"{folder} holds no live run: neither a summary.json (adascale-rl run --out) nor "
+                            f"runs/*/summary.json (adascale-rl bench --live --out)")
+    return runs
+
+
+def _read_intervals(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _num(v: str) -> float:
+    return float(v) if v not in ("", None) else math.nan
+
+
+def _selector_folder(run: Path, summary: dict) -> Path:
+    """The exported controller a run used: the folder its summary names, else ``selector/`` beside it, else the
+    ``bench --live`` layout (``selectors/<policy>/`` two levels up)."""
+    for cand in (Path(summary.get("selector_folder", "")), run / "selector",
+                 run.parent.parent / "selectors" / str(summary.get("policy", "")).replace("/", "_")):
+        if str(cand) not in ("", ".") and (cand / "selector.json").is_file():
+            return cand
+    raise Sim2RealError(f"{run}: the exported controller it ran is gone ({summary.get('selector_folder')})")
+
+
+def _policy_name(run: Path, summary: dict) -> str:
+    if "policy" in summary:
+        return str(summary["policy"])
+    if run.parent.name == "runs" and "-" in run.name:  # bench --live's runs/<round>-<policy>/
+        return run.name.split("-", 1)[1]
+    return str(summary.get("controller", run.name))
+
+
+def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | None = None
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One live run against the simulator: (its row of sim2real_runs.csv, its periods with their predictions).
+    ``env_kwargs``: the simulator's arguments for the replay (e.g. its latency noise)."""
+    try:
+        return _replay_run(run, seeds, env_kwargs)
+    except (KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, Sim2RealError):
+            raise
+        what = f"no column or key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise Sim2RealError(f"{run}: its logs cannot be read ({what}); are they adascale-rl run's?") from None
+
+
+def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None):
+    from adascale_rl.device.model import outcome
+    from adascale_rl.environment.env import AdaScaleEnv
+
+    summary = json.loads((run / "summary.json").read_text())
+    ctx = run / "context.csv"
+    if not ctx.is_file():
+        raise Sim2RealError(f"{run} has no context.csv (a run that ended before its first period)")
+    rows = _read_intervals(run / "intervals.csv")
+    if not rows:
+        raise Sim2RealError(f"{run}/intervals.csv has no period")
+    policy = _policy_name(run, summary)
+    controller = ExportedPolicy(_selector_folder(run, summary), policy)
+    env = AdaScaleEnv(summary.get("env_spec") or summary["env"], split="test", dataset=ctx, max_episode_steps=len(rows),
+                      random_start_variant=False, **dict(env_kwargs or {}))
+    if len(env.exo[0]) != len(rows):
+        raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
+    v0 = summary.get("initial_variant") or rows[0]["variant"]
+    results = [run_episode(env, controller, seed=episode_seed(s, 0), trace=0, start=0, variant=v0)
+               for s in range(seeds)]
+    sim = {k: [r.metrics[k] for r in results]
+           for k in ("return", "miss_rate", "mean_latency_ms", "effective_accuracy", "energy_j", "switches")}
+
+    # the model's prediction of every live period, from the context measured in it
+    physics, period = env.physics, env.period_s
+    f_top = float(physics.table.f_max_mhz)
+    index = {vid: i for i, vid in enumerate(env.catalog.ids)}
+    periods = []
+    for r in rows:
+        served = int(r["served"])
+        v = index[r["variant"]]
+        freq = _num(r["freq_mhz"])
+        freq = min(freq, f_top) if math.isfinite(freq) else f_top
+        runnable = _num(r["bg_runnable"])
+        if not math.isfinite(runnable):
+            runnable = _num(r["bg_cpu_util"]) * env.device.cores
+        rate, deadline = float(r["request_rate_hz"]), float(r["deadline_ms"])
+        measured = _num(r["latency_mean_ms"])
+        predicted = physics.expected_latency_ms(v, freq, runnable, rate)
+        o = outcome(physics.table, physics.arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
+                    deadline_ms=deadline, dt_s=period)
+        err = 100.0 * (predicted / measured - 1.0) if served and measured > 0 else math.nan
+        periods.append({
+            "run": run.name, "policy": policy, "t_s": float(r["t_s"]), "segment": int(r["segment"]),
+            "busy": int(r["busy"]), "memory_mb": float(r["memory_mb"]), "request_rate_hz": rate,
+            "deadline_ms": deadline, "bg_runnable": runnable, "freq_mhz": freq, "variant": r["variant"],
+            "served": served, "measured_latency_ms": measured, "predicted_latency_ms": float(predicted),
+            "latency_err_pct": err, "measured_on_time_frac": _num(r["on_time_frac"]),
+            "predicted_on_time_frac": float(o.serving.on_time_frac[v]),
+        })
+
+    def col(name):
+        return np.array([_num(r[name]) for r in rows], dtype=float)
+
+    on_time = col("on_time_frac")
+    errs = np.array([p["latency_err_pct"] for p in periods], dtype=float)
+    errs = errs[np.isfinite(errs)]
+    row = {
+        "run": run.name, "policy": policy, "kind": controller.kind, "periods": len(rows),
+        "initial_variant": v0, "seeds": seeds,
+        "live_return": float(np.nansum(col("reward"))),
+        "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
+        "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
+        "live_mean_latency_ms": float(np.nanmean(col("latency_mean_ms"))),
+        "sim_mean_latency_ms": float(np.mean(sim["mean_latency_ms"])),
+        "live_effective_accuracy": float(np.nanmean(col("effective_accuracy"))),
+        "sim_effective_accuracy": float(np.mean(sim["effective_accuracy"])),
+        "live_energy_j_estimate": float(np.nansum(col("energy_j_estimate"))),
+        "sim_energy_j": float(np.mean(sim["energy_j"])),
+        "live_switches": float(np.nansum(col("switched"))), "sim_switches": float(np.mean(sim["switches"])),
+        "latency_err_median_pct": float(np.median(np.abs(errs))) if errs.size else math.nan,
+        "latency_err_p90_pct": float(np.percentile(np.abs(errs), 90)) if errs.size else math.nan,
+        "latency_bias_median_pct": float(np.median(errs)) if errs.size else math.nan,
+        "intervals": int(errs.size),
+    }
+    return row, periods
+
+
+def _ranks(values: Sequence[float]) -> list[int]:
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    ranks = [0] * len(values)
+    for r, i in enumerate(order, 1):
+        ranks[i] = r
+    return ranks
+
+
+def summarise(run_rows: list[dict], periods: list[dict]) -> list[dict]:
+    """sim2real.csv's rows: per controller, the means over its runs (CIs of the return over runs)."""
+    by: dict[str, list[dict]] = {}
+    for r in run_rows:
+        by.setdefault(r["policy"], []).append(r)
+    out = []
+    for name, rs in by.items():
+        live = [r["live_return"] for r in rs]
+        sim = [r["sim_return"] for r in rs]
+        errs = np.array([p["latency_err_pct"] for p in periods if p["policy"] == name], dtype=float)
+        errs = errs[np.isfinite(errs)]
+        mean_live, mean_sim = float(np.mean(live)), float(np.mean(sim))
+        row = {"policy": name, "kind": rs[0]["kind"], "runs": len(rs),
+               "live_return": mean_live, "live_ci95_return": ci95(live),
+               "sim_return": mean_sim, "sim_ci95_return": ci95(sim),
+               "return_gap_pct": 100.0 * (mean_sim - mean_live) / abs(mean_live) if mean_live else math.nan}
+        for k in ("miss_rate", "mean_latency_ms", "effective_accuracy", "switches"):
+            row[f"live_{k}"] = float(np.mean([r[f"live_{k}"] for r in rs]))
+            row[f"sim_{k}"] = float(np.mean([r[f"sim_{k}"] for r in rs]))
+        row["live_energy_j_estimate"] = float(np.mean([r["live_energy_j_estimate"] for r in rs]))
+        row["sim_energy_j"] = float(np.mean([r["sim_energy_j"] for r in rs]))
+        row["latency_err_median_pct"] = float(np.median(np.abs(errs))) if errs.size else math.nan
+        row["latency_err_p90_pct"] = float(np.percentile(np.abs(errs), 90)) if errs.size else math.nan
+        row["latency_bias_median_pct"] = float(np.median(errs)) if errs.size else math.nan
+        row["intervals"] = int(errs.size)
+        out.append(row)
+    for key, rank in (("live_return", "live_rank"), ("sim_return", "sim_rank")):
+        for r, k in zip(out, _ranks([r[key] for r in out])):
+            r[rank] = k
+    out.sort(key=lambda r: r["live_rank"])
+    return out
+
+
+def by_segment(periods: list[dict]) -> list[dict]:
+    """The latency prediction error pooled over every controller's periods, per load segment."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in periods:
+        groups.setdefault((p["segment"], p["busy"], p["memory_mb"], p["request_rate_hz"], p["deadline_ms"]),
+                          []).append(p)
+    out = []
+    for (seg, busy, mem, rate, dl), ps in sorted(groups.items()):
+        e = np.array([p["latency_err_pct"] for p in ps], dtype=float)
+        e = e[np.isfinite(e)]
+        meas = np.array([p["measured_latency_ms"] for p in ps], dtype=float)
+        pred = np.array([p["predicted_latency_ms"] for p in ps], dtype=float)
+        ok = np.isfinite(meas)
+        out.append({"segment": seg, "busy": busy, "memory_mb": mem, "request_rate_hz": rate, "deadline_ms": dl,
+                    "bg_runnable": float(np.mean([p["bg_runnable"] for p in ps])), "periods": int(e.size),
+                    "measured_latency_ms": float(np.mean(meas[ok])) if ok.any() else math.nan,
+                    "predicted_latency_ms": float(np.mean(pred[ok])) if ok.any() else math.nan,
+                    "err_median_pct": float(np.median(np.abs(e))) if e.size else math.nan,
+                    "bias_median_pct": float(np.median(e)) if e.size else math.nan,
+                    "measured_on_time": float(np.nanmean([p["measured_on_time_frac"] for p in ps])),
+                    "predicted_on_time": float(np.mean([p["predicted_on_time_frac"] for p in ps]))})
+    return out
+
+
+def _write_csv(rows: list[dict], columns: Sequence[str], path: Path) -> None:
+    from adascale_rl._files import atomic_write_text
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if isinstance(r[c], float) and math.isnan(r[c]) else
+                    (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in columns])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, machine: str) -> str:
+    def f(x, nd=2):
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+    def pm(m, c, nd=2):
+        return f(m, nd) if c is None or (isinstance(c, float) and math.isnan(c)) else f"{f(m, nd)} ± {f(c, nd)}"
+
+    lines = ["# Sim-to-real: the simulator against the live runs", "",
+             f"Live runs: `{source}` (their monitored context replayed as a trace in the simulator, the same "
+             f"exported controller deciding, {seeds} latency-noise seeds per run). Machine: {machine}.", "",
+             "| policy | kind | runs | return live | return sim | gap | rank live / sim | miss live / sim | "
+             "latency ms live / sim | eff. accuracy live / sim | latency error median / p90 (bias) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['policy']} | {r['kind']} | {r['runs']} | {pm(r['live_return'], r['live_ci95_return'])} | "
+            f"{pm(r['sim_return'], r['sim_ci95_return'])} | {f(r['return_gap_pct'], 1)} % | "
+            f"{r['live_rank']} / {r['sim_rank']} | {f(r['live_miss_rate'], 3)} / {f(r['sim_miss_rate'], 3)} | "
+            f"{f(r['live_mean_latency_ms'], 3)} / {f(r['sim_mean_latency_ms'], 3)} | "
+            f"{f(r['live_effective_accuracy'], 3)} / {f(r['sim_effective_accuracy'], 3)} | "
+            f"{f(r['latency_err_median_pct'], 1)} % / {f(r['latency_err_p90_pct'], 1)} % "
+            f"({f(r['latency_bias_median_pct'], 1)} %) |")
+    lines += ["", "## The latency prediction by load segment (every controller's periods pooled)", "",
+              "| segment | busy | memory MB | rate Hz | deadline ms | bg_runnable read | periods | latency ms measured "
+              "/ predicted | error median (bias) | on-time measured / predicted |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in segments:
+        lines.append(f"| {s['segment']} | {s['busy']} | {f(s['memory_mb'], 0)} | {f(s['request_rate_hz'], 0)} | "
+                     f"{f(s['deadline_ms'], 1)} | {f(s['bg_runnable'])} | {s['periods']} | "
+                     f"{f(s['measured_latency_ms'], 3)} / {f(s['predicted_latency_ms'], 3)} | "
+                     f"{f(s['err_median_pct'], 1)} % ({f(s['bias_median_pct'], 1)} %) | "
+                     f"{f(s['measured_on_time'], 3)} / {f(s['predicted_on_time'], 3)} |")
+    lines += ["", "Return: summed reward over the run's periods (live: from what was measured; sim: the simulator's, "
+                  "mean over seeds); the ± are 95 % CIs over runs. Gap: (sim - live) / |live|. Miss rate, latency and "
+                  "effective accuracy are means over periods on both sides. Latency error: the performance model's "
+                  "expected mean response time of the variant that ran, under the clock, run queue and rate measured "
+                  "in the period, against the measured mean response time, (predicted / measured - 1); median and "
+                  "p90 of its absolute value over the periods that served a request, bias = the signed median. "
+                  "Energy (in sim2real.csv) is an estimate on both sides: no power counter is read.", ""]
+    return "\n".join(lines)
+
+
+def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int = 5, progress: bool = True,
+             env_kwargs: Mapping[str, Any] | None = None) -> list[dict]:
+    """Compare the live runs under ``live_dir`` with the simulator; write the files into ``out`` (default
+    ``live_dir``) and return sim2real.csv's rows."""
+    from adascale_rl._files import atomic_write_text
+    from adascale_rl.evaluation.report import machine
+
+    if seeds < 1:
+        raise Sim2RealError(f"--seeds must be at least 1, not {seeds}")
+    live_dir = Path(live_dir)
+    runs = live_runs(live_dir)
+    out = Path(out) if out is not None else live_dir
+    out.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runs), unit="run", desc="sim2real", file=sys.stderr, dynamic_ncols=True)
+    run_rows, periods = [], []
+    try:
+        for run in runs:
+            row, ps = replay_run(run, seeds=seeds, env_kwargs=env_kwargs)
+            run_rows.append(row)
+            periods.extend(ps)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = summarise(run_rows, periods)
+    _write_csv(rows, COLUMNS, out / "sim2real.csv")
+    _write_csv(run_rows, list(run_rows[0]), out / "sim2real_runs.csv")
+    _write_csv(periods, INTERVAL_COLUMNS, out / "sim2real_intervals.csv")
+    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine()))
+    return rows
+
+
+def sim2real_command(args) -> int:
+    """``adascale-rl sim2real``: arguments from :mod:`adascale_rl.cli`."""
+    sim2real(args.live_dir, out=args.out, seeds=args.seeds, progress=not args.no_progress)
+    out = Path(args.out or args.live_dir)
+    print((out / "sim2real.md").read_text())
+    print(f"wrote {out / 'sim2real.csv'}, sim2real_runs.csv, sim2real_intervals.csv and sim2real.md")
+    return 0
