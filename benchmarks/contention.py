@@ -7,10 +7,13 @@ Times at least three variants of a catalog written by ``adascale-rl profile`` (t
 TorchScript files from the profile's cache) beside 0, 1, 2 and 4 busy processes, levels
 interleaved in rounds, in two modes: back to back (a saturated app) and serving requests
 that arrive at ``--rate`` (an app that sleeps between requests; response time from arrival
-to result). Beside each measured mean and p95 it prints the simulator's prediction for the
-same context (:func:`adascale_rl.device.model.contention` with the catalog's latency and the
-device preset's scheduler constants, ``bg_runnable`` = the busy processes) and the relative
-error. The target: within 20 % for the mean and the p95 at every level.
+to result; the probe drops a request once the next one has arrived, a stale frame). Beside
+each measured mean and p95 of the requests served it prints the simulator's prediction for
+the same context (:func:`adascale_rl.device.model.contention` and
+:func:`~adascale_rl.device.model.serve` with the catalog's latency, the device preset's
+scheduler constants, ``bg_runnable`` = the busy processes and the time between two requests
+as the deadline) and the relative error, and the share of the requests lost as stale,
+measured and predicted. The target: within 20 % for the mean and the p95 at every level.
 """
 
 from __future__ import annotations
@@ -40,17 +43,23 @@ DEFAULT_VARIANTS = ("w1-final-r24-fp32", "w1-e3-r24-fp32", "w1-final-r24-int8", 
 TARGET = 0.20
 
 
-def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: float) -> tuple[float, float]:
-    """(mean, p95) of the latency the model predicts: back to back (``rate_hz`` None: the call alone) or
-    the response time of requests at ``rate_hz``."""
+def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: float) -> tuple[float, float, float]:
+    """(mean, p95, lost share) the model predicts: back to back (``rate_hz`` None: the call alone, nothing lost)
+    or the response time of the requests served at ``rate_hz``, the probe dropping a request once the next
+    one has arrived (a stale frame: the model's deadline is the time between two requests)."""
     sched = model.Scheduler.of(device)
     sigma = model.FRAME_SIGMA
     c = model.contention(np.float64(lat_ms), np.float64(rate_hz or 1e9), np.float64(busy), float(device.cores),
                          float(threads), sched)
-    if rate_hz is None:  # the app times the call itself: no queueing before it
+    if rate_hz is None:  # the app times the call itself: no queueing before it, no request to lose
         c = c._replace(base_ms=np.float64(lat_ms))
-    mean = float((c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * sigma * sigma))
-    return mean, model.response_quantile(c, 0.95, sigma)
+        stale_ms = 1e9
+    else:
+        stale_ms = 1000.0 / rate_hz
+    s = model.serve(c, np.float64(rate_hz or 1.0), np.float64(stale_ms), 1.0, 1.0, sigma)
+    served = float(s.served_frac)
+    # the served requests' p95: the mixture's quantile below the stale ones
+    return float(s.mean_ms), model.response_quantile(c, 0.95 * served, sigma), 1.0 - served
 
 
 def main() -> int:
@@ -103,7 +112,7 @@ def main() -> int:
     print(f"prediction: adascale_rl.device.model.contention with the catalog's latency and the preset's scheduler "
           f"constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
     header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "
-              f"{'p95':>8} {'pred':>8} {'err':>6}")
+              f"{'p95':>8} {'pred':>8} {'err':>6} {'lost':>6} {'pred':>6}")
     print(header)
     worst = 0.0
     rows = []
@@ -114,12 +123,13 @@ def main() -> int:
             for mode, xs, rate in (("b2b", cell["b2b"], None), (f"{args.rate:g}Hz", cell["resp"], args.rate)):
                 a = np.asarray(xs)
                 m_mean, m_p95 = float(a.mean()), float(np.percentile(a, 95))
-                p_mean, p_p95 = predict(lat, level, rate, device, threads)
+                m_lost = 1.0 - cell["served"] / cell["issued"] if rate is not None and cell["issued"] else 0.0
+                p_mean, p_p95, p_lost = predict(lat, level, rate, device, threads)
                 e1, e2 = p_mean / m_mean - 1.0, p_p95 / m_p95 - 1.0
                 worst = max(worst, abs(e1), abs(e2))
-                rows.append((vid, lat, level, mode, len(a), m_mean, p_mean, e1, m_p95, p_p95, e2))
+                rows.append((vid, lat, level, mode, len(a), m_mean, p_mean, e1, m_p95, p_p95, e2, m_lost, p_lost))
                 print(f"{vid:<20} {lat:>7.3f} {level:>4} {mode:>6} {len(a):>5} {m_mean:>8.3f} {p_mean:>8.3f} "
-                      f"{e1:>+6.0%} {m_p95:>8.3f} {p_p95:>8.3f} {e2:>+6.0%}")
+                      f"{e1:>+6.0%} {m_p95:>8.3f} {p_p95:>8.3f} {e2:>+6.0%} {m_lost:>6.3f} {p_lost:>6.3f}")
     print(f"largest |error|: {worst:.0%} ({'within' if worst <= TARGET else 'NOT within'} the {TARGET:.0%} target)")
     if args.json:
         import json
@@ -129,7 +139,7 @@ def main() -> int:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "samples": keep,
             "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean", "p95",
-                               "pred_p95", "err_p95"), r)) for r in rows]}))
+                               "pred_p95", "err_p95", "lost", "pred_lost"), r)) for r in rows]}))
         print(f"wrote {args.json}")
     return 0
 

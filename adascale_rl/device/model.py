@@ -29,7 +29,7 @@ The model, per variant, for one decision interval:
     and a served request waits on average half a service for the one before it;
   - sleeper: a request wakes the thread; with probability
     ``q = min(1, wake_wait x m) x (1 - exp(-L / wake_lag))`` the wake-up waits
-    ``min(0.9 tick, 0.56 x the inter-arrival time)`` for a core; the thread then runs its
+    ``0.9 tick`` on average for a core; the thread then runs its
     wake slice undisturbed and the rest at the tick's mercy: a wait of one tick per tick
     of running for short runs, the fair share for long ones
     (``extra = c x min(L - slice, tick) + max(0, L - slice - tick) x m``, where
@@ -39,13 +39,19 @@ The model, per variant, for one decision interval:
     machine with and without busy processes,
     ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``.
 
-  The delays make a request's response time a two-point mixture: undisturbed, or delayed
-  by the mean delay given a delay. Each point is log-normal: the frame jitter (``sigma``)
-  widened by the wake-up cost's own spread (a gamma of shape 2). Misses come from that tail.
+  The delays make a request's response time a mixture: undisturbed (log-normal: the frame
+  jitter ``sigma`` widened by the wake-up cost's own spread, a gamma of shape 2), or delayed
+  by the mean delay given a delay: preemption while running as a second log-normal point,
+  a wait for a core at wake-up as an exponential wait with that mean. Misses come from that
+  tail. (Measured on the reference machine at 400 Hz beside 2 and 4 busy processes,
+  ``benchmarks/contention.py --rate 400``: about half the requests that wait at wake-up wait
+  longer than the 2.5 ms between two requests, for every variant and load, as an exponential
+  wait of mean 0.9 tick gives; the wait does not shrink with the time between requests.)
 * **serving**: requests arrive every ``1 / rate``; the app serves at most
   ``1000 / (mean wall time per request)`` per second and drops the excess (latest-frame
-  semantics); requests arriving while a variant loads are dropped; a served request is on
-  time when its response time is within the deadline.
+  semantics); requests arriving while a variant loads are dropped; a request that has waited
+  past its deadline before it is served is dropped as stale; a served request is on time
+  when its response time is within the deadline.
 * **energy** (one rule for measured and derived catalogs): ``energy_mj`` is dynamic energy
   above idle per inference at the reference point; it scales as ``(f / f_max) ^ k`` with
   the clock, times the clock's latency factor (work takes longer at a lower clock), times
@@ -226,13 +232,15 @@ WAKE_CV = math.sqrt(0.5)
 
 
 class Contention(NamedTuple):
-    """A request's response time as a two-point mixture, and the app's capacity."""
+    """A request's response time as a mixture (undisturbed, or delayed by an exponential wait), and the app's
+    capacity."""
 
     p_delay: Any       # probability that a request is delayed (preempted or waits at wake-up)
-    delay_ms: Any      # the delay, given one
+    delay_ms: Any      # the mean delay, given one (an exponential wait)
     base_ms: Any       # the undelayed response time: service + wake-up cost + queueing
     capacity_hz: Any   # requests per second the app can serve (1000 / mean wall time per request)
     spread_ms: Any = 0.0  # standard deviation of the wake-up cost, added to both points' frame jitter
+    wake_frac: Any = 0.0  # share of the delayed requests whose delay is a wait for a core at wake-up
 
 
 def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched: Scheduler, xp=None) -> Contention:
@@ -254,7 +262,7 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     queue_sat = 0.5 * lat_ms * (1.0 + over)                                     # half a service, on average
     # sleeper: a wait for a core at wake-up, then the wake slice, then the tick
     q = xp.clip(sched.wake_wait * over, None, 1.0) * (1.0 - xp.exp(-lat_ms / sched.wake_lag_ms))
-    wake_ms = xp.minimum(0.9 * tick, 0.56 * period_ms)
+    wake_ms = 0.9 * tick
     run = xp.clip(lat_ms - sched.wake_slice_ms, 0.0, None)
     # chance that one of the app's threads shares its core: the runnable threads beyond the cores, up to one
     shares = xp.clip(bg_runnable + threads - cores, 0.0, 1.0)
@@ -273,34 +281,60 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     base = lat_ms + (1.0 - theta) * idle + theta * queue_sat
     delay = xp.where(p > 1e-12, extra / xp.clip(p, 1e-12, None), 0.0)
     wall = lat_ms + extra + (1.0 - theta) * idle
-    return Contention(p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle)
+    # the share of the delay that is waiting for a core at wake-up (exponential), not preemption while running
+    wake_frac = xp.where(extra > 1e-12, (1.0 - theta) * q * wake_ms / xp.clip(extra, 1e-12, None), 0.0)
+    return Contention(p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle, wake_frac)
 
 
 class Serving(NamedTuple):
     served_frac: Any     # requests answered / requests issued
     on_time_frac: Any    # requests answered within the deadline / requests issued
-    mean_ms: Any         # mean response time of the answered requests
+    mean_ms: Any         # mean response time of the requests served (a stale one is not)
     served: Any          # requests answered in the interval
 
 
 def serve(c: Contention, rate_hz, deadline_ms, open_s, dt_s, sigma: float, xp=None) -> Serving:
     """Serve requests at ``rate_hz`` for ``dt_s`` seconds, ``open_s`` of them not blocked by a load.
 
-    Each point of the response-time mixture is log-normal with ``sigma`` around its median;
-    the mean is ``median x exp(sigma^2 / 2)``.
+    The undelayed response time is log-normal with ``sigma`` around its median (the mean is
+    ``median x exp(sigma^2 / 2)``). A delayed request is delayed by the mean delay: the part of
+    it that is preemption while running as a point (log-normal like the undelayed one), the
+    part that is waiting for a core at wake-up (``wake_frac``) as an exponential wait with that
+    mean (when a wait for a core ends does not depend on how long it has lasted). A request
+    that has waited past the deadline for a core at wake-up is dropped as stale (a miss the
+    app does not compute); one that finishes past it is late.
     """
     xp = xp or namespace(c.base_ms, rate_hz, deadline_ms, open_s)
     issued = rate_hz * dt_s
-    served = xp.minimum(rate_hz * open_s, c.capacity_hz * open_s)
+    capacity = xp.minimum(rate_hz * open_s, c.capacity_hz * open_s)
+    delay = xp.clip(c.delay_ms, 1e-9, None)
+    waits = c.p_delay * c.wake_frac
+    stale = waits * xp.exp(-deadline_ms / delay)
+    served = capacity * (1.0 - stale)
     served_frac = xp.where(issued > 0.0, served / xp.clip(issued, 1e-12, None), 1.0)
     log_d = xp.log(deadline_ms)
     lo_z, lo_s = _log_point(c.base_ms, c.spread_ms, sigma, xp)
     hi_z, hi_s = _log_point(c.base_ms + c.delay_ms, c.spread_ms, sigma, xp)
-    within = ((1.0 - c.p_delay) * normal_cdf((log_d - lo_z) / lo_s, xp)
-              + c.p_delay * normal_cdf((log_d - hi_z) / hi_s, xp))
-    on_time = xp.where(issued > 0.0, served_frac * within, 1.0)
-    mean = (c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * sigma * sigma)
-    return Serving(served_frac, on_time, mean, served)
+    within_lo = normal_cdf((log_d - lo_z) / lo_s, xp)
+    # waited at wake-up: the undelayed part within the deadline, and the wait within what its mean leaves
+    slack = xp.clip(deadline_ms - c.base_ms * math.exp(0.5 * sigma * sigma), 0.0, None)
+    within_wait = within_lo * (1.0 - xp.exp(-slack / delay))
+    within = ((1.0 - c.p_delay) * within_lo + waits * within_wait
+              + (c.p_delay - waits) * normal_cdf((log_d - hi_z) / hi_s, xp))
+    on_time = xp.where(issued > 0.0, capacity / xp.clip(issued, 1e-12, None) * within, 1.0)
+    return Serving(served_frac, on_time, served_mean_ms(c, deadline_ms, sigma, xp), served)
+
+
+def served_mean_ms(c: Contention, deadline_ms, sigma: float, xp=None):
+    """Mean response time of the requests served (the stale ones, dropped, are not): the undelayed mean, the
+    preempted ones' delay, and the waits at wake-up within the deadline, ``E[W; W <= d] = D - (d + D)
+    exp(-d / D)``, over the share served. What an app measures."""
+    xp = xp or namespace(c.base_ms, deadline_ms)
+    delay = xp.clip(c.delay_ms, 1e-9, None)
+    tail = xp.exp(-deadline_ms / delay)
+    waits = c.p_delay * c.wake_frac
+    waited = (c.p_delay - waits) * c.delay_ms + waits * (delay - (deadline_ms + delay) * tail)
+    return c.base_ms * math.exp(0.5 * sigma * sigma) + waited / (1.0 - waits * tail)
 
 
 def _log_point(center_ms, spread_ms, sigma: float, xp):
@@ -314,18 +348,23 @@ def _log_point(center_ms, spread_ms, sigma: float, xp):
 
 
 def response_quantile(c: Contention, q: float, sigma: float) -> float:
-    """The ``q`` quantile of one response-time mixture (scalars; by bisection, for reports and tests)."""
+    """The ``q`` quantile of one request's response time (scalars; by bisection, for reports and tests): the
+    mixture :func:`serve` uses, a stale request counted at its wait."""
     lo_z, lo_s = (float(v) for v in _log_point(np.float64(c.base_ms), np.float64(c.spread_ms), sigma, _NUMPY))
     hi_z, hi_s = (float(v) for v in _log_point(np.float64(c.base_ms + c.delay_ms), np.float64(c.spread_ms), sigma,
                                                _NUMPY))
+    mean_lo = float(c.base_ms) * math.exp(0.5 * sigma * sigma)
+    p, delay = float(c.p_delay), max(float(c.delay_ms), 1e-9)
+    waits = p * float(c.wake_frac)
 
     def cdf(x: float) -> float:
         lx = math.log(x)
-        return ((1.0 - float(c.p_delay)) * 0.5 * (1.0 + math.erf((lx - lo_z) / lo_s * _SQRT1_2))
-                + float(c.p_delay) * 0.5 * (1.0 + math.erf((lx - hi_z) / hi_s * _SQRT1_2)))
+        lo = 0.5 * (1.0 + math.erf((lx - lo_z) / lo_s * _SQRT1_2))
+        hi = 0.5 * (1.0 + math.erf((lx - hi_z) / hi_s * _SQRT1_2))
+        return (1.0 - p) * lo + waits * lo * (1.0 - math.exp(-max(x - mean_lo, 0.0) / delay)) + (p - waits) * hi
 
-    lo, hi = float(c.base_ms) * 0.1, float(c.base_ms + c.delay_ms) * 10.0
-    for _ in range(80):
+    lo, hi = float(c.base_ms) * 0.1, (float(c.base_ms) + 50.0 * delay) * 10.0
+    for _ in range(100):
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
     return math.sqrt(lo * hi)
@@ -445,14 +484,15 @@ def load_energy_j(t: VariantTable, load_s, fk, dt_s: float, xp=None):
     return t.dyn_w_max * fk / t.cores * xp.clip(load_s, None, dt_s)
 
 
-def expected_latency_ms(t: VariantTable, arrays: dict, *, freq_mhz, bg_runnable, rate_hz, noise=1.0, xp=None):
-    """The mean response time an app's performance model expects of every variant: the prediction
-    the measured latency is compared with (the observation's slow-down, with ``noise`` 1), and
+def expected_latency_ms(t: VariantTable, arrays: dict, *, freq_mhz, bg_runnable, rate_hz, deadline_ms, noise=1.0,
+                        xp=None):
+    """The mean response time an app's performance model expects of every variant's served requests: the
+    prediction the measured latency is compared with (the observation's slow-down, with ``noise`` 1), and
     what the greedy heuristics threshold on (with their measured slow-down as ``noise``)."""
     xp = xp or namespace(arrays["latency_ms"], freq_mhz, bg_runnable)
     lat = arrays["latency_ms"] * clock_factor(arrays["compute_bound_frac"], freq_mhz, t.f_max_mhz) * noise
     c = contention(lat, rate_hz, bg_runnable, t.cores, t.threads, t.sched, xp)
-    return (c.base_ms + c.p_delay * c.delay_ms) * math.exp(0.5 * t.sigma * t.sigma)
+    return served_mean_ms(c, deadline_ms, t.sigma, xp)
 
 
 def switch_mem_mb(peak_mem_mb: Sequence[float] | np.ndarray, loaded_peak_mb, overhead_mb: float, killed=False):

@@ -226,15 +226,24 @@ class DevicePhysics:
         saver = battery_saver_cap_mhz(self.device, self.battery_pct(state, exo), exo.plugged)
         return clock_mhz(exo.freq_cap_mhz, self.ladder[state.thermal_level], saver, self.ladder)
 
-    def expected_latency_ms(self, variant: int, freq_mhz: float, bg_runnable: float, rate_hz: float) -> float:
-        """The mean response time the app's profiler model expects of ``variant`` (no noise):
+    def expected_latency_ms(self, variant: int, freq_mhz: float, bg_runnable: float, rate_hz: float,
+                            deadline_ms: float) -> float:
+        """The mean response time the app's profiler model expects of ``variant``'s served requests (no noise):
         :func:`adascale_rl.device.model.expected_latency_ms` for one variant, inlined."""
         _, cb, serial_cb, lat_ref, _, _, _ = self._variant_rows[variant]
         lat = lat_ref * (cb * (self.f_max_mhz / freq_mhz) + serial_cb)
-        p, delay, base, _, _ = self._contention(lat, rate_hz, bg_runnable)
-        return (base + p * delay) * self._sig_corr
+        p, delay, base, _, _, wake_frac = self._contention(lat, rate_hz, bg_runnable)
+        return self._served_mean(base, p, delay, wake_frac, deadline_ms)
 
-    def _contention(self, lat: float, rate: float, b: float) -> tuple[float, float, float, float]:
+    def _served_mean(self, base: float, p: float, delay: float, wake_frac: float, deadline_ms: float) -> float:
+        """:func:`adascale_rl.device.model.served_mean_ms` (scalars)."""
+        wait = delay if delay > 1e-9 else 1e-9
+        tail = math.exp(-deadline_ms / wait)
+        waits = p * wake_frac
+        return (base * self._sig_corr + ((p - waits) * delay + waits * (wait - (deadline_ms + wait) * tail))
+                / (1.0 - waits * tail))
+
+    def _contention(self, lat: float, rate: float, b: float) -> tuple[float, float, float, float, float, float]:
         """:func:`adascale_rl.device.model.contention` for one variant (scalars)."""
         sched = self._sched
         tick = sched.tick_ms
@@ -262,7 +271,7 @@ class DevicePhysics:
             if over > 0.0:
                 q = (sched.wake_wait * over if sched.wake_wait * over < 1.0 else 1.0) * (
                     1.0 - math.exp(-lat / sched.wake_lag_ms))
-                wake = 0.9 * tick if 0.9 * tick < 0.56 * period else 0.56 * period
+                wake = 0.9 * tick
                 shares = b + self._threads - cores
                 shares = 0.0 if shares < 0.0 else 1.0 if shares > 1.0 else shares
                 p_run = shares * (run / tick if run < tick else 1.0)
@@ -282,7 +291,8 @@ class DevicePhysics:
         base = lat + (1.0 - theta) * idle + theta * queue
         wall = lat + extra + (1.0 - theta) * idle
         delay = extra / p if p > 1e-12 else 0.0
-        return p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle
+        wake_frac = (1.0 - theta) * q * wake / extra if theta < 1.0 and extra > 1e-12 else 0.0
+        return p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle, wake_frac
 
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
         """One interval: :mod:`adascale_rl.device.model` for one variant, composed with the device's
@@ -318,8 +328,8 @@ class DevicePhysics:
         oom = mem > mem_avail
         cf = cb * (self.f_max_mhz / freq) + serial_cb
         lat = lat_ref * cf * noise[0]
-        p, delay, base, capacity, spread = self._contention(lat, rate, b_run)
-        mean_ms = (base + p * delay) * self._sig_corr
+        p, delay, base, capacity, spread, wake_frac = self._contention(lat, rate, b_run)
+        mean_ms = self._served_mean(base, p, delay, wake_frac, deadline_ms)
         served = 0.0
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
@@ -331,12 +341,15 @@ class DevicePhysics:
             open_s = dt_s - load_s if loading else dt_s
             if open_s < 0.0:
                 open_s = 0.0
-            served = rate * open_s
-            if capacity * open_s < served:
-                served = capacity * open_s
-            served_frac = served / (rate * dt_s)
-            log_d = math.log(deadline_ms)
+            capped = rate * open_s
+            if capacity * open_s < capped:
+                capped = capacity * open_s
+            wait = delay if delay > 1e-9 else 1e-9
+            waits = p * wake_frac
+            served = capped * (1.0 - waits * math.exp(-deadline_ms / wait))  # less the stale ones (model.serve)
+            issued = rate * dt_s
             # model._log_point() for both points, inlined
+            log_d = math.log(deadline_ms)
             half_s2, ef = self._half_s2, self._ef
             rel = spread / (base * self._sig_corr)
             s2 = math.log(1.0 + ef + rel * rel)
@@ -345,8 +358,12 @@ class DevicePhysics:
             rel = spread / (high * self._sig_corr)
             s2b = math.log(1.0 + ef + rel * rel)
             zb = (log_d - math.log(high) - half_s2 + 0.5 * s2b) / math.sqrt(s2b)
-            within = ((1.0 - p) * 0.5 * (1.0 + erf_scalar(z * _SQRT1_2)) + p * 0.5 * (1.0 + erf_scalar(zb * _SQRT1_2)))
-            serving = _new_tuple(Serving, (served_frac, served_frac * within, mean_ms, served))
+            within_lo = 0.5 * (1.0 + erf_scalar(z * _SQRT1_2))
+            slack = deadline_ms - base * self._sig_corr
+            within_wait = within_lo * (1.0 - math.exp(-slack / wait)) if slack > 0.0 else 0.0
+            within = ((1.0 - p) * within_lo + waits * within_wait
+                      + (p - waits) * 0.5 * (1.0 + erf_scalar(zb * _SQRT1_2)))
+            serving = _new_tuple(Serving, (served / issued, capped / issued * within, mean_ms, served))
         # energy: per served request e_ref x (f / f_max)^k x clock factor x noise; loading keeps one core busy
         dyn_all = self._dyn_all.get(freq)
         if dyn_all is None:

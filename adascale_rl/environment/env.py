@@ -568,7 +568,8 @@ class AdaScaleEnv(gym.Env):
         if not oom and served_frac > 0.0:
             # the app's running estimate of the slow-down its performance model does not explain:
             # log2(measured mean latency / the model's prediction for the context it measured)
-            predicted = self.physics.expected_latency_ms(target, freq_mhz, exo.bg_runnable, exo.request_rate_hz)
+            predicted = self.physics.expected_latency_ms(target, freq_mhz, exo.bg_runnable, exo.request_rate_hz,
+                                                         exo.deadline_ms)
             self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(latency_ms / predicted) - self._slow_ema)
         fb = (latency_ms, target, miss, energy_j, switched, oom, self._slow_ema)  # a Feedback's fields, in order
         obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.bg_runnable, exo.mem_avail_mb,

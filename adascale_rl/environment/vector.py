@@ -261,7 +261,7 @@ class AdaScaleVectorEnv(VectorEnv):
         predicted = model.expected_latency_ms(physics.table, {"latency_ms": self._lat_ref[target],
                                                               "compute_bound_frac": self._cb[target]},
                                               freq_mhz=out.freq_mhz, bg_runnable=exo.bg_runnable,
-                                              rate_hz=exo.request_rate_hz)
+                                              rate_hz=exo.request_rate_hz, deadline_ms=exo.deadline_ms)
         ema = self._ema
         measured = ~out.oom & (serving.served_frac > 0.0)
         ema = np.where(measured, ema + SLOWDOWN_EMA_WEIGHT * (np.log2(out.latency_ms / predicted) - ema), ema)

@@ -183,7 +183,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None):
             runnable = _num(r["bg_cpu_util"]) * env.device.cores
         rate, deadline = float(r["request_rate_hz"]), float(r["deadline_ms"])
         measured = _num(r["latency_mean_ms"])
-        predicted = physics.expected_latency_ms(v, freq, runnable, rate)
+        predicted = physics.expected_latency_ms(v, freq, runnable, rate, deadline)
         o = outcome(physics.table, physics.arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
                     deadline_ms=deadline, dt_s=period)
         err = 100.0 * (predicted / measured - 1.0) if served and measured > 0 else math.nan

@@ -94,6 +94,7 @@ class GreedyPolicy(BasePolicy):
         observation), with the slow-down factor on the isolated service time."""
         return model.expected_latency_ms(self.table, self.arrays, freq_mhz=ctx["freq_mhz"][0, 0],
                                          bg_runnable=ctx["bg_runnable"][0, 0], rate_hz=ctx["rate_hz"][0, 0],
+                                         deadline_ms=ctx["deadline_ms"][0, 0],
                                          noise=self.slowdown() if slowdown is None else slowdown)
 
     def reset(self, env: Any) -> None:

@@ -73,6 +73,6 @@ def slack(table: VariantTable, arrays: dict, ctx: dict, xp=None):
     (``ctx`` as :func:`adascale_rl.environment.observation.decode_planning` gives it)."""
     xp = xp or model.namespace(ctx["freq_mhz"])
     predicted = model.expected_latency_ms(table, arrays, freq_mhz=ctx["freq_mhz"], bg_runnable=ctx["bg_runnable"],
-                                          rate_hz=ctx["rate_hz"], xp=xp)
+                                          rate_hz=ctx["rate_hz"], deadline_ms=ctx["deadline_ms"], xp=xp)
     budget = xp.minimum(ctx["deadline_ms"], 1000.0 / ctx["rate_hz"])
     return xp.clip(xp.log2(budget / predicted) / 4.0, -1.0, 1.0)

@@ -61,7 +61,8 @@ class VariantSlack(BaseFeaturesExtractor):
 
     def predicted_ms(self, ctx: dict) -> th.Tensor:
         return model.expected_latency_ms(self.table, self.tensors(), freq_mhz=ctx["freq_mhz"],
-                                         bg_runnable=ctx["bg_runnable"], rate_hz=ctx["rate_hz"])
+                                         bg_runnable=ctx["bg_runnable"], rate_hz=ctx["rate_hz"],
+                                         deadline_ms=ctx["deadline_ms"])
 
     @staticmethod
     def budget_ms(ctx: dict) -> th.Tensor:

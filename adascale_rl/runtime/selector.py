@@ -127,6 +127,7 @@ class Selector:
         self._own_monitor = False
         self._margin_given = False
         self._period_rate: float | None = None
+        self._period_deadline: float | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -233,6 +234,7 @@ class Selector:
         self._info: dict = {}
         self._period = _Period(self._now())
         self._period_rate: float | None = None
+        self._period_deadline: float | None = None
 
     def _start_monitor(self, pid: int | None, monitor: Any) -> None:
         if monitor is not None:
@@ -270,7 +272,8 @@ class Selector:
                     continue
                 setattr(self, name, float(v))
             if self._decide is not None and self._period_rate is None:
-                self._period_rate = self.rate_hz  # the rate of the period under way, for its miss rate
+                # the mode of the period under way, for its miss rate and its latency prediction
+                self._period_rate, self._period_deadline = self.rate_hz, self.deadline_ms
 
     def report(self, latency_ms: float, *, variant: str | None = None, on_time: bool | None = None,
                energy_mj: float | None = None) -> None:
@@ -395,7 +398,8 @@ class Selector:
             else:
                 energy_j = p.served * self._energy_per_inference_j(ran, f)
             if not p.oom and p.served > 0 and mean > 0:
-                predicted = self.physics.expected_latency_ms(ran, f, b, rate or 10.0)
+                deadline = self._period_deadline or self.deadline_ms
+                predicted = self.physics.expected_latency_ms(ran, f, b, rate or 10.0, deadline or 100.0)
                 self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(mean / predicted) - self._slow_ema)
             self._feedback = Feedback(mean, ran, min(max(miss, 0.0), 1.0), energy_j, self._switched, p.oom,
                                       self._slow_ema)
@@ -404,7 +408,7 @@ class Selector:
                           "served_frac": p.served / issued if issued > 0 else 1.0, "miss_rate": miss}
         self._loaded = ran
         self._period = _Period(now)
-        self._period_rate = self.rate_hz
+        self._period_rate, self._period_deadline = self.rate_hz, self.deadline_ms
 
     def _energy_per_inference_j(self, variant: int, freq_mhz: float) -> float:
         """The performance model's dynamic energy of one inference at this clock (device/model.py, 'energy')."""

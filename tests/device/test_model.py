@@ -80,19 +80,58 @@ def test_derived_devices_slow_by_the_published_co_run_figures_under_full_co_run_
         cat = load_catalog(paths.envs_dir() / "catalogs" / f"{name}.json")
         t = model.VariantTable(d, cat, model.FRAME_SIGMA)
         for rate in (2.0, 10.0):
-            quiet = model.expected_latency_ms(t, t.arrays(), freq_mhz=d.f_max_mhz, bg_runnable=0.0, rate_hz=rate)
+            quiet = model.expected_latency_ms(t, t.arrays(), freq_mhz=d.f_max_mhz, bg_runnable=0.0, rate_hz=rate,
+                                              deadline_ms=1e6)
             full = model.expected_latency_ms(t, t.arrays(), freq_mhz=d.f_max_mhz, bg_runnable=float(d.cores),
-                                             rate_hz=rate)
+                                             rate_hz=rate, deadline_ms=1e6)
             ratio = full / quiet
             assert np.all((ratio >= 1.5) & (ratio <= 3.0)), (name, rate, ratio.min(), ratio.max())
 
 
 def test_serving_counts_the_tail_and_drops_what_the_app_cannot_keep_up_with():
+    """20 % of the requests wait an exponential 4 ms on average for a core at wake-up; the app keeps up with 90 %
+    of them."""
+    c = model.Contention(np.float64(0.2), np.float64(4.0), np.float64(1.0), np.float64(900.0), wake_frac=1.0)
+    s = model.serve(c, np.float64(1000.0), np.float64(2.5), 1.0, 1.0, 0.1)
+    stale = 0.2 * math.exp(-2.5 / 4.0)  # waited past the deadline before service: dropped
+    assert float(s.served_frac) == pytest.approx(0.9 * (1.0 - stale))
+    late = math.exp(-(2.5 - math.exp(0.005)) / 4.0)  # the wait outlasts what the undelayed mean leaves
+    assert float(s.on_time_frac) == pytest.approx(0.9 * (0.8 + 0.2 * (1.0 - late)), abs=1e-6)
+    # the mean of the served ones: the delayed ones that were served waited E[W; W <= 2.5] among them
+    waited = 4.0 - (2.5 + 4.0) * math.exp(-2.5 / 4.0)
+    assert float(s.mean_ms) == pytest.approx(math.exp(0.005) + 0.2 * waited / (1.0 - stale))
+    assert float(s.mean_ms) < (1.0 + 0.2 * 4.0) * math.exp(0.005)  # below the mean of every request
+
+
+def test_a_preempted_request_is_late_not_dropped():
+    """Delay that is preemption while running (wake_frac 0): a point 4 ms later, every such request served."""
     c = model.Contention(np.float64(0.2), np.float64(4.0), np.float64(1.0), np.float64(900.0))
     s = model.serve(c, np.float64(1000.0), np.float64(2.5), 1.0, 1.0, 0.1)
     assert float(s.served_frac) == pytest.approx(0.9)
     assert float(s.on_time_frac) == pytest.approx(0.9 * 0.8, abs=1e-6)  # the delayed 20 % are late
-    assert float(s.mean_ms) == pytest.approx(1.8 * math.exp(0.005))
+    assert float(s.mean_ms) == pytest.approx(math.exp(0.005) + 0.2 * 4.0)
+
+
+def test_contention_says_which_delay_is_a_wait_at_wake_up():
+    sched = model.Scheduler()
+    sleeper = model.contention(np.float64(0.4), np.float64(400.0), np.float64(4.0), 2.0, 1.0, sched)
+    assert 0.5 < float(sleeper.wake_frac) <= 1.0  # a short run: its delay is mostly the wait for a core
+    busy = model.contention(np.float64(0.4), np.float64(1e9), np.float64(4.0), 2.0, 1.0, sched)
+    assert float(busy.wake_frac) == 0.0 and float(busy.p_delay) > 0.0  # back to back: preempted while running
+    quiet = model.contention(np.float64(0.4), np.float64(400.0), np.float64(0.0), 2.0, 1.0, sched)
+    assert float(quiet.wake_frac) == 0.0 and float(quiet.p_delay) == 0.0
+
+
+def test_the_delay_tail_is_exponential_whatever_the_deadline():
+    """Among delayed requests, the share still within the deadline grows as 1 - exp(-slack / mean delay), and
+    the quantiles of :func:`model.response_quantile` are those of that mixture."""
+    c = model.Contention(np.float64(1.0), np.float64(3.6), np.float64(0.5), np.float64(1e6), wake_frac=1.0)
+    mean_lo = 0.5 * math.exp(0.005)
+    for d in (1.0, 2.5, 5.0, 16.0):
+        s = model.serve(c, np.float64(60.0), np.float64(d), 1.0, 1.0, 0.1)
+        assert float(s.on_time_frac) == pytest.approx(1.0 - math.exp(-(d - mean_lo) / 3.6), abs=1e-6), d
+        q = model.response_quantile(c, 1.0 - math.exp(-(d - mean_lo) / 3.6), 0.1)
+        assert q == pytest.approx(d, rel=1e-3), d
 
 
 def _random_case(rng, physics):

@@ -197,7 +197,8 @@ def test_slowdown_average_is_measured_latency_over_the_models_prediction(fixture
         obs, _, _, _, info = env.step(0)
         i = env.catalog.index(info["variant"])
         predicted = model.expected_latency_ms(t, t.arrays(), freq_mhz=info["freq_mhz"],
-                                              bg_runnable=info["bg_runnable"], rate_hz=rate)[i]
+                                              bg_runnable=info["bg_runnable"], rate_hz=rate,
+                                              deadline_ms=info["deadline_ms"])[i]
         ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / predicted) - ema)
         assert env.encoder.decode(obs)["slowdown_ema_log2"] == pytest.approx(ema, abs=1e-5)
 
@@ -225,7 +226,7 @@ def test_every_observation_field_is_computed_from_what_a_device_measures(env_id)
         i = env.catalog.index(info["variant"])
         if not info["oom"] and info["served_frac"] > 0:
             pred = model.expected_latency_ms(t, t.arrays(), freq_mhz=info["freq_mhz"], bg_runnable=exo.bg_runnable,
-                                             rate_hz=exo.request_rate_hz)[i]
+                                             rate_hz=exo.request_rate_hz, deadline_ms=exo.deadline_ms)[i]
             ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / pred) - ema)
         reading = {"freq_mhz": info["freq_mhz"], "bg_cpu_util": exo.bg_cpu_util, "bg_runnable": exo.bg_runnable,
                    "mem_avail_mb": exo.mem_avail_mb,

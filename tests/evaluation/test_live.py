@@ -168,7 +168,7 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
     s2r = {row["policy"]: row for row in _rows(out / "sim2real.csv")}
     assert set(s2r) == {"static-largest", "greedy"} and {row["runs"] for row in s2r.values()} == {"2"}
     for row in s2r.values():
-        assert float(row["live_return"]) == pytest.approx(float(results[row["policy"]]["mean_return"]), rel=1e-6)
+        assert float(row["live_return"]) == pytest.approx(float(results[row["policy"]]["mean_return"]), rel=1e-5, abs=1e-5)
         assert row["sim_return"] not in ("", "nan") and int(row["intervals"]) > 0
         assert float(row["latency_err_median_pct"]) >= 0.0
     assert sorted(int(row["live_rank"]) for row in s2r.values()) == [1, 2]

@@ -36,7 +36,7 @@ def test_variant_slack_is_the_performance_models_prediction(fixture_spec):
     for row, p in zip(batch.astype(np.float64), pred):
         d = env.encoder.decode(row)
         expect = model.expected_latency_ms(t, t.arrays(), freq_mhz=d["freq_mhz"], bg_runnable=d["bg_runnable"],
-                                           rate_hz=d["request_rate_hz"])
+                                           rate_hz=d["request_rate_hz"], deadline_ms=d["deadline_ms"])
         np.testing.assert_allclose(p, expect, rtol=2e-5)
     out = ext(th.as_tensor(batch))
     assert out.shape == (len(batch), env.observation_space.shape[0] + len(env.catalog))
