@@ -290,9 +290,9 @@ def test_a_folder_in_the_working_directory_does_not_shadow_a_shipped_dataset(tmp
     here = tmp_path / "mine"
     (here / "rpi4-sim-v2").mkdir(parents=True)
     doc = yaml.safe_load(find_spec("Rpi4-Vision").path.read_text())
-    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v1"}))
+    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v2"}))
     assert find_spec(str(here / "Mine.yaml")).dataset_path() == (here / "rpi4-sim-v2").resolve()
-    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v1", "dataset": "nope-v1"}))
+    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v2", "dataset": "nope-v1"}))
     with pytest.raises(FileNotFoundError, match="neither next to the spec"):
         find_spec(str(here / "Bad.yaml")).dataset_path()
 
