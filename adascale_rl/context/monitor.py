@@ -1,7 +1,12 @@
-"""The live resource context of this machine, read with psutil.
+"""The live resource context of this machine, read from procfs on Linux and with psutil elsewhere.
 
 :class:`Monitor` turns the operating system's counters into the context fields of
-:mod:`adascale_rl.context.schema`. What the platform does not expose is reported
+:mod:`adascale_rl.context.schema`. On Linux and Android the CPU times and the available
+memory are parsed from procfs directly, one read of each file (``/proc/stat``'s aggregate
+``cpu`` line, ``/proc/<pid>/stat``'s utime and stime, ``/proc/meminfo``'s MemAvailable), in
+the units psutil gives (seconds, bytes) and at a fraction of its cost; psutil reads the same
+files, and is used instead on other platforms and whenever a file is unreadable or
+malformed. What the platform does not expose is reported
 as ``None`` -- a VM has no battery, no temperature sensor and often no cpufreq --
 never as an invented value. ``request_rate_hz`` and ``deadline_ms`` belong to the
 app, not to the machine, so the monitor always reports them as ``None``;
@@ -46,7 +51,7 @@ from adascale_rl.context import schema
 
 #: sysfs folder holding the per-CPU cpufreq directories on Linux
 SYSFS_CPU = "/sys/devices/system/cpu"
-#: procfs root holding stat and <pid>/task/<tid>/stat (Linux, Android)
+#: procfs root holding stat, meminfo, <pid>/stat and <pid>/task/<tid>/stat (Linux, Android)
 PROC = "/proc"
 #: run-queue samples per second for live use (the recorder's rate): 20 per 1 s period.
 #: Derivation: one sample (:meth:`Monitor.bg_runnable_now`) costs ~40 us plus ~7 us per
@@ -55,6 +60,16 @@ PROC = "/proc"
 #: than 60 threads; the mean of 20 independent samples has a standard error of
 #: 1/sqrt(20) = 0.22 of one sample's.
 RUNNABLE_HZ = 20.0
+#: clock ticks per second: the unit of procfs CPU times (psutil divides by the same ``SC_CLK_TCK``)
+try:
+    CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):  # pragma: no cover - not a POSIX system: procfs is not read
+    CLOCK_TICKS = 100
+#: the fields of /proc/stat's cpu line psutil reads (user nice system idle iowait irq softirq steal guest
+#: guest_nice); a newer kernel's extra fields are ignored by both
+_CPU_FIELDS = 10
+_MEM_AVAILABLE = re.compile(rb"^MemAvailable:[ \t]+(\d+) kB$", re.MULTILINE)
+_MEM_TOTAL = re.compile(rb"^MemTotal:[ \t]+(\d+) kB$", re.MULTILINE)
 #: highest sampling rate accepted (assumption): above ~1 kHz the sampler's own reads
 #: (tens of us each) would take a visible share of a core and perturb what it measures
 MAX_RUNNABLE_HZ = 1000.0
@@ -109,6 +124,56 @@ def parse_procs_running(stat: bytes) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def parse_cpu_times(stat: bytes) -> tuple[float, float] | None:
+    """(all cores' CPU seconds, idle seconds) from the aggregate ``cpu`` line of ``/proc/stat``, or None if it
+    has no well-formed one.
+
+    As psutil's ``cpu_times()`` adds up: the first ten fields in clock ticks over ``SC_CLK_TCK``;
+    guest and guest_nice are left out of the total (the kernel already counts them in user and
+    nice); idle is idle + iowait.
+    """
+    end = stat.find(b"\n")
+    line = stat if end < 0 else stat[:end]
+    if not line.startswith(b"cpu "):
+        return None
+    fields = line.split()[1:_CPU_FIELDS + 1]
+    if len(fields) < 4 or not all(f.isdigit() for f in fields):
+        return None
+    ticks = [int(f) for f in fields]
+    total = sum(ticks) - sum(ticks[8:10])  # guest, guest_nice
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle, iowait
+    return total / CLOCK_TICKS, idle / CLOCK_TICKS
+
+
+def parse_process_cpu_s(stat: bytes) -> float | None:
+    """A process's own CPU seconds (utime + stime) from the text of ``/proc/<pid>/stat``, or None if malformed.
+
+    The fields are counted after the *last* ``)``, as the command name may hold spaces and
+    parentheses; utime and stime are the 14th and 15th fields of proc(5), in clock ticks
+    (psutil's ``Process.cpu_times()`` user + system).
+    """
+    j = stat.rfind(b")")
+    if j < 0:
+        return None
+    fields = stat[j + 1:].split()
+    if len(fields) < 13 or not (fields[11].isdigit() and fields[12].isdigit()):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def parse_mem_available(meminfo: bytes) -> int | None:
+    """MemAvailable of ``/proc/meminfo`` in bytes (kB x 1024, as psutil), or None when it is missing, 0 or above
+    MemTotal (cases where psutil estimates the figure instead; the caller asks psutil)."""
+    m = _MEM_AVAILABLE.search(meminfo)
+    t = _MEM_TOTAL.search(meminfo)
+    if m is None or t is None:
+        return None
+    avail, total = int(m.group(1)), int(t.group(1))
+    if avail <= 0 or avail > total:
+        return None
+    return avail * 1024
+
+
 def task_state(stat: bytes) -> str | None:
     """The one-letter state of a ``/proc/<pid>/task/<tid>/stat`` text (``R`` = runnable), or None if malformed.
 
@@ -144,9 +209,10 @@ def _read_bytes(path: str, limit: int = 1 << 20) -> bytes | None:
         os.close(fd)
 
 
-def procs_running(proc_root: str | os.PathLike = PROC) -> int | None:
-    """All runnable threads of the machine (``/proc/stat`` ``procs_running``), or None where unreadable."""
-    text = _read_bytes(os.path.join(proc_root, "stat"))
+def procs_running(proc_root: str | os.PathLike = PROC, stat: bytes | None = None) -> int | None:
+    """All runnable threads of the machine (``/proc/stat`` ``procs_running``), or None where unreadable.
+    ``stat``: the text of ``/proc/stat`` if the caller has just read it."""
+    text = _read_bytes(os.path.join(proc_root, "stat")) if stat is None else stat
     return None if text is None else parse_procs_running(text)
 
 
@@ -269,7 +335,9 @@ class Monitor:
     sysfs_cpu:
         Where the cpufreq files live (default ``/sys/devices/system/cpu``).
     proc_root:
-        Where procfs is mounted (default ``/proc``), read for ``bg_runnable``.
+        Where procfs is mounted (default ``/proc``): ``stat``, ``<pid>/stat`` and ``meminfo`` for
+        the CPU shares and the available memory (psutil where one is unreadable), and
+        ``<pid>/task`` for ``bg_runnable``.
     runnable_hz:
         If given, :meth:`start` (or ``with monitor:``) runs a daemon thread that
         samples the run queue this many times a second, and each :meth:`read`
@@ -287,6 +355,9 @@ class Monitor:
         self.ncpu = psutil.cpu_count() or 1
         self.sysfs_cpu = Path(sysfs_cpu)
         self.proc_root = os.fspath(proc_root)
+        self._stat_path = os.path.join(self.proc_root, "stat")
+        self._pid_stat_path = os.path.join(self.proc_root, str(self.process.pid), "stat")
+        self._meminfo_path = os.path.join(self.proc_root, "meminfo")
         # the thread that reads /proc/stat is runnable and counted there; it is among the
         # monitored process's R threads only when that process is this one
         self._reader_outside = 0 if self.process.pid == os.getpid() else 1
@@ -295,22 +366,48 @@ class Monitor:
 
     # ------------------------------------------------------------------ CPU
 
-    def _cpu_counters(self) -> tuple[float, float, float, float]:
-        """(monotonic time, all cores' total CPU seconds, busy CPU seconds, this process's CPU seconds)."""
+    def cpu_times(self, stat: bytes | None = None) -> tuple[float, float]:
+        """(all cores' CPU seconds, idle seconds) since boot: ``/proc/stat`` (its text ``stat`` if the caller has
+        just read it), else psutil. The same figures either way (see :func:`parse_cpu_times`)."""
+        if stat is None:
+            stat = _read_bytes(self._stat_path)
+        parsed = None if stat is None else parse_cpu_times(stat)
+        if parsed is not None:
+            return parsed
         t = psutil.cpu_times()
         total = sum(t)
         # guest time is already counted in user/nice on Linux (psutil does the same)
         total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
-        idle = t.idle + getattr(t, "iowait", 0.0)
+        return total, t.idle + getattr(t, "iowait", 0.0)
+
+    def own_cpu_s(self) -> float:
+        """The monitored process's CPU seconds (user + system): ``/proc/<pid>/stat``, else psutil; 0 once it
+        has ended or cannot be read."""
+        stat = _read_bytes(self._pid_stat_path, 4096)
+        own = None if stat is None else parse_process_cpu_s(stat)
+        if own is not None:
+            return own
         try:
             p = self.process.cpu_times()
-            own = p.user + p.system
+            return p.user + p.system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            own = 0.0
+            return 0.0
+
+    def mem_available_bytes(self) -> int:
+        """Memory available to a new app without swapping: ``/proc/meminfo`` MemAvailable, else psutil's
+        ``virtual_memory().available`` (which also estimates it where the kernel does not tell)."""
+        text = _read_bytes(self._meminfo_path)
+        avail = None if text is None else parse_mem_available(text)
+        return avail if avail is not None else psutil.virtual_memory().available
+
+    def _cpu_counters(self, stat: bytes | None = None) -> tuple[float, float, float, float]:
+        """(monotonic time, all cores' total CPU seconds, busy CPU seconds, this process's CPU seconds)."""
+        total, idle = self.cpu_times(stat)
+        own = self.own_cpu_s()
         return time.monotonic(), total, total - idle, own
 
-    def _cpu_shares(self) -> tuple[float, float, float, float]:
-        now = self._cpu_counters()
+    def _cpu_shares(self, stat: bytes | None = None) -> tuple[float, float, float, float]:
+        now = self._cpu_counters(stat)
         if now[1] - self._last[1] <= 0:
             # no clock tick elapsed since the last read: wait for one rather than report 0
             time.sleep(0.05)
@@ -328,9 +425,10 @@ class Monitor:
 
     # ------------------------------------------------------------------ run queue
 
-    def bg_runnable_now(self) -> float | None:
-        """One instantaneous sample of the background run queue, or None where procfs does not tell."""
-        total = procs_running(self.proc_root)
+    def bg_runnable_now(self, stat: bytes | None = None) -> float | None:
+        """One instantaneous sample of the background run queue, or None where procfs does not tell (``stat``:
+        the text of ``/proc/stat`` if the caller has just read it)."""
+        total = procs_running(self.proc_root, stat)
         if total is None:
             return None
         own = running_threads(self.process.pid, self.proc_root)
@@ -368,12 +466,12 @@ class Monitor:
         self.stop()
         return False
 
-    def _bg_runnable(self) -> float | None:
+    def _bg_runnable(self, stat: bytes | None = None) -> float | None:
         if self.sampling:
             mean, n = self._sampler.take()
             if n:
                 return mean
-        return self.bg_runnable_now()
+        return self.bg_runnable_now(stat)
 
     # ------------------------------------------------------------------ clocks
 
@@ -459,12 +557,13 @@ class Monitor:
 
     def read(self) -> Reading:
         """A full reading; CPU figures cover the time since the previous read."""
-        d_wall, total, own, bg = self._cpu_shares()
+        stat = _read_bytes(self._stat_path)  # one read for the CPU times and a run-queue sample
+        d_wall, total, own, bg = self._cpu_shares(stat)
         pct, plugged = self.battery()
         return Reading(
             time_s=time.monotonic(), interval_s=d_wall, bg_cpu_util=bg, cpu_util=total, self_cpu_util=own,
-            bg_runnable=self._bg_runnable(),
-            mem_avail_mb=psutil.virtual_memory().available / 2**20,
+            bg_runnable=self._bg_runnable(stat),
+            mem_avail_mb=self.mem_available_bytes() / 2**20,
             freq_cap_mhz=self.freq_cap_mhz(), freq_mhz=self.freq_mhz(),
             battery_pct=pct, plugged=plugged, soc_temp_c=self.soc_temp_c(),
         )
@@ -488,10 +587,19 @@ class Monitor:
             runnable = ("/proc/stat procs_running minus the monitored process's R threads "
                         "(/proc/<pid>/task/*/stat), " + ("one sample per read" if self._sampler is None else
                                                          f"mean of {self._sampler.hz:g} Hz samples once started"))
+        stat = _read_bytes(self._stat_path)
+        total_src = ("/proc/stat cpu line" if stat is not None and parse_cpu_times(stat) is not None else
+                     "psutil.cpu_times()")
+        pid_stat = _read_bytes(self._pid_stat_path, 4096)
+        own_src = ("/proc/<pid>/stat utime + stime" if pid_stat is not None and parse_process_cpu_s(pid_stat)
+                   is not None else "psutil.Process.cpu_times()")
+        meminfo = _read_bytes(self._meminfo_path)
+        mem_src = ("/proc/meminfo MemAvailable" if meminfo is not None and parse_mem_available(meminfo) is not None
+                   else "psutil.virtual_memory().available")
         return {
-            "bg_cpu_util": "psutil.cpu_times() minus psutil.Process.cpu_times() of the monitored process",
+            "bg_cpu_util": f"{total_src} minus {own_src} of the monitored process",
             "bg_runnable": runnable,
-            "mem_avail_mb": "psutil.virtual_memory().available",
+            "mem_avail_mb": mem_src,
             "freq_cap_mhz": ("cpufreq scaling_max_freq" if caps else
                              "psutil.cpu_freq().max" if f is not None and f.max and f.max > 0 else None),
             "freq_mhz": ("cpufreq scaling_cur_freq" if cur_sysfs else
