@@ -338,6 +338,11 @@ class Monitor:
         Where procfs is mounted (default ``/proc``): ``stat``, ``<pid>/stat`` and ``meminfo`` for
         the CPU shares and the available memory (psutil where one is unreadable), and
         ``<pid>/task`` for ``bg_runnable``.
+    clock_reuse_s:
+        Where sysfs has no cpufreq (a VM, macOS, Windows) the clock comes from
+        ``psutil.cpu_freq()``, which on Linux reads and parses ``/proc/cpuinfo`` (~70 us on the
+        dev VM, a large share of a read); a clock read that way is reused for this many seconds
+        (default 0: read every time). A sysfs cpufreq clock, where it exists, is read every time.
     runnable_hz:
         If given, :meth:`start` (or ``with monitor:``) runs a daemon thread that
         samples the run queue this many times a second, and each :meth:`read`
@@ -350,7 +355,7 @@ class Monitor:
     """
 
     def __init__(self, pid: int | None = None, *, sysfs_cpu: str | os.PathLike = SYSFS_CPU,
-                 proc_root: str | os.PathLike = PROC, runnable_hz: float | None = None):
+                 proc_root: str | os.PathLike = PROC, runnable_hz: float | None = None, clock_reuse_s: float = 0.0):
         self.process = psutil.Process(pid)
         self.ncpu = psutil.cpu_count() or 1
         self.sysfs_cpu = Path(sysfs_cpu)
@@ -358,6 +363,8 @@ class Monitor:
         self._stat_path = os.path.join(self.proc_root, "stat")
         self._pid_stat_path = os.path.join(self.proc_root, str(self.process.pid), "stat")
         self._meminfo_path = os.path.join(self.proc_root, "meminfo")
+        self.clock_reuse_s = float(clock_reuse_s)
+        self._psutil_clock: tuple[float, object] | None = None  # (monotonic time read, psutil.cpu_freq())
         # the thread that reads /proc/stat is runnable and counted there; it is among the
         # monitored process's R threads only when that process is this one
         self._reader_outside = 0 if self.process.pid == os.getpid() else 1
@@ -485,28 +492,36 @@ class Monitor:
         values = [v for d in self._cpufreq_dirs() if (v := _read_khz(str(d / filename))) is not None]
         return max(values) if values else None
 
+    def _cpu_freq(self):
+        """``psutil.cpu_freq()`` (None where it fails), reused for ``clock_reuse_s`` seconds after a read."""
+        now = time.monotonic()
+        cached = self._psutil_clock
+        if cached is not None and now - cached[0] < self.clock_reuse_s:
+            return cached[1]
+        try:
+            f = psutil.cpu_freq()
+        except (OSError, NotImplementedError, AttributeError):
+            f = None
+        self._psutil_clock = (now, f)
+        return f
+
     def freq_cap_mhz(self) -> float | None:
         """The clock cap: highest ``scaling_max_freq``, else psutil's hardware maximum, else None."""
         cap = self._sysfs_max("scaling_max_freq")
         if cap is not None:
             return cap
-        try:
-            f = psutil.cpu_freq()
-        except (OSError, NotImplementedError, AttributeError):
-            f = None
+        f = self._cpu_freq()
         if f is not None and f.max and f.max > 0:
             return float(f.max)
         return None
 
     def freq_mhz(self) -> float | None:
-        """The current clock (highest ``scaling_cur_freq``, else psutil), or None."""
+        """The current clock (highest ``scaling_cur_freq``, read every time; else psutil's, which may be up to
+        ``clock_reuse_s`` old), or None."""
         cur = self._sysfs_max("scaling_cur_freq")
         if cur is not None:
             return cur
-        try:
-            f = psutil.cpu_freq()
-        except (OSError, NotImplementedError, AttributeError):
-            f = None
+        f = self._cpu_freq()
         if f is not None and f.current and f.current > 0:
             return float(f.current)
         return None
@@ -575,10 +590,7 @@ class Monitor:
     def sensors(self) -> dict[str, str | None]:
         """Where each reading comes from on this machine; ``None`` for what is missing."""
         caps = self._sysfs_max("scaling_max_freq") is not None
-        try:
-            f = psutil.cpu_freq()
-        except (OSError, NotImplementedError, AttributeError):
-            f = None
+        f = self._cpu_freq()
         pct, plugged = self.battery()
         temp = self.soc_temp_c()
         cur_sysfs = self._sysfs_max("scaling_cur_freq") is not None

@@ -478,3 +478,22 @@ def test_procfs_reads_agree_with_psutil_on_this_machine():
         assert min(mem_a, mem_b) - 8 * 2**20 <= mem_d <= max(mem_a, mem_b) + 8 * 2**20, (mem_a, mem_d, mem_b)
         _busy(0.01)
 
+
+def test_a_clock_from_psutil_is_reused_for_clock_reuse_s_a_sysfs_clock_is_read_every_time(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(psutil, "cpu_freq",
+                        lambda: calls.append(1) or SimpleNamespace(current=2000.0 + len(calls), min=0.0, max=0.0))
+    every = Monitor(sysfs_cpu=tmp_path / "none")
+    assert [every.freq_mhz() for _ in range(3)] == [2001.0, 2002.0, 2003.0], "default: read every time"
+    calls.clear()
+    cached = Monitor(sysfs_cpu=tmp_path / "none", clock_reuse_s=30.0)
+    assert [cached.freq_mhz() for _ in range(3)] == [2001.0] * 3 and len(calls) == 1
+    cached._psutil_clock = (time.monotonic() - 31.0, cached._psutil_clock[1])  # 31 s later
+    assert cached.freq_mhz() == 2002.0 and len(calls) == 2
+    d = tmp_path / "sysfs" / "cpufreq" / "policy0"
+    d.mkdir(parents=True)
+    sysfs = Monitor(sysfs_cpu=tmp_path / "sysfs", clock_reuse_s=30.0)
+    for khz in (1200000, 1800000):
+        (d / "scaling_cur_freq").write_text(f"{khz}\n")
+        assert sysfs.freq_mhz() == pytest.approx(khz / 1000)
+    assert len(calls) == 2, "psutil is not asked where sysfs has the clock"
