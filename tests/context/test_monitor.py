@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from adascale_rl.context import schema
 from adascale_rl.context.monitor import (
-    CLOCK_TICKS, Monitor, Reading, RunQueueSampler, parse_cpu_times, parse_mem_available, parse_procs_running,
-    parse_process_cpu_s, procs_running, running_threads, summary, task_state,
+    CLOCK_TICKS, Monitor, ProcFile, Reading, RunQueueSampler, ThreadStates, parse_cpu_times, parse_mem_available,
+    parse_procs_running, parse_process_cpu_s, procs_running, running_threads, summary, task_state,
 )
 
 CONTEXT_KEYS = [n for n in schema.NAMES if n != "t_s"]
@@ -497,3 +497,64 @@ def test_a_clock_from_psutil_is_reused_for_clock_reuse_s_a_sysfs_clock_is_read_e
         (d / "scaling_cur_freq").write_text(f"{khz}\n")
         assert sysfs.freq_mhz() == pytest.approx(khz / 1000)
     assert len(calls) == 2, "psutil is not asked where sysfs has the clock"
+
+
+# --------------------------------------------------------------------------- files kept open between reads
+
+
+def test_a_kept_open_file_reads_its_current_text_whole_and_reopens_after_an_error(tmp_path):
+    f = tmp_path / "stat"
+    assert ProcFile(str(f)).read() is None, "missing: None"
+    f.write_text("cpu  1 2 3 4\n")
+    pf = ProcFile(str(f))
+    assert pf.read() == b"cpu  1 2 3 4\n"
+    f.write_text("cpu  5 6 7 8\n")  # procfs regenerates the text at every read from offset 0
+    assert pf.read() == b"cpu  5 6 7 8\n"
+    big = "x" * 70000 + "\nprocs_running 3\n"  # more than the first buffer: read whole all the same
+    f.write_text(big)
+    assert pf.read() == big.encode() and pf.read() == big.encode()
+    os.close(pf._fd)  # an error on the kept descriptor (here: closed behind its back) reopens the file
+    assert pf.read() == big.encode()
+    pf.close()
+    f.unlink()
+    assert pf.read() is None
+
+
+def test_kept_open_thread_files_count_running_threads_and_follow_threads_that_come_and_go(tmp_path):
+    me = 4242
+    root = fake_proc(tmp_path / "proc", 3, {me: ["R", "S", "R"]})
+    states = ThreadStates(me, root)
+    assert states.running() == running_threads(me, root) == 2
+    assert len(states._fds) == 3
+    task = root / str(me) / "task"
+    (task / str(me + 1) / "stat").write_text(f"{me + 1} (w) R 1\n")  # a thread starts running
+    (task / str(me + 2) / "stat").unlink()
+    (task / str(me + 2)).rmdir()  # a thread ends
+    assert states.running() == running_threads(me, root) == 2
+    assert sorted(states._fds) == [str(me), str(me + 1)], "the ended thread's file is closed"
+    fake_proc(root, 3, {me: ["R", "R", "S", "R", "D"]})  # new threads
+    assert states.running() == 3 and len(states._fds) == 5
+    states.MAX_OPEN = 2  # beyond the cap, threads are read through their path at every count
+    states.close()
+    assert states.running() == 3 and len(states._fds) == 2
+    assert ThreadStates(me + 99, root).running() is None, "no task folder: None"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.access("/proc/stat", os.R_OK),
+                    reason="no procfs on this platform")
+def test_kept_open_files_read_live_procfs():
+    assert ProcFile("/proc/stat").read().startswith(b"cpu ")
+    states = ThreadStates(os.getpid())
+    for _ in range(3):
+        assert states.running() >= 1, "the counting thread itself is running"
+    done = threading.Event()
+    t = threading.Thread(target=done.wait)
+    t.start()
+    try:
+        states.running()
+        assert str(t.native_id) in states._fds
+    finally:
+        done.set()
+        t.join()
+    states.running()
+    assert str(t.native_id) not in states._fds, "an ended thread's file is closed"
