@@ -55,10 +55,10 @@ SYSFS_CPU = "/sys/devices/system/cpu"
 #: procfs root holding stat, meminfo, <pid>/stat and <pid>/task/<tid>/stat (Linux, Android)
 PROC = "/proc"
 #: run-queue samples per second for live use (the recorder's rate): 20 per 1 s period.
-#: Derivation: one sample (:meth:`Monitor.bg_runnable_now`) costs ~40 us plus ~7 us per
-#: thread of the monitored process (measured on the 2-vCPU dev VM: median 37 us at 2
-#: threads, 0.3 ms at 41), so 20 Hz takes under 1 % of one core for an app with fewer
-#: than 60 threads; the mean of 20 independent samples has a standard error of
+#: Derivation: one sample (:meth:`Monitor.bg_runnable_now`) costs ~20 us plus ~4 us per
+#: thread of the monitored process (measured on the 2-vCPU dev VM, files kept open: median
+#: 25 us at 2 threads, 0.18 ms at 41), so 20 Hz takes under 1 % of one core for an app with
+#: fewer than 100 threads; the mean of 20 independent samples has a standard error of
 #: 1/sqrt(20) = 0.22 of one sample's.
 RUNNABLE_HZ = 20.0
 #: clock ticks per second: the unit of procfs CPU times (psutil divides by the same ``SC_CLK_TCK``)
