@@ -314,9 +314,8 @@ class ThreadStates:
                 text = self._stat(tid)
                 if text is not None and task_state(text) == "R":
                     n += 1
-            if len(self._fds) > len(tids):
-                for tid in set(self._fds).difference(tids):
-                    os.close(self._fds.pop(tid))
+            for tid in self._fds.keys() - set(tids):  # threads that ended
+                os.close(self._fds.pop(tid))
             return n
 
     def close(self) -> None:

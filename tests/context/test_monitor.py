@@ -532,6 +532,13 @@ def test_kept_open_thread_files_count_running_threads_and_follow_threads_that_co
     (task / str(me + 2)).rmdir()  # a thread ends
     assert states.running() == running_threads(me, root) == 2
     assert sorted(states._fds) == [str(me), str(me + 1)], "the ended thread's file is closed"
+    (task / str(me + 1) / "stat").unlink()
+    (task / str(me + 1)).rmdir()  # one thread ends and another starts: as many threads as before
+    (task / str(me + 7)).mkdir()
+    (task / str(me + 7) / "stat").write_text(f"{me + 7} (w) R 1\n")
+    assert states.running() == 2 and sorted(states._fds) == [str(me), str(me + 7)]
+    (task / str(me + 7) / "stat").unlink()
+    (task / str(me + 7)).rmdir()
     fake_proc(root, 3, {me: ["R", "R", "S", "R", "D"]})  # new threads
     assert states.running() == 3 and len(states._fds) == 5
     states.MAX_OPEN = 2  # beyond the cap, threads are read through their path at every count
@@ -556,5 +563,9 @@ def test_kept_open_files_read_live_procfs():
     finally:
         done.set()
         t.join()
+    end = time.monotonic() + 10
+    while str(t.native_id) in os.listdir(states.task_dir):  # the OS thread may outlive join() for a moment
+        assert time.monotonic() < end
+        time.sleep(0.005)
     states.running()
     assert str(t.native_id) not in states._fds, "an ended thread's file is closed"
