@@ -221,6 +221,10 @@ class _Compiler:
     # ---------------------------------------------------------------- code
     def const(self, c: Any, vector_operand: bool, shape: tuple | None = None) -> str:
         a = np.asarray(c)
+        if a.size == 1 and vector_operand and shape is not None and int(np.prod(shape)) > 1:
+            # a number in an operation on arrays, stored in the operation's shape: a ufunc on operands of one
+            # shape takes numpy's trivial-loop path (~15 ns a call less than broadcasting a 0-d array)
+            a = np.broadcast_to(a.reshape(()), shape)
         if a.size == 1:
             a = a.reshape(())
             if not vector_operand:
@@ -304,7 +308,7 @@ class _Compiler:
 
     def compile(self) -> str:
         self.allocate()
-        self.emit("_copyto(X, obs)", 1)
+        self.emit("X[...] = obs", 1)
         self.emit("row = X[0].tolist()", 1)
         for u in self.units():
             if self.nodes[u[0]][0] == "input":
@@ -365,10 +369,10 @@ class _Compiler:
                 at += w
         elif op == "f32":
             self.ns[f"w{i}"] = np.zeros(shape, dtype=np.float32)
-            self.emit(f"_copyto(w{i}, {self.ref(args[0], True, shape)}, casting='same_kind')")
-            self.emit(f"_copyto({name}, w{i})")
+            self.emit(f"w{i}[...] = {self.ref(args[0], True, shape)}")
+            self.emit(f"{name}[...] = w{i}")
         else:
-            self.emit(_ufunc_call(op, [self.ref(a, True, shape) for a in args], name))
+            self.emit(self.ufunc_call(op, [self.ref(a, True, shape) for a in args], name))
 
     def emit_where(self, out: str, args: Sequence[Any], shape: tuple, i: int) -> None:
         cond, a, b = args
@@ -415,9 +419,9 @@ class _Compiler:
     def emit_select(self, out: str, c: str, a: str, b: str, scalar_cond: bool) -> None:
         """``out = where(c, a, b)``: one copy when the condition is one element, two otherwise."""
         if scalar_cond:
-            self.emit(f"_copyto({out}, {a} if {c} else {b})")
+            self.emit(f"{out}[...] = {a} if {c} else {b}")
         else:
-            self.emit(f"_copyto({out}, {b})")
+            self.emit(f"{out}[...] = {b}")
             self.emit(f"_copyto({out}, {a}, where={c})")
 
     def pack_operand(self, a0: Any, a1: Any, shape2: tuple) -> str:
@@ -427,7 +431,7 @@ class _Compiler:
                 if t is None:
                     t = self._tiled[a0.id] = f"t{a0.id}"
                     self.ns[t] = np.zeros(shape2, dtype=a0.value.dtype)
-                    self.emit(f"_copyto({t}, v{a0.id})")
+                    self.emit(f"{t}[...] = v{a0.id}")
                 return t
             return self.ref(a0, True, shape2)
         if isinstance(a0, Sym):
@@ -461,15 +465,17 @@ class _Compiler:
                 return
             self.emit_select(f"p{p}", self.ref(cond, False) if scalar else refs[0], refs[1], refs[2], scalar)
         else:
-            self.emit(_ufunc_call(op, refs, f"p{p}"))
+            self.emit(self.ufunc_call(op, refs, f"p{p}"))
 
-
-def _ufunc_call(op: str, operands: Sequence[str], out: str) -> str:
-    # the output positionally (faster), except for minimum and maximum: numpy 2.4 deprecates it there, and the
-    # warning machinery would cost a microsecond a call
-    if op in ("minimum", "maximum"):
-        return f"{_UFUNC_NAMES[op]}({', '.join(operands)}, out={out})"
-    return f"{_UFUNC_NAMES[op]}({', '.join(operands)}, {out})"
+    def ufunc_call(self, op: str, operands: Sequence[str], out: str) -> str:
+        # the output positionally (faster), except for minimum and maximum: numpy 2.4 deprecates it there, and the
+        # warning machinery would cost a microsecond a call; their out= is a tuple made once (~20 ns less than a
+        # bare array, which numpy wraps in one at every call)
+        if op in ("minimum", "maximum"):
+            if self.ns.get(f"o_{out}") is None:
+                self.ns[f"o_{out}"] = (self.ns[out],)
+            return f"{_UFUNC_NAMES[op]}({', '.join(operands)}, out=o_{out})"
+        return f"{_UFUNC_NAMES[op]}({', '.join(operands)}, {out})"
 
 
 def compile_tape(tape: Tape, x: Sym, outputs: Sequence[Any], pack: bool = True) -> tuple[str, dict]:

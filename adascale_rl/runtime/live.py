@@ -36,17 +36,21 @@ READ_FROM = {
 #: the context fields a decision cannot do without: masks and the policy need them (the others have a missing flag)
 REQUIRED = ("bg_cpu_util", "mem_avail_mb")
 #: seconds between two looks for a sensor the machine did not have (temperature, battery) or for new cpufreq
-#: policies: what the monitor scans to find them costs ~0.1-0.2 ms a decision on a machine without them
+#: policies, and how long a clock read from /proc/cpuinfo is reused where there is no cpufreq: what the
+#: monitor scans or parses for them costs ~0.1-0.2 ms a decision on a machine without them
 RESCAN_S = 30.0
 
 
 class SelectorMonitor(Monitor):
     """The recorder's monitor (the same readings), tuned for a read every decision: no clock cap (the
     observation holds the measured clock; the cap is a second cpufreq walk), the cpufreq folders listed once
-    per :data:`RESCAN_S`, and a temperature or battery sensor the machine lacks looked for again only every
-    :data:`RESCAN_S` (until then it stays missing, as the observation's flag says)."""
+    per :data:`RESCAN_S`, a temperature or battery sensor the machine lacks looked for again only every
+    :data:`RESCAN_S` (until then it stays missing, as the observation's flag says), and, on a machine without
+    cpufreq in sysfs, the clock psutil takes from ``/proc/cpuinfo`` re-read at most once per :data:`RESCAN_S`
+    (``clock_reuse_s``; a sysfs cpufreq clock is read at every decision)."""
 
     def __init__(self, pid: int | None = None, runnable_hz: float | None = RUNNABLE_HZ, **kw):
+        kw.setdefault("clock_reuse_s", RESCAN_S)
         super().__init__(pid, runnable_hz=runnable_hz, **kw)
         self._dirs: tuple[float, list] = (-math.inf, [])
         self._absent: dict[str, float] = {}

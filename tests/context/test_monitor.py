@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import psutil
@@ -22,7 +23,8 @@ from hypothesis import strategies as st
 
 from adascale_rl.context import schema
 from adascale_rl.context.monitor import (
-    Monitor, Reading, RunQueueSampler, parse_procs_running, procs_running, running_threads, summary, task_state,
+    CLOCK_TICKS, Monitor, ProcFile, Reading, RunQueueSampler, ThreadStates, parse_cpu_times, parse_mem_available,
+    parse_procs_running, parse_process_cpu_s, procs_running, running_threads, summary, task_state,
 )
 
 CONTEXT_KEYS = [n for n in schema.NAMES if n != "t_s"]
@@ -350,3 +352,220 @@ def test_live_run_queue_counts_busy_processes_past_the_core_count():
     assert np.mean(mine) >= ncpu + 0.5, mine  # ncpu+1 busy children, so more than the cores
     assert r.bg_runnable >= ncpu + 0.5 and r.bg_cpu_util <= 1.0, r
     assert 0.6 <= np.mean(diffs) <= 1.4, diffs  # the monitored child's one running thread
+
+
+# --------------------------------------------------------------------------- CPU times and memory from procfs
+
+MEMINFO = ("MemTotal:        8000000 kB\nMemFree:         1000000 kB\nMemAvailable:    {avail} kB\n"
+           "Buffers:          100000 kB\nCached:          2000000 kB\n")
+
+
+def _pid_stat(pid: int, utime: int, stime: int) -> str:
+    # proc(5): pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime ...
+    return f"{pid} (py (x) y) S 1 {pid} {pid} 0 -1 4194304 101 0 0 0 {utime} {stime} 3 4 20 0 1 0 2411315 3133440\n"
+
+
+def fake_cpu_proc(root: Path, pid: int, cpu: str, utime: int, stime: int, avail_kb: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "stat").write_text(f"cpu  {cpu}\ncpu0 1 2 3 4 5 6 7 8 0 0\nprocs_running 3\n")
+    (root / str(pid)).mkdir(exist_ok=True)
+    (root / str(pid) / "stat").write_text(_pid_stat(pid, utime, stime))
+    (root / "meminfo").write_text(MEMINFO.format(avail=avail_kb))
+    return root
+
+
+def test_cpu_times_are_parsed_as_psutil_adds_them_up():
+    t = CLOCK_TICKS
+    # user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in user and nice
+    assert parse_cpu_times(b"cpu  100 20 30 400 5 6 7 8 9 10\ncpu0 1 2 3 4\n") == (
+        pytest.approx(576 / t), pytest.approx(405 / t))
+    assert parse_cpu_times(STAT.format(n=3).encode()) == (
+        pytest.approx((106775 + 8531 + 5608 + 904707 + 247 + 69 + 32) / t), pytest.approx((904707 + 247) / t))
+    assert parse_cpu_times(b"cpu  1 2 3 4") == (pytest.approx(10 / t), pytest.approx(4 / t)), "an old kernel's four"
+    assert parse_cpu_times(b"cpu  1 2 3 4 0 0 0 0 0 0 99\n") == (pytest.approx(10 / t), pytest.approx(4 / t)), \
+        "fields past guest_nice are ignored, as psutil does"
+    for bad in (b"", b"cpu0 1 2 3 4\n", b"cpu  1 2 x 4\n", b"cpu  1 2 3\n", b"intr 1\ncpu  1 2 3 4\n",
+                b"cpu  1 2 -3 4\n", b"cpux 1 2 3 4\n"):
+        assert parse_cpu_times(bad) is None, bad
+
+
+def test_process_cpu_time_is_utime_plus_stime_after_the_last_parenthesis():
+    assert parse_process_cpu_s(_pid_stat(42, 250, 50).encode()) == pytest.approx(300 / CLOCK_TICKS)
+    for bad in (b"", b"42 (py) S 1 2 3", b"42 py S 1 2 3 4 5 6 7 8 9 10 11 12 13",
+                _pid_stat(42, 250, 50).replace("250", "2x0").encode()):
+        assert parse_process_cpu_s(bad) is None, bad
+
+
+def test_mem_available_is_meminfo_kib_in_bytes():
+    assert parse_mem_available(MEMINFO.format(avail=5000000).encode()) == 5000000 * 1024
+    # missing, 0 (a kernel bug psutil works around) or above the total: psutil's estimate is asked for instead
+    for bad in (MEMINFO.format(avail=0), MEMINFO.format(avail=9000000), MEMINFO.replace("MemAvailable", "MemX"),
+                MEMINFO.replace("MemTotal", "MemY"), MEMINFO.format(avail="12 MB")):
+        assert parse_mem_available(bad.encode()) is None, bad
+
+
+def test_read_from_procfs_files_gives_the_shares_between_two_reads(tmp_path):
+    me = os.getpid()
+    root = fake_cpu_proc(tmp_path / "proc", me, "1000 0 500 8000 500 0 0 0 0 0", 100, 50, 4000000)
+    m = Monitor(proc_root=root)
+    assert m.cpu_times() == (pytest.approx(10000 / CLOCK_TICKS), pytest.approx(8500 / CLOCK_TICKS))
+    assert m.own_cpu_s() == pytest.approx(150 / CLOCK_TICKS)
+    assert m.mem_available_bytes() == 4000000 * 1024
+    # 200 ticks later: 120 busy (60 %), 40 of them the monitored process's (20 %)
+    fake_cpu_proc(root, me, "1100 0 520 8080 500 0 0 0 0 0", 130, 60, 3000000)
+    r = m.read()
+    assert (r.cpu_util, r.self_cpu_util, r.bg_cpu_util) == (pytest.approx(0.6), pytest.approx(0.2),
+                                                            pytest.approx(0.4))
+    assert r.mem_avail_mb == pytest.approx(3000000 / 1024)
+    s = m.sensors()
+    assert s["bg_cpu_util"] == "/proc/stat cpu line minus /proc/<pid>/stat utime + stime of the monitored process"
+    assert s["mem_avail_mb"] == "/proc/meminfo MemAvailable"
+
+
+def test_psutil_is_read_when_a_procfs_file_is_missing_or_malformed(tmp_path, monkeypatch):
+    me = os.getpid()
+    calls = []
+    cpu = psutil.cpu_times().__class__
+    fake_cpu = cpu(*([1.0] * len(cpu._fields)))
+    monkeypatch.setattr(psutil, "cpu_times", lambda: calls.append("cpu_times") or fake_cpu)
+    monkeypatch.setattr(psutil.Process, "cpu_times",
+                        lambda self: calls.append("process") or SimpleNamespace(user=2.0, system=3.0))
+    vm = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: calls.append("memory") or vm._replace(available=2**30))
+    guests = sum(getattr(fake_cpu, f, 0.0) for f in ("guest", "guest_nice"))
+    idle = fake_cpu.idle + getattr(fake_cpu, "iowait", 0.0)
+    for root in (tmp_path / "empty", fake_cpu_proc(tmp_path / "bad", me, "1 2 x", 1, 1, 0)):
+        if root.name == "bad":
+            (root / str(me) / "stat").write_text("garbage")
+        m = Monitor(proc_root=root)
+        calls.clear()
+        assert m.cpu_times() == (pytest.approx(sum(fake_cpu) - guests), pytest.approx(idle))
+        assert m.own_cpu_s() == pytest.approx(5.0)
+        assert m.mem_available_bytes() == 2**30
+        assert calls == ["cpu_times", "process", "memory"], root
+        s = m.sensors()
+        assert s["bg_cpu_util"] == "psutil.cpu_times() minus psutil.Process.cpu_times() of the monitored process"
+        assert s["mem_avail_mb"] == "psutil.virtual_memory().available"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.access("/proc/stat", os.R_OK),
+                    reason="no procfs on this platform")
+def test_procfs_reads_agree_with_psutil_on_this_machine():
+    """Counters read directly lie between psutil's read just before and just after (a tick of slack for the
+    kernel's per-CPU accounting); the memory within a few MB of psutil's two reads."""
+    m = Monitor()
+    tick = 1.0 / CLOCK_TICKS
+    ncpu = psutil.cpu_count() or 1
+
+    def ps_cpu():
+        t = psutil.cpu_times()
+        total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+        return total, t.idle + getattr(t, "iowait", 0.0)
+
+    def ps_own():
+        p = psutil.Process().cpu_times()
+        return p.user + p.system
+
+    assert m.sensors()["bg_cpu_util"].startswith("/proc/stat cpu line minus /proc/<pid>/stat")
+    for _ in range(20):
+        a, own_a, mem_a = ps_cpu(), ps_own(), psutil.virtual_memory().available
+        d, own_d, mem_d = m.cpu_times(), m.own_cpu_s(), m.mem_available_bytes()
+        b, own_b, mem_b = ps_cpu(), ps_own(), psutil.virtual_memory().available
+        slack = ncpu * tick + 1e-9
+        assert a[0] - slack <= d[0] <= b[0] + slack, (a, d, b)
+        assert a[1] - slack <= d[1] <= b[1] + slack, (a, d, b)
+        assert own_a - tick - 1e-9 <= own_d <= own_b + tick + 1e-9, (own_a, own_d, own_b)
+        assert min(mem_a, mem_b) - 8 * 2**20 <= mem_d <= max(mem_a, mem_b) + 8 * 2**20, (mem_a, mem_d, mem_b)
+        _busy(0.01)
+
+
+def test_a_clock_from_psutil_is_reused_for_clock_reuse_s_a_sysfs_clock_is_read_every_time(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(psutil, "cpu_freq",
+                        lambda: calls.append(1) or SimpleNamespace(current=2000.0 + len(calls), min=0.0, max=0.0))
+    every = Monitor(sysfs_cpu=tmp_path / "none")
+    assert [every.freq_mhz() for _ in range(3)] == [2001.0, 2002.0, 2003.0], "default: read every time"
+    calls.clear()
+    cached = Monitor(sysfs_cpu=tmp_path / "none", clock_reuse_s=30.0)
+    assert [cached.freq_mhz() for _ in range(3)] == [2001.0] * 3 and len(calls) == 1
+    cached._psutil_clock = (time.monotonic() - 31.0, cached._psutil_clock[1])  # 31 s later
+    assert cached.freq_mhz() == 2002.0 and len(calls) == 2
+    d = tmp_path / "sysfs" / "cpufreq" / "policy0"
+    d.mkdir(parents=True)
+    sysfs = Monitor(sysfs_cpu=tmp_path / "sysfs", clock_reuse_s=30.0)
+    for khz in (1200000, 1800000):
+        (d / "scaling_cur_freq").write_text(f"{khz}\n")
+        assert sysfs.freq_mhz() == pytest.approx(khz / 1000)
+    assert len(calls) == 2, "psutil is not asked where sysfs has the clock"
+
+
+# --------------------------------------------------------------------------- files kept open between reads
+
+
+def test_a_kept_open_file_reads_its_current_text_whole_and_reopens_after_an_error(tmp_path):
+    f = tmp_path / "stat"
+    assert ProcFile(str(f)).read() is None, "missing: None"
+    f.write_text("cpu  1 2 3 4\n")
+    pf = ProcFile(str(f))
+    assert pf.read() == b"cpu  1 2 3 4\n"
+    f.write_text("cpu  5 6 7 8\n")  # procfs regenerates the text at every read from offset 0
+    assert pf.read() == b"cpu  5 6 7 8\n"
+    big = "x" * 70000 + "\nprocs_running 3\n"  # more than the first buffer: read whole all the same
+    f.write_text(big)
+    assert pf.read() == big.encode() and pf.read() == big.encode()
+    os.close(pf._fd)  # an error on the kept descriptor (here: closed behind its back) reopens the file
+    assert pf.read() == big.encode()
+    pf.close()
+    f.unlink()
+    assert pf.read() is None
+
+
+def test_kept_open_thread_files_count_running_threads_and_follow_threads_that_come_and_go(tmp_path):
+    me = 4242
+    root = fake_proc(tmp_path / "proc", 3, {me: ["R", "S", "R"]})
+    states = ThreadStates(me, root)
+    assert states.running() == running_threads(me, root) == 2
+    assert len(states._fds) == 3
+    task = root / str(me) / "task"
+    (task / str(me + 1) / "stat").write_text(f"{me + 1} (w) R 1\n")  # a thread starts running
+    (task / str(me + 2) / "stat").unlink()
+    (task / str(me + 2)).rmdir()  # a thread ends
+    assert states.running() == running_threads(me, root) == 2
+    assert sorted(states._fds) == [str(me), str(me + 1)], "the ended thread's file is closed"
+    (task / str(me + 1) / "stat").unlink()
+    (task / str(me + 1)).rmdir()  # one thread ends and another starts: as many threads as before
+    (task / str(me + 7)).mkdir()
+    (task / str(me + 7) / "stat").write_text(f"{me + 7} (w) R 1\n")
+    assert states.running() == 2 and sorted(states._fds) == [str(me), str(me + 7)]
+    (task / str(me + 7) / "stat").unlink()
+    (task / str(me + 7)).rmdir()
+    fake_proc(root, 3, {me: ["R", "R", "S", "R", "D"]})  # new threads
+    assert states.running() == 3 and len(states._fds) == 5
+    states.MAX_OPEN = 2  # beyond the cap, threads are read through their path at every count
+    states.close()
+    assert states.running() == 3 and len(states._fds) == 2
+    assert ThreadStates(me + 99, root).running() is None, "no task folder: None"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.access("/proc/stat", os.R_OK),
+                    reason="no procfs on this platform")
+def test_kept_open_files_read_live_procfs():
+    assert ProcFile("/proc/stat").read().startswith(b"cpu ")
+    states = ThreadStates(os.getpid())
+    for _ in range(3):
+        assert states.running() >= 1, "the counting thread itself is running"
+    done = threading.Event()
+    t = threading.Thread(target=done.wait)
+    t.start()
+    try:
+        states.running()
+        assert str(t.native_id) in states._fds
+    finally:
+        done.set()
+        t.join()
+    end = time.monotonic() + 10
+    while str(t.native_id) in os.listdir(states.task_dir):  # the OS thread may outlive join() for a moment
+        assert time.monotonic() < end
+        time.sleep(0.005)
+    states.running()
+    assert str(t.native_id) not in states._fds, "an ended thread's file is closed"

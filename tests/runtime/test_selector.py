@@ -257,6 +257,24 @@ def test_a_nan_in_the_context(folder, caplog, field):
     _expect_fallback(Selector.load(folder, monitor=FakeMonitor(**{field: math.nan})), caplog, f"{field} is nan")
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_observation_value(folder, caplog, bad):
+    """The observation is checked as a whole too (an encoder value gone wrong, not a context field)."""
+    sel = Selector.load(folder, monitor=FakeMonitor())
+    encode = sel.encoder.encode_values
+
+    def broken(*a, **k):
+        obs = encode(*a, **k)
+        obs[3] = bad
+        return obs
+
+    sel.encoder.encode_values = broken
+    _expect_fallback(sel, caplog, "the observation holds NaN")
+    sel.encoder.encode_values = encode
+    sel.select()
+    assert sel.status == "ok"
+
+
 def test_a_nan_latency_report_is_ignored_with_one_warning(folder, caplog):
     sel = Selector.load(folder, monitor=FakeMonitor())
     sel.set_mode(rate_hz=8, deadline_ms=150)
