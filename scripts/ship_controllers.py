@@ -58,6 +58,10 @@ def train(env_id: str, recipe: str, seed: int, out: Path, timesteps: int | None)
     if timesteps:
         cmd += ["-n", str(timesteps)]
     if out.exists() and (out / "config.yml").exists():
+        trained_on = (yaml.safe_load((out / "config.yml").read_text()) or {}).get("env")
+        if trained_on != env_id:  # a run of another environment version would be shipped as this one's
+            raise SystemExit(f"{out} is a run on {trained_on}, not {env_id}: remove it (or pass --runs "
+                             f"elsewhere) to train {env_id} afresh")
         cmd = [sys.executable, "-m", "adascale_rl.cli", "train", "--resume", str(rel), "--no-progress"]
     log = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
