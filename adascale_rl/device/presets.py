@@ -5,7 +5,10 @@ published figure, with where it was published) or ``{value: ..., derived: "..."}
 (how it was worked out from published figures, or that it is an assumption).
 The loader refuses a number without either, so no constant enters the simulator
 without a stated origin. ``battery_wh: {value: null, ...}`` declares a device
-that has no battery (it is always on external power).
+that has no battery (it is always on external power); ``temp_sensor: {value: false, ...}``
+one whose chip temperature software cannot read (a VM): the simulator still models its
+heat, but its observation then says the temperature is missing, as the device's selector
+sees it. Without the key the device has a sensor.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class DevicePreset:
     idle_sleep_ms: float                 # ... reached after sleeping this long
     sources: dict[str, str]
     path: Path | None = None
+    temp_sensor: bool = True             # False: software cannot read the chip temperature (the observation says missing)
 
     @property
     def f_max_mhz(self) -> float:
@@ -136,8 +140,13 @@ def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
         raise PresetError(f"{where}: release_c must be below throttle_c (hysteresis)")
     if values["battery_wh"] is not None and (values["saver_threshold_pct"] is None or values["saver_cap_mhz"] is None):
         raise PresetError(f"{where}: a device with a battery needs saver_threshold_pct and saver_cap_mhz")
+    temp_sensor = True
+    if "temp_sensor" in doc:
+        temp_sensor, sources["temp_sensor"] = _entry(doc, "temp_sensor", where)
+        if not isinstance(temp_sensor, bool):
+            raise PresetError(f"{where}: temp_sensor = {temp_sensor!r} must be true or false")
     return DevicePreset(name=doc["name"], description=doc["description"], dvfs_mhz=tuple(float(x) for x in ladder),
-                        sources=sources, **values)
+                        sources=sources, temp_sensor=temp_sensor, **values)
 
 
 def load_preset_file(path: str | os.PathLike) -> DevicePreset:

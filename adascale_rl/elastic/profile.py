@@ -285,6 +285,9 @@ def write_device_preset(path: Path, name: str, threads: int, mem: dict, fitted: 
     init_ms = init[len(init) // 2]
     power_src = "RAPL readable" if host.rapl_files() else "no power counter readable here (RAPL absent in this VM)"
     battery = psutil.sensors_battery() if hasattr(psutil, "sensors_battery") else None
+    from adascale_rl.context.monitor import Monitor
+
+    temp_c = Monitor.soc_temp_c()  # the sensor the selector's monitor reads, or None
     battery_origin = ('source: "measured on this host: psutil.sensors_battery() reports no battery (mains power)"'
                       if battery is None else
                       'derived: "a battery is present but psutil does not report its capacity; this preset treats '
@@ -324,6 +327,9 @@ throttle_c:
 release_c:
   value: 90
   derived: "assumption: 5 C hysteresis below throttle_c"
+temp_sensor:
+  value: {'true' if temp_c is not None else 'false'}
+  source: "measured on this host: {'a chip temperature is readable (' + format(temp_c, '.0f') + ' C when profiled)' if temp_c is not None else 'no chip temperature is readable (psutil.sensors_temperatures() finds no CPU or SoC sensor), so the selector observes the temperature as missing and so does the simulator'}"
 battery_wh:
   value: null
   {battery_origin}

@@ -350,6 +350,7 @@ class AdaScaleEnv(gym.Env):
         self._trace_p = lengths / lengths.sum()
         self._mask = np.ones(n + 1, dtype=np.int8)
         self._has_battery = self.device.has_battery
+        self._has_temp = self.device.temp_sensor  # a device without a sensor observes its temperature as missing
         self._state: PhysicsState | None = None
         self._episode: Episode | None = None
         self._rows: tuple[Exo, ...] = ()
@@ -501,7 +502,8 @@ class AdaScaleEnv(gym.Env):
         return self.encoder.encode_values(physics.clock(state, first), first.bg_cpu_util, first.bg_runnable,
                                           first.mem_avail_mb,
                                           physics.battery_pct(state, first) if self._has_battery else None,
-                                          first.plugged, state.temp_c, first.request_rate_hz, first.deadline_ms,
+                                          first.plugged, state.temp_c if self._has_temp else None,
+                                          first.request_rate_hz, first.deadline_ms,
                                           state.loaded, None)
 
     def default_variant(self, mem_avail_mb: float) -> int:
@@ -577,7 +579,8 @@ class AdaScaleEnv(gym.Env):
             self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(latency_ms / predicted) - self._slow_ema)
         fb = (latency_ms, target, miss, energy_j, switched, oom, self._slow_ema)  # a Feedback's fields, in order
         obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.bg_runnable, exo.mem_avail_mb,
-                                         battery_pct if self._has_battery else None, exo.plugged, temp_c,
+                                         battery_pct if self._has_battery else None, exo.plugged,
+                                         temp_c if self._has_temp else None,
                                          nxt.request_rate_hz, nxt.deadline_ms, target, fb)
         self._update_mask(target, exo.mem_avail_mb)
         info = {

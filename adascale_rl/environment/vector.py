@@ -116,6 +116,7 @@ class AdaScaleVectorEnv(VectorEnv):
         self._overhead = float(base.catalog.runtime_overhead_mb)
         self._n_actions = int(base.action_space.n)
         self._has_battery = base.device.has_battery
+        self._has_temp = base.device.temp_sensor
 
         # the episodes' state, one entry per sub-environment
         self._ar = np.arange(n)
@@ -270,7 +271,8 @@ class AdaScaleVectorEnv(VectorEnv):
         terminated = np.zeros(self.num_envs, dtype=bool)
         nxt = row + ~truncated
         obs = self.encoder.encode_batch(out.freq_mhz, exo.bg_cpu_util, exo.bg_runnable, exo.mem_avail_mb,
-                                        out.battery_pct if self._has_battery else None, exo.plugged, out.temp_c,
+                                        out.battery_pct if self._has_battery else None, exo.plugged,
+                                        out.temp_c if self._has_temp else None,
                                         self._exo.request_rate_hz[nxt], self._exo.deadline_ms[nxt], target,
                                         (out.latency_ms, target, miss, out.energy_j, out.switched, out.oom, ema))
         mask = self._masks(target, out.oom, exo.mem_avail_mb)

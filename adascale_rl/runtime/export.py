@@ -71,6 +71,9 @@ def preset_doc(device: Any) -> dict:
         kind, _, text = device.sources[key].partition(": ")
         value = getattr(device, key)
         doc[key] = {"value": list(value) if key == "dvfs_mhz" else value, kind: text}
+    if "temp_sensor" in device.sources:
+        kind, _, text = device.sources["temp_sensor"].partition(": ")
+        doc["temp_sensor"] = {"value": device.temp_sensor, kind: text}
     return doc
 
 

@@ -133,3 +133,16 @@ def test_invalid_yaml_and_missing_file_are_preset_errors(tmp_path):
         load_preset_file(tmp_path / "absent.yaml")
     with pytest.raises(PresetError, match="must be a YAML mapping"):
         parse_preset(["not", "a", "mapping"])
+
+
+def test_a_device_says_whether_software_can_read_its_temperature():
+    assert load_device("rpi4").temp_sensor is True  # not declared: a sensor
+    assert load_device("local-x86").temp_sensor is False  # a VM: no sensor readable
+    doc = _doc()
+    doc["temp_sensor"] = {"value": False, "source": "measured: no sensor"}
+    preset = parse_preset(doc, "rpi4.yaml")
+    assert preset.temp_sensor is False and preset.sources["temp_sensor"] == "source: measured: no sensor"
+    for bad in ({"value": "no", "derived": "a string"}, {"value": 0, "derived": "a number"}, False):
+        doc["temp_sensor"] = bad
+        with pytest.raises(PresetError, match="temp_sensor"):
+            parse_preset(doc, "rpi4.yaml")

@@ -231,7 +231,8 @@ def test_every_observation_field_is_computed_from_what_a_device_measures(env_id)
         reading = {"freq_mhz": info["freq_mhz"], "bg_cpu_util": exo.bg_cpu_util, "bg_runnable": exo.bg_runnable,
                    "mem_avail_mb": exo.mem_avail_mb,
                    "battery_pct": info["battery_pct"] if env.device.has_battery else None, "plugged": exo.plugged,
-                   "temp_c": info["temp_c"], "request_rate_hz": nxt.request_rate_hz if not trunc else exo.request_rate_hz,
+                   "temp_c": info["temp_c"] if env.device.temp_sensor else None,
+                   "request_rate_hz": nxt.request_rate_hz if not trunc else exo.request_rate_hz,
                    "deadline_ms": nxt.deadline_ms if not trunc else exo.deadline_ms}
         fb = Feedback(info["latency_ms"], i, info["miss_rate"], info["energy_mj"] / 1000.0, info["switched"],
                       info["oom"], ema)
@@ -426,3 +427,19 @@ def test_a_whole_window_in_any_number_type_is_taken(fixture_spec, steps):
     env = make_env(fixture_spec, "train", {"max_episode_steps": steps})
     assert env.unwrapped.window == 30 and env.spec.max_episode_steps == 30
     assert AdaScaleEnv(fixture_spec, max_episode_steps=steps).window == 30
+
+
+def test_a_device_without_a_temperature_sensor_observes_it_missing_as_its_selector_does():
+    """Local-Digits' host (a VM) has no readable chip temperature: the selector there encodes it as missing, so
+    the simulator must too (a network trained on a temperature it never sees live meets an unseen input)."""
+    from adascale_rl.environment.observation import INDEX
+
+    for env_id, sensor in (("AdaScale/Local-Digits-v2", False), ("AdaScale/Rpi4-Vision-v2", True)):
+        env = gym.make(env_id, split="test").unwrapped
+        obs, _ = env.reset(seed=0)
+        assert env.device.temp_sensor is sensor
+        for _ in range(3):
+            assert obs[INDEX["temp_missing"]] == (0.0 if sensor else 1.0), env_id
+            if not sensor:
+                assert obs[INDEX["temp_headroom"]] == 1.0, env_id  # the encoder's value for "no sensor"
+            obs, *_ = env.step(0)
