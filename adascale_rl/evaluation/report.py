@@ -67,9 +67,10 @@ def vs_largest(m: dict, largest: dict | None) -> dict[str, float]:
             "accuracy_vs_largest": m["effective_accuracy"] - largest["effective_accuracy"]}
 
 
-def write_csv(rows: Sequence[dict], path: Path) -> None:
+def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str] = COLUMNS) -> None:
+    """``rows`` as CSV with ``columns`` (default: results.csv's), floats to 6 significant digits."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})

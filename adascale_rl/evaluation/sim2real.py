@@ -139,8 +139,12 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
     try:
         return _replay_run(run, seeds, env_kwargs)
     except (KeyError, ValueError, TypeError) as exc:
+        from adascale_rl.runtime.folder import FolderError
+
         if isinstance(exc, Sim2RealError):
             raise
+        if isinstance(exc, FolderError):  # the exported controller it ran, refused by its own checks
+            raise Sim2RealError(f"{run}: its controller cannot be replayed ({exc})") from None
         what = f"no column or key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise Sim2RealError(f"{run}: its logs cannot be read ({what}); are they adascale-rl run's?") from None
 
@@ -183,9 +187,9 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None):
             runnable = _num(r["bg_cpu_util"]) * env.device.cores
         rate, deadline = float(r["request_rate_hz"]), float(r["deadline_ms"])
         measured = _num(r["latency_mean_ms"])
-        predicted = physics.expected_latency_ms(v, freq, runnable, rate, deadline)
         o = outcome(physics.table, physics.arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
-                    deadline_ms=deadline, dt_s=period)
+                    deadline_ms=deadline, dt_s=period)  # every variant, noise 1: the model's expectation
+        predicted = o.serving.mean_ms[v]
         err = 100.0 * (predicted / measured - 1.0) if served and measured > 0 else math.nan
         periods.append({
             "run": run.name, "policy": policy, "t_s": float(r["t_s"]), "segment": int(r["segment"]),
@@ -289,19 +293,6 @@ def by_segment(periods: list[dict]) -> list[dict]:
     return out
 
 
-def _write_csv(rows: list[dict], columns: Sequence[str], path: Path) -> None:
-    from adascale_rl._files import atomic_write_text
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow(["" if isinstance(r[c], float) and math.isnan(r[c]) else
-                    (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in columns])
-    atomic_write_text(path, buf.getvalue())
-
-
 def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, machine: str) -> str:
     def f(x, nd=2):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
@@ -352,7 +343,7 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     """Compare the live runs under ``live_dir`` with the simulator; write the files into ``out`` (default
     ``live_dir``) and return sim2real.csv's rows."""
     from adascale_rl._files import atomic_write_text
-    from adascale_rl.evaluation.report import machine
+    from adascale_rl.evaluation.report import machine, write_csv
 
     if seeds < 1:
         raise Sim2RealError(f"--seeds must be at least 1, not {seeds}")
@@ -377,9 +368,9 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
         if bar is not None:
             bar.close()
     rows = summarise(run_rows, periods)
-    _write_csv(rows, COLUMNS, out / "sim2real.csv")
-    _write_csv(run_rows, list(run_rows[0]), out / "sim2real_runs.csv")
-    _write_csv(periods, INTERVAL_COLUMNS, out / "sim2real_intervals.csv")
+    write_csv(rows, out / "sim2real.csv", COLUMNS)
+    write_csv(run_rows, out / "sim2real_runs.csv", list(run_rows[0]))
+    write_csv(periods, out / "sim2real_intervals.csv", INTERVAL_COLUMNS)
     atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine()))
     return rows
 
