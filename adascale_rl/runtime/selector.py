@@ -51,6 +51,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adascale_rl.context.schema import DEFAULTS
 from adascale_rl.device.model import clock_factor, freq_factor
 from adascale_rl.environment.actions import KEEP, target_of
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
@@ -405,7 +406,8 @@ class Selector:
                 energy_j = p.served * self._energy_per_inference_j(ran, f)
             if not p.oom and p.served > 0 and mean > 0:
                 deadline = self._period_deadline or self.deadline_ms
-                predicted = self.physics.expected_latency_ms(ran, f, b, rate or 10.0, deadline or 100.0)
+                predicted = self.physics.expected_latency_ms(ran, f, b, rate or DEFAULTS["request_rate_hz"],
+                                                             deadline or DEFAULTS["deadline_ms"])
                 self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(mean / predicted) - self._slow_ema)
             self._feedback = Feedback(mean, ran, min(max(miss, 0.0), 1.0), energy_j, self._switched, p.oom,
                                       self._slow_ema)
