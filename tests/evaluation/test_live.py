@@ -16,6 +16,7 @@ import psutil
 import pytest
 import yaml
 
+from _procs import interrupt_when
 from adascale_rl.context.traces import validate_path
 from adascale_rl.evaluation.live import INTERVAL_COLUMNS
 
@@ -98,25 +99,17 @@ def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profil
     p = subprocess.Popen([sys.executable, "-m", "adascale_rl.cli", "run", "--env", str(spec), "--no-progress",
                           "--controller", "static-largest", "--load", str(sched), "--out", str(out)],
                          cwd=tmp_path, env=_env(profiled), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        children: set[int] = set()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                children |= {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
-            except psutil.NoSuchProcess:
-                break
-            if (out / "intervals.csv").exists() and len(_rows(out / "intervals.csv")) >= 3:
-                break
-            time.sleep(0.2)
-        assert p.poll() is None, p.communicate()[1][-2000:]
-        children |= {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
-        assert len(children) >= 3  # 2 busy processes and the memory hog of the second segment
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    children: set[int] = set()
+
+    def three_periods_logged() -> bool:  # and every child the run started so far noted
+        try:
+            children.update(c.pid for c in psutil.Process(p.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            return False
+        return (out / "intervals.csv").exists() and len(_rows(out / "intervals.csv")) >= 3
+
+    err = interrupt_when(p, three_periods_logged, signal.SIGTERM)
+    assert len(children) >= 3  # 2 busy processes and the memory hog of the second segment
     assert p.returncode == 130, err[-2000:]
     time.sleep(0.5)
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
@@ -199,16 +192,7 @@ def test_an_interrupted_live_bench_still_tables_the_runs_it_finished(profiled, t
                          stderr=subprocess.PIPE, text=True,
                          # a test run in the background hands its children SIGINT ignored: Ctrl-C's default here
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and len(list(out.glob("runs/*/summary.json"))) < 2:
-            assert p.poll() is None, p.communicate()[1][-2000:]
-            time.sleep(0.2)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    err = interrupt_when(p, lambda: len(list(out.glob("runs/*/summary.json"))) >= 2, wait_s=240)
     assert p.returncode == 130, err[-2000:]
     finished = [json.loads(f.read_text()) for f in out.glob("runs/*/summary.json")]
     finished = [s for s in finished if not s["interrupted"]]

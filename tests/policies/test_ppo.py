@@ -27,6 +27,7 @@ from adascale_rl.policies.callbacks import apply_keep_bias, keep_logit
 from adascale_rl.policies.ppo import load_policy, make_env, parse_env_kwargs, train
 from adascale_rl.policies.ppo_hyperparams import HyperparamsError, default_file, load_recipe, parse, safe_eval
 from _envdata import constant_trace, write_env
+from _procs import interrupt_when
 
 TINY = {"policy": "MlpPolicy", "n_envs": 2, "n_timesteps": 256, "normalize": {"norm_obs": True, "norm_reward": True},
         "n_steps": 64, "batch_size": 64, "n_epochs": 2, "gamma": 0.97, "learning_rate": "lin_3e-4",
@@ -126,7 +127,6 @@ def test_cli_train_says_what_a_prior_run_will_show_with_rounded_numbers(tmp_path
 
 def test_cli_train_interrupted_says_so_once(tmp_path, env_yaml, tiny_hp):
     import signal
-    import time
 
     out = tmp_path / "run"
     script = Path(sys.executable).parent / "adascale-rl"
@@ -137,16 +137,8 @@ def test_cli_train_interrupted_says_so_once(tmp_path, env_yaml, tiny_hp):
                              "--hyperparams", str(tiny_hp), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "model.zip").exists() and time.monotonic() < deadline:  # step 0's checkpoint: training runs
-            time.sleep(0.2)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # step 0's checkpoint: training runs
+    err = interrupt_when(proc, lambda: (out / "model.zip").exists(), settle_s=1.0, exit_s=120)
     assert proc.returncode == 130
     said = [line for line in err.splitlines() if "interrupted" in line]
     assert len(said) == 1 and said[0].startswith("interrupted at ") and f"--resume {out}" in said[0], err
