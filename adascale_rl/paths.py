@@ -62,3 +62,14 @@ def resolve(path: str | os.PathLike, kind: str) -> Path:
     if not p.is_absolute() and p.parts[:1] == (kind,) and (data_root() / p).exists():
         return data_root() / p  # "agents/Rpi4-Vision/ppo" as the README writes it, from any folder
     raise FileNotFoundError(f"{path}: no such file, and no shipped {kind[:-1]} of that name in {data_root() / kind}")
+
+
+def shipped_folder_of(path: str | os.PathLike) -> Path | None:
+    """The shipped folder (envs/, agents/, traces/ or the package's own) that ``path`` is or lies in, else None:
+    commands that write files refuse those, whose files other environments and the tests read."""
+    target = Path(path).expanduser().resolve()
+    for folder in (envs_dir(), agents_dir(), traces_dir(), Path(__file__).resolve().parent):
+        folder = folder.resolve()
+        if target == folder or folder in target.parents:
+            return folder
+    return None

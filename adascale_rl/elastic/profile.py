@@ -77,13 +77,10 @@ def check_out(out: Path) -> None:
     if out.suffix == ".json" or (out.exists() and not out.is_dir()):
         raise ValueError(f"--out {out}: profile writes a folder (catalogs/, devices/ and an environment spec); "
                          f"name a folder, e.g. --out {DEFAULT_OUT}")
-    shipped = [paths.envs_dir(), paths.agents_dir(), paths.traces_dir(), Path(__file__).resolve().parents[1]]
-    target = out.expanduser().resolve()
-    for folder in shipped:
-        folder = folder.resolve()
-        if target == folder or folder in target.parents:
-            raise ValueError(f"--out {out} is inside the shipped data ({folder}), whose files other environments "
-                             f"and the tests read; profile into a folder of your own, e.g. --out {DEFAULT_OUT}")
+    folder = paths.shipped_folder_of(out)
+    if folder is not None:
+        raise ValueError(f"--out {out} is inside the shipped data ({folder}), whose files other environments "
+                         f"and the tests read; profile into a folder of your own, e.g. --out {DEFAULT_OUT}")
 
 
 @torch.no_grad()
