@@ -39,8 +39,9 @@ def measure(files: dict[str, Path], shape: Sequence[int], *, threads: int = 1, l
             rounds: int = 2, calls: int = 200, rate_hz: float = 60.0, duration_s: float = 0.5,
             quiet_rates: Sequence[float] = (), seed: int = 0, progress: Callable[[int], None] | None = None,
             timeout_s: float = 1800) -> dict:
-    """Samples per (variant, level): ``{vid: {level: {"b2b", "svc", "resp", "issued", "served"}}}``, and at
-    level 0 also per extra rate in ``quiet_rates``: ``{vid: {"quiet": {rate: {...}}}}``."""
+    """Samples per (variant, level): ``{vid: {level: {"b2b", "svc", "resp", "issued", "served"}}}`` (and
+    ``"<key>_per_round"``: how many of each list's samples each round took, in order), and at level 0 also per
+    extra rate in ``quiet_rates``: ``{vid: {"quiet": {rate: {...}}}}``."""
     cores = os.cpu_count() or 1
     levels = list(levels if levels is not None else levels_for(cores))
     by_file = {str(f): vid for vid, f in files.items()}
@@ -73,6 +74,7 @@ def measure(files: dict[str, Path], shape: Sequence[int], *, threads: int = 1, l
                 tgt = out[vid]["levels"].setdefault(level, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
                 for k in ("b2b", "svc", "resp"):
                     tgt[k] += cell[k]
+                    tgt.setdefault(f"{k}_per_round", []).append(len(cell[k]))  # where each round's samples end
                 tgt["issued"] += cell["issued"]
                 tgt["served"] += cell["served"]
             if progress is not None:
