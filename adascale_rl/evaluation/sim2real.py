@@ -79,13 +79,29 @@ class ExportedPolicy(BasePolicy):
         if self.doc["env"]["id"] != env.env_spec.id:
             raise Sim2RealError(f"{self.folder} was exported for {self.doc['env']['id']}, not {env.env_spec.id}")
         if self.doc["policy"]["kind"] == "heuristic":
-            self._decide = heuristic(self.doc["policy"], env, lambda: self._info)
+            # what the heuristic knows is the exported folder's (as on the device), not the replaying simulator's:
+            # a spec recalibrated since (adascale-rl calibrate) changes the world, not the controller
+            self._decide = heuristic(self.doc["policy"], self._view(env), lambda: self._info)
         elif self._decide is None:  # the network is stateless: checked and compiled once
 
             def warn(key, message, fallback=True):
                 raise Sim2RealError(f"{self.folder}: {message}")
 
             self._decide, _, _ = network(self.folder, self.doc, env.encoder.size, env.action_space.n, "numpy", warn)
+
+    def _view(self, env: Any) -> Any:
+        """The selector's view of its environment, from selector.json (catalog, device, reward, period), with the
+        simulator's observation encoder (the layouts agree: ``network`` checks it for networks, the environment
+        id for heuristics)."""
+        from types import SimpleNamespace
+
+        from adascale_rl.device.presets import parse_preset
+        from adascale_rl.runtime.folder import catalog_of, reward_of
+
+        device = parse_preset(self.doc["device"], "selector.json device")
+        reward_fn, reward = reward_of(self.doc, device)
+        return SimpleNamespace(catalog=catalog_of(self.doc), device=device, encoder=env.encoder, reward_fn=reward_fn,
+                               reward=reward, period_s=float(self.doc["env"]["period_s"]))
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:
         self._info = info
@@ -132,12 +148,13 @@ def _policy_name(run: Path, summary: dict) -> str:
     return str(summary.get("controller", run.name))
 
 
-def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | None = None
+def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | None = None, env: str | None = None
                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One live run against the simulator: (its row of sim2real_runs.csv, its periods with their predictions).
-    ``env_kwargs``: the simulator's arguments for the replay (e.g. its latency noise)."""
+    ``env_kwargs``: the simulator's arguments for the replay (e.g. its latency noise); ``env``: a spec of the
+    run's environment to replay in instead of the one the run names (e.g. recalibrated)."""
     try:
-        return _replay_run(run, seeds, env_kwargs)
+        return _replay_run(run, seeds, env_kwargs, env)
     except (KeyError, ValueError, TypeError) as exc:
         from adascale_rl.runtime.folder import FolderError
 
@@ -149,7 +166,7 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
         raise Sim2RealError(f"{run}: its logs cannot be read ({what}); are they adascale-rl run's?") from None
 
 
-def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None):
+def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None):
     from adascale_rl.device.model import outcome
     from adascale_rl.environment.env import AdaScaleEnv
 
@@ -162,8 +179,15 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None):
         raise Sim2RealError(f"{run}/intervals.csv has no period")
     policy = _policy_name(run, summary)
     controller = ExportedPolicy(_selector_folder(run, summary), policy)
-    env = AdaScaleEnv(summary.get("env_spec") or summary["env"], split="test", dataset=ctx, max_episode_steps=len(rows),
-                      random_start_variant=False, **dict(env_kwargs or {}))
+    env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
+                      max_episode_steps=len(rows), random_start_variant=False, **dict(env_kwargs or {}))
+    if spec is not None:
+        if env.env_spec.id != summary["env"]:
+            raise Sim2RealError(f"--env {spec} is {env.env_spec.id}; {run} ran {summary['env']}")
+        ran = {r["variant"] for r in rows} | {summary.get("initial_variant") or rows[0]["variant"]}
+        if not ran <= set(env.catalog.ids):
+            raise Sim2RealError(f"--env {spec}'s catalog {env.catalog.name} lacks variant(s) {', '.join(sorted(ran - set(env.catalog.ids)))} "
+                                f"that {run} ran: replay in a spec with the run's catalog")
     if len(env.exo[0]) != len(rows):
         raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
     v0 = summary.get("initial_variant") or rows[0]["variant"]
@@ -293,7 +317,8 @@ def by_segment(periods: list[dict]) -> list[dict]:
     return out
 
 
-def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, machine: str) -> str:
+def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, machine: str,
+              env: str | None = None) -> str:
     def f(x, nd=2):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
@@ -302,7 +327,8 @@ def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, 
 
     lines = ["# Sim-to-real: the simulator against the live runs", "",
              f"Live runs: `{source}` (their monitored context replayed as a trace in the simulator, the same "
-             f"exported controller deciding, {seeds} latency-noise seeds per run). Machine: {machine}.", "",
+             f"exported controller deciding, {seeds} latency-noise seeds per run; simulator: "
+             f"{'the spec each run names' if env is None else f'`{env}`'}). Machine: {machine}.", "",
              "| policy | kind | runs | return live | return sim | gap | rank live / sim | miss live / sim | "
              "latency ms live / sim | eff. accuracy live / sim | latency error median / p90 (bias) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -339,9 +365,10 @@ def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, 
 
 
 def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int = 5, progress: bool = True,
-             env_kwargs: Mapping[str, Any] | None = None) -> list[dict]:
+             env_kwargs: Mapping[str, Any] | None = None, env: str | None = None) -> list[dict]:
     """Compare the live runs under ``live_dir`` with the simulator; write the files into ``out`` (default
-    ``live_dir``) and return sim2real.csv's rows."""
+    ``live_dir``) and return sim2real.csv's rows. ``env``: replay in this spec of the runs' environment (same id,
+    a catalog with their variants; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec each run names."""
     from adascale_rl._files import atomic_write_text
     from adascale_rl.evaluation.report import machine, write_csv
 
@@ -349,6 +376,13 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
         raise Sim2RealError(f"--seeds must be at least 1, not {seeds}")
     live_dir = Path(live_dir)
     runs = live_runs(live_dir)
+    if env is not None:  # its own faults named as its, before any replay
+        from adascale_rl.environment.env import AdaScaleEnv
+
+        try:
+            AdaScaleEnv(env, split="test")
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            raise Sim2RealError(f"--env {env} cannot be used: {exc}") from None
     out = Path(out) if out is not None else live_dir
     out.mkdir(parents=True, exist_ok=True)
     bar = None
@@ -359,7 +393,7 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     run_rows, periods = [], []
     try:
         for run in runs:
-            row, ps = replay_run(run, seeds=seeds, env_kwargs=env_kwargs)
+            row, ps = replay_run(run, seeds=seeds, env_kwargs=env_kwargs, env=env)
             run_rows.append(row)
             periods.extend(ps)
             if bar is not None:
@@ -371,13 +405,14 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     write_csv(rows, out / "sim2real.csv", COLUMNS)
     write_csv(run_rows, out / "sim2real_runs.csv", list(run_rows[0]))
     write_csv(periods, out / "sim2real_intervals.csv", INTERVAL_COLUMNS)
-    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine()))
+    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine(),
+                                                              env))
     return rows
 
 
 def sim2real_command(args) -> int:
     """``adascale-rl sim2real``: arguments from :mod:`adascale_rl.cli`."""
-    sim2real(args.live_dir, out=args.out, seeds=args.seeds, progress=not args.no_progress)
+    sim2real(args.live_dir, out=args.out, seeds=args.seeds, progress=not args.no_progress, env=args.env)
     out = Path(args.out or args.live_dir)
     print((out / "sim2real.md").read_text())
     print(f"wrote {out / 'sim2real.csv'}, sim2real_runs.csv, sim2real_intervals.csv and sim2real.md")

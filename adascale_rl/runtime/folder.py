@@ -220,6 +220,15 @@ def self_test(decide: Decide, arrays: Mapping[str, np.ndarray], doc: Mapping) ->
                               f"{adascale_rl.__version__}; export again)")
 
 
+def reward_of(doc: Mapping, device: Any) -> tuple[Any, Any]:
+    """(the reward function, its scaled form) of a selector.json, for its device: what the selector and a replay
+    of its decisions reward."""
+    from adascale_rl.environment.reward import make_reward
+
+    fn = make_reward({"preset": "balanced", **{k: v for k, v in doc["env"]["reward_weights"].items() if k != "name"}})
+    return fn, fn.scaled(device.energy_budget_j(float(doc["env"]["period_s"])), device.mem_total_mb)
+
+
 def heuristic(section: Mapping, view: Any, info: Callable[[], dict]) -> Decide:
     """``decide`` for a ``heuristic`` policy: the named heuristic, its parameters set, reset on ``view`` (what a
     heuristic keeps of an environment: catalog, device, encoder, reward, period); ``info()`` gives the last

@@ -56,7 +56,8 @@ from adascale_rl.device.model import clock_factor, freq_factor
 from adascale_rl.environment.actions import KEEP, target_of
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
 from adascale_rl.runtime import schema
-from adascale_rl.runtime.folder import FolderError, catalog_of, check_layout, heuristic, network, read_document
+from adascale_rl.runtime.folder import (FolderError, catalog_of, check_layout, heuristic, network, read_document,
+                                        reward_of)
 from adascale_rl.runtime.live import REQUIRED
 
 log = logging.getLogger("adascale_rl.runtime")
@@ -212,7 +213,6 @@ class Selector:
         from adascale_rl.device.physics import DevicePhysics
         from adascale_rl.device.presets import parse_preset
         from adascale_rl.environment.observation import ObservationEncoder
-        from adascale_rl.environment.reward import make_reward
 
         self.device = parse_preset(doc["device"], "selector.json device")
         self.encoder = ObservationEncoder(self.device, self.catalog, self.period_s)
@@ -220,9 +220,7 @@ class Selector:
             raise FolderError(f"selector.json observation.size is {doc['observation']['size']}, the encoder "
                               f"makes {self.encoder.size}")
         self.physics = DevicePhysics(self.device, self.catalog)
-        self.reward_fn = make_reward({"preset": "balanced", **{k: v for k, v in doc["env"]["reward_weights"].items()
-                                                                 if k != "name"}})
-        self.reward = self.reward_fn.scaled(self.device.energy_budget_j(self.period_s), self.device.mem_total_mb)
+        self.reward_fn, self.reward = reward_of(doc, self.device)
         cat = self.catalog
         self._peak = cat.column("peak_mem_mb")
         self._overhead = float(cat.runtime_overhead_mb)

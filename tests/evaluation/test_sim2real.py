@@ -15,9 +15,13 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
+
+from adascale_rl import paths
 
 from adascale_rl.context.traces import trace_to_csv
 from adascale_rl.environment.env import AdaScaleEnv
+from adascale_rl.environment.spec import VERSION
 from adascale_rl.evaluation import sim2real as s2r
 from adascale_rl.evaluation.live import INTERVAL_COLUMNS
 from adascale_rl.runtime.export import export_heuristic
@@ -156,3 +160,56 @@ def test_the_cli_writes_the_report_where_it_is_told(greedy, tmp_path):
     assert "Sim-to-real" in r.stdout and (tmp_path / "report" / "sim2real.csv").is_file()
     rows = list(csv.DictReader(open(tmp_path / "report" / "sim2real.csv")))
     assert [x["policy"] for x in rows] == ["greedy"] and list(rows[0]) == list(s2r.COLUMNS)
+
+
+def _respec(folder, stem="Local-Digits", **scheduler):
+    """A copy of the shipped Local-Digits spec in ``folder`` (named ``stem``) whose device preset has ``scheduler``'s
+    constants instead, as adascale-rl calibrate writes one."""
+    from adascale_rl.environment.spec import find_spec
+
+    spec = find_spec("Local-Digits")
+    doc = yaml.safe_load(open(spec.path))
+    dev = yaml.safe_load(open(paths.envs_dir() / "devices" / f"{spec.device}.yaml"))
+    for k, v in scheduler.items():
+        dev[k] = {"value": v, "source": "changed by the test"}
+    (folder / "devices").mkdir(parents=True)
+    (folder / "devices" / f"{spec.device}.yaml").write_text(yaml.safe_dump(dev))
+    doc.update(id=f"AdaScale/{stem}-v{VERSION}", device=f"devices/{spec.device}.yaml", catalog=str(spec.catalog_path()),
+               dataset=str(spec.dataset_path()))
+    (folder / f"{stem}.yaml").write_text(yaml.safe_dump(doc))
+    return folder / f"{stem}.yaml"
+
+
+def test_a_run_replayed_in_another_spec_of_its_environment_is_predicted_by_that_spec(greedy, tmp_path):
+    """The run the shipped spec predicts exactly, replayed in a copy whose idle wake-up costs 1 ms more: every
+    period is predicted slower (the wake-up cost applies at every rate here), and the report names the spec."""
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    slower = _respec(tmp_path / "now", idle_wake_ms=1.4044)
+    (row,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, env=str(slower))
+    assert row["latency_bias_median_pct"] > 5.0
+    assert f"simulator: `{slower}`" in (run / "sim2real.md").read_text()
+    (same,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET)
+    assert same["latency_err_median_pct"] == pytest.approx(0.0, abs=1e-6)
+    other = _respec(tmp_path / "other", stem="Other-Digits")
+    with pytest.raises(s2r.Sim2RealError, match="is AdaScale/Other-Digits-v.*ran AdaScale/Local-Digits-v"):
+        s2r.sim2real(run, seeds=1, progress=False, env=str(other))
+    broken = _respec(tmp_path / "broken")
+    (tmp_path / "broken" / "devices" / "local-x86.yaml").write_text("cores: {value: two}\n")
+    with pytest.raises(s2r.Sim2RealError, match="--env .*broken/Local-Digits.yaml cannot be used: .*local-x86.yaml"):
+        s2r.sim2real(run, seeds=1, progress=False, env=str(broken))
+
+
+def test_a_heuristic_replayed_in_another_spec_keeps_what_its_folder_knows(greedy, tmp_path):
+    """The world changes (the replay's preset), the controller does not: a heuristic plans with the device and
+    catalog of its selector.json, as on the device."""
+    slower = _respec(tmp_path / "now", idle_wake_ms=1.4044)
+    env = AdaScaleEnv(str(slower), split="test")
+    policy = s2r.ExportedPolicy(greedy, "greedy")
+    view = policy._view(env)
+    assert env.device.idle_wake_ms == pytest.approx(1.4044)
+    assert view.device.idle_wake_ms == pytest.approx(AdaScaleEnv("Local-Digits", split="test").device.idle_wake_ms)
+    assert view.catalog.ids == env.catalog.ids and view.encoder is env.encoder
+    policy.reset(env)  # and the heuristic takes that view
+    obs, info = env.reset(seed=0)
+    assert 0 <= policy.act(obs, info) < env.action_space.n
