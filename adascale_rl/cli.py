@@ -136,6 +136,12 @@ def _profile(args) -> int:
     return profile_command(args)
 
 
+def _calibrate(args) -> int:
+    from adascale_rl.elastic.calibrate import calibrate_command
+
+    return calibrate_command(args)
+
+
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,7 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an adascale-rl run --out folder, or a bench --live --out folder (its runs/)")
     s2.add_argument("--seeds", type=int, default=5, help="simulator noise seeds per run (default 5)")
     s2.add_argument("--out", default=None, metavar="DIR", help="where sim2real.csv/.md go (default LIVE_DIR)")
+    s2.add_argument("--env", default=None, metavar="SPEC",
+                    help="replay in this spec of the runs' environment (same id and catalog), e.g. one written by "
+                         "adascale-rl calibrate (default: the spec each run names)")
     s2.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # calibrate
+    ca = cmd("calibrate", _calibrate, "re-measure how this machine shares its cores (the device preset's scheduler "
+                                      "constants) on a spread of a profiled catalog's variants, and write a copy of "
+                                      "the spec and the preset with them (docs/LIVE.md)")
+    ca.add_argument("--env", required=True, help="an environment whose catalog adascale-rl profile measured here "
+                                                 "(id, name or spec path)")
+    ca.add_argument("--out", required=True, metavar="DIR", help="folder for the spec and devices/<preset>.yaml")
+    ca.add_argument("--variants", type=int, default=6, help="variants timed, spread over the latency range (default 6)")
+    ca.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the load levels (default 2)")
+    ca.add_argument("--threads", type=int, default=1, help="torch threads, as the live loop runs (default 1)")
+    ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("--fresh", action="store_true", help="fit on this run alone, not also on the earlier runs "
+                                                         "saved in --out (their samples are kept)")
+    ca.add_argument("--quick", action="store_true", help="two load levels and short probes (a smoke run)")
+    ca.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile
     pr = cmd("profile", _profile, "train the elastic model, derive its variants, profile them on this machine "

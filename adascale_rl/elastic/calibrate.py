@@ -1,0 +1,295 @@
+"""Re-measure how this machine shares its cores, without re-profiling: ``adascale-rl calibrate``.
+
+The scheduler constants of a device preset (the idle wake-up cost of a thread that slept,
+the wait for a core at wake-up; :class:`adascale_rl.device.model.Scheduler`) are fitted once
+by ``adascale-rl profile``. On a virtual machine they move with what the host runs: on the
+reference VM the extra time of a request served after a 16 ms sleep went from 0.5-0.9 ms to
+0.6-1.1 ms for the same variants between two measurements six hours apart
+(``benchmarks/contention.py``, docs/BENCHMARKS.md), while the catalog's latencies moved
+about 10 %. ``calibrate`` times a spread of the catalog's saved variants (the same probe as
+``profile``: fresh processes beside 0, 1, 2 and 2 x cores busy processes, back to back and at
+the profile's request rate, plus two higher rates with no load), refits those constants and
+writes a copy of the environment's spec and device preset that differ from the originals in
+them only, with their provenance. Each run's samples are kept in ``OUT/samples/`` and the fit
+pools them with the earlier runs kept there (``--fresh``: this run alone): one 2.5-minute
+calibration fits the growth of the wake-up cost with the sleep from few points, and runs spread
+over the hours an app runs average the host's drift. Use the spec to replay live runs against the
+machine (``adascale-rl sim2real LIVE_DIR --env OUT/<name>.yaml``), or to train and bench on it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from adascale_rl.elastic import contention
+
+#: the scheduler constants calibrate refits (the tick and the wake slice are read from the kernel by profile)
+FITTED = ("idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_wait", "wake_lag_ms")
+#: the request rates with no load at which the idle wake-up's growth with the sleep is measured
+QUIET_RATES = (400.0, 1000.0)
+
+
+class CalibrateError(ValueError):
+    """A calibration that cannot run (another machine's catalog, a bad argument); nothing is written."""
+
+
+def pick_variants(latency_ms: dict[str, float], n: int) -> list[str]:
+    """``n`` variants spread evenly over the latency range (the fastest and the slowest included), in
+    ascending latency."""
+    if n < 2:
+        raise CalibrateError(f"--variants must be at least 2 (the fit is a line in the latency), not {n}")
+    ids = sorted(latency_ms, key=lambda v: (latency_ms[v], v))
+    if n >= len(ids):
+        return ids
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(ids) - 1, n)})
+    return [ids[i] for i in picks]
+
+
+def service_drift(samples: dict, latency_ms: dict[str, float]) -> dict[str, float]:
+    """Each measured variant's median back-to-back service with no load over the catalog's latency (a median too)."""
+    return {v: float(np.median(samples[v]["levels"][0]["b2b"])) / latency_ms[v]
+            for v in latency_ms if v in samples and samples[v]["levels"].get(0, {}).get("b2b")}
+
+
+def _jsonable(samples: dict) -> dict:
+    """``contention.measure``'s samples with string keys (JSON) and times rounded to 0.1 us."""
+    def cell(c: dict) -> dict:
+        return {k: ([round(float(x), 4) for x in v] if k in ("b2b", "svc", "resp") else v) for k, v in c.items()}
+
+    out: dict = {"_meta": samples["_meta"]}
+    for vid, s in samples.items():
+        if vid != "_meta":
+            out[vid] = {"levels": {str(k): cell(c) for k, c in s["levels"].items()},
+                        "quiet": {f"{r:g}": cell(c) for r, c in s["quiet"].items()}}
+    return out
+
+
+def _from_json(doc: dict) -> dict:
+    out: dict = {"_meta": doc["_meta"]}
+    for vid, s in doc.items():
+        if vid != "_meta":
+            out[vid] = {"levels": {int(k): c for k, c in s["levels"].items()},
+                        "quiet": {float(r): c for r, c in s["quiet"].items()}}
+    return out
+
+
+def merge_samples(runs: list[dict]) -> dict:
+    """One set of samples from several calibration runs of the same design (levels, rates, threads): every
+    (variant, level, rate) cell's samples pooled; a variant is kept where any run timed it."""
+    meta = dict(runs[0]["_meta"])
+    meta["rounds"] = sum(int(r["_meta"]["rounds"]) for r in runs)
+    out: dict = {"_meta": meta}
+    for run in runs:
+        for vid, s in run.items():
+            if vid == "_meta":
+                continue
+            dst = out.setdefault(vid, {"levels": {}, "quiet": {}})
+            for part in ("levels", "quiet"):
+                for key, c in s[part].items():
+                    cell = dst[part].setdefault(key, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
+                    for k in ("b2b", "svc", "resp"):
+                        cell[k] = cell[k] + list(c.get(k, []))
+                    cell["issued"] += int(c.get("issued", 0))
+                    cell["served"] += int(c.get("served", 0))
+    return out
+
+
+def _design(samples: dict) -> tuple:
+    m = samples["_meta"]
+    return (tuple(int(x) for x in m["levels"]), float(m["rate_hz"]), tuple(float(r) for r in m["quiet_rates"]),
+            int(m["threads"]), int(m["cores"]))
+
+
+def previous_runs(folder: Path, env_id: str, design: tuple, log: Callable[[str], None] = print) -> list[tuple[str, dict]]:
+    """(time, samples) of the earlier calibration runs saved in ``folder`` for ``env_id`` with the same design;
+    a file that cannot be read or is of another design is named and left out."""
+    import json
+
+    runs = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+            samples = _from_json(doc["samples"])
+            ok = doc["env"] == env_id and _design(samples) == design
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log(f"left out {f}: not a calibration run's samples ({exc})")
+            continue
+        if not ok:
+            log(f"left out {f}: another environment or measurement design")
+            continue
+        runs.append((str(doc.get("measured_at", f.stem)), samples))
+    return runs
+
+
+def _spec_doc(spec, device_file: str) -> dict[str, Any]:
+    """The spec's YAML mapping with the device replaced and every file it names made absolute (the new spec lives
+    in another folder)."""
+    doc: dict[str, Any] = {"id": spec.id, "description": spec.description, "device": device_file,
+                           "catalog": str(spec.catalog_path().resolve()), "dataset": str(spec.dataset_path())}
+    if spec.workload:
+        w = Path(spec.workload).expanduser()
+        doc["workload"] = str(w.resolve()) if w.suffix in (".yaml", ".yml") and w.exists() else spec.workload
+    doc.update(reward=spec.reward, period_s=spec.period_s, max_episode_steps=spec.max_episode_steps)
+    return doc
+
+
+def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1
+            ) -> dict[str, Any]:
+    """Everything a calibration checks before it times anything: the spec, its catalog's saved variants, its device
+    preset's file and this machine's cores; a :class:`CalibrateError` (or the spec's or catalog's own error) names
+    what is wrong."""
+    from adascale_rl import paths
+    from adascale_rl.device.catalog import load_catalog
+    from adascale_rl.device.presets import load_device
+    from adascale_rl.elastic.variants import variant_files
+    from adascale_rl.environment.spec import find_spec
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CalibrateError(f"--out {out} is a file; give a folder")
+    shipped = paths.shipped_folder_of(out)
+    if shipped is not None:
+        raise CalibrateError(f"--out {out} is inside the shipped data ({shipped}): its spec would replace the shipped "
+                             f"one; calibrate into a folder of your own")
+    for name, v in (("--rounds", rounds), ("--threads", threads)):
+        if not isinstance(v, int) or v < 1:
+            raise CalibrateError(f"{name} must be a positive integer, not {v}")
+    pick_variants({}, variants)  # the count, before anything is read
+    spec = find_spec(env)
+    catalog = load_catalog(spec.catalog_path())
+    try:
+        files = variant_files(catalog)
+    except ValueError:
+        raise CalibrateError(f"{spec.id}'s catalog {catalog.name} was not profiled on a machine (no saved variants "
+                             f"to time): calibrate re-measures a catalog written by adascale-rl profile") from None
+    preset = load_device(spec.device)
+    dev_path = (Path(spec.device) if Path(spec.device).suffix in (".yaml", ".yml")
+                else paths.envs_dir() / "devices" / f"{spec.device}.yaml")
+    cores = os.cpu_count() or 1
+    if preset.cores != cores:
+        raise CalibrateError(f"{spec.id}'s device {preset.name} has {preset.cores} cores and this machine {cores}: "
+                             f"calibrate re-measures the machine a preset describes")
+    latency = {v.id: float(v.latency_ms) for v in catalog.variants}
+    return {"spec": spec, "catalog": catalog, "files": files, "preset": preset, "dev_path": dev_path,
+            "cores": cores, "latency": latency, "chosen": pick_variants(latency, variants), "out": out}
+
+
+def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1,
+                  quick: bool = False, seed: int = 0, fresh: bool = False,
+                  progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
+                  prepared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure, save the samples in ``out/samples/``, refit on them and on the earlier runs saved there (unless
+    ``fresh``), and write ``out/devices/<preset>.yaml`` and ``out/<spec file name>``; returns
+    ``{"spec", "device", "variants", "fitted", "before", "drift", "runs", "samples"}`` (``runs``: the
+    measurement times pooled, this run's last). ``prepared``: what :func:`prepare` returned for the same
+    arguments (it is called otherwise)."""
+    import json
+
+    import yaml
+
+    from adascale_rl._files import atomic_write_text, read_data
+    from adascale_rl.device.presets import PresetError, load_preset_file
+    from adascale_rl.elastic.profile import CONTENTION_RATE_HZ
+    from adascale_rl.elastic.variants import catalog_data
+    from adascale_rl.environment.spec import load_spec
+
+    p = prepared or prepare(env, out, variants=variants, rounds=rounds, threads=threads)
+    spec, catalog, files, preset, dev_path = p["spec"], p["catalog"], p["files"], p["preset"], p["dev_path"]
+    cores, latency, chosen, out = p["cores"], p["latency"], p["chosen"], p["out"]
+    rate = next((float(v.contention["rate_hz"]) for v in catalog.variants if v.contention), CONTENTION_RATE_HZ)
+    example = catalog_data(catalog).x_test[:1]
+    levels = contention.levels_for(cores) if not quick else [0, 2 * cores]
+    log(f"timing {len(chosen)} of {len(latency)} variants of {catalog.name} ({', '.join(chosen)}) beside "
+        f"{', '.join(str(x) for x in levels)} busy processes ({rounds} interleaved round(s)), back to back, at "
+        f"{rate:g} requests/s and, with no load, at {', '.join(f'{r:g}' for r in QUIET_RATES)} requests/s")
+    started = time.strftime("%Y-%m-%d %H:%M")
+    samples = contention.measure({v: files[v] for v in chosen}, tuple(example.shape), threads=threads,
+                                 levels=levels, rounds=rounds, calls=30 if quick else 200,
+                                 duration_s=0.3 if quick else 1.0, rate_hz=rate,
+                                 quiet_rates=QUIET_RATES[:1] if quick else QUIET_RATES, seed=seed,
+                                 progress=progress)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    earlier = [] if fresh else previous_runs(out / "samples", spec.id, _design(samples), log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    atomic_write_text(out / "samples" / f"{stamp}.json", json.dumps(
+        {"env": spec.id, "catalog": catalog.name, "measured_at": started, "samples": _jsonable(samples)}))
+    runs = [when for when, _ in earlier] + [started]
+    pooled = merge_samples([s for _, s in earlier] + [samples]) if earlier else samples
+    timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
+    fitted = contention.fit_scheduler(pooled, timed, cores, threads)
+    if len(runs) > 1:
+        fitted = {k: (v, f"{how}; samples of {len(runs)} calibration runs ({runs[0]} to {runs[-1]}) pooled")
+                  for k, (v, how) in fitted.items()}
+    drift = service_drift(samples, {v: latency[v] for v in chosen})
+
+    doc = read_data(dev_path, PresetError)
+    before = {k: (doc.get(k) or {}).get("value") if isinstance(doc.get(k), dict) else None for k in FITTED}
+    for key in FITTED:
+        if key in fitted:
+            value, how = fitted[key]
+            doc[key] = {"value": float(value), "source": f"measured on this host by adascale-rl calibrate at "
+                                                         f"{started}: {how}"}
+        elif isinstance(doc.get(key), dict):  # kept, and said so
+            kept = {k: v for k, v in doc[key].items() if k == "value"}
+            origin = doc[key].get("source") or doc[key].get("derived") or ""
+            kept["derived"] = (f"kept from {dev_path.name} (adascale-rl calibrate at {started} could not fit it: "
+                               f"too few or implausible samples): {origin}")
+            doc[key] = kept
+    ratio = float(np.median(list(drift.values()))) if drift else math.nan
+    header = (f"# {preset.name} recalibrated by `adascale-rl calibrate` at {started}: a copy of {dev_path} whose\n"
+              f"# scheduler constants ({', '.join(FITTED)}) were re-measured; everything else is the original's.\n"
+              f"# Median back-to-back service with no load / the catalog's latency, median over the timed variants: "
+              f"{ratio:.3f}\n"
+              f"# (the catalog is not rewritten: re-profile to re-measure the latencies).\n")
+    new_dev = out / "devices" / dev_path.name
+    new_dev.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(new_dev, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+    load_preset_file(new_dev)  # refuse to leave a preset the simulator cannot read
+    spec_file = out / (spec.path.name if spec.path is not None else f"{spec.name}.yaml")
+    spec_text = (f"# {spec.id} on this machine as it was at {started}: {spec.path or spec.id} with the device preset\n"
+                 f"# recalibrated by `adascale-rl calibrate` (use it with --env {spec_file})\n"
+                 + yaml.safe_dump(_spec_doc(spec, f"devices/{dev_path.name}"), sort_keys=False, allow_unicode=True,
+                                  width=120))
+    atomic_write_text(spec_file, spec_text)
+    load_spec(spec_file)
+    return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "before": before,
+            "drift": drift, "runs": runs, "samples": pooled}
+
+
+def calibrate_command(args) -> int:
+    """``adascale-rl calibrate``: arguments from :mod:`adascale_rl.cli`."""
+    from tqdm import tqdm
+
+    # every bad argument fails before anything is timed
+    p = prepare(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads)
+    levels = 2 if args.quick else len(contention.levels_for(p["cores"]))
+    bar = tqdm(total=args.rounds * levels, unit="load level", desc=f"calibrate {p['spec'].name}",
+               disable=args.no_progress, dynamic_ncols=True)
+    try:
+        res = run_calibrate(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads,
+                            quick=args.quick, seed=args.seed, fresh=args.fresh, progress=bar.update, log=tqdm.write,
+                            prepared=p)
+    finally:
+        bar.close()
+    runs = res["runs"]
+    print(f"fitted on {'this run' if len(runs) == 1 else f'{len(runs)} runs pooled ({runs[0]} to {runs[-1]})'}"
+          f" (samples in {Path(args.out) / 'samples'})\n")
+    print("| constant | before | now |\n|---|---:|---:|")
+    for key in FITTED:
+        now = res["fitted"].get(key, (None,))[0]
+        b = res["before"].get(key)
+        print(f"| {key} | {'' if b is None else f'{b:g}'} | {'kept' if now is None else f'{now:g}'} |")
+    if res["drift"]:
+        d = res["drift"]
+        print(f"\nmedian back-to-back service / catalog latency: median {np.median(list(d.values())):.3f} "
+              f"(range {min(d.values()):.3f}-{max(d.values()):.3f} over {len(d)} variants)")
+    print(f"\nwrote {res['device']} and {res['spec']}; replay live runs against it with:\n"
+          f"  adascale-rl sim2real LIVE_DIR --env {res['spec']}")
+    return 0

@@ -1,0 +1,119 @@
+"""`adascale-rl calibrate`: the scheduler constants of a profiled machine re-measured, written as a copy of the spec
+and the preset that differs from the originals in them only; refused, before any timing, where it cannot run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from adascale_rl import paths
+from adascale_rl.device.presets import load_preset_file
+from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, _jsonable, merge_samples, pick_variants,
+                                           previous_runs)
+from adascale_rl.environment.spec import load_spec
+
+
+def _cli(*args, env=None, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "adascale_rl.cli", "calibrate", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def test_variants_are_spread_over_the_latency_range():
+    lat = {f"v{i}": float(i) for i in range(10)}
+    assert pick_variants(lat, 3) == ["v0", "v4", "v9"] or pick_variants(lat, 3) == ["v0", "v5", "v9"]
+    assert pick_variants(lat, 2) == ["v0", "v9"]
+    assert pick_variants(lat, 50) == [f"v{i}" for i in range(10)]
+    with pytest.raises(CalibrateError, match="at least 2"):
+        pick_variants(lat, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(profiled, tmp_path):
+    spec_file = profiled.out / "MyHost-Digits.yaml"
+    out = tmp_path / "now"
+    r = _cli("--env", str(spec_file), "--out", str(out), "--quick", "--variants", "2", "--rounds", "1",
+             "--no-progress", env={**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| constant | before | now |" in r.stdout and f"--env {out / 'MyHost-Digits.yaml'}" in r.stdout
+    assert "back-to-back service / catalog latency: median" in r.stdout
+
+    old_spec, new_spec = load_spec(spec_file), load_spec(out / "MyHost-Digits.yaml")
+    assert new_spec.id == old_spec.id
+    assert new_spec.catalog == str(old_spec.catalog_path().resolve())  # the same catalog, not a copy
+    assert new_spec.dataset_path() == old_spec.dataset_path() and new_spec.workload == old_spec.workload
+    (device,) = (out / "devices").glob("*.yaml")
+    assert new_spec.device == str(device.resolve())
+    old_doc = yaml.safe_load(open(old_spec.device))
+    new_doc = yaml.safe_load(open(device))
+    assert set(new_doc) == set(old_doc)
+    for key in set(old_doc) - set(FITTED):
+        assert new_doc[key] == old_doc[key], key
+    for key in FITTED:  # re-measured (and said when), or kept and said so
+        entry = new_doc[key]
+        said = entry.get("source") or entry.get("derived")
+        assert "adascale-rl calibrate at" in said, said
+        if "source" not in entry:
+            assert entry["value"] == old_doc[key]["value"] and said.startswith("kept from")
+    load_preset_file(device)
+    # the profiled spec and its preset are untouched
+    assert yaml.safe_load(open(old_spec.device)) == old_doc
+    assert "fitted on this run" in r.stdout and len(list((out / "samples").glob("*.json"))) == 1
+
+    # a second run pools its samples with the first's; --fresh fits on its own and keeps both
+    time.sleep(1.1)  # the samples files are named by the second
+    r2 = _cli("--env", str(spec_file), "--out", str(out), "--quick", "--variants", "2", "--rounds", "1",
+              "--no-progress", env={**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)})
+    assert r2.returncode == 0 and "fitted on 2 runs pooled" in r2.stdout, r2.stdout + r2.stderr[-2000:]
+    assert len(list((out / "samples").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--env", "Rpi4-Vision", "--out", "{tmp}/x"], "was not profiled on a machine"),
+    (["--env", "Local-Digits", "--out", "{envs}"], "inside the shipped data"),
+    (["--env", "Local-Digits", "--out", "{tmp}/x", "--variants", "1"], "at least 2"),
+    (["--env", "Local-Digits", "--out", "{tmp}/x", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--env", "Nope", "--out", "{tmp}/x"], "Nope"),
+])
+def test_calibrate_refuses_before_any_timing(tmp_path, args, words):
+    args = [a.format(tmp=tmp_path, envs=paths.envs_dir()) for a in args]
+    before = sorted(p.name for p in paths.envs_dir().rglob("*"))
+    r = _cli(*args, "--no-progress", env={**os.environ, "ADASCALE_RL_CACHE": str(tmp_path / "cache")}, timeout=120)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert not (tmp_path / "x").exists() and sorted(p.name for p in paths.envs_dir().rglob("*")) == before
+
+
+def _samples(b2b, resp, levels=(0, 4)):
+    cell = {"b2b": list(b2b), "svc": list(resp), "resp": list(resp), "issued": len(resp), "served": len(resp)}
+    return {"_meta": {"levels": list(levels), "rounds": 1, "calls": 3, "rate_hz": 60.0, "duration_s": 1.0,
+                      "threads": 1, "cores": 2, "quiet_rates": [400.0]},
+            "v1": {"levels": {lv: dict(cell) for lv in levels}, "quiet": {400.0: dict(cell, b2b=[])}}}
+
+
+def test_runs_of_the_same_design_are_pooled_and_others_left_out(tmp_path):
+    a, b = _samples([1.0, 1.1], [2.0]), _samples([1.2], [2.5, 2.6])
+    m = merge_samples([a, b])
+    assert m["_meta"]["rounds"] == 2
+    assert m["v1"]["levels"][0]["b2b"] == [1.0, 1.1, 1.2] and m["v1"]["levels"][4]["resp"] == [2.0, 2.5, 2.6]
+    assert m["v1"]["quiet"][400.0]["served"] == 3 and a["v1"]["levels"][0]["b2b"] == [1.0, 1.1]  # inputs unchanged
+
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    design = (tuple(a["_meta"]["levels"]), 60.0, (400.0,), 1, 2)
+    (folder / "1.json").write_text(json.dumps({"env": "AdaScale/X-v2", "measured_at": "t1", "samples": _jsonable(a)}))
+    (folder / "2.json").write_text(json.dumps({"env": "AdaScale/Y-v2", "measured_at": "t2", "samples": _jsonable(b)}))
+    other = _samples([1.0], [2.0], levels=(0, 2))
+    (folder / "3.json").write_text(json.dumps({"env": "AdaScale/X-v2", "measured_at": "t3", "samples": _jsonable(other)}))
+    (folder / "4.json").write_text("{not json")
+    said = []
+    runs = previous_runs(folder, "AdaScale/X-v2", design, log=said.append)
+    assert [when for when, _ in runs] == ["t1"]
+    assert runs[0][1]["v1"]["levels"][4]["resp"] == [2.0] and runs[0][1]["v1"]["quiet"][400.0]["served"] == 1
+    assert len(said) == 3 and any("4.json" in s and "not a calibration run" in s for s in said)
