@@ -5,8 +5,8 @@ the wait for a core at wake-up; :class:`adascale_rl.device.model.Scheduler`) are
 by ``adascale-rl profile``. On a virtual machine they move with what the host runs: on the
 reference VM the extra time of a request served after a 16 ms sleep went from 0.5-0.9 ms to
 0.6-1.1 ms for the same variants between two measurements six hours apart
-(``benchmarks/contention.py``, docs/BENCHMARKS.md), while the catalog's latencies moved
-about 10 %. ``calibrate`` times a spread of the catalog's saved variants (the same probe as
+(``benchmarks/contention.py``, docs/BENCHMARKS.md), while the back-to-back latencies moved
+by 4-18 %. ``calibrate`` times a spread of the catalog's saved variants (the same probe as
 ``profile``: fresh processes beside 0, 1, 2 and 2 x cores busy processes, back to back and at
 the profile's request rate, plus two higher rates with no load), refits those constants and
 writes a copy of the environment's spec and device preset that differ from the originals in
