@@ -649,4 +649,11 @@ def bench_live_command(args) -> int:
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, returns.png, sim2real.csv, sim2real.md and each "
           f"run's logs in {out / 'runs'} "
           f"({_time.perf_counter() - t0:.0f} s)")
+    from adascale_rl.environment.spec import find_spec
+
+    spec = find_spec(env)
+    now = out / "now"
+    print(f"sim2real replayed in the spec's scheduler constants (the profile's); to replay against this machine as it "
+          f"is now (docs/LIVE.md, \"Recalibrate\"): adascale-rl calibrate --env {env} --out {now} && adascale-rl "
+          f"sim2real {out} --env {now / (spec.path.name if spec.path else spec.name + '.yaml')} --out {now}")
     return 0

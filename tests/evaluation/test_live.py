@@ -166,6 +166,9 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
         assert float(row["latency_err_median_pct"]) >= 0.0
     assert sorted(int(row["live_rank"]) for row in s2r.values()) == [1, 2]
     assert "Sim-to-real" in (out / "sim2real.md").read_text() and "Sim-to-real" in r.stdout
+    # and how to replay them against the machine as it is now
+    assert (f"adascale-rl calibrate --env {spec} --out {out / 'now'}" in r.stdout
+            and f"--env {out / 'now' / 'MyHost-Digits.yaml'} --out {out / 'now'}" in r.stdout), r.stdout[-600:]
 
 
 @pytest.mark.parametrize("args, words", [
