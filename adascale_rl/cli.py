@@ -323,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--seeds", type=int, default=5, help="simulator noise seeds per run (default 5)")
     s2.add_argument("--out", default=None, metavar="DIR", help="where sim2real.csv/.md go (default LIVE_DIR)")
     s2.add_argument("--env", default=None, metavar="SPEC",
-                    help="replay in this spec of the runs' environment (same id and catalog), e.g. one written by "
-                         "adascale-rl calibrate (default: the spec each run names)")
+                    help="replay in this spec of the runs' environment (the same id, a catalog of the same variants "
+                         "in the same order), e.g. one written by adascale-rl calibrate (default: the spec each run "
+                         "names)")
     s2.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # calibrate

@@ -141,7 +141,7 @@ def main() -> int:
                 worst = max(worst, abs(e1), abs(e2))
                 per = round_means(a, cell.get(f"{key}_per_round"))
                 lo, hi = (min(per), max(per)) if len(per) > 1 else (math.nan, math.nan)
-                spread = f"{lo / m_mean - 1:+.0%}..{hi / m_mean - 1:+.0%}" if per else "n/a"
+                spread = f"{lo / m_mean - 1:+.0%}..{hi / m_mean - 1:+.0%}" if len(per) > 1 else "n/a"
                 misses["cells"] += 1
                 misses["mean"] += abs(e1) > TARGET
                 misses["p95"] += abs(e2) > TARGET

@@ -106,9 +106,20 @@ def _design(samples: dict) -> tuple:
             int(m["threads"]), int(m["cores"]))
 
 
-def previous_runs(folder: Path, env_id: str, design: tuple, log: Callable[[str], None] = print) -> list[tuple[str, dict]]:
-    """(time, samples) of the earlier calibration runs saved in ``folder`` for ``env_id`` with the same design;
-    a file that cannot be read or is of another design is named and left out."""
+def catalog_key(catalog) -> str:
+    """A digest of what a fit depends on in the catalog (its variants' ids and latencies): samples taken against
+    another profile of the same environment are not pooled."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([[v.id, v.latency_ms] for v in catalog.variants]).encode()).hexdigest()[:16]
+
+
+def previous_runs(folder: Path, env_id: str, catalog: str, design: tuple, log: Callable[[str], None] = print
+                  ) -> list[tuple[str, dict]]:
+    """(time, samples) of the earlier calibration runs saved in ``folder`` for ``env_id``, the catalog whose
+    :func:`catalog_key` is ``catalog`` and the same design; a file that cannot be read or is of another
+    environment, catalog or design is named and left out."""
     import json
 
     runs = []
@@ -116,12 +127,12 @@ def previous_runs(folder: Path, env_id: str, design: tuple, log: Callable[[str],
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
             samples = _from_json(doc["samples"])
-            ok = doc["env"] == env_id and _design(samples) == design
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            ok = doc["env"] == env_id and doc.get("catalog_key") == catalog and _design(samples) == design
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log(f"left out {f}: not a calibration run's samples ({exc})")
             continue
         if not ok:
-            log(f"left out {f}: another environment or measurement design")
+            log(f"left out {f}: another environment, catalog or measurement design")
             continue
         runs.append((str(doc.get("measured_at", f.stem)), samples))
     return runs
@@ -163,18 +174,26 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
     pick_variants({}, variants)  # the count, before anything is read
     spec = find_spec(env)
     catalog = load_catalog(spec.catalog_path())
-    try:
-        files = variant_files(catalog)
-    except ValueError:
+    if not isinstance(catalog.extra.get("elastic"), dict):
         raise CalibrateError(f"{spec.id}'s catalog {catalog.name} was not profiled on a machine (no saved variants "
-                             f"to time): calibrate re-measures a catalog written by adascale-rl profile") from None
+                             f"to time): calibrate re-measures a catalog written by adascale-rl profile")
     preset = load_device(spec.device)
-    dev_path = (Path(spec.device) if Path(spec.device).suffix in (".yaml", ".yml")
-                else paths.envs_dir() / "devices" / f"{spec.device}.yaml")
     cores = os.cpu_count() or 1
     if preset.cores != cores:
         raise CalibrateError(f"{spec.id}'s device {preset.name} has {preset.cores} cores and this machine {cores}: "
                              f"calibrate re-measures the machine a preset describes")
+    dev_path = Path(preset.path)
+    targets = (out / "devices" / dev_path.name, out / spec.file_name)
+    for new, old in zip(targets, (dev_path, spec.path)):
+        if old is not None and new.resolve() == Path(old).resolve():
+            raise CalibrateError(f"--out {out} would write {new} over the file it re-measures; calibrate into "
+                                 f"another folder")
+    files = variant_files(catalog)  # FileNotFoundError names the profile command that rebuilds them
+    try:  # the folders now, not after minutes of timing
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / "devices").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise CalibrateError(f"--out {out}: cannot write there ({exc.strerror}: {exc.filename})") from None
     latency = {v.id: float(v.latency_ms) for v in catalog.variants}
     return {"spec": spec, "catalog": catalog, "files": files, "preset": preset, "dev_path": dev_path,
             "cores": cores, "latency": latency, "chosen": pick_variants(latency, variants), "out": out}
@@ -194,7 +213,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     import yaml
 
     from adascale_rl._files import atomic_write_text, read_data
-    from adascale_rl.device.presets import PresetError, load_preset_file
+    from adascale_rl.device.presets import PresetError, load_preset_file, parse_preset
     from adascale_rl.elastic.profile import CONTENTION_RATE_HZ
     from adascale_rl.elastic.variants import catalog_data
     from adascale_rl.environment.spec import load_spec
@@ -215,11 +234,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
                                  quiet_rates=QUIET_RATES[:1] if quick else QUIET_RATES, seed=seed,
                                  progress=progress)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    earlier = [] if fresh else previous_runs(out / "samples", spec.id, _design(samples), log)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
+    key = catalog_key(catalog)
+    earlier = [] if fresh else previous_runs(out / "samples", spec.id, key, _design(samples), log)
     atomic_write_text(out / "samples" / f"{stamp}.json", json.dumps(
-        {"env": spec.id, "catalog": catalog.name, "measured_at": started, "samples": _jsonable(samples)}))
+        {"env": spec.id, "catalog": catalog.name, "catalog_key": key, "measured_at": started,
+         "samples": _jsonable(samples)}))
     runs = [when for when, _ in earlier] + [started]
     pooled = merge_samples([s for _, s in earlier] + [samples]) if earlier else samples
     timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
@@ -249,10 +268,10 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
               f"{ratio:.3f}\n"
               f"# (the catalog is not rewritten: re-profile to re-measure the latencies).\n")
     new_dev = out / "devices" / dev_path.name
-    new_dev.parent.mkdir(parents=True, exist_ok=True)
+    parse_preset(doc, str(new_dev))  # a preset the simulator cannot read is not written
     atomic_write_text(new_dev, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
-    load_preset_file(new_dev)  # refuse to leave a preset the simulator cannot read
-    spec_file = out / (spec.path.name if spec.path is not None else f"{spec.name}.yaml")
+    load_preset_file(new_dev)
+    spec_file = out / spec.file_name
     spec_text = (f"# {spec.id} on this machine as it was at {started}: {spec.path or spec.id} with the device preset\n"
                  f"# recalibrated by `adascale-rl calibrate` (use it with --env {spec_file})\n"
                  + yaml.safe_dump(_spec_doc(spec, f"devices/{dev_path.name}"), sort_keys=False, allow_unicode=True,

@@ -54,6 +54,11 @@ class EnvSpec:
         """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v2``."""
         return self.id.split("/", 1)[-1].rsplit("-v", 1)[0]
 
+    @property
+    def file_name(self) -> str:
+        """The spec file's name (``Rpi4-Vision.yaml``): a copy of the spec must bear it, its id says so."""
+        return self.path.name if self.path is not None else f"{self.name}.yaml"
+
     def catalog_path(self) -> Path:
         p = Path(self.catalog)
         if p.suffix == ".json" and p.exists():

@@ -653,7 +653,7 @@ def bench_live_command(args) -> int:
 
     spec = find_spec(env)
     now = out / "now"
-    print(f"sim2real replayed in the spec's scheduler constants (the profile's); to replay against this machine as it "
+    print(f"sim2real replayed the runs in {spec.path or spec.id}'s constants; to replay them against this machine as it "
           f"is now (docs/LIVE.md, \"Recalibrate\"): adascale-rl calibrate --env {env} --out {now} && adascale-rl "
-          f"sim2real {out} --env {now / (spec.path.name if spec.path else spec.name + '.yaml')} --out {now}")
+          f"sim2real {out} --env {now / spec.file_name} --out {now}")
     return 0

@@ -169,6 +169,7 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
 def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None):
     from adascale_rl.device.model import outcome
     from adascale_rl.environment.env import AdaScaleEnv
+    from adascale_rl.runtime.folder import catalog_of
 
     summary = json.loads((run / "summary.json").read_text())
     ctx = run / "context.csv"
@@ -181,13 +182,12 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     controller = ExportedPolicy(_selector_folder(run, summary), policy)
     env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
                       max_episode_steps=len(rows), random_start_variant=False, **dict(env_kwargs or {}))
-    if spec is not None:
-        if env.env_spec.id != summary["env"]:
-            raise Sim2RealError(f"--env {spec} is {env.env_spec.id}; {run} ran {summary['env']}")
-        ran = {r["variant"] for r in rows} | {summary.get("initial_variant") or rows[0]["variant"]}
-        if not ran <= set(env.catalog.ids):
-            raise Sim2RealError(f"--env {spec}'s catalog {env.catalog.name} lacks variant(s) {', '.join(sorted(ran - set(env.catalog.ids)))} "
-                                f"that {run} ran: replay in a spec with the run's catalog")
+    if spec is not None and env.env_spec.id != summary["env"]:
+        raise Sim2RealError(f"--env {spec} is {env.env_spec.id}; {run} ran {summary['env']}")
+    known = catalog_of(controller.doc)
+    if known is None or known.ids != env.catalog.ids:  # an action is a variant's index: the lists must agree
+        raise Sim2RealError(f"{run}: its controller's catalog lists other variants (or another order) than the "
+                            f"simulator's catalog {env.catalog.name}: replay in a spec with the catalog it ran")
     if len(env.exo[0]) != len(rows):
         raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
     v0 = summary.get("initial_variant") or rows[0]["variant"]
@@ -368,7 +368,7 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
              env_kwargs: Mapping[str, Any] | None = None, env: str | None = None) -> list[dict]:
     """Compare the live runs under ``live_dir`` with the simulator; write the files into ``out`` (default
     ``live_dir``) and return sim2real.csv's rows. ``env``: replay in this spec of the runs' environment (same id,
-    a catalog with their variants; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec each run names."""
+    a catalog of the same variants in the same order; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec each run names."""
     from adascale_rl._files import atomic_write_text
     from adascale_rl.evaluation.report import machine, write_csv
 

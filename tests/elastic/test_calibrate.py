@@ -9,13 +9,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
 from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
-from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, _jsonable, merge_samples, pick_variants,
-                                           previous_runs)
+from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, _from_json, _jsonable, merge_samples,
+                                           pick_variants, previous_runs)
+from adascale_rl.elastic.contention import fit_scheduler
 from adascale_rl.environment.spec import load_spec
 
 
@@ -37,9 +39,13 @@ def test_variants_are_spread_over_the_latency_range():
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(profiled, tmp_path):
     spec_file = profiled.out / "MyHost-Digits.yaml"
+    env = {**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)}
+    # never over the spec and preset it reads
+    r = _cli("--env", str(spec_file), "--out", str(profiled.out), "--quick", "--no-progress", env=env)
+    assert r.returncode == 2 and "over the file it re-measures" in r.stderr, r.stderr
     out = tmp_path / "now"
-    r = _cli("--env", str(spec_file), "--out", str(out), "--quick", "--variants", "2", "--rounds", "1",
-             "--no-progress", env={**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)})
+    r = _cli("--env", str(spec_file), "--out", str(out), "--quick", "--variants", "2", "--rounds", "2",
+             "--no-progress", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| constant | before | now |" in r.stdout and f"--env {out / 'MyHost-Digits.yaml'}" in r.stdout
     assert "back-to-back service / catalog latency: median" in r.stdout
@@ -55,6 +61,8 @@ def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(p
     assert set(new_doc) == set(old_doc)
     for key in set(old_doc) - set(FITTED):
         assert new_doc[key] == old_doc[key], key
+    measured = [key for key in FITTED if "source" in new_doc[key]]
+    assert measured, new_doc  # two rounds of the quick design fit at least one constant
     for key in FITTED:  # re-measured (and said when), or kept and said so
         entry = new_doc[key]
         said = entry.get("source") or entry.get("derived")
@@ -68,10 +76,12 @@ def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(p
 
     # a second run pools its samples with the first's; --fresh fits on its own and keeps both
     time.sleep(1.1)  # the samples files are named by the second
-    r2 = _cli("--env", str(spec_file), "--out", str(out), "--quick", "--variants", "2", "--rounds", "1",
-              "--no-progress", env={**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)})
+    r2 = _cli("--env", str(spec_file), "--out", str(out), "--quick", "--variants", "2", "--rounds", "2",
+              "--no-progress", env=env)
     assert r2.returncode == 0 and "fitted on 2 runs pooled" in r2.stdout, r2.stdout + r2.stderr[-2000:]
     assert len(list((out / "samples").glob("*.json"))) == 2
+    pooled = yaml.safe_load(open(device))
+    assert any("samples of 2 calibration runs" in pooled[k].get("source", "") for k in FITTED), pooled
 
 
 @pytest.mark.parametrize("args, words", [
@@ -88,6 +98,32 @@ def test_calibrate_refuses_before_any_timing(tmp_path, args, words):
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0, r.stderr
     assert not (tmp_path / "x").exists() and sorted(p.name for p in paths.envs_dir().rglob("*")) == before
+
+
+def _copy_of_local_digits(folder, **device):
+    """A copy of the shipped Local-Digits spec in ``folder`` whose device preset has ``device``'s values."""
+    from adascale_rl.environment.spec import find_spec
+
+    spec = find_spec("Local-Digits")
+    doc = yaml.safe_load(open(spec.path))
+    dev = yaml.safe_load(open(paths.envs_dir() / "devices" / f"{spec.device}.yaml"))
+    for k, v in device.items():
+        dev[k] = {"value": v, "source": "changed by the test"}
+    (folder / "devices").mkdir(parents=True)
+    (folder / "devices" / f"{spec.device}.yaml").write_text(yaml.safe_dump(dev))
+    doc.update(device=f"devices/{spec.device}.yaml", catalog=str(spec.catalog_path()), dataset=str(spec.dataset_path()))
+    (folder / spec.path.name).write_text(yaml.safe_dump(doc))
+    return folder / spec.path.name
+
+
+def test_calibrate_refuses_a_file_for_out_and_another_machines_preset(tmp_path):
+    (tmp_path / "f").write_text("x")
+    r = _cli("--env", "Local-Digits", "--out", str(tmp_path / "f"), "--no-progress", timeout=120)
+    assert r.returncode == 2 and "is a file" in r.stderr and (tmp_path / "f").read_text() == "x", r.stderr
+    other = _copy_of_local_digits(tmp_path / "big", cores=64)
+    r = _cli("--env", str(other), "--out", str(tmp_path / "x"), "--no-progress", timeout=120)
+    assert r.returncode == 2 and "has 64 cores and this machine" in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def _samples(b2b, resp, levels=(0, 4)):
@@ -107,13 +143,43 @@ def test_runs_of_the_same_design_are_pooled_and_others_left_out(tmp_path):
     folder = tmp_path / "samples"
     folder.mkdir()
     design = (tuple(a["_meta"]["levels"]), 60.0, (400.0,), 1, 2)
-    (folder / "1.json").write_text(json.dumps({"env": "AdaScale/X-v2", "measured_at": "t1", "samples": _jsonable(a)}))
-    (folder / "2.json").write_text(json.dumps({"env": "AdaScale/Y-v2", "measured_at": "t2", "samples": _jsonable(b)}))
+    (folder / "1.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "k", "measured_at": "t1", "samples": _jsonable(a)}))
+    (folder / "2.json").write_text(json.dumps({"env": "AdaScale/Y-v2", "catalog_key": "k", "measured_at": "t2", "samples": _jsonable(b)}))
     other = _samples([1.0], [2.0], levels=(0, 2))
-    (folder / "3.json").write_text(json.dumps({"env": "AdaScale/X-v2", "measured_at": "t3", "samples": _jsonable(other)}))
+    (folder / "3.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "k", "measured_at": "t3", "samples": _jsonable(other)}))
     (folder / "4.json").write_text("{not json")
+    (folder / "5.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "other", "measured_at": "t5",
+                                               "samples": _jsonable(a)}))
     said = []
-    runs = previous_runs(folder, "AdaScale/X-v2", design, log=said.append)
+    runs = previous_runs(folder, "AdaScale/X-v2", "k", design, log=said.append)
     assert [when for when, _ in runs] == ["t1"]
     assert runs[0][1]["v1"]["levels"][4]["resp"] == [2.0] and runs[0][1]["v1"]["quiet"][400.0]["served"] == 1
-    assert len(said) == 3 and any("4.json" in s and "not a calibration run" in s for s in said)
+    assert len(said) == 4 and any("4.json" in s and "not a calibration run" in s for s in said)
+    assert any("5.json" in s and "catalog" in s for s in said)
+
+
+def test_a_fit_on_saved_and_pooled_samples_is_the_fit_on_the_samples():
+    """The JSON round trip keeps every sample a fit reads, and pooling two halves gives the whole's fit."""
+    rng = np.random.default_rng(0)
+
+    def run(n):
+        s = {"_meta": {"levels": [0, 4], "rounds": 1, "calls": n, "rate_hz": 60.0, "duration_s": 1.0, "threads": 1,
+                       "cores": 2, "quiet_rates": [400.0]}}
+        for vid, lat in (("a", 0.5), ("b", 2.0)):
+            b2b = list(lat + 0.01 * rng.random(n))
+            wake = list(lat + 0.6 + 0.1 * lat + 0.05 * rng.random(n))
+            waits = list(np.asarray(wake) + np.where(rng.random(n) < 0.3, 3.0, 0.0))
+            s[vid] = {"levels": {0: {"b2b": b2b, "svc": wake, "resp": wake, "issued": n, "served": n},
+                                 4: {"b2b": b2b, "svc": wake, "resp": waits, "issued": n, "served": n}},
+                      "quiet": {400.0: {"b2b": [], "svc": list(lat + 0.25 + 0.0 * rng.random(n)),
+                                        "resp": list(lat + 0.25 + 0.01 * rng.random(n)), "issued": n, "served": n}}}
+        return s
+
+    lat = {"a": 0.5, "b": 2.0}
+    one, two = run(40), run(40)
+    whole = fit_scheduler(merge_samples([one, two]), lat, 2, 1)
+    assert {"idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms"} <= set(whole)
+    assert whole["idle_wake_ms"][0] == pytest.approx(0.625, abs=0.03)  # 0.6 + the noise's mean
+    saved = [_from_json(json.loads(json.dumps(_jsonable(s)))) for s in (one, two)]
+    again = fit_scheduler(merge_samples(saved), lat, 2, 1)
+    assert {k: v[0] for k, v in again.items()} == pytest.approx({k: v[0] for k, v in whole.items()}, abs=1e-3)

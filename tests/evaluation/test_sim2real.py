@@ -210,6 +210,29 @@ def test_a_heuristic_replayed_in_another_spec_keeps_what_its_folder_knows(greedy
     assert env.device.idle_wake_ms == pytest.approx(1.4044)
     assert view.device.idle_wake_ms == pytest.approx(AdaScaleEnv("Local-Digits", split="test").device.idle_wake_ms)
     assert view.catalog.ids == env.catalog.ids and view.encoder is env.encoder
-    policy.reset(env)  # and the heuristic takes that view
+    seen = []
+    real = s2r.ExportedPolicy._view
+    policy._view = lambda e: seen.append(e) or real(policy, e)
+    policy.reset(env)  # and the heuristic is built on that view
+    assert seen == [env]
     obs, info = env.reset(seed=0)
     assert 0 <= policy.act(obs, info) < env.action_space.n
+
+
+def test_a_spec_whose_catalog_lists_the_variants_in_another_order_is_refused(greedy, tmp_path):
+    """An action is a variant's index: a replay in a catalog of the same variants in another order would switch to
+    the wrong ones."""
+    import json as _json
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=6)
+    spec = _respec(tmp_path / "now")
+    doc = yaml.safe_load(open(spec))
+    cat = _json.loads(open(doc["catalog"]).read())
+    cat["variants"] = cat["variants"][::-1]
+    (tmp_path / "now" / "local-x86.json").write_text(_json.dumps(cat))
+    doc["catalog"] = str(tmp_path / "now" / "local-x86.json")
+    spec.write_text(yaml.safe_dump(doc))
+    with pytest.raises(s2r.Sim2RealError, match="other variants \\(or another order\\)"):
+        s2r.sim2real(run, seeds=1, progress=False, env=str(spec))
+    assert not (run / "sim2real.csv").exists()
