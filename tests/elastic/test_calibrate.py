@@ -18,6 +18,7 @@ from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, _from_json, _jsonable, merge_samples,
                                            pick_variants, previous_runs)
 from adascale_rl.elastic.contention import fit_scheduler
+from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
 
@@ -100,27 +101,11 @@ def test_calibrate_refuses_before_any_timing(tmp_path, args, words):
     assert not (tmp_path / "x").exists() and sorted(p.name for p in paths.envs_dir().rglob("*")) == before
 
 
-def _copy_of_local_digits(folder, **device):
-    """A copy of the shipped Local-Digits spec in ``folder`` whose device preset has ``device``'s values."""
-    from adascale_rl.environment.spec import find_spec
-
-    spec = find_spec("Local-Digits")
-    doc = yaml.safe_load(open(spec.path))
-    dev = yaml.safe_load(open(paths.envs_dir() / "devices" / f"{spec.device}.yaml"))
-    for k, v in device.items():
-        dev[k] = {"value": v, "source": "changed by the test"}
-    (folder / "devices").mkdir(parents=True)
-    (folder / "devices" / f"{spec.device}.yaml").write_text(yaml.safe_dump(dev))
-    doc.update(device=f"devices/{spec.device}.yaml", catalog=str(spec.catalog_path()), dataset=str(spec.dataset_path()))
-    (folder / spec.path.name).write_text(yaml.safe_dump(doc))
-    return folder / spec.path.name
-
-
 def test_calibrate_refuses_a_file_for_out_and_another_machines_preset(tmp_path):
     (tmp_path / "f").write_text("x")
     r = _cli("--env", "Local-Digits", "--out", str(tmp_path / "f"), "--no-progress", timeout=120)
     assert r.returncode == 2 and "is a file" in r.stderr and (tmp_path / "f").read_text() == "x", r.stderr
-    other = _copy_of_local_digits(tmp_path / "big", cores=64)
+    other = copy_of_spec(tmp_path / "big", cores=64)
     r = _cli("--env", str(other), "--out", str(tmp_path / "x"), "--no-progress", timeout=120)
     assert r.returncode == 2 and "has 64 cores and this machine" in r.stderr, r.stderr
     assert not (tmp_path / "x").exists()

@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import yaml
 
-from adascale_rl import paths
 
 from adascale_rl.context.traces import trace_to_csv
 from adascale_rl.environment.env import AdaScaleEnv
-from adascale_rl.environment.spec import VERSION
 from adascale_rl.evaluation import sim2real as s2r
 from adascale_rl.evaluation.live import INTERVAL_COLUMNS
 from adascale_rl.runtime.export import export_heuristic
+from _specs import copy_of_spec
 
 QUIET = {"latency_sigma": 0.0, "spike_prob": 0.0}  # no latency noise: the model's expectation is the outcome
 
@@ -162,39 +161,21 @@ def test_the_cli_writes_the_report_where_it_is_told(greedy, tmp_path):
     assert [x["policy"] for x in rows] == ["greedy"] and list(rows[0]) == list(s2r.COLUMNS)
 
 
-def _respec(folder, stem="Local-Digits", **scheduler):
-    """A copy of the shipped Local-Digits spec in ``folder`` (named ``stem``) whose device preset has ``scheduler``'s
-    constants instead, as adascale-rl calibrate writes one."""
-    from adascale_rl.environment.spec import find_spec
-
-    spec = find_spec("Local-Digits")
-    doc = yaml.safe_load(open(spec.path))
-    dev = yaml.safe_load(open(paths.envs_dir() / "devices" / f"{spec.device}.yaml"))
-    for k, v in scheduler.items():
-        dev[k] = {"value": v, "source": "changed by the test"}
-    (folder / "devices").mkdir(parents=True)
-    (folder / "devices" / f"{spec.device}.yaml").write_text(yaml.safe_dump(dev))
-    doc.update(id=f"AdaScale/{stem}-v{VERSION}", device=f"devices/{spec.device}.yaml", catalog=str(spec.catalog_path()),
-               dataset=str(spec.dataset_path()))
-    (folder / f"{stem}.yaml").write_text(yaml.safe_dump(doc))
-    return folder / f"{stem}.yaml"
-
-
 def test_a_run_replayed_in_another_spec_of_its_environment_is_predicted_by_that_spec(greedy, tmp_path):
     """The run the shipped spec predicts exactly, replayed in a copy whose idle wake-up costs 1 ms more: every
     period is predicted slower (the wake-up cost applies at every rate here), and the report names the spec."""
     run = tmp_path / "run"
     _fake_live_run(run, greedy, steps=12)
-    slower = _respec(tmp_path / "now", idle_wake_ms=1.4044)
+    slower = copy_of_spec(tmp_path / "now", idle_wake_ms=1.4044)
     (row,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, env=str(slower))
     assert row["latency_bias_median_pct"] > 5.0
     assert f"simulator: `{slower}`" in (run / "sim2real.md").read_text()
     (same,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET)
     assert same["latency_err_median_pct"] == pytest.approx(0.0, abs=1e-6)
-    other = _respec(tmp_path / "other", stem="Other-Digits")
+    other = copy_of_spec(tmp_path / "other", stem="Other-Digits")
     with pytest.raises(s2r.Sim2RealError, match="is AdaScale/Other-Digits-v.*ran AdaScale/Local-Digits-v"):
         s2r.sim2real(run, seeds=1, progress=False, env=str(other))
-    broken = _respec(tmp_path / "broken")
+    broken = copy_of_spec(tmp_path / "broken")
     (tmp_path / "broken" / "devices" / "local-x86.yaml").write_text("cores: {value: two}\n")
     with pytest.raises(s2r.Sim2RealError, match="--env .*broken/Local-Digits.yaml cannot be used: .*local-x86.yaml"):
         s2r.sim2real(run, seeds=1, progress=False, env=str(broken))
@@ -203,7 +184,7 @@ def test_a_run_replayed_in_another_spec_of_its_environment_is_predicted_by_that_
 def test_a_heuristic_replayed_in_another_spec_keeps_what_its_folder_knows(greedy, tmp_path):
     """The world changes (the replay's preset), the controller does not: a heuristic plans with the device and
     catalog of its selector.json, as on the device."""
-    slower = _respec(tmp_path / "now", idle_wake_ms=1.4044)
+    slower = copy_of_spec(tmp_path / "now", idle_wake_ms=1.4044)
     env = AdaScaleEnv(str(slower), split="test")
     policy = s2r.ExportedPolicy(greedy, "greedy")
     view = policy._view(env)
@@ -226,7 +207,7 @@ def test_a_spec_whose_catalog_lists_the_variants_in_another_order_is_refused(gre
 
     run = tmp_path / "run"
     _fake_live_run(run, greedy, steps=6)
-    spec = _respec(tmp_path / "now")
+    spec = copy_of_spec(tmp_path / "now")
     doc = yaml.safe_load(open(spec))
     cat = _json.loads(open(doc["catalog"]).read())
     cat["variants"] = cat["variants"][::-1]
