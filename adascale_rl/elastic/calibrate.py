@@ -92,11 +92,7 @@ def merge_samples(runs: list[dict]) -> dict:
             dst = out.setdefault(vid, {"levels": {}, "quiet": {}})
             for part in ("levels", "quiet"):
                 for key, c in s[part].items():
-                    cell = dst[part].setdefault(key, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
-                    for k in ("b2b", "svc", "resp"):
-                        cell[k] = cell[k] + list(c.get(k, []))
-                    cell["issued"] += int(c.get("issued", 0))
-                    cell["served"] += int(c.get("served", 0))
+                    contention.add_cell(dst[part], key, c)
     return out
 
 

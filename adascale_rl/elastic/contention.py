@@ -30,6 +30,23 @@ from adascale_rl.context.load import BusyProcesses
 WAKE_WAIT_MS = 0.5
 
 
+#: the sample lists of a (variant, load level or rate) cell
+SAMPLE_KEYS = ("b2b", "svc", "resp")
+
+
+def add_cell(cells: dict, key, src: dict, keys: Sequence[str] = SAMPLE_KEYS, per_round: bool = False) -> dict:
+    """Add the samples and counts of ``src`` to ``cells[key]`` (created empty); ``per_round``: also note how many
+    samples of each list this addition brought (``"<list>_per_round"``), so a round's samples can be found."""
+    cell = cells.setdefault(key, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
+    for k in keys:
+        cell[k] = cell[k] + list(src.get(k, []))
+        if per_round:
+            cell.setdefault(f"{k}_per_round", []).append(len(src.get(k, [])))
+    cell["issued"] += int(src.get("issued", 0))
+    cell["served"] += int(src.get("served", 0))
+    return cell
+
+
 def levels_for(cores: int) -> list[int]:
     """The busy-process counts: 0, 1, 2 and 2 x cores (deduplicated, ascending)."""
     return sorted({0, 1, 2, 2 * cores})
@@ -56,39 +73,18 @@ def measure(files: dict[str, Path], shape: Sequence[int], *, threads: int = 1, l
             raise RuntimeError(f"contention probe failed: {r.stderr.strip()[-800:]}")
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    def add(dst: dict, res: dict) -> None:
-        for f, d in res.items():
-            cell = dst.setdefault(by_file[f], {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
-            for k in ("b2b", "svc", "resp"):
-                cell[k] += d[k]
-            cell["issued"] += d["issued"]
-            cell["served"] += d["served"]
-
     for r in range(rounds):
         for i, level in enumerate(levels):
             with BusyProcesses(level):
                 res = probe(rate_hz, duration_s, calls, seed * 1000 + r * 100 + i)
-            per_level: dict = {}
-            add(per_level, res)
-            for vid, cell in per_level.items():
-                tgt = out[vid]["levels"].setdefault(level, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
-                for k in ("b2b", "svc", "resp"):
-                    tgt[k] += cell[k]
-                    tgt.setdefault(f"{k}_per_round", []).append(len(cell[k]))  # where each round's samples end
-                tgt["issued"] += cell["issued"]
-                tgt["served"] += cell["served"]
+            for f, d in res.items():  # noting where each round's samples end
+                add_cell(out[by_file[f]]["levels"], level, d, per_round=True)
             if progress is not None:
                 progress(1)
         for rate in quiet_rates:
             res = probe(rate, duration_s, 1, seed * 1000 + r * 100 + 50 + int(rate))
-            per: dict = {}
-            add(per, res)
-            for vid, cell in per.items():
-                tgt = out[vid]["quiet"].setdefault(rate, {"b2b": [], "svc": [], "resp": [], "issued": 0, "served": 0})
-                for k in ("svc", "resp"):
-                    tgt[k] += cell[k]
-                tgt["issued"] += cell["issued"]
-                tgt["served"] += cell["served"]
+            for f, d in res.items():  # the one back-to-back call of this probe is not a sample
+                add_cell(out[by_file[f]]["quiet"], rate, d, keys=("svc", "resp"))
     out["_meta"] = {"levels": levels, "rounds": rounds, "calls": calls, "rate_hz": rate_hz, "duration_s": duration_s,
                     "threads": threads, "cores": cores, "quiet_rates": list(quiet_rates)}
     return out
