@@ -92,16 +92,12 @@ class ExportedPolicy(BasePolicy):
     def _view(self, env: Any) -> Any:
         """The selector's view of its environment, from selector.json (catalog, device, reward, period), with the
         simulator's observation encoder (the layouts agree: ``network`` checks it for networks, the environment
-        id for heuristics)."""
-        from types import SimpleNamespace
-
+        id for heuristics; sim2real checks the catalogs agree)."""
         from adascale_rl.device.presets import parse_preset
-        from adascale_rl.runtime.folder import catalog_of, reward_of
+        from adascale_rl.runtime.folder import catalog_of, heuristic_view
 
         device = parse_preset(self.doc["device"], "selector.json device")
-        reward_fn, reward = reward_of(self.doc, device)
-        return SimpleNamespace(catalog=catalog_of(self.doc), device=device, encoder=env.encoder, reward_fn=reward_fn,
-                               reward=reward, period_s=float(self.doc["env"]["period_s"]))
+        return heuristic_view(self.doc, catalog_of(self.doc), device, env.encoder)
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:
         self._info = info

@@ -229,6 +229,16 @@ def reward_of(doc: Mapping, device: Any) -> tuple[Any, Any]:
     return fn, fn.scaled(device.energy_budget_j(float(doc["env"]["period_s"])), device.mem_total_mb)
 
 
+def heuristic_view(doc: Mapping, catalog: Any, device: Any, encoder: Any) -> Any:
+    """What a heuristic keeps of its environment, for the controller of ``doc`` (a selector.json): its catalog and
+    device, the observation ``encoder``, and its reward and period."""
+    from types import SimpleNamespace
+
+    reward_fn, reward = reward_of(doc, device)
+    return SimpleNamespace(catalog=catalog, device=device, encoder=encoder, reward_fn=reward_fn, reward=reward,
+                           period_s=float(doc["env"]["period_s"]))
+
+
 def heuristic(section: Mapping, view: Any, info: Callable[[], dict]) -> Decide:
     """``decide`` for a ``heuristic`` policy: the named heuristic, its parameters set, reset on ``view`` (what a
     heuristic keeps of an environment: catalog, device, encoder, reward, period); ``info()`` gives the last

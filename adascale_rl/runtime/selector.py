@@ -46,7 +46,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -56,8 +55,8 @@ from adascale_rl.device.model import clock_factor, freq_factor
 from adascale_rl.environment.actions import KEEP, target_of
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
 from adascale_rl.runtime import schema
-from adascale_rl.runtime.folder import (FolderError, catalog_of, check_layout, heuristic, network, read_document,
-                                        reward_of)
+from adascale_rl.runtime.folder import (FolderError, catalog_of, check_layout, heuristic, heuristic_view, network,
+                                        read_document, reward_of)
 from adascale_rl.runtime.live import REQUIRED
 
 log = logging.getLogger("adascale_rl.runtime")
@@ -193,8 +192,7 @@ class Selector:
             decide, self._numpy_policy, self.backend = network(folder, doc, self.encoder.size, len(self.ids) + 1,
                                                                backend, self._warn.warn)
         else:
-            view = SimpleNamespace(catalog=self.catalog, device=self.device, encoder=self.encoder,
-                                   reward_fn=self.reward_fn, reward=self.reward, period_s=self.period_s)
+            view = heuristic_view(doc, self.catalog, self.device, self.encoder)
             decide, self.backend = heuristic(policy, view, lambda: self._info), "heuristic"
         self._decide = lambda obs, mask: decide(obs, mask)[0]
         self._start_monitor(pid, monitor)
