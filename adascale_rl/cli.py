@@ -364,8 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    from adascale_rl._signals import sigterm_as_interrupt
+
     try:
-        return int(args.handler(args) or 0)
+        with sigterm_as_interrupt():  # a command stopped by SIGTERM stops its children as on Ctrl-C
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt as exc:
         if not getattr(exc, "reported", False):  # a command that said what it saved has said enough
             print("interrupted", file=sys.stderr)

@@ -2,9 +2,10 @@
 
 Used by ``adascale-rl profile`` (latency under 0, 1, 2 and 2 x cores busy processes),
 ``benchmarks/contention.py`` and the live loop's load schedules. Every child is started by
-a context manager that stops it on exit, on an error and on Ctrl-C; and every child watches
-its parent and ends by itself if the parent dies without stopping it (SIGKILL), so no load
-outlives the program that started it.
+a context manager that stops it on exit, on an error and on Ctrl-C (and on SIGTERM, which
+:func:`adascale_rl._signals.sigterm_as_interrupt` turns into Ctrl-C for every ``adascale-rl`` command); and every
+child watches its parent and ends by itself if the parent dies without stopping it (SIGKILL),
+so no load outlives the program that started it.
 
 The children stay in the parent's session (no ``setsid``): on Linux with autogroup
 scheduling, processes of one session share one scheduling group, so the busy processes

@@ -38,10 +38,9 @@ import csv
 import json
 import math
 import os
-import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +197,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     import torch
 
     from adascale_rl._files import atomic_write_text
+    from adascale_rl._signals import sigterm_as_interrupt
     from adascale_rl.context.load import LoadSchedule, ScheduleRunner
     from adascale_rl.context.traces import trace_to_csv
     from adascale_rl.elastic.host import ESTIMATED_DYNAMIC_W_PER_CORE
@@ -231,14 +231,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     totals = {"return": 0.0, "requests": 0, "served": 0, "dropped": 0, "on_time": 0, "correct": 0,
               "correct_on_time": 0, "switches": 0, "periods": 0, "latency_sum_ms": 0.0, "energy_j_estimate": 0.0}
     interrupted = False
-    in_main = threading_main()
-    old_term = signal.getsignal(signal.SIGTERM) if in_main else None
-
-    def _term(signum, frame):
-        raise KeyboardInterrupt
-
-    if in_main:
-        signal.signal(signal.SIGTERM, _term)
+    term = ExitStack()  # SIGTERM as Ctrl-C until the logs are closed (also for callers outside the CLI)
+    term.enter_context(sigterm_as_interrupt())
     monitor = _RecordingMonitor(SelectorMonitor(os.getpid()).start())
     selector = intervals_f = bar = None
     seg_index = -1
@@ -352,8 +346,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
                 pass
             finish(iv, variant, switched, seg)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old_term)
+        term.close()
         if bar is not None:
             bar.close()
         if intervals_f is not None:
@@ -372,12 +365,6 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
                        interrupted, initial)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _fmt(v) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -168,3 +169,35 @@ def test_a_fit_on_saved_and_pooled_samples_is_the_fit_on_the_samples():
     saved = [_from_json(json.loads(json.dumps(_jsonable(s)))) for s in (one, two)]
     again = fit_scheduler(merge_samples(saved), lat, 2, 1)
     assert {k: v[0] for k, v in again.items()} == pytest.approx({k: v[0] for k, v in whole.items()}, abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_sigterm_stops_calibrate_and_every_process_it_started(profiled, tmp_path):
+    """SIGTERM mid-measurement: the busy processes and the probe are stopped, nothing half-fitted is written."""
+    import psutil
+
+    from _procs import interrupt_when
+
+    out = tmp_path / "now"
+    p = subprocess.Popen([sys.executable, "-m", "adascale_rl.cli", "calibrate", "--env",
+                          str(profiled.out / "MyHost-Digits.yaml"), "--out", str(out), "--quick", "--variants", "2",
+                          "--rounds", "3", "--no-progress"], env={**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children: set[int] = set()
+
+    def loaded() -> bool:  # busy processes beside the probe: the measurement is under way
+        try:
+            now = {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            return False
+        children.update(now)
+        return len(now) >= 3
+
+    err = interrupt_when(p, loaded, signal.SIGTERM)
+    assert p.returncode == 130 and "interrupted" in err, err[-2000:]
+    assert len(children) >= 3
+    time.sleep(0.5)
+    alive = [c for c in children if psutil.pid_exists(c) and psutil.Process(c).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, alive
+    assert not list((out / "samples").glob("*.json")) and not list((out / "devices").glob("*.yaml"))
