@@ -35,7 +35,7 @@ from adascale_rl import paths  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device  # noqa: E402
-from adascale_rl.elastic.contention import measure  # noqa: E402
+from adascale_rl.elastic.contention import measure, samples_from_json, samples_to_json  # noqa: E402
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
@@ -104,9 +104,7 @@ def main() -> int:
         import json
 
         saved = json.loads(Path(args.from_json).read_text())
-        samples = {k: v for k, v in saved["samples"].items()}
-        for vid in args.variants:
-            samples[vid]["levels"] = {int(k): v for k, v in samples[vid]["levels"].items()}
+        samples = samples_from_json(saved["samples"])
         args.rounds, args.rate = saved["rounds"], saved["rate"]
         print(f"samples from {args.from_json} (measured {saved['measured_at']}, load average then "
               f"{saved['load_average']:.2f})")
@@ -127,7 +125,7 @@ def main() -> int:
     print(header)
     worst = 0.0
     rows = []
-    misses = {"mean": 0, "p95": 0, "inside": 0, "cells": 0}
+    misses = {"mean": 0, "p95": 0, "inside": 0, "cells": 0, "rounds_known": 0}
     for vid in args.variants:
         lat = cat.variants[cat.index(vid)].latency_ms
         for level in args.levels:
@@ -146,17 +144,19 @@ def main() -> int:
                 misses["mean"] += abs(e1) > TARGET
                 misses["p95"] += abs(e2) > TARGET
                 misses["inside"] += abs(e1) > TARGET and lo <= p_mean <= hi
+                misses["rounds_known"] += len(per) > 1
                 rows.append((vid, lat, level, mode, len(a), m_mean, p_mean, e1, lo, hi, m_p95, p_p95, e2, m_lost,
                              p_lost))
                 print(f"{vid:<20} {lat:>7.3f} {level:>4} {mode:>6} {len(a):>5} {m_mean:>8.3f} {p_mean:>8.3f} "
                       f"{e1:>+6.0%} {spread:>13} {m_p95:>8.3f} {p_p95:>8.3f} {e2:>+6.0%} {m_lost:>6.3f} {p_lost:>6.3f}")
     print(f"largest |error|: {worst:.0%} ({'within' if worst <= TARGET else 'NOT within'} the {TARGET:.0%} target); "
-          f"beyond {TARGET:.0%}: {misses['mean']} of {misses['cells']} means ({misses['inside']} of them inside the "
-          f"range of their per-round means), {misses['p95']} of {misses['cells']} p95s")
+          f"beyond {TARGET:.0%}: {misses['mean']} of {misses['cells']} means"
+          + (f" ({misses['inside']} of them inside the range of their per-round means)" if misses["rounds_known"] else "")
+          + f", {misses['p95']} of {misses['cells']} p95s")
     if args.json:
         import json
 
-        keep = {vid: {"levels": {str(k): v for k, v in samples[vid]["levels"].items()}} for vid in args.variants}
+        keep = samples_to_json({k: v for k, v in samples.items() if k in args.variants or k == "_meta"})
         Path(args.json).write_text(json.dumps({
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "samples": keep,

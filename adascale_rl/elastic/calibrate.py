@@ -57,28 +57,6 @@ def service_drift(samples: dict, latency_ms: dict[str, float]) -> dict[str, floa
             for v in latency_ms if v in samples and samples[v]["levels"].get(0, {}).get("b2b")}
 
 
-def _jsonable(samples: dict) -> dict:
-    """``contention.measure``'s samples with string keys (JSON) and times rounded to 0.1 us."""
-    def cell(c: dict) -> dict:
-        return {k: ([round(float(x), 4) for x in v] if k in ("b2b", "svc", "resp") else v) for k, v in c.items()}
-
-    out: dict = {"_meta": samples["_meta"]}
-    for vid, s in samples.items():
-        if vid != "_meta":
-            out[vid] = {"levels": {str(k): cell(c) for k, c in s["levels"].items()},
-                        "quiet": {f"{r:g}": cell(c) for r, c in s["quiet"].items()}}
-    return out
-
-
-def _from_json(doc: dict) -> dict:
-    out: dict = {"_meta": doc["_meta"]}
-    for vid, s in doc.items():
-        if vid != "_meta":
-            out[vid] = {"levels": {int(k): c for k, c in s["levels"].items()},
-                        "quiet": {float(r): c for r, c in s["quiet"].items()}}
-    return out
-
-
 def merge_samples(runs: list[dict]) -> dict:
     """One set of samples from several calibration runs of the same design (levels, rates, threads): every
     (variant, level, rate) cell's samples pooled; a variant is kept where any run timed it."""
@@ -122,7 +100,7 @@ def previous_runs(folder: Path, env_id: str, catalog: str, design: tuple, log: C
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
-            samples = _from_json(doc["samples"])
+            samples = contention.samples_from_json(doc["samples"])
             ok = doc["env"] == env_id and doc.get("catalog_key") == catalog and _design(samples) == design
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log(f"left out {f}: not a calibration run's samples ({exc})")
@@ -234,7 +212,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     earlier = [] if fresh else previous_runs(out / "samples", spec.id, key, _design(samples), log)
     atomic_write_text(out / "samples" / f"{stamp}.json", json.dumps(
         {"env": spec.id, "catalog": catalog.name, "catalog_key": key, "measured_at": started,
-         "samples": _jsonable(samples)}))
+         "samples": contention.samples_to_json(samples)}))
     runs = [when for when, _ in earlier] + [started]
     pooled = merge_samples([s for _, s in earlier] + [samples]) if earlier else samples
     timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}

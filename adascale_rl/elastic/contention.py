@@ -47,6 +47,29 @@ def add_cell(cells: dict, key, src: dict, keys: Sequence[str] = SAMPLE_KEYS, per
     return cell
 
 
+def samples_to_json(samples: dict) -> dict:
+    """:func:`measure`'s samples as JSON takes them: string keys, times rounded to 0.1 us."""
+    def cell(c: dict) -> dict:
+        return {k: ([round(float(x), 4) for x in v] if k in SAMPLE_KEYS else v) for k, v in c.items()}
+
+    out: dict = {"_meta": samples["_meta"]} if "_meta" in samples else {}
+    for vid, s in samples.items():
+        if vid != "_meta":
+            out[vid] = {"levels": {str(k): cell(c) for k, c in s["levels"].items()},
+                        "quiet": {f"{r:g}": cell(c) for r, c in s.get("quiet", {}).items()}}
+    return out
+
+
+def samples_from_json(doc: dict) -> dict:
+    """The samples :func:`samples_to_json` wrote, with their integer load levels and float rates again."""
+    out: dict = {"_meta": doc["_meta"]} if "_meta" in doc else {}
+    for vid, s in doc.items():
+        if vid != "_meta":
+            out[vid] = {"levels": {int(k): c for k, c in s["levels"].items()},
+                        "quiet": {float(r): c for r, c in s.get("quiet", {}).items()}}
+    return out
+
+
 def levels_for(cores: int) -> list[int]:
     """The busy-process counts: 0, 1, 2 and 2 x cores (deduplicated, ascending)."""
     return sorted({0, 1, 2, 2 * cores})

@@ -16,9 +16,8 @@ import yaml
 
 from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
-from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, _from_json, _jsonable, merge_samples,
-                                           pick_variants, previous_runs)
-from adascale_rl.elastic.contention import fit_scheduler
+from adascale_rl.elastic.calibrate import FITTED, CalibrateError, merge_samples, pick_variants, previous_runs
+from adascale_rl.elastic.contention import fit_scheduler, samples_from_json, samples_to_json
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
@@ -129,13 +128,13 @@ def test_runs_of_the_same_design_are_pooled_and_others_left_out(tmp_path):
     folder = tmp_path / "samples"
     folder.mkdir()
     design = (tuple(a["_meta"]["levels"]), 60.0, (400.0,), 1, 2)
-    (folder / "1.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "k", "measured_at": "t1", "samples": _jsonable(a)}))
-    (folder / "2.json").write_text(json.dumps({"env": "AdaScale/Y-v2", "catalog_key": "k", "measured_at": "t2", "samples": _jsonable(b)}))
+    (folder / "1.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "k", "measured_at": "t1", "samples": samples_to_json(a)}))
+    (folder / "2.json").write_text(json.dumps({"env": "AdaScale/Y-v2", "catalog_key": "k", "measured_at": "t2", "samples": samples_to_json(b)}))
     other = _samples([1.0], [2.0], levels=(0, 2))
-    (folder / "3.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "k", "measured_at": "t3", "samples": _jsonable(other)}))
+    (folder / "3.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "k", "measured_at": "t3", "samples": samples_to_json(other)}))
     (folder / "4.json").write_text("{not json")
     (folder / "5.json").write_text(json.dumps({"env": "AdaScale/X-v2", "catalog_key": "other", "measured_at": "t5",
-                                               "samples": _jsonable(a)}))
+                                               "samples": samples_to_json(a)}))
     said = []
     runs = previous_runs(folder, "AdaScale/X-v2", "k", design, log=said.append)
     assert [when for when, _ in runs] == ["t1"]
@@ -166,7 +165,7 @@ def test_a_fit_on_saved_and_pooled_samples_is_the_fit_on_the_samples():
     whole = fit_scheduler(merge_samples([one, two]), lat, 2, 1)
     assert {"idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms"} <= set(whole)
     assert whole["idle_wake_ms"][0] == pytest.approx(0.625, abs=0.03)  # 0.6 + the noise's mean
-    saved = [_from_json(json.loads(json.dumps(_jsonable(s)))) for s in (one, two)]
+    saved = [samples_from_json(json.loads(json.dumps(samples_to_json(s)))) for s in (one, two)]
     again = fit_scheduler(merge_samples(saved), lat, 2, 1)
     assert {k: v[0] for k, v in again.items()} == pytest.approx({k: v[0] for k, v in whole.items()}, abs=1e-3)
 
