@@ -124,8 +124,8 @@ def _spec_doc(spec, device_file: str) -> dict[str, Any]:
     return doc
 
 
-def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1
-            ) -> dict[str, Any]:
+def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1,
+            quick: bool = False) -> dict[str, Any]:
     """Everything a calibration checks before it times anything: the spec, its catalog's saved variants, its device
     preset's file and this machine's cores; a :class:`CalibrateError` (or the spec's or catalog's own error) names
     what is wrong."""
@@ -169,8 +169,10 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
     except OSError as exc:
         raise CalibrateError(f"--out {out}: cannot write there ({exc.strerror}: {exc.filename})") from None
     latency = {v.id: float(v.latency_ms) for v in catalog.variants}
+    levels = contention.levels_for(cores) if not quick else [0, 2 * cores]
     return {"spec": spec, "catalog": catalog, "files": files, "preset": preset, "dev_path": dev_path,
-            "cores": cores, "latency": latency, "chosen": pick_variants(latency, variants), "out": out}
+            "cores": cores, "latency": latency, "chosen": pick_variants(latency, variants), "out": out,
+            "levels": levels}
 
 
 def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1,
@@ -179,7 +181,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
                   prepared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure, save the samples in ``out/samples/``, refit on them and on the earlier runs saved there (unless
     ``fresh``), and write ``out/devices/<preset>.yaml`` and ``out/<spec file name>``; returns
-    ``{"spec", "device", "variants", "fitted", "before", "drift", "runs", "samples"}`` (``runs``: the
+    ``{"spec", "device", "variants", "fitted", "before", "drift", "drift_median", "runs", "samples"}`` (``runs``: the
     measurement times pooled, this run's last). ``prepared``: what :func:`prepare` returned for the same
     arguments (it is called otherwise)."""
     import json
@@ -192,12 +194,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     from adascale_rl.elastic.variants import catalog_data
     from adascale_rl.environment.spec import load_spec
 
-    p = prepared or prepare(env, out, variants=variants, rounds=rounds, threads=threads)
+    p = prepared or prepare(env, out, variants=variants, rounds=rounds, threads=threads, quick=quick)
     spec, catalog, files, preset, dev_path = p["spec"], p["catalog"], p["files"], p["preset"], p["dev_path"]
-    cores, latency, chosen, out = p["cores"], p["latency"], p["chosen"], p["out"]
+    cores, latency, chosen, out, levels = p["cores"], p["latency"], p["chosen"], p["out"], p["levels"]
     rate = next((float(v.contention["rate_hz"]) for v in catalog.variants if v.contention), CONTENTION_RATE_HZ)
     example = catalog_data(catalog).x_test[:1]
-    levels = contention.levels_for(cores) if not quick else [0, 2 * cores]
     log(f"timing {len(chosen)} of {len(latency)} variants of {catalog.name} ({', '.join(chosen)}) beside "
         f"{', '.join(str(x) for x in levels)} busy processes ({rounds} interleaved round(s)), back to back, at "
         f"{rate:g} requests/s and, with no load, at {', '.join(f'{r:g}' for r in QUIET_RATES)} requests/s")
@@ -235,7 +236,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
             kept["derived"] = (f"kept from {dev_path.name} (adascale-rl calibrate at {started} could not fit it: "
                                f"too few or implausible samples): {origin}")
             doc[key] = kept
-    ratio = float(np.median(list(drift.values()))) if drift else math.nan
+    ratio = float(np.median(list(drift.values()))) if drift else math.nan  # the machine's speed against the catalog
     header = (f"# {preset.name} recalibrated by `adascale-rl calibrate` at {started}: a copy of {dev_path} whose\n"
               f"# scheduler constants ({', '.join(FITTED)}) were re-measured; everything else is the original's.\n"
               f"# Median back-to-back service with no load / the catalog's latency, median over the timed variants: "
@@ -253,7 +254,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     atomic_write_text(spec_file, spec_text)
     load_spec(spec_file)
     return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "before": before,
-            "drift": drift, "runs": runs, "samples": pooled}
+            "drift": drift, "drift_median": ratio, "runs": runs, "samples": pooled}
 
 
 def calibrate_command(args) -> int:
@@ -261,9 +262,9 @@ def calibrate_command(args) -> int:
     from tqdm import tqdm
 
     # every bad argument fails before anything is timed
-    p = prepare(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads)
-    levels = 2 if args.quick else len(contention.levels_for(p["cores"]))
-    bar = tqdm(total=args.rounds * levels, unit="load level", desc=f"calibrate {p['spec'].name}",
+    p = prepare(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads,
+                quick=args.quick)
+    bar = tqdm(total=args.rounds * len(p["levels"]), unit="load level", desc=f"calibrate {p['spec'].name}",
                disable=args.no_progress, dynamic_ncols=True)
     try:
         res = run_calibrate(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads,
@@ -281,7 +282,7 @@ def calibrate_command(args) -> int:
         print(f"| {key} | {'' if b is None else f'{b:g}'} | {'kept' if now is None else f'{now:g}'} |")
     if res["drift"]:
         d = res["drift"]
-        print(f"\nmedian back-to-back service / catalog latency: median {np.median(list(d.values())):.3f} "
+        print(f"\nmedian back-to-back service / catalog latency: median {res['drift_median']:.3f} "
               f"(range {min(d.values()):.3f}-{max(d.values()):.3f} over {len(d)} variants)")
     print(f"\nwrote {res['device']} and {res['spec']}; replay live runs against it with:\n"
           f"  adascale-rl sim2real LIVE_DIR --env {res['spec']}")
