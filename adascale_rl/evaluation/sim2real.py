@@ -176,8 +176,13 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError(f"{run}/intervals.csv has no period")
     policy = _policy_name(run, summary)
     controller = ExportedPolicy(_selector_folder(run, summary), policy)
-    env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
-                      max_episode_steps=len(rows), random_start_variant=False, **dict(env_kwargs or {}))
+    try:
+        env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
+                          max_episode_steps=len(rows), random_start_variant=False, **dict(env_kwargs or {}))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        if spec is None:
+            raise
+        raise Sim2RealError(f"--env {spec} cannot be used: {exc}") from None  # its own fault, named as its
     if spec is not None and env.env_spec.id != summary["env"]:
         raise Sim2RealError(f"--env {spec} is {env.env_spec.id}; {run} ran {summary['env']}")
     known = catalog_of(controller.doc)
@@ -364,7 +369,8 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
              env_kwargs: Mapping[str, Any] | None = None, env: str | None = None) -> list[dict]:
     """Compare the live runs under ``live_dir`` with the simulator; write the files into ``out`` (default
     ``live_dir``) and return sim2real.csv's rows. ``env``: replay in this spec of the runs' environment (same id,
-    a catalog of the same variants in the same order; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec each run names."""
+    a catalog of the same variants in the same order; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec
+    each run names."""
     from adascale_rl._files import atomic_write_text
     from adascale_rl.evaluation.report import machine, write_csv
 
@@ -372,13 +378,6 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
         raise Sim2RealError(f"--seeds must be at least 1, not {seeds}")
     live_dir = Path(live_dir)
     runs = live_runs(live_dir)
-    if env is not None:  # its own faults named as its, before any replay
-        from adascale_rl.environment.env import AdaScaleEnv
-
-        try:
-            AdaScaleEnv(env, split="test")
-        except (ValueError, FileNotFoundError, KeyError) as exc:
-            raise Sim2RealError(f"--env {env} cannot be used: {exc}") from None
     out = Path(out) if out is not None else live_dir
     out.mkdir(parents=True, exist_ok=True)
     bar = None
@@ -401,8 +400,7 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     write_csv(rows, out / "sim2real.csv", COLUMNS)
     write_csv(run_rows, out / "sim2real_runs.csv", list(run_rows[0]))
     write_csv(periods, out / "sim2real_intervals.csv", INTERVAL_COLUMNS)
-    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine(),
-                                                              env))
+    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine(), env))
     return rows
 
 
