@@ -16,7 +16,8 @@ import yaml
 
 from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
-from adascale_rl.elastic.calibrate import FITTED, CalibrateError, merge_samples, pick_variants, previous_runs
+from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
+                                           service_drift)
 from adascale_rl.elastic.contention import fit_scheduler, samples_from_json, samples_to_json
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
@@ -124,6 +125,7 @@ def test_runs_of_the_same_design_are_pooled_and_others_left_out(tmp_path):
     assert m["_meta"]["rounds"] == 2
     assert m["v1"]["levels"][0]["b2b"] == [1.0, 1.1, 1.2] and m["v1"]["levels"][4]["resp"] == [2.0, 2.5, 2.6]
     assert m["v1"]["quiet"][400.0]["served"] == 3 and a["v1"]["levels"][0]["b2b"] == [1.0, 1.1]  # inputs unchanged
+    assert service_drift(m, {"v1": 1.0}) == pytest.approx({"v1": 1.1})  # median back to back at no load / latency
 
     folder = tmp_path / "samples"
     folder.mkdir()
