@@ -75,8 +75,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", default=str(paths.envs_dir() / "catalogs" / "local-x86.json"))
     ap.add_argument("--device", default="local-x86", help="device preset (name or YAML path)")
-    ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS))
-    ap.add_argument("--levels", nargs="+", type=int, default=[0, 1, 2, 4], help="busy-process counts")
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help=f"variants to time (default: {' '.join(DEFAULT_VARIANTS)}; with --from-json, the file's)")
+    ap.add_argument("--levels", nargs="+", type=int, default=None,
+                    help="busy-process counts (default: 0 1 2 4; with --from-json, the file's)")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--rate", type=float, default=60.0, help="request rate of the open-loop mode (Hz)")
     ap.add_argument("--calls", type=int, default=300, help="back-to-back calls per variant, level and round")
@@ -85,6 +87,23 @@ def main() -> int:
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")
     args = ap.parse_args()
+    saved = None
+    if args.from_json:
+        import json
+
+        saved = json.loads(Path(args.from_json).read_text())
+        samples = samples_from_json(saved["samples"])
+        in_file = [v for v in samples if v != "_meta"]
+        file_levels = sorted({int(lv) for v in in_file for lv in samples[v]["levels"]})
+        args.variants = args.variants or in_file
+        args.levels = args.levels or file_levels
+        absent = [v for v in args.variants if v not in samples] + [
+            f"{lv} busy" for lv in args.levels if lv not in file_levels]
+        if absent:
+            ap.error(f"{args.from_json} has no samples of {', '.join(map(str, absent))} (it has "
+                     f"{' '.join(in_file)} at {' '.join(map(str, file_levels))} busy processes)")
+    args.variants = args.variants or list(DEFAULT_VARIANTS)
+    args.levels = args.levels or [0, 1, 2, 4]
     if len(args.variants) < 3:
         ap.error("time at least three variants")
     cat = load_catalog(args.catalog)
@@ -100,11 +119,7 @@ def main() -> int:
         arch = cat.extra["elastic"].get("arch", {})
         shape = (1, arch.get("in_channels", 1), arch.get("input_size", 8), arch.get("input_size", 8))
     t0 = time.perf_counter()
-    if args.from_json:
-        import json
-
-        saved = json.loads(Path(args.from_json).read_text())
-        samples = samples_from_json(saved["samples"])
+    if saved is not None:
         args.rounds, args.rate = saved["rounds"], saved["rate"]
         print(f"samples from {args.from_json} (measured {saved['measured_at']}, load average then "
               f"{saved['load_average']:.2f})")
