@@ -30,10 +30,14 @@ The model, per variant, for one decision interval:
   - sleeper: a request wakes the thread; with probability
     ``q = min(1, wake_wait x m) x (1 - exp(-L / wake_lag))`` the wake-up waits
     ``0.9 tick`` on average for a core; the thread then runs its
-    wake slice undisturbed and the rest at the tick's mercy: a wait of one tick per tick
-    of running for short runs, the fair share for long ones
-    (``extra = c x min(L - slice, tick) + max(0, L - slice - tick) x m``, where
-    ``c = min(1, R - cores)`` is the chance that one of the app's threads shares its core);
+    wake slice undisturbed and the rest at the tick's mercy: for short runs a preemption at
+    the next tick (chance ``c x run / tick``) that waits the others' slices, ``w`` as above,
+    the fair share for long ones
+    (``extra = c x min(L - slice, tick) x max(1, m) + max(0, L - slice - tick) x m``, where
+    ``c = min(1, R - cores)`` is the chance that one of the app's threads shares its core;
+    measured beside 6 busy processes on 2 cores, m = 2.5: the live loop's full fp32 model
+    served in 9.3-11.1 ms for a 2.78 ms service, where a wait of one tick gave 4.7 ms, see
+    docs/LIVE.md);
   - a thread that slept pays a wake-up cost, whether its core idled meanwhile (idle-state
     exit) or ran another thread (caches that thread left cold): measured on the reference
     machine with and without busy processes,
@@ -267,7 +271,7 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     # chance that one of the app's threads shares its core: the runnable threads beyond the cores, up to one
     shares = xp.clip(bg_runnable + threads - cores, 0.0, 1.0)
     p_run = shares * xp.clip(run / tick, None, 1.0)
-    extra_run = shares * xp.clip(run, None, tick) + xp.clip(run - tick, 0.0, None) * over
+    extra_run = shares * xp.clip(run, None, tick) * xp.clip(over, 1.0, None) + xp.clip(run - tick, 0.0, None) * over
     p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
     extra_sleep = q * wake_ms + extra_run
     asleep_ms = xp.clip(period_ms - lat_ms, 0.0, None)

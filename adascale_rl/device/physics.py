@@ -275,7 +275,8 @@ class DevicePhysics:
                 shares = b + self._threads - cores
                 shares = 0.0 if shares < 0.0 else 1.0 if shares > 1.0 else shares
                 p_run = shares * (run / tick if run < tick else 1.0)
-                extra_run = shares * (run if run < tick else tick) + (run - tick if run > tick else 0.0) * over
+                extra_run = (shares * (run if run < tick else tick) * (over if over > 1.0 else 1.0)
+                             + (run - tick if run > tick else 0.0) * over)
             else:
                 q = wake = p_run = extra_run = 0.0
             p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)

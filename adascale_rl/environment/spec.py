@@ -1,12 +1,12 @@
-"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v2`` environment.
+"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v3`` environment.
 
 The id is the file's name with the environment version: ``envs/Rpi4-Vision.yaml`` is
-``AdaScale/Rpi4-Vision-v2``, so the registry can list every environment without parsing
+``AdaScale/Rpi4-Vision-v3``, so the registry can list every environment without parsing
 the files, and a broken file breaks only its own environment.
 
 ::
 
-    id: AdaScale/Rpi4-Vision-v2
+    id: AdaScale/Rpi4-Vision-v3
     description: one line
     device: rpi4                 # envs/devices/<device>.yaml, or a .yaml path (relative: to this file)
     catalog: rpi4                # envs/catalogs/<catalog>.json, or a .json path (relative: to this file)
@@ -28,7 +28,7 @@ from adascale_rl import paths
 from adascale_rl._files import read_data
 
 #: the version of the environments' dynamics; it goes up whenever they change (Gymnasium's convention)
-VERSION = 2
+VERSION = 3
 _KEYS = {"id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"}
 
 
@@ -51,7 +51,7 @@ class EnvSpec:
 
     @property
     def name(self) -> str:
-        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v2``."""
+        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v3``."""
         return self.id.split("/", 1)[-1].rsplit("-v", 1)[0]
 
     @property
@@ -126,7 +126,7 @@ def spec_files() -> list[Path]:
 
 
 def find_spec(name_or_id: str) -> EnvSpec:
-    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v2``) or by path.
+    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v3``) or by path.
 
     Only the file asked for is parsed: a broken spec of another environment does not matter.
     An id of another version (``-v0``) is refused with the version that exists.
