@@ -161,13 +161,21 @@ def device_names() -> list[str]:
     return sorted(p.stem for p in (paths.envs_dir() / "devices").glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
 def load_device(name_or_path: str) -> DevicePreset:
-    """A preset by name (``rpi4``) or by path to a YAML file."""
+    """A preset by name (``rpi4``) or by path to a YAML file.
+
+    Parsed once per version of the file: a preset edited while the process runs (a notebook,
+    ``calibrate`` then ``sim2real``) is read again, since the cache is keyed by the file's
+    modification time and size."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return load_preset_file(p)
-    f = paths.envs_dir() / "devices" / f"{name_or_path}.yaml"
-    if not f.exists():
-        raise PresetError(f"unknown device {name_or_path!r}; known devices: {', '.join(device_names())}")
-    return load_preset_file(f)
+    if not (p.suffix in (".yaml", ".yml") and p.exists()):
+        p = paths.envs_dir() / "devices" / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise PresetError(f"unknown device {name_or_path!r}; known devices: {', '.join(device_names())}")
+    st = p.stat()
+    return _load_version(str(p), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=64)
+def _load_version(path: str, mtime_ns: int, size: int) -> DevicePreset:
+    return load_preset_file(Path(path))

@@ -44,6 +44,18 @@ def test_load_by_path_gives_the_same_preset():
     assert by_path == by_name
 
 
+def test_a_preset_edited_in_a_running_process_is_read_again(tmp_path):
+    f = tmp_path / "pixel4.yaml"
+    doc = _doc("pixel4")
+    f.write_text(yaml.safe_dump(doc))
+    first = load_device(str(f))
+    assert load_device(str(f)) is first  # parsed once per version of the file
+    doc["tick_ms"] = {"value": 10, "source": "measured here: CONFIG_HZ=100 in /proc/config.gz (a test edit)"}
+    f.write_text(yaml.safe_dump(doc) + "# edited\n")
+    again = load_device(str(f))
+    assert again.tick_ms == 10 and first.tick_ms != 10
+
+
 @pytest.mark.parametrize("key", ["cores", "idle_w", "dvfs_mhz", "throttle_c", "battery_wh"])
 def test_number_without_source_or_derived_is_refused(key):
     doc = _doc()
