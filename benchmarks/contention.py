@@ -98,7 +98,8 @@ def main() -> int:
         args.variants = args.variants or in_file
         args.levels = args.levels or file_levels
         absent = [v for v in args.variants if v not in samples] + [
-            f"{lv} busy" for lv in args.levels if lv not in file_levels]
+            f"{v} at {lv} busy" for v in args.variants if v in samples for lv in args.levels
+            if lv not in samples[v]["levels"]]
         if absent:
             ap.error(f"{args.from_json} has no samples of {', '.join(map(str, absent))} (it has "
                      f"{' '.join(in_file)} at {' '.join(map(str, file_levels))} busy processes)")

@@ -166,16 +166,20 @@ def load_device(name_or_path: str) -> DevicePreset:
 
     Parsed once per version of the file: a preset edited while the process runs (a notebook,
     ``calibrate`` then ``sim2real``) is read again, since the cache is keyed by the file's
-    modification time and size."""
+    inode, modification and change times and size."""
     p = Path(name_or_path)
     if not (p.suffix in (".yaml", ".yml") and p.exists()):
         p = paths.envs_dir() / "devices" / f"{name_or_path}.yaml"
         if not p.exists():
             raise PresetError(f"unknown device {name_or_path!r}; known devices: {', '.join(device_names())}")
-    st = p.stat()
-    return _load_version(str(p), st.st_mtime_ns, st.st_size)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise PresetError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    return _load_version(str(p), str(p.resolve()), (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
 
 
 @lru_cache(maxsize=64)
-def _load_version(path: str, mtime_ns: int, size: int) -> DevicePreset:
+def _load_version(path: str, resolved: str, version: tuple) -> DevicePreset:
+    """``path`` as given (the preset's ``path``); the cache is keyed by the file it resolves to and its version."""
     return load_preset_file(Path(path))
