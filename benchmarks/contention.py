@@ -2,9 +2,10 @@
 
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
+                                    [--json FILE | --from-json FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
-TorchScript files from the profile's cache) beside 0, 1, 2 and 4 busy processes, levels
+TorchScript files from the profile's cache) beside 0, 1, 2 and 2 x cores busy processes, levels
 interleaved in rounds, in two modes: back to back (a saturated app) and serving requests
 that arrive at ``--rate`` (an app that sleeps between requests; response time from arrival
 to result; the probe drops a request once the next one has arrived, a stale frame). Beside
@@ -14,6 +15,8 @@ the same context (:func:`adascale_rl.device.model.contention` and
 scheduler constants, ``bg_runnable`` = the busy processes and the time between two requests
 as the deadline) and the relative error, and the share of the requests lost as stale,
 measured and predicted. The target: within 20 % for the mean and the p95 at every level.
+``--from-json`` compares the model with samples a ``--json`` run saved (no variant files needed,
+so any machine can re-read a run).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from adascale_rl import paths  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device  # noqa: E402
-from adascale_rl.elastic.contention import measure, samples_from_json, samples_to_json  # noqa: E402
+from adascale_rl.elastic.contention import levels_for, measure, samples_from_json, samples_to_json  # noqa: E402
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
@@ -71,14 +74,14 @@ def round_means(xs, per_round) -> list[float]:
     return [float(np.mean(xs[e - n:e])) for n, e in zip(per_round, ends) if n]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", default=str(paths.envs_dir() / "catalogs" / "local-x86.json"))
     ap.add_argument("--device", default="local-x86", help="device preset (name or YAML path)")
     ap.add_argument("--variants", nargs="+", default=None,
                     help=f"variants to time (default: {' '.join(DEFAULT_VARIANTS)}; with --from-json, the file's)")
     ap.add_argument("--levels", nargs="+", type=int, default=None,
-                    help="busy-process counts (default: 0 1 2 4; with --from-json, the file's)")
+                    help="busy-process counts (default: 0, 1, 2 and 2 x cores; with --from-json, the file's)")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--rate", type=float, default=60.0, help="request rate of the open-loop mode (Hz)")
     ap.add_argument("--calls", type=int, default=300, help="back-to-back calls per variant, level and round")
@@ -86,13 +89,16 @@ def main() -> int:
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     saved = None
     if args.from_json:
         import json
 
-        saved = json.loads(Path(args.from_json).read_text())
-        samples = samples_from_json(saved["samples"])
+        try:
+            saved = json.loads(Path(args.from_json).read_text())
+            samples = samples_from_json(saved["samples"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            ap.error(f"--from-json {args.from_json}: not the samples of a --json run ({type(exc).__name__}: {exc})")
         in_file = [v for v in samples if v != "_meta"]
         file_levels = sorted({int(lv) for v in in_file for lv in samples[v]["levels"]})
         args.variants = args.variants or in_file
@@ -104,29 +110,28 @@ def main() -> int:
             ap.error(f"{args.from_json} has no samples of {', '.join(map(str, absent))} (it has "
                      f"{' '.join(in_file)} at {' '.join(map(str, file_levels))} busy processes)")
     args.variants = args.variants or list(DEFAULT_VARIANTS)
-    args.levels = args.levels or [0, 1, 2, 4]
+    args.levels = args.levels or levels_for(os.cpu_count() or 1)
     if len(args.variants) < 3:
         ap.error("time at least three variants")
     cat = load_catalog(args.catalog)
     device = load_device(args.device)
     threads = cat.threads if cat.threads is not None else device.cores
-    files = variant_files(cat)
-    missing = [v for v in args.variants if v not in files]
+    missing = [v for v in args.variants if v not in cat.ids]
     if missing:
         ap.error(f"not in {args.catalog}: {', '.join(missing)}")
-    files = {v: files[v] for v in args.variants}
-    shape = (1, 1, 8, 8)
-    if isinstance(cat.extra.get("elastic"), dict):
-        arch = cat.extra["elastic"].get("arch", {})
-        shape = (1, arch.get("in_channels", 1), arch.get("input_size", 8), arch.get("input_size", 8))
     t0 = time.perf_counter()
     if saved is not None:
         args.rounds, args.rate = saved["rounds"], saved["rate"]
         print(f"samples from {args.from_json} (measured {saved['measured_at']}, load average then "
               f"{saved['load_average']:.2f})")
     else:
-        samples = measure(files, shape, threads=int(threads), levels=args.levels, rounds=args.rounds,
-                          calls=args.calls, rate_hz=args.rate, duration_s=args.duration)
+        files = variant_files(cat)
+        shape = (1, 1, 8, 8)
+        if isinstance(cat.extra.get("elastic"), dict):
+            arch = cat.extra["elastic"].get("arch", {})
+            shape = (1, arch.get("in_channels", 1), arch.get("input_size", 8), arch.get("input_size", 8))
+        samples = measure({v: files[v] for v in args.variants}, shape, threads=int(threads), levels=args.levels,
+                          rounds=args.rounds, calls=args.calls, rate_hz=args.rate, duration_s=args.duration)
     secs = time.perf_counter() - t0
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "

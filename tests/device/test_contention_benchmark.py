@@ -1,0 +1,63 @@
+"""benchmarks/contention.py --from-json: the model held against saved samples, on any machine (no variant files)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from adascale_rl import paths
+from adascale_rl.device.catalog import load_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANTS = ("w1-final-r24-fp32", "w1-final-r24-int8", "w1-final-r24-prune")
+
+
+def _cell(mean_ms: float, n: int = 40) -> dict:
+    a = np.full(n, mean_ms).tolist()
+    return {"b2b": a, "svc": a, "resp": a, "issued": n, "served": n, "b2b_per_round": [n // 2, n // 2],
+            "resp_per_round": [n // 2, n // 2]}
+
+
+def _saved(tmp_path: Path, levels=(0, 4)) -> Path:
+    cat = load_catalog(paths.envs_dir() / "catalogs" / "local-x86.json")
+    lat = {v.id: v.latency_ms for v in cat.variants}
+    samples = {"_meta": {"levels": list(levels), "rounds": 2, "rate_hz": 60.0, "threads": 1, "cores": 2,
+                         "quiet_rates": []}}
+    for v in VARIANTS:  # measured: twice the catalog's latency, in every cell
+        samples[v] = {"levels": {str(lv): _cell(2.0 * lat[v]) for lv in levels}, "quiet": {}}
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps({"measured_at": "2026-12-01T00:00:00+0000", "load_average": 0.1, "rounds": 2,
+                             "rate": 60.0, "samples": samples}))
+    return f
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "contention.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_from_json_compares_the_files_cells_with_the_model(tmp_path):
+    res = _bench("--from-json", str(_saved(tmp_path)), "--json", str(tmp_path / "again.json"))
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split() for ln in res.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in VARIANTS]
+    assert [(r[0], r[2], r[3]) for r in rows] == [(v, lv, m) for v in VARIANTS for lv in ("0", "4")
+                                                  for m in ("b2b", "60Hz")]
+    # back to back with no load the model predicts the catalog's latency: half of what the file measured
+    quiet_b2b = [r for r in rows if r[2] == "0" and r[3] == "b2b"]
+    assert all(r[7] in ("-50%", "-49%", "-51%") for r in quiet_b2b), quiet_b2b
+    assert "NOT within the 20% target" in res.stdout
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert set(again["samples"]) == set(VARIANTS) | {"_meta"} and len(again["rows"]) == len(rows)
+
+
+def test_from_json_names_what_the_file_lacks(tmp_path):
+    f = _saved(tmp_path)
+    res = _bench("--from-json", str(f), "--levels", "0", "2")
+    assert res.returncode == 2 and "has no samples of w1-final-r24-fp32 at 2 busy" in res.stderr
+    res = _bench("--from-json", str(tmp_path / "missing.json"))
+    assert res.returncode == 2 and "--from-json" in res.stderr and "FileNotFoundError" in res.stderr
+    assert "Traceback" not in res.stderr
