@@ -231,8 +231,6 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     totals = {"return": 0.0, "requests": 0, "served": 0, "dropped": 0, "on_time": 0, "correct": 0,
               "correct_on_time": 0, "switches": 0, "periods": 0, "latency_sum_ms": 0.0, "energy_j_estimate": 0.0}
     interrupted = False
-    term = ExitStack()  # SIGTERM as Ctrl-C until the logs are closed (also for callers outside the CLI)
-    term.enter_context(sigterm_as_interrupt())
     monitor = _RecordingMonitor(SelectorMonitor(os.getpid()).start())
     selector = intervals_f = bar = None
     seg_index = -1
@@ -240,6 +238,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     initial = None
     rate, deadline = rate_hz or base_rate, deadline_ms or base_deadline
     proc = time.process_time
+    term = ExitStack()  # SIGTERM as Ctrl-C until the logs are closed (also for callers outside the CLI); entered
+    term.enter_context(sigterm_as_interrupt())  # right before the try whose finally leaves it
     try:
         selector = Selector.load(folder, monitor=monitor)
         if selector.status != "ok":
