@@ -35,9 +35,9 @@ The model, per variant, for one decision interval:
     the fair share for long ones
     (``extra = c x min(L - slice, tick) x max(1, m) + max(0, L - slice - tick) x m``, where
     ``c = min(1, R - cores)`` is the chance that one of the app's threads shares its core;
-    measured beside 6 busy processes on 2 cores, m = 2.5: the live loop's full fp32 model
-    served in 9.3-11.1 ms for a 2.78 ms service, where a wait of one tick gave 4.7 ms, see
-    docs/LIVE.md);
+    measured beside 6 busy processes on 2 cores, m = 2.5: the live loop's full fp32 model,
+    2.78 ms in the catalog, answered in 12.6-15.2 ms on average where a wait of one tick
+    predicted 7.8 ms (this form: 9.4), see docs/LIVE.md);
   - a thread that slept pays a wake-up cost, whether its core idled meanwhile (idle-state
     exit) or ran another thread (caches that thread left cold): measured on the reference
     machine with and without busy processes,

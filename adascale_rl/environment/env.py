@@ -273,7 +273,7 @@ class AdaScaleEnv(gym.Env):
     * v3: a sleeping app preempted after its wake slice waits the other threads' slices,
       ``tick x max(1, m)`` with ``m`` other runnable threads per core (it waited one tick
       whatever the load); measured beside 6 busy processes on 2 cores, where the live loop's
-      full model was served in 2.0-2.4x the time v2 predicted.
+      full model answered in 1.6-1.9x the mean response time v2 predicted (docs/LIVE.md).
     * v2: a wait for a core at wake-up is an exponential wait of mean 0.9 tick at every request
       rate (it was capped at 0.56 of the time between requests), a request that waits past
       its deadline is dropped as stale, and ``latency_ms`` is the mean of the requests served

@@ -64,7 +64,7 @@ def test_a_sleeping_app_waits_at_wake_up_and_after_its_wake_slice():
 def test_a_sleeper_preempted_after_its_wake_slice_waits_the_others_slices():
     """Beside m > 1 other runnable threads per core a preempted sleeper waits the others' slices (tick x m), as a
     saturated app does; one tick only while m <= 1. (Measured beside 6 busy processes on 2 cores, m = 2.5: the
-    live loop's 2.78 ms model served in 9.3-11.1 ms, where a wait of one tick gives 4.7; docs/LIVE.md.)"""
+    live loop's 2.78 ms model answered in 12.6-15.2 ms, where a wait of one tick predicted 7.8; docs/LIVE.md.)"""
     lat, rate, tick = 2.7, 60.0, SCHED.tick_ms
     run = lat - SCHED.wake_slice_ms
     for busy, m in ((2.0, 0.5), (3.0, 1.0), (4.0, 1.5), (6.0, 2.5)):
