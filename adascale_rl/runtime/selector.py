@@ -56,7 +56,7 @@ from adascale_rl.environment.actions import KEEP, target_of
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
 from adascale_rl.runtime import schema
 from adascale_rl.runtime.folder import (FolderError, catalog_of, check_layout, heuristic, heuristic_view, network,
-                                        read_document, reward_of)
+                                        read_document)
 from adascale_rl.runtime.live import REQUIRED
 
 log = logging.getLogger("adascale_rl.runtime")
@@ -218,7 +218,6 @@ class Selector:
             raise FolderError(f"selector.json observation.size is {doc['observation']['size']}, the encoder "
                               f"makes {self.encoder.size}")
         self.physics = DevicePhysics(self.device, self.catalog)
-        self.reward_fn, self.reward = reward_of(doc, self.device)
         cat = self.catalog
         self._peak = cat.column("peak_mem_mb")
         self._overhead = float(cat.runtime_overhead_mb)
