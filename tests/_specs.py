@@ -20,12 +20,18 @@ def copy_of_spec(folder: Path, env: str = "Local-Digits", stem: str | None = Non
     spec = find_spec(env)
     stem = stem or spec.path.stem
     doc = yaml.safe_load(open(spec.path))
-    dev = yaml.safe_load(open(paths.envs_dir() / "devices" / f"{spec.device}.yaml"))
-    for k, v in device.items():
-        dev[k] = {"value": v, "source": "changed by the test"}
-    (folder / "devices").mkdir(parents=True)
-    (folder / "devices" / f"{spec.device}.yaml").write_text(yaml.safe_dump(dev))
+    copy_of_device(folder / "devices", spec.device, **device)
     doc.update(id=f"AdaScale/{stem}-v{VERSION}", device=f"devices/{spec.device}.yaml",
                catalog=str(spec.catalog_path()), dataset=str(spec.dataset_path()))
     (folder / f"{stem}.yaml").write_text(yaml.safe_dump(doc))
     return folder / f"{stem}.yaml"
+
+
+def copy_of_device(folder: Path, name: str, **values) -> Path:
+    """The shipped preset ``name`` copied into ``folder/<name>.yaml`` with ``values`` set (each with a source)."""
+    dev = yaml.safe_load(open(paths.envs_dir() / "devices" / f"{name}.yaml"))
+    for k, v in values.items():
+        dev[k] = {"value": v, "source": "changed by the test"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(dev))
+    return folder / f"{name}.yaml"

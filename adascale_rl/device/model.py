@@ -67,6 +67,7 @@ The model, per variant, for one decision interval:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -411,6 +412,17 @@ class VariantTable:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.ARRAYS}
+
+    def on_host(self, service_scale: float) -> "VariantTable":
+        """The table of the simulated world on a host ``service_scale`` times slower than the catalog (a
+        preset's ``service_scale``): every variant's service time and the energy of its work scaled, as a
+        persistent latency noise would scale them; memory, accuracy and load times as they are. ``self`` if 1."""
+        if service_scale == 1.0:
+            return self
+        t = copy.copy(self)
+        t.latency_ms = self.latency_ms * service_scale
+        t.energy_mj = self.energy_mj * service_scale
+        return t
 
     def to_dict(self) -> dict:
         """Every constant as plain numbers and lists (JSON; the learned controller saves it, the exporter writes it)."""

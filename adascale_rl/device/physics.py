@@ -142,14 +142,24 @@ class Outcome(NamedTuple):
 
 
 class DevicePhysics:
-    """A device preset and a catalog, with the transition function of the simulator."""
+    """A device preset and a catalog, with the transition function of the simulator.
+
+    Two tables of the catalog: ``table``, the app's performance model (the catalog's numbers:
+    :meth:`expected_latency_ms`, the observation's prediction, what planners and the prior read),
+    and ``world``, what the simulated host does (:meth:`step`, :meth:`step_batch`,
+    :meth:`interval_table`): the same, with service time and work energy scaled by the preset's
+    ``service_scale`` (the same object when it is 1)."""
 
     def __init__(self, device: DevicePreset, catalog: Catalog, frame_sigma: float = FRAME_SIGMA):
         self.device = device
         self.catalog = catalog
         self.frame_sigma = frame_sigma
+        # the app's model of its variants (the observation's prediction, the planners' tables, the exported prior)
         self.table = VariantTable(device, catalog, frame_sigma)
-        self.arrays = self.table.arrays()
+        # the world's: the catalog on this host (service scaled by the preset's service_scale; the same if 1)
+        self.service_scale = float(getattr(device, "service_scale", 1.0))
+        self.world = self.table.on_host(self.service_scale)
+        self.world_arrays = self.world.arrays()
         self.ladder = list(device.dvfs_mhz)
         self.top_level = len(self.ladder) - 1
         self.load_ms = self.table.load_ms.tolist()
@@ -175,10 +185,12 @@ class DevicePhysics:
         self._saver_cap_mhz = device.saver_cap_mhz if self.has_battery else math.inf
         self._saver_threshold_pct = device.saver_threshold_pct
         self._battery_j = device.battery_wh * 3600.0 if self.has_battery else math.nan  # as battery_pct_after()
-        self._variant_rows = [
-            (v.peak_mem_mb, v.compute_bound_frac, 1.0 - v.compute_bound_frac, v.latency_ms, v.energy_mj * 0.001,
+        k = self.service_scale
+        self._variant_rows = [  # the world's
+            (v.peak_mem_mb, v.compute_bound_frac, 1.0 - v.compute_bound_frac, v.latency_ms * k, v.energy_mj * 0.001 * k,
              v.accuracy, load_ms * 0.001)
             for v, load_ms in zip(catalog.variants, self.load_ms)]
+        self._app_latency = [v.latency_ms for v in catalog.variants]  # the app's (expected_latency_ms)
         # step_batch(): the ladder as an array, and the dynamic power with all cores busy at each operating
         # point, computed as step() computes (and caches) it
         self._ladder_arr = np.asarray(self.ladder, dtype=np.float64)
@@ -230,8 +242,8 @@ class DevicePhysics:
                             deadline_ms: float) -> float:
         """The mean response time the app's profiler model expects of ``variant``'s served requests (no noise):
         :func:`adascale_rl.device.model.expected_latency_ms` for one variant, inlined."""
-        _, cb, serial_cb, lat_ref, _, _, _ = self._variant_rows[variant]
-        lat = lat_ref * (cb * (self.f_max_mhz / freq_mhz) + serial_cb)
+        _, cb, serial_cb, _, _, _, _ = self._variant_rows[variant]
+        lat = self._app_latency[variant] * (cb * (self.f_max_mhz / freq_mhz) + serial_cb)
         p, delay, base, _, _, wake_frac = self._contention(lat, rate_hz, bg_runnable)
         return self._served_mean(base, p, delay, wake_frac, deadline_ms)
 
@@ -427,7 +439,7 @@ class DevicePhysics:
         peak = t.peak_mem_mb
         mem = model.switch_mem_mb(peak[target], peak[loaded], t.overhead_mb, killed=~switched | killed)
         oom = mem > mem_avail
-        arrays = {k: v[target] for k, v in self.arrays.items()}
+        arrays = {k: v[target] for k, v in self.world_arrays.items()}
         o = model.outcome(t, arrays, freq_mhz=freq, bg_runnable=b_run, rate_hz=rate, deadline_ms=deadline_ms,
                           dt_s=dt_s, noise=noise.latency, loading=loading)
         s = o.serving
@@ -475,8 +487,8 @@ class DevicePhysics:
         n = t.n
         kw = dict(freq_mhz=freq_mhz, bg_runnable=exo.bg_runnable, rate_hz=exo.request_rate_hz,
                   deadline_ms=exo.deadline_ms, dt_s=dt_s, noise=noise.latency)
-        keep = model.outcome(t, self.arrays, loading=False, **kw)
-        load = model.outcome(t, self.arrays, loading=True, **kw)
+        keep = model.outcome(t, self.world_arrays, loading=False, **kw)
+        load = model.outcome(t, self.world_arrays, loading=True, **kw)
         peak = t.peak_mem_mb
         switched = ~np.eye(n, dtype=bool)
         loading = np.ones((n, n), dtype=bool) if killed else switched

@@ -8,7 +8,11 @@ without a stated origin. ``battery_wh: {value: null, ...}`` declares a device
 that has no battery (it is always on external power); ``temp_sensor: {value: false, ...}``
 one whose chip temperature software cannot read (a VM): the simulator still models its
 heat, but its observation then says the temperature is missing, as the device's selector
-sees it. Without the key the device has a sensor.
+sees it. Without the key the device has a sensor. ``service_scale`` (optional, 1 without the
+key) is the host's speed against its catalog: every variant's service time (and the work's
+energy) in the simulated world is the catalog's times this, while the app's own model (the
+observation's prediction, the heuristics' and the prior's tables) keeps the catalog's numbers,
+as an app on a host that has slowed down does; ``adascale-rl calibrate`` measures it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ _NUMBERS = {
     "idle_sleep_ms": (0.001, 1000.0, False),
 }
 
+#: the range a preset's ``service_scale`` may take (a host 20x slower or faster than its catalog is another machine)
+SERVICE_SCALE_RANGE = (0.05, 20.0)
+
 
 class PresetError(ValueError):
     """A device preset that cannot be used; the message names the file and key."""
@@ -83,6 +90,7 @@ class DevicePreset:
     sources: dict[str, str]
     path: Path | None = None
     temp_sensor: bool = True             # False: software cannot read the chip temperature (the observation says missing)
+    service_scale: float = 1.0           # the world's service time / the catalog's latency (the app's model keeps 1)
 
     @property
     def f_max_mhz(self) -> float:
@@ -145,8 +153,15 @@ def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
         temp_sensor, sources["temp_sensor"] = _entry(doc, "temp_sensor", where)
         if not isinstance(temp_sensor, bool):
             raise PresetError(f"{where}: temp_sensor = {temp_sensor!r} must be true or false")
+    service_scale = 1.0
+    if "service_scale" in doc:
+        service_scale, sources["service_scale"] = _entry(doc, "service_scale", where)
+        lo, hi = SERVICE_SCALE_RANGE
+        if (not isinstance(service_scale, (int, float)) or isinstance(service_scale, bool)
+                or not math.isfinite(service_scale) or not lo <= service_scale <= hi):
+            raise PresetError(f"{where}: service_scale = {service_scale!r} must be a number in [{lo:g}, {hi:g}]")
     return DevicePreset(name=doc["name"], description=doc["description"], dvfs_mhz=tuple(float(x) for x in ladder),
-                        sources=sources, temp_sensor=temp_sensor, **values)
+                        sources=sources, temp_sensor=temp_sensor, service_scale=float(service_scale), **values)
 
 
 def load_preset_file(path: str | os.PathLike) -> DevicePreset:

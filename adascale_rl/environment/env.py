@@ -296,7 +296,8 @@ class AdaScaleEnv(gym.Env):
                  period_s: float | None = None, dataset: str | Path | None = None,
                  max_episode_steps: int | None = None, latency_sigma: float = LATENCY_SIGMA,
                  spike_prob: float = SPIKE_PROB, spike_spell_s: float | None = None,
-                 random_start_variant: bool | None = None, render_mode: str | None = None):
+                 random_start_variant: bool | None = None, app_device: DevicePreset | str | None = None,
+                 render_mode: str | None = None):
         self.env_spec = spec if isinstance(spec, EnvSpec) else find_spec(spec)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}")
@@ -339,6 +340,15 @@ class AdaScaleEnv(gym.Env):
             raise ValueError(f"dataset {self.dataset.name} has no traces in split {split!r}")
         self.exo: list[list[Exo]] = [exo_rows(t, self.device, self.period_s) for t in self.traces]
         self.physics = DevicePhysics(self.device, self.catalog)
+        #: the app's own performance model (its predicted latency, so the slow-down it observes; what a planner
+        #: on it assumes): the world's preset at the catalog's speed, or ``app_device``'s constants where the
+        #: app holds other ones than the world (a controller exported before its machine was recalibrated)
+        self.app_device: DevicePreset = self.device if app_device is None else (
+            app_device if isinstance(app_device, DevicePreset) else load_device(app_device))
+        if (self.app_device.name, self.app_device.cores) != (self.device.name, self.device.cores):
+            raise ValueError(f"app_device must describe the world's device ({self.device.name}, {self.device.cores} "
+                             f"cores), not {self.app_device.name} with {self.app_device.cores}")
+        self.app_physics = self.physics if app_device is None else DevicePhysics(self.app_device, self.catalog)
         self.encoder = ObservationEncoder(self.device, self.catalog, self.period_s)
         n = len(self.catalog)
         self.action_space = spaces.Discrete(n + 1)
@@ -578,8 +588,8 @@ class AdaScaleEnv(gym.Env):
         if not oom and served_frac > 0.0:
             # the app's running estimate of the slow-down its performance model does not explain:
             # log2(measured mean latency / the model's prediction for the context it measured)
-            predicted = self.physics.expected_latency_ms(target, freq_mhz, exo.bg_runnable, exo.request_rate_hz,
-                                                         exo.deadline_ms)
+            predicted = self.app_physics.expected_latency_ms(target, freq_mhz, exo.bg_runnable, exo.request_rate_hz,
+                                                             exo.deadline_ms)
             self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(latency_ms / predicted) - self._slow_ema)
         fb = (latency_ms, target, miss, energy_j, switched, oom, self._slow_ema)  # a Feedback's fields, in order
         obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.bg_runnable, exo.mem_avail_mb,

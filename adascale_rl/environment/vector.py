@@ -109,6 +109,7 @@ class AdaScaleVectorEnv(VectorEnv):
         self._exo = Exo(*cols)
         self._trace_names = np.array([t.name for t in base.traces], dtype=object)
         table = self.physics.table
+        self._app_table = base.app_physics.table  # the app's model: its predicted latency (AdaScaleEnv.step)
         self._ids = np.array(base.catalog.ids, dtype=object)
         self._peak = table.peak_mem_mb
         self._lat_ref = table.latency_ms
@@ -259,7 +260,7 @@ class AdaScaleVectorEnv(VectorEnv):
         terms = self.reward.terms(out.accuracy, on_time, out.energy_j, out.mem_mb, out.switched, out.oom)
         reward = terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
         # the app's running estimate of the slow-down its performance model does not explain (as AdaScaleEnv.step)
-        predicted = model.expected_latency_ms(physics.table, {"latency_ms": self._lat_ref[target],
+        predicted = model.expected_latency_ms(self._app_table, {"latency_ms": self._lat_ref[target],
                                                               "compute_bound_frac": self._cb[target]},
                                               freq_mhz=out.freq_mhz, bg_runnable=exo.bg_runnable,
                                               rate_hz=exo.request_rate_hz, deadline_ms=exo.deadline_ms)

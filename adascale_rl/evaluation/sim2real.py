@@ -164,6 +164,7 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
 
 def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None):
     from adascale_rl.device.model import outcome
+    from adascale_rl.device.presets import parse_preset
     from adascale_rl.environment.env import AdaScaleEnv
     from adascale_rl.runtime.folder import catalog_of
 
@@ -176,9 +177,13 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError(f"{run}/intervals.csv has no period")
     policy = _policy_name(run, summary)
     controller = ExportedPolicy(_selector_folder(run, summary), policy)
+    # the app's model is the one the controller held on the device (its selector.json's device preset), whatever
+    # the world it is replayed in (a recalibrated --env): the slow-down it observed was measured against that
+    app_device = parse_preset(controller.doc["device"], "selector.json device")
     try:
         env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
-                          max_episode_steps=len(rows), random_start_variant=False, **dict(env_kwargs or {}))
+                          max_episode_steps=len(rows), random_start_variant=False, app_device=app_device,
+                          **dict(env_kwargs or {}))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         if spec is None:
             raise
@@ -212,7 +217,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
             runnable = _num(r["bg_cpu_util"]) * env.device.cores
         rate, deadline = float(r["request_rate_hz"]), float(r["deadline_ms"])
         measured = _num(r["latency_mean_ms"])
-        o = outcome(physics.table, physics.arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
+        o = outcome(physics.table, physics.world_arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
                     deadline_ms=deadline, dt_s=period)  # every variant, noise 1: the model's expectation
         predicted = o.serving.mean_ms[v]
         err = 100.0 * (predicted / measured - 1.0) if served and measured > 0 else math.nan

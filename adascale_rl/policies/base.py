@@ -52,10 +52,11 @@ class BasePolicy:
         self.reward = env.reward  # the weights with the device's normalisers
         self.period_s = env.period_s
         # the app's performance model: the catalog on this device (profiled numbers only)
-        if getattr(self, "_table_key", None) != (id(env.device), id(env.catalog)):
-            self.table = VariantTable(env.device, env.catalog, FRAME_SIGMA)
+        app = getattr(env, "app_device", env.device)
+        if getattr(self, "_table_key", None) != (id(app), id(env.catalog)):
+            self.table = VariantTable(app, env.catalog, FRAME_SIGMA)
             self.arrays = self.table.arrays()
-            self._table_key = (id(env.device), id(env.catalog))
+            self._table_key = (id(app), id(env.catalog))
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any]) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

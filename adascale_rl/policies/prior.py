@@ -54,7 +54,7 @@ class VariantSlack(BaseFeaturesExtractor):
     @classmethod
     def kwargs_for(cls, env: Any) -> dict:
         """The constants this extractor needs, from an (unwrapped) AdaScaleEnv: plain numbers, saved with the model."""
-        return {"table": env.physics.table.to_dict(), "encoder": env.encoder.constants()}
+        return {"table": env.app_physics.table.to_dict(), "encoder": env.encoder.constants()}
 
     def decode(self, obs: th.Tensor) -> dict:
         return decode_planning(obs, **self.encoder)

@@ -63,7 +63,8 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
 # ------------------------------------------------------------------------------ the document
 
 def preset_doc(device: Any) -> dict:
-    """A device preset as the document :func:`adascale_rl.device.presets.parse_preset` reads (values with origins)."""
+    """A device preset as the document :func:`adascale_rl.device.presets.parse_preset` reads (values with origins).
+    Its ``service_scale`` (a host slower than the catalog) is the simulated world's, not the app's: not written."""
     from adascale_rl.device.presets import _NUMBERS
 
     doc: dict[str, Any] = {"name": device.name, "description": device.description}
@@ -342,7 +343,7 @@ def export_controller(agent: str | os.PathLike, out: str | os.PathLike, *, env_i
     section["obs_norm"], norm_arrays = _obs_norm(policy.obs_norm)
     arrays.update(norm_arrays)
     if section["slack"]:
-        mine, theirs = env.physics.table.to_dict(), section["table"]
+        mine, theirs = env.app_physics.table.to_dict(), section["table"]
         if not _same_numbers(mine, theirs) or section["encoder"] != env.encoder.constants():
             raise ExportError(f"{model_file} was trained with another catalog or device than {spec.id} has now "
                               f"({env.catalog.path}, {env.device.path}); retrain it, or export it with the files "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,6 +19,12 @@ RPI4 = load_device("rpi4")
 PIXEL4 = load_device("pixel4")
 CAT = validate(make_catalog_doc(LADDER))
 BIG, MID, SMALL, TINY = range(4)
+#: hosts slower or faster than their catalogs, for the tests that tie one copy of the model to another
+HOST_SCALE = {"rpi4": 1.0, "pixel4": 0.8, "local-x86": 1.7}
+
+
+def on_host(device):
+    return dataclasses.replace(device, service_scale=HOST_SCALE.get(device.name, 1.0))
 
 
 def exo(**kw) -> ph.Exo:
@@ -188,7 +195,8 @@ def test_unfit_variant_is_masked_and_choosing_it_anyway_is_an_oom_kill(tmp_path)
 @pytest.mark.parametrize("case", range(6))
 def test_vectorised_interval_table_matches_step_pair_by_pair(case):
     rng = np.random.default_rng(case)
-    physics = ph.DevicePhysics(PIXEL4 if case % 2 else RPI4, CAT)
+    physics = ph.DevicePhysics(dataclasses.replace(PIXEL4 if case % 2 else RPI4, service_scale=(1.0, 1.6, 0.7)[case % 3]),
+                               CAT)
     e = exo(bg_cpu_util=float(rng.uniform(0, 1)), bg_runnable=float(rng.uniform(0, 8)),
             mem_avail_mb=float(rng.choice([70.0, 90.0, 500.0])),
             request_rate_hz=float(rng.choice([0.0, 5.0, 12.0, 30.0])), deadline_ms=float(rng.uniform(20, 200)),
@@ -407,12 +415,13 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
     """DevicePhysics.step (the single environment's scalar fast path) against step_batch (the vector
     environment's transition) on 10,002 random cases over three presets (pixel4 has a battery and a
     battery saver): the discrete outcome (clock, variant, switch, OOM, memory, governor level) exactly,
-    every number to 1e-9 relative (numpy's exp/log/pow against math's may differ by an ulp)."""
+    every number to 1e-9 relative (numpy's exp/log/pow against math's may differ by an ulp). Two of the presets
+    on a host slower or faster than their catalog (``service_scale``)."""
     doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
                                       "size_mb": 0.1, "energy_mj": 0.5}])
     doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
     doc["threads"] = {"value": 1 if device == "local-x86" else 4, "derived": "test"}
-    physics = ph.DevicePhysics(load_device(device), validate(doc))
+    physics = ph.DevicePhysics(on_host(load_device(device)), validate(doc))
     rng = np.random.default_rng(sum(map(ord, device)))
     checked = 0
     for dt in (0.5, 1.0, 2.0):
@@ -435,3 +444,39 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
     assert checked == 3336
     # the cases reach every branch: switches, OOM kills, restarts after one, the battery saver, throttling
     assert out_b.oom.any() and out_b.switched.any() and bstate.killed.any() and (bexo.request_rate_hz == 0).any()
+
+
+def test_a_slower_host_is_a_persistent_noise_on_the_world_and_not_on_the_apps_model():
+    """``service_scale`` s: every variant serves as under a latency noise s times the draw (service time,
+    responses, what is on time, the work's energy), in the scalar step and in the planners' interval table,
+    while what the app expects (``expected_latency_ms``, the table the heuristics and the prior read) stays the
+    catalog's."""
+    s = 1.8
+    slow = ph.DevicePhysics(dataclasses.replace(RPI4, service_scale=s), CAT)
+    base = ph.DevicePhysics(RPI4, CAT)
+    assert slow.table.to_dict() == base.table.to_dict()
+    np.testing.assert_array_equal(slow.world.latency_ms, s * base.table.latency_ms)
+    np.testing.assert_array_equal(slow.world.energy_mj, s * base.table.energy_mj)
+    np.testing.assert_array_equal(slow.world.peak_mem_mb, base.table.peak_mem_mb)
+    for e in (exo(), exo(bg_runnable=3.0, request_rate_hz=30.0, deadline_ms=60.0), exo(freq_cap_mhz=900.0)):
+        for loaded in (MID, SMALL):
+            state = ph.PhysicsState(loaded=loaded, temp_c=40.0, thermal_level=base.top_level, battery_used_j=0.0,
+                                    killed=False)
+            for target in range(len(CAT)):
+                _, got = slow.step(state, target, e, ph.Noise(1.1), 1.0)
+                _, want = base.step(state, target, e, ph.Noise(1.1 * s), 1.0)
+                _, plain = base.step(state, target, e, ph.Noise(1.1), 1.0)
+                assert got.service_ms == pytest.approx(want.service_ms, rel=1e-12)
+                assert got.service_ms == pytest.approx(s * plain.service_ms, rel=1e-12)
+                assert got.latency_ms == pytest.approx(want.latency_ms, rel=1e-12) and got.latency_ms > plain.latency_ms
+                for k in Serving._fields:
+                    assert getattr(got.serving, k) == pytest.approx(getattr(want.serving, k), rel=1e-12, abs=1e-15)
+                assert got.energy_j == pytest.approx(want.energy_j, rel=1e-12, abs=1e-15)
+                assert (got.mem_mb, got.oom, got.accuracy) == (want.mem_mb, want.oom, want.accuracy)
+                f = got.freq_mhz
+                assert slow.expected_latency_ms(target, f, e.bg_runnable, e.request_rate_hz, e.deadline_ms) == \
+                    base.expected_latency_ms(target, f, e.bg_runnable, e.request_rate_hz, e.deadline_ms)
+        tab = slow.interval_table(f, e, ph.Noise(1.1), 1.0)
+        ref = base.interval_table(f, e, ph.Noise(1.1 * s), 1.0)
+        for k in ("on_time_frac", "energy_j", "latency_ms"):
+            np.testing.assert_allclose(tab[k], ref[k], rtol=1e-12, atol=1e-15)

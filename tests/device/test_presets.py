@@ -158,3 +158,18 @@ def test_a_device_says_whether_software_can_read_its_temperature():
         doc["temp_sensor"] = bad
         with pytest.raises(PresetError, match="temp_sensor"):
             parse_preset(doc, "rpi4.yaml")
+
+
+def test_a_device_may_say_how_much_slower_its_host_serves_than_its_catalog():
+    assert load_device("rpi4").service_scale == 1.0  # not declared: the catalog's latencies as they are
+    doc = _doc()
+    doc["service_scale"] = {"value": 1.42, "source": "measured: back-to-back service / catalog latency"}
+    preset = parse_preset(doc, "rpi4.yaml")
+    assert preset.service_scale == 1.42
+    assert preset.sources["service_scale"] == "source: measured: back-to-back service / catalog latency"
+    for bad in ({"value": 0, "derived": "zero"}, {"value": -1.5, "derived": "negative"},
+                {"value": 50.0, "derived": "another machine"}, {"value": "1.4", "derived": "a string"},
+                {"value": True, "derived": "a bool"}, {"value": float("nan"), "derived": "nan"}, 1.4):
+        doc["service_scale"] = bad
+        with pytest.raises(PresetError, match="service_scale"):
+            parse_preset(doc, "rpi4.yaml")

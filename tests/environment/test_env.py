@@ -182,15 +182,25 @@ def test_small_datasets_hold_out_the_end_of_each_train_trace(tmp_path):
     assert [len(e) for e in tr.exo] == [80, 80] and [len(e) for e in val.exo] == [20, 20]
 
 
-def test_slowdown_average_is_measured_latency_over_the_models_prediction(fixture_spec):
+@pytest.mark.parametrize("service_scale", [1.0, 1.8])
+def test_slowdown_average_is_measured_latency_over_the_models_prediction(fixture_spec, tmp_path, service_scale):
+    """Also on a host 1.8x slower than the catalog (a preset's ``service_scale``): the world serves slower, the
+    app's model (the table its prediction reads) is still the catalog's, so the slow-down it measures grows."""
+    import dataclasses
     import math
 
     from adascale_rl.device import model
     from adascale_rl.environment.env import SLOWDOWN_EMA_WEIGHT
+    from _specs import copy_of_device
 
-    env = AdaScaleEnv(fixture_spec, split="test")
+    spec = fixture_spec
+    if service_scale != 1.0:
+        dev = copy_of_device(tmp_path / "devices", fixture_spec.device, service_scale=service_scale)
+        spec = dataclasses.replace(fixture_spec, device=str(dev))
+    env = AdaScaleEnv(spec, split="test")
+    assert env.physics.service_scale == service_scale
     env.reset(seed=4, options={"trace": 0, "start": 0, "variant": "mid"})
-    t = env.physics.table
+    t = env.app_physics.table
     ema = 0.0
     for _ in range(20):
         rate = env.episode.exo[env.t].request_rate_hz  # the app's own rate for the coming interval
@@ -201,6 +211,47 @@ def test_slowdown_average_is_measured_latency_over_the_models_prediction(fixture
                                               deadline_ms=info["deadline_ms"])[i]
         ema += SLOWDOWN_EMA_WEIGHT * (math.log2(info["latency_ms"] / predicted) - ema)
         assert env.encoder.decode(obs)["slowdown_ema_log2"] == pytest.approx(ema, abs=1e-5)
+    # the table the app predicts with is the catalog's whatever the host; the world's service is scaled
+    assert np.array_equal(t.latency_ms, [v.latency_ms for v in env.catalog.variants])
+    assert info["service_ms"] > 0 and env.physics.world.latency_ms[i] == pytest.approx(service_scale * t.latency_ms[i])
+    if service_scale != 1.0:  # 20 intervals of an average that weights the newest by SLOWDOWN_EMA_WEIGHT
+        assert ema > 0.5 * math.log2(service_scale)
+
+
+def test_an_app_that_holds_other_constants_than_the_world_observes_against_its_own(fixture_spec, tmp_path):
+    """``app_device``: the world (its preset: a host 1.3x slower, a larger wake-up cost) plays the same; only the
+    app's prediction, so the slow-down it observes, comes from the app's preset."""
+    import dataclasses
+    import math
+
+    from adascale_rl.device import model
+    from adascale_rl.environment.env import SLOWDOWN_EMA_WEIGHT
+    from _specs import copy_of_device
+
+    dev = copy_of_device(tmp_path / "devices", fixture_spec.device, service_scale=1.3, idle_wake_ms=1.5)
+    world = dataclasses.replace(fixture_spec, device=str(dev))
+    mine = AdaScaleEnv(world, split="test", app_device=fixture_spec.device)
+    theirs = AdaScaleEnv(world, split="test")
+    assert mine.app_device.idle_wake_ms != theirs.app_device.idle_wake_ms == 1.5
+    app = mine.app_physics.table
+    i_ema = mine.encoder.names.index("slowdown_ema_log")
+    for env in (mine, theirs):
+        env.reset(seed=4, options={"trace": 0, "start": 0, "variant": "mid"})
+    ema = 0.0
+    for k in range(15):
+        rate = mine.episode.exo[mine.t].request_rate_hz
+        a = (0, 2, 0, 3, 0)[k % 5]
+        o1, r1, _, _, i1 = mine.step(a)
+        o2, r2, _, _, i2 = theirs.step(a)
+        assert r1 == r2 and i1["latency_ms"] == i2["latency_ms"] and i1["variant"] == i2["variant"]
+        predicted = model.expected_latency_ms(app, app.arrays(), freq_mhz=i1["freq_mhz"], bg_runnable=i1["bg_runnable"],
+                                              rate_hz=rate, deadline_ms=i1["deadline_ms"])[mine.catalog.index(i1["variant"])]
+        ema += SLOWDOWN_EMA_WEIGHT * (math.log2(i1["latency_ms"] / predicted) - ema)
+        assert mine.encoder.decode(o1)["slowdown_ema_log2"] == pytest.approx(ema, abs=1e-5)
+    assert o1[i_ema] > o2[i_ema]  # the app that expects the faster wake-up sees more of a slow-down
+    other = copy_of_device(tmp_path / "other", "pixel4")
+    with pytest.raises(ValueError, match="app_device must describe the world's device"):
+        AdaScaleEnv(world, split="test", app_device=str(other))
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -217,3 +217,30 @@ def test_a_spec_whose_catalog_lists_the_variants_in_another_order_is_refused(gre
     with pytest.raises(s2r.Sim2RealError, match="other variants \\(or another order\\)"):
         s2r.sim2real(run, seeds=1, progress=False, env=str(spec))
     assert not (run / "sim2real.csv").exists()
+
+
+def test_a_replay_on_a_slower_host_keeps_the_apps_model_of_the_run(greedy, tmp_path, monkeypatch):
+    """Replayed in a spec of a host 1.5x slower than the catalog with a larger wake-up cost (what calibrate writes),
+    the world serves slower -- every period predicted slower than the run, which the shipped model predicted
+    exactly -- while the app in the replay observes its slow-down against the model its selector.json holds (the
+    shipped preset), as the controller did on the device."""
+    import adascale_rl.environment.env as env_module
+
+    made = []
+
+    class Recorded(env_module.AdaScaleEnv):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    monkeypatch.setattr(env_module, "AdaScaleEnv", Recorded)
+    slower = copy_of_spec(tmp_path / "now", idle_wake_ms=1.4044, service_scale=1.5)
+    (row,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, env=str(slower))
+    (env,) = made
+    shipped = AdaScaleEnv("Local-Digits", split="test").device
+    assert (env.device.service_scale, env.device.idle_wake_ms) == (1.5, pytest.approx(1.4044))
+    assert (env.app_device.service_scale, env.app_device.idle_wake_ms) == (1.0, shipped.idle_wake_ms)
+    assert env.app_physics.table.to_dict() == AdaScaleEnv("Local-Digits", split="test").physics.table.to_dict()
+    assert row["latency_bias_median_pct"] > 40.0
