@@ -342,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--fresh", action="store_true", help="fit on this run alone, not also on the earlier runs "
                                                          "saved in --out (their samples are kept)")
     ca.add_argument("--quick", action="store_true", help="two load levels and short probes (a smoke run)")
+    ca.add_argument("--refit", action="store_true", help="time nothing: refit on the samples saved in --out (the "
+                                                         "newest run's host speed; pooled unless --fresh)")
     ca.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile

@@ -2,7 +2,7 @@
 
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
-                                    [--json FILE | --from-json FILE]
+                                    [--service-scale preset|measured|X] [--json FILE | --from-json FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
 TorchScript files from the profile's cache) beside 0, 1, 2 and 2 x cores busy processes, levels
@@ -17,6 +17,14 @@ as the deadline) and the relative error, and the share of the requests lost as s
 measured and predicted. The target: within 20 % for the mean and the p95 at every level.
 ``--from-json`` compares the model with samples a ``--json`` run saved (no variant files needed,
 so any machine can re-read a run).
+
+The simulator serves a variant in the catalog's latency times the preset's ``service_scale``
+(the host's speed against its catalog; 1 in a shipped preset, measured by ``adascale-rl
+calibrate``). ``--service-scale measured`` takes it from the run itself, as ``calibrate`` does:
+the median over the timed variants of the back-to-back mean with no busy process over the
+catalog's latency. That one number is then fitted on the run's quiet back-to-back cells, and
+the table checks what the contention model adds to it: the slow-down beside busy processes,
+the wake-up costs and the stale requests.
 """
 
 from __future__ import annotations
@@ -86,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=60.0, help="request rate of the open-loop mode (Hz)")
     ap.add_argument("--calls", type=int, default=300, help="back-to-back calls per variant, level and round")
     ap.add_argument("--duration", type=float, default=1.0, help="open-loop seconds per variant, level and round")
+    ap.add_argument("--service-scale", default="preset", metavar="preset|measured|X",
+                    help="the host's speed against the catalog the prediction uses: the device preset's "
+                         "service_scale (default), 'measured' in this run with no busy process, or a number")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")
@@ -133,12 +144,33 @@ def main(argv: list[str] | None = None) -> int:
         samples = measure({v: files[v] for v in args.variants}, shape, threads=int(threads), levels=args.levels,
                           rounds=args.rounds, calls=args.calls, rate_hz=args.rate, duration_s=args.duration)
     secs = time.perf_counter() - t0
+    catalog_ms = {v: cat.variants[cat.index(v)].latency_ms for v in args.variants}
+    quiet = {v: float(np.mean(samples[v]["levels"][0]["b2b"])) / catalog_ms[v] for v in args.variants
+             if 0 in samples[v]["levels"] and len(samples[v]["levels"][0]["b2b"])}
+    if args.service_scale == "preset":
+        scale, how = device.service_scale, f"the preset's service_scale ({device.service_scale:g})"
+    elif args.service_scale == "measured":
+        if not quiet:
+            ap.error("--service-scale measured needs samples with no busy process (level 0)")
+        scale = float(np.median(list(quiet.values())))
+        how = (f"measured in this run: median over {len(quiet)} variants of the back-to-back mean with no busy "
+               f"process / the catalog's latency = {scale:.3f} (range {min(quiet.values()):.3f}-"
+               f"{max(quiet.values()):.3f}); fitted on the quiet back-to-back cells")
+    else:
+        try:
+            scale = float(args.service_scale)
+        except ValueError:
+            scale = math.nan
+        if not 0.0 < scale < math.inf:
+            ap.error(f"--service-scale must be 'preset', 'measured' or a positive number, not {args.service_scale!r}")
+        how = f"given ({scale:g})"
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "
           f"{Path(args.catalog).name}, device {device.name}, {int(threads)} torch thread(s); {args.rounds} interleaved "
           f"rounds; load average after the run {load[0]:.2f}; {secs:.0f} s")
-    print(f"prediction: adascale_rl.device.model.contention with the catalog's latency and the preset's scheduler "
-          f"constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
+    print(f"prediction: adascale_rl.device.model.contention with the catalog's latency x the host's speed and the "
+          f"preset's scheduler constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
+    print(f"host's speed against the catalog: {how}")
     print("rounds: the range of the per-round measured means over their mean (the measurement's own spread "
           "between rounds minutes apart)")
     header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "
@@ -148,14 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     misses = {"mean": 0, "p95": 0, "inside": 0, "cells": 0, "rounds_known": 0}
     for vid in args.variants:
-        lat = cat.variants[cat.index(vid)].latency_ms
+        lat = catalog_ms[vid]
         for level in args.levels:
             cell = samples[vid]["levels"][level]
             for mode, key, rate in (("b2b", "b2b", None), (f"{args.rate:g}Hz", "resp", args.rate)):
                 a = np.asarray(cell[key])
                 m_mean, m_p95 = float(a.mean()), float(np.percentile(a, 95))
                 m_lost = 1.0 - cell["served"] / cell["issued"] if rate is not None and cell["issued"] else 0.0
-                p_mean, p_p95, p_lost = predict(lat, level, rate, device, threads)
+                p_mean, p_p95, p_lost = predict(lat * scale, level, rate, device, threads)
                 e1, e2 = p_mean / m_mean - 1.0, p_p95 / m_p95 - 1.0
                 worst = max(worst, abs(e1), abs(e2))
                 per = round_means(a, cell.get(f"{key}_per_round"))
@@ -180,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = samples_to_json({k: v for k, v in samples.items() if k in args.variants or k == "_meta"})
         Path(args.json).write_text(json.dumps({
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
-            "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "samples": keep,
+            "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "service_scale": scale,
+            "samples": keep,
             "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean",
                                "round_mean_min", "round_mean_max", "p95", "pred_p95", "err_p95", "lost", "pred_lost"),
                               r)) for r in rows]}))

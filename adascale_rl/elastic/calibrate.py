@@ -15,6 +15,14 @@ pools them with the earlier runs kept there (``--fresh``: this run alone): one 2
 calibration fits the growth of the wake-up cost with the sleep from few points, and runs spread
 over the hours an app runs average the host's drift. Use the spec to replay live runs against the
 machine (``adascale-rl sim2real LIVE_DIR --env OUT/<name>.yaml``), or to train and bench on it.
+
+The host's speed moves too (on the reference VM the back-to-back service was 1.05-1.84x the
+catalog's latency within one day): the preset also gets ``service_scale``, the median over the
+timed variants of this run's back-to-back service with no load over the catalog's latency. The
+simulated world serves every variant that much slower (or faster), while the app's own model
+(the observation's prediction, the planners' tables, an exported prior) keeps the catalog's
+numbers, as an app on a host that slowed down does. The scheduler constants are fitted against
+the world's service time (the catalog's times this run's scale), pooled runs included.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adascale_rl.device.presets import SERVICE_SCALE_RANGE
 from adascale_rl.elastic import contention
 
 #: the scheduler constants calibrate refits (the tick and the wake slice are read from the kernel by profile)
@@ -89,11 +98,11 @@ def catalog_key(catalog) -> str:
     return hashlib.sha256(json.dumps([[v.id, v.latency_ms] for v in catalog.variants]).encode()).hexdigest()[:16]
 
 
-def previous_runs(folder: Path, env_id: str, catalog: str, design: tuple, log: Callable[[str], None] = print
+def previous_runs(folder: Path, env_id: str, catalog: str, design: tuple | None, log: Callable[[str], None] = print
                   ) -> list[tuple[str, dict]]:
-    """(time, samples) of the earlier calibration runs saved in ``folder`` for ``env_id``, the catalog whose
-    :func:`catalog_key` is ``catalog`` and the same design; a file that cannot be read or is of another
-    environment, catalog or design is named and left out."""
+    """(time, samples) of the calibration runs saved in ``folder`` for ``env_id``, the catalog whose
+    :func:`catalog_key` is ``catalog`` and the same design (None: any), oldest first; a file that cannot be read
+    or is of another environment, catalog or design is named and left out."""
     import json
 
     runs = []
@@ -101,7 +110,7 @@ def previous_runs(folder: Path, env_id: str, catalog: str, design: tuple, log: C
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
             samples = contention.samples_from_json(doc["samples"])
-            ok = doc["env"] == env_id and doc.get("catalog_key") == catalog and _design(samples) == design
+            ok = doc["env"] == env_id and doc.get("catalog_key") == catalog and design in (None, _design(samples))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log(f"left out {f}: not a calibration run's samples ({exc})")
             continue
@@ -125,7 +134,7 @@ def _spec_doc(spec, device_file: str) -> dict[str, Any]:
 
 
 def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1,
-            quick: bool = False) -> dict[str, Any]:
+            quick: bool = False, refit: bool = False) -> dict[str, Any]:
     """Everything a calibration checks before it times anything: the spec, its catalog's saved variants, its device
     preset's file and this machine's cores; a :class:`CalibrateError` (or the spec's or catalog's own error) names
     what is wrong."""
@@ -162,7 +171,11 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
         if old is not None and new.resolve() == Path(old).resolve():
             raise CalibrateError(f"--out {out} would write {new} over the file it re-measures; calibrate into "
                                  f"another folder")
-    files = variant_files(catalog)  # FileNotFoundError names the profile command that rebuilds them
+    # FileNotFoundError names the profile command that rebuilds them; a refit times nothing
+    files = {} if refit else variant_files(catalog)
+    if refit and not any((out / "samples").glob("*.json")):
+        raise CalibrateError(f"--refit: no saved samples in {out / 'samples'} to fit on; run calibrate without "
+                             f"--refit to measure")
     try:  # the folders now, not after minutes of timing
         (out / "samples").mkdir(parents=True, exist_ok=True)
         (out / "devices").mkdir(exist_ok=True)
@@ -176,14 +189,17 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
 
 
 def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int = 2, threads: int = 1,
-                  quick: bool = False, seed: int = 0, fresh: bool = False,
+                  quick: bool = False, seed: int = 0, fresh: bool = False, refit: bool = False,
                   progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
                   prepared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure, save the samples in ``out/samples/``, refit on them and on the earlier runs saved there (unless
     ``fresh``), and write ``out/devices/<preset>.yaml`` and ``out/<spec file name>``; returns
-    ``{"spec", "device", "variants", "fitted", "before", "drift", "drift_median", "runs", "samples"}`` (``runs``: the
-    measurement times pooled, this run's last). ``prepared``: what :func:`prepare` returned for the same
-    arguments (it is called otherwise)."""
+    ``{"spec", "device", "variants", "fitted", "before", "drift", "drift_median", "service_scale", "runs", "samples"}``
+    (``service_scale``: the median drift written into the preset, None if it could not be measured; ``runs``: the
+    measurement times pooled, this run's last). ``refit``: measure nothing; the newest run saved in ``out/samples/``
+    is "this run" (its service scale), pooled with the earlier ones of its design unless ``fresh`` (re-derives a
+    preset from saved samples, e.g. after this code changed). ``prepared``: what :func:`prepare` returned for the
+    same arguments (it is called otherwise)."""
     import json
 
     import yaml
@@ -194,37 +210,53 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     from adascale_rl.elastic.variants import catalog_data
     from adascale_rl.environment.spec import load_spec
 
-    p = prepared or prepare(env, out, variants=variants, rounds=rounds, threads=threads, quick=quick)
+    p = prepared or prepare(env, out, variants=variants, rounds=rounds, threads=threads, quick=quick, refit=refit)
     spec, catalog, files, preset, dev_path = p["spec"], p["catalog"], p["files"], p["preset"], p["dev_path"]
     cores, latency, chosen, out, levels = p["cores"], p["latency"], p["chosen"], p["out"], p["levels"]
     rate = next((float(v.contention["rate_hz"]) for v in catalog.variants if v.contention), CONTENTION_RATE_HZ)
-    example = catalog_data(catalog).x_test[:1]
-    log(f"timing {len(chosen)} of {len(latency)} variants of {catalog.name} ({', '.join(chosen)}) beside "
-        f"{', '.join(str(x) for x in levels)} busy processes ({rounds} interleaved round(s)), back to back, at "
-        f"{rate:g} requests/s and, with no load, at {', '.join(f'{r:g}' for r in QUIET_RATES)} requests/s")
-    started = time.strftime("%Y-%m-%d %H:%M")
-    samples = contention.measure({v: files[v] for v in chosen}, tuple(example.shape), threads=threads,
-                                 levels=levels, rounds=rounds, calls=30 if quick else 200,
-                                 duration_s=0.3 if quick else 1.0, rate_hz=rate,
-                                 quiet_rates=QUIET_RATES[:1] if quick else QUIET_RATES, seed=seed,
-                                 progress=progress)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     key = catalog_key(catalog)
-    earlier = [] if fresh else previous_runs(out / "samples", spec.id, key, _design(samples), log)
-    atomic_write_text(out / "samples" / f"{stamp}.json", json.dumps(
-        {"env": spec.id, "catalog": catalog.name, "catalog_key": key, "measured_at": started,
-         "samples": contention.samples_to_json(samples)}))
+    if refit:
+        saved = previous_runs(out / "samples", spec.id, key, None, log)
+        if not saved:
+            raise CalibrateError(f"--refit: no samples of {spec.id} on this catalog in {out / 'samples'}")
+        started, samples = saved[-1]
+        chosen = [v for v in samples if v != "_meta"]
+        earlier = [] if fresh else [(w, s) for w, s in saved[:-1] if _design(s) == _design(samples)]
+        log(f"refitting on the samples saved in {out / 'samples'} (newest: {started}); nothing is timed")
+    else:
+        example = catalog_data(catalog).x_test[:1]
+        log(f"timing {len(chosen)} of {len(latency)} variants of {catalog.name} ({', '.join(chosen)}) beside "
+            f"{', '.join(str(x) for x in levels)} busy processes ({rounds} interleaved round(s)), back to back, at "
+            f"{rate:g} requests/s and, with no load, at {', '.join(f'{r:g}' for r in QUIET_RATES)} requests/s")
+        started = time.strftime("%Y-%m-%d %H:%M")
+        samples = contention.measure({v: files[v] for v in chosen}, tuple(example.shape), threads=threads,
+                                     levels=levels, rounds=rounds, calls=30 if quick else 200,
+                                     duration_s=0.3 if quick else 1.0, rate_hz=rate,
+                                     quiet_rates=QUIET_RATES[:1] if quick else QUIET_RATES, seed=seed,
+                                     progress=progress)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        earlier = [] if fresh else previous_runs(out / "samples", spec.id, key, _design(samples), log)
+        saved_json = contention.samples_to_json(samples)
+        atomic_write_text(out / "samples" / f"{stamp}.json", json.dumps(
+            {"env": spec.id, "catalog": catalog.name, "catalog_key": key, "measured_at": started,
+             "samples": saved_json}))
+        samples = contention.samples_from_json(saved_json)  # fitted as saved (a --refit gives the same numbers)
     runs = [when for when, _ in earlier] + [started]
     pooled = merge_samples([s for _, s in earlier] + [samples]) if earlier else samples
-    timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
+    drift = service_drift(samples, {v: latency[v] for v in chosen})
+    ratio = float(np.median(list(drift.values()))) if drift else math.nan  # the machine's speed against the catalog
+    scale = round(ratio, 4) if SERVICE_SCALE_RANGE[0] <= ratio <= SERVICE_SCALE_RANGE[1] else None  # nan: none
+    # the scheduler's constants act on the world's service time (the catalog's x service_scale): fitted on it
+    timed = {v: latency[v] * (scale or 1.0) for v in pooled if v != "_meta" and v in latency}
     fitted = contention.fit_scheduler(pooled, timed, cores, threads)
     if len(runs) > 1:
         fitted = {k: (v, f"{how}; samples of {len(runs)} calibration runs ({runs[0]} to {runs[-1]}) pooled")
                   for k, (v, how) in fitted.items()}
-    drift = service_drift(samples, {v: latency[v] for v in chosen})
 
     doc = read_data(dev_path, PresetError)
-    before = {k: (doc.get(k) or {}).get("value") if isinstance(doc.get(k), dict) else None for k in FITTED}
+    before = {k: (doc.get(k) or {}).get("value") if isinstance(doc.get(k), dict) else None
+              for k in FITTED + ("service_scale",)}
+    before["service_scale"] = before["service_scale"] or 1.0  # a preset without the key: the catalog's speed
     for key in FITTED:
         if key in fitted:
             value, how = fitted[key]
@@ -236,12 +268,20 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
             kept["derived"] = (f"kept from {dev_path.name} (adascale-rl calibrate at {started} could not fit it: "
                                f"too few or implausible samples): {origin}")
             doc[key] = kept
-    ratio = float(np.median(list(drift.values()))) if drift else math.nan  # the machine's speed against the catalog
+    if scale is not None:
+        doc["service_scale"] = {"value": scale, "source": (
+            f"measured on this host by adascale-rl calibrate at {started}: median over {len(drift)} variants of "
+            f"(median back-to-back service with no load / the catalog's latency), this run's samples only (the "
+            f"host's speed at the time; range {min(drift.values()):.3f}-{max(drift.values()):.3f})")}
+    else:
+        doc.pop("service_scale", None)
     header = (f"# {preset.name} recalibrated by `adascale-rl calibrate` at {started}: a copy of {dev_path} whose\n"
-              f"# scheduler constants ({', '.join(FITTED)}) were re-measured; everything else is the original's.\n"
-              f"# Median back-to-back service with no load / the catalog's latency, median over the timed variants: "
-              f"{ratio:.3f}\n"
-              f"# (the catalog is not rewritten: re-profile to re-measure the latencies).\n")
+              f"# scheduler constants ({', '.join(FITTED)}) and the host's speed (service_scale) were re-measured;\n"
+              f"# everything else is the original's. Median back-to-back service with no load / the catalog's\n"
+              + (f"# latency, median over the timed variants: {ratio:.3f}: the simulator serves every variant that\n"
+                 f"# much slower than the catalog says, while the app's model keeps the catalog (re-profile to\n"
+                 f"# rewrite it).\n" if scale is not None else
+                 f"# latency: not measured (no quiet back-to-back samples), so the catalog's speed (1).\n"))
     new_dev = out / "devices" / dev_path.name
     parse_preset(doc, str(new_dev))  # a preset the simulator cannot read is not written
     atomic_write_text(new_dev, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
@@ -254,7 +294,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     atomic_write_text(spec_file, spec_text)
     load_spec(spec_file)
     return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "before": before,
-            "drift": drift, "drift_median": ratio, "runs": runs, "samples": pooled}
+            "drift": drift, "drift_median": ratio, "service_scale": scale, "runs": runs, "samples": pooled}
 
 
 def calibrate_command(args) -> int:
@@ -263,13 +303,13 @@ def calibrate_command(args) -> int:
 
     # every bad argument fails before anything is timed
     p = prepare(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads,
-                quick=args.quick)
+                quick=args.quick, refit=args.refit)
     bar = tqdm(total=args.rounds * len(p["levels"]), unit="load level", desc=f"calibrate {p['spec'].name}",
-               disable=args.no_progress, dynamic_ncols=True)
+               disable=args.no_progress or args.refit, dynamic_ncols=True)
     try:
         res = run_calibrate(args.env, args.out, variants=args.variants, rounds=args.rounds, threads=args.threads,
-                            quick=args.quick, seed=args.seed, fresh=args.fresh, progress=bar.update, log=tqdm.write,
-                            prepared=p)
+                            quick=args.quick, seed=args.seed, fresh=args.fresh, refit=args.refit,
+                            progress=bar.update, log=tqdm.write, prepared=p)
     finally:
         bar.close()
     runs = res["runs"]
@@ -280,6 +320,8 @@ def calibrate_command(args) -> int:
         now = res["fitted"].get(key, (None,))[0]
         b = res["before"].get(key)
         print(f"| {key} | {'' if b is None else f'{b:g}'} | {'kept' if now is None else f'{now:g}'} |")
+    now = res["service_scale"]
+    print(f"| service_scale | {res['before']['service_scale']:g} | {'1 (not measured)' if now is None else f'{now:.4g}'} |")
     if res["drift"]:
         d = res["drift"]
         print(f"\nmedian back-to-back service / catalog latency: median {res['drift_median']:.3f} "

@@ -39,7 +39,7 @@ def test_variants_are_spread_over_the_latency_range():
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(profiled, tmp_path):
+def test_calibrate_rewrites_only_the_scheduler_constants_and_the_hosts_speed(profiled, tmp_path):
     spec_file = profiled.out / "MyHost-Digits.yaml"
     env = {**os.environ, "ADASCALE_RL_CACHE": str(profiled.cache)}
     # never over the spec and preset it reads
@@ -60,9 +60,14 @@ def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(p
     assert new_spec.device == str(device.resolve())
     old_doc = yaml.safe_load(open(old_spec.device))
     new_doc = yaml.safe_load(open(device))
-    assert set(new_doc) == set(old_doc)
+    assert set(new_doc) == set(old_doc) | {"service_scale"}
     for key in set(old_doc) - set(FITTED):
         assert new_doc[key] == old_doc[key], key
+    # the host's speed against the catalog, this run's: what the summary printed, and what the simulator reads
+    scale = new_doc["service_scale"]
+    assert 0.2 < scale["value"] < 5.0 and "back-to-back service" in scale["source"], scale
+    assert f"| service_scale | 1 | {scale['value']:.4g} |" in r.stdout, r.stdout
+    assert load_preset_file(device).service_scale == scale["value"]
     measured = [key for key in FITTED if "source" in new_doc[key]]
     assert measured, new_doc  # two rounds of the quick design fit at least one constant
     for key in FITTED:  # re-measured (and said when), or kept and said so
@@ -85,12 +90,22 @@ def test_calibrate_rewrites_only_the_scheduler_constants_of_a_profiled_machine(p
     pooled = yaml.safe_load(open(device))
     assert any("samples of 2 calibration runs" in pooled[k].get("source", "") for k in FITTED), pooled
 
+    # --refit times nothing: the same fit from the saved samples (the two runs pooled, the newest's host speed)
+    r3 = _cli("--env", str(spec_file), "--out", str(out), "--refit", "--no-progress", env=env)
+    assert r3.returncode == 0 and "fitted on 2 runs pooled" in r3.stdout, r3.stdout + r3.stderr[-2000:]
+    assert "nothing is timed" in r3.stdout + r3.stderr
+    assert len(list((out / "samples").glob("*.json"))) == 2
+    refit = yaml.safe_load(open(device))
+    for key in FITTED + ("service_scale",):
+        assert refit[key]["value"] == pooled[key]["value"], key
+
 
 @pytest.mark.parametrize("args, words", [
     (["--env", "Rpi4-Vision", "--out", "{tmp}/x"], "was not profiled on a machine"),
     (["--env", "Local-Digits", "--out", "{envs}"], "inside the shipped data"),
     (["--env", "Local-Digits", "--out", "{tmp}/x", "--variants", "1"], "at least 2"),
     (["--env", "Local-Digits", "--out", "{tmp}/x", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--env", "Local-Digits", "--out", "{tmp}/x", "--refit"], "no saved samples"),
     (["--env", "Nope", "--out", "{tmp}/x"], "Nope"),
 ])
 def test_calibrate_refuses_before_any_timing(tmp_path, args, words):
