@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "saved in --out (their samples are kept)")
     ca.add_argument("--quick", action="store_true", help="two load levels and short probes (a smoke run)")
     ca.add_argument("--refit", action="store_true", help="time nothing: refit on the samples saved in --out (the "
-                                                         "newest run's host speed; pooled unless --fresh)")
+                                                         "newest run's host speed, machine and threads; pooled "
+                                                         "unless --fresh; --variants, --rounds, --threads and "
+                                                         "--quick do not apply)")
     ca.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # profile

@@ -21,7 +21,7 @@ so any machine can re-read a run).
 The simulator serves a variant in the catalog's latency times the preset's ``service_scale``
 (the host's speed against its catalog; 1 in a shipped preset, measured by ``adascale-rl
 calibrate``). ``--service-scale measured`` takes it from the run itself, as ``calibrate`` does:
-the median over the timed variants of the back-to-back mean with no busy process over the
+the median over the timed variants of the back-to-back median with no busy process over the
 catalog's latency. That one number is then fitted on the run's quiet back-to-back cells, and
 the table checks what the contention model adds to it: the slow-down beside busy processes,
 the wake-up costs and the stale requests.
@@ -122,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
                      f"{' '.join(in_file)} at {' '.join(map(str, file_levels))} busy processes)")
     args.variants = args.variants or list(DEFAULT_VARIANTS)
     args.levels = args.levels or levels_for(os.cpu_count() or 1)
+    if args.service_scale not in ("preset", "measured"):  # before minutes of timing
+        try:
+            given = float(args.service_scale)
+        except ValueError:
+            given = math.nan
+        if not 0.0 < given < math.inf:
+            ap.error(f"--service-scale must be 'preset', 'measured' or a positive number, not {args.service_scale!r}")
+    elif args.service_scale == "measured" and 0 not in args.levels:
+        ap.error("--service-scale measured needs the level with no busy process (0) in --levels")
     if len(args.variants) < 3:
         ap.error("time at least three variants")
     cat = load_catalog(args.catalog)
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                           rounds=args.rounds, calls=args.calls, rate_hz=args.rate, duration_s=args.duration)
     secs = time.perf_counter() - t0
     catalog_ms = {v: cat.variants[cat.index(v)].latency_ms for v in args.variants}
-    quiet = {v: float(np.mean(samples[v]["levels"][0]["b2b"])) / catalog_ms[v] for v in args.variants
+    quiet = {v: float(np.median(samples[v]["levels"][0]["b2b"])) / catalog_ms[v] for v in args.variants
              if 0 in samples[v]["levels"] and len(samples[v]["levels"][0]["b2b"])}
     if args.service_scale == "preset":
         scale, how = device.service_scale, f"the preset's service_scale ({device.service_scale:g})"
@@ -153,16 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         if not quiet:
             ap.error("--service-scale measured needs samples with no busy process (level 0)")
         scale = float(np.median(list(quiet.values())))
-        how = (f"measured in this run: median over {len(quiet)} variants of the back-to-back mean with no busy "
+        how = (f"measured in this run: median over {len(quiet)} variants of the back-to-back median with no busy "
                f"process / the catalog's latency = {scale:.3f} (range {min(quiet.values()):.3f}-"
                f"{max(quiet.values()):.3f}); fitted on the quiet back-to-back cells")
     else:
-        try:
-            scale = float(args.service_scale)
-        except ValueError:
-            scale = math.nan
-        if not 0.0 < scale < math.inf:
-            ap.error(f"--service-scale must be 'preset', 'measured' or a positive number, not {args.service_scale!r}")
+        scale = float(args.service_scale)
         how = f"given ({scale:g})"
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "

@@ -22,7 +22,10 @@ timed variants of this run's back-to-back service with no load over the catalog'
 simulated world serves every variant that much slower (or faster), while the app's own model
 (the observation's prediction, the planners' tables, an exported prior) keeps the catalog's
 numbers, as an app on a host that slowed down does. The scheduler constants are fitted against
-the world's service time (the catalog's times this run's scale), pooled runs included.
+the world's service time: the catalog's latency times the same ratio over the samples fitted
+(the pooled runs', which may have run at other speeds than this one). ``--refit`` times nothing
+and fits on the samples saved in ``OUT/samples/`` (the newest run's speed, its machine and
+threads), to re-derive a preset after the fit or the model changed.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
                              f"to time): calibrate re-measures a catalog written by adascale-rl profile")
     preset = load_device(spec.device)
     cores = os.cpu_count() or 1
-    if preset.cores != cores:
+    if preset.cores != cores and not refit:  # a refit times nothing: the samples say which machine (run_calibrate)
         raise CalibrateError(f"{spec.id}'s device {preset.name} has {preset.cores} cores and this machine {cores}: "
                              f"calibrate re-measures the machine a preset describes")
     dev_path = Path(preset.path)
@@ -222,6 +225,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
         started, samples = saved[-1]
         chosen = [v for v in samples if v != "_meta"]
         earlier = [] if fresh else [(w, s) for w, s in saved[:-1] if _design(s) == _design(samples)]
+        # the machine and the threads the samples were measured with, not this one's or the command line's
+        cores, threads = int(samples["_meta"]["cores"]), int(samples["_meta"]["threads"])
+        if cores != preset.cores:
+            raise CalibrateError(f"--refit: the samples in {out / 'samples'} were measured on {cores} cores and "
+                                 f"{spec.id}'s device {preset.name} has {preset.cores}")
         log(f"refitting on the samples saved in {out / 'samples'} (newest: {started}); nothing is timed")
     else:
         example = catalog_data(catalog).x_test[:1]
@@ -246,9 +254,14 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     drift = service_drift(samples, {v: latency[v] for v in chosen})
     ratio = float(np.median(list(drift.values()))) if drift else math.nan  # the machine's speed against the catalog
     scale = round(ratio, 4) if SERVICE_SCALE_RANGE[0] <= ratio <= SERVICE_SCALE_RANGE[1] else None  # nan: none
-    # the scheduler's constants act on the world's service time (the catalog's x service_scale): fitted on it
-    timed = {v: latency[v] * (scale or 1.0) for v in pooled if v != "_meta" and v in latency}
-    fitted = contention.fit_scheduler(pooled, timed, cores, threads)
+    # the scheduler's constants act on the world's service time (the catalog's x the host's speed): fitted on it,
+    # at the speed of the samples fitted (the pooled runs', which may differ from this run's, the one written)
+    timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
+    pooled_drift = list(service_drift(pooled, timed).values())
+    fit_scale = float(np.median(pooled_drift)) if pooled_drift else math.nan
+    if not SERVICE_SCALE_RANGE[0] <= fit_scale <= SERVICE_SCALE_RANGE[1]:
+        fit_scale = 1.0
+    fitted = contention.fit_scheduler(pooled, {v: t * fit_scale for v, t in timed.items()}, cores, threads)
     if len(runs) > 1:
         fitted = {k: (v, f"{how}; samples of {len(runs)} calibration runs ({runs[0]} to {runs[-1]}) pooled")
                   for k, (v, how) in fitted.items()}
@@ -273,15 +286,19 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
             f"measured on this host by adascale-rl calibrate at {started}: median over {len(drift)} variants of "
             f"(median back-to-back service with no load / the catalog's latency), this run's samples only (the "
             f"host's speed at the time; range {min(drift.values()):.3f}-{max(drift.values()):.3f})")}
+        speed = (f"# latency, median over the timed variants: {ratio:.3f}: the simulator serves every variant that\n"
+                 f"# much slower than the catalog says, while the app's model keeps the catalog (re-profile to\n"
+                 f"# rewrite it).\n")
     else:
         doc.pop("service_scale", None)
-    header = (f"# {preset.name} recalibrated by `adascale-rl calibrate` at {started}: a copy of {dev_path} whose\n"
-              f"# scheduler constants ({', '.join(FITTED)}) and the host's speed (service_scale) were re-measured;\n"
-              f"# everything else is the original's. Median back-to-back service with no load / the catalog's\n"
-              + (f"# latency, median over the timed variants: {ratio:.3f}: the simulator serves every variant that\n"
-                 f"# much slower than the catalog says, while the app's model keeps the catalog (re-profile to\n"
-                 f"# rewrite it).\n" if scale is not None else
-                 f"# latency: not measured (no quiet back-to-back samples), so the catalog's speed (1).\n"))
+        why = "no quiet back-to-back samples" if math.isnan(ratio) else f"an implausible ratio, {ratio:.3g}"
+        speed = f"# latency: not used ({why}), so the catalog's speed (1).\n"
+    when = (f"{started} (refitted at {time.strftime('%Y-%m-%d %H:%M')} from the saved samples, nothing timed)"
+            if refit else started)
+    header = (f"# {preset.name} recalibrated by `adascale-rl calibrate` at {when}: a copy of {dev_path}\n"
+              f"# whose scheduler constants ({', '.join(FITTED)}) and host's speed (service_scale) were fitted\n"
+              f"# anew; everything else is the original's. Median back-to-back service with no load / the catalog's\n"
+              + speed)
     new_dev = out / "devices" / dev_path.name
     parse_preset(doc, str(new_dev))  # a preset the simulator cannot read is not written
     atomic_write_text(new_dev, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
@@ -294,7 +311,8 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     atomic_write_text(spec_file, spec_text)
     load_spec(spec_file)
     return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "before": before,
-            "drift": drift, "drift_median": ratio, "service_scale": scale, "runs": runs, "samples": pooled}
+            "drift": drift, "drift_median": ratio, "service_scale": scale, "runs": runs, "samples": pooled,
+            "refit": refit}
 
 
 def calibrate_command(args) -> int:
@@ -313,7 +331,8 @@ def calibrate_command(args) -> int:
     finally:
         bar.close()
     runs = res["runs"]
-    print(f"fitted on {'this run' if len(runs) == 1 else f'{len(runs)} runs pooled ({runs[0]} to {runs[-1]})'}"
+    one = "the newest saved run" if res["refit"] else "this run"
+    print(f"fitted on {one if len(runs) == 1 else f'{len(runs)} runs pooled ({runs[0]} to {runs[-1]})'}"
           f" (samples in {Path(args.out) / 'samples'})\n")
     print("| constant | before | now |\n|---|---:|---:|")
     for key in FITTED:
@@ -321,7 +340,7 @@ def calibrate_command(args) -> int:
         b = res["before"].get(key)
         print(f"| {key} | {'' if b is None else f'{b:g}'} | {'kept' if now is None else f'{now:g}'} |")
     now = res["service_scale"]
-    print(f"| service_scale | {res['before']['service_scale']:g} | {'1 (not measured)' if now is None else f'{now:.4g}'} |")
+    print(f"| service_scale | {res['before']['service_scale']:g} | {'1 (not used: see below)' if now is None else f'{now:.4g}'} |")
     if res["drift"]:
         d = res["drift"]
         print(f"\nmedian back-to-back service / catalog latency: median {res['drift_median']:.3f} "

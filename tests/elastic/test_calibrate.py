@@ -187,6 +187,53 @@ def test_a_fit_on_saved_and_pooled_samples_is_the_fit_on_the_samples():
     assert {k: v[0] for k, v in again.items()} == pytest.approx({k: v[0] for k, v in whole.items()}, abs=1e-3)
 
 
+def test_a_refit_fits_the_saved_samples_at_their_speed_on_their_machine(tmp_path):
+    """--refit on samples saved for the shipped Local-Digits catalog (written here, nothing timed): the newest run's
+    host speed is written, the header says it was a refit; a ratio no host has is not used, and says why; samples
+    of another core count are refused."""
+    from adascale_rl.device.catalog import load_catalog
+    from adascale_rl.elastic.calibrate import catalog_key, run_calibrate
+    from adascale_rl.environment.spec import find_spec
+
+    spec = find_spec("Local-Digits")
+    cat = load_catalog(spec.catalog_path())
+    lat = {v.id: v.latency_ms for v in cat.variants}
+    ids = pick_variants(lat, 4)
+    rng = np.random.default_rng(1)
+
+    def save(stamp, factor, cores=2, n=40):
+        s = {"_meta": {"levels": [0, 4], "rounds": 1, "calls": n, "rate_hz": 60.0, "duration_s": 1.0, "threads": 1,
+                       "cores": cores, "quiet_rates": [400.0]}}
+        for v in ids:
+            service = lat[v] * factor
+            b2b = list(service * (1.0 + 0.01 * rng.random(n)))
+            wake = service + 0.6 + 0.1 * service + 0.05 * rng.random(n)
+            waits = wake + np.where(rng.random(n) < 0.3, 3.0, 0.0)
+            s[v] = {"levels": {0: {"b2b": b2b, "svc": list(wake), "resp": list(wake), "issued": n, "served": n},
+                               4: {"b2b": b2b, "svc": list(wake), "resp": list(waits), "issued": n, "served": n}},
+                    "quiet": {400.0: {"b2b": [], "svc": list(service + 0.25 + 0.01 * rng.random(n)),
+                                      "resp": list(service + 0.25 + 0.01 * rng.random(n)), "issued": n, "served": n}}}
+        (tmp_path / "samples").mkdir(exist_ok=True)
+        (tmp_path / "samples" / f"{stamp}.json").write_text(json.dumps(
+            {"env": spec.id, "catalog": cat.name, "catalog_key": catalog_key(cat), "measured_at": stamp,
+             "samples": samples_to_json(s)}))
+
+    said = []
+    save("20261201-000001", 1.5)
+    res = run_calibrate("Local-Digits", tmp_path, refit=True, log=said.append)
+    assert res["refit"] and res["runs"] == ["20261201-000001"] and any("nothing is timed" in m for m in said)
+    assert res["service_scale"] == pytest.approx(1.5, rel=0.01)
+    assert load_preset_file(res["device"]).service_scale == res["service_scale"]
+    assert "refitted at" in res["device"].read_text()
+    save("20261201-000002", 40.0)  # the newest run, at a speed no host has
+    res = run_calibrate("Local-Digits", tmp_path, refit=True, fresh=True, log=said.append)
+    assert res["service_scale"] is None and res["runs"] == ["20261201-000002"]
+    assert "implausible ratio" in res["device"].read_text() and load_preset_file(res["device"]).service_scale == 1.0
+    save("20261201-000003", 1.2, cores=4)
+    with pytest.raises(CalibrateError, match="measured on 4 cores"):
+        run_calibrate("Local-Digits", tmp_path, refit=True, log=said.append)
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_sigterm_stops_calibrate_and_every_process_it_started(profiled, tmp_path):
