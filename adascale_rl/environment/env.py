@@ -260,13 +260,17 @@ class AdaScaleEnv(gym.Env):
 
     ``gymnasium.make("AdaScale/Rpi4-Vision-v3", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
-    spike_spell_s=None, random_start_variant=None, render_mode=None)``; ``spec``
+    spike_spell_s=None, random_start_variant=None, app_device=None, render_mode=None)``; ``spec``
     (the YAML name or an :class:`EnvSpec`) is set by the registration. ``dataset``
     points the same environment at another trace dataset (for example your own
     recordings). ``spike_spell_s`` makes latency spikes last: a spike then persists
     for a geometric number of intervals with that mean length in seconds, while the
     fraction of intervals in a spike stays ``spike_prob``; ``None`` (the default)
-    draws every interval's spike independently.
+    draws every interval's spike independently. ``app_device`` (a preset, its name or
+    path) is the device model the app holds, where it differs from the world's: the
+    observation's predicted latency, and so the slow-down the app measures, come from it
+    (``sim2real`` replays a controller with the model its selector.json holds); by default
+    the world's preset at the catalog's speed (its ``service_scale`` acts on the world only).
 
     ## Version History
 
@@ -340,9 +344,10 @@ class AdaScaleEnv(gym.Env):
             raise ValueError(f"dataset {self.dataset.name} has no traces in split {split!r}")
         self.exo: list[list[Exo]] = [exo_rows(t, self.device, self.period_s) for t in self.traces]
         self.physics = DevicePhysics(self.device, self.catalog)
-        #: the app's own performance model (its predicted latency, so the slow-down it observes; what a planner
-        #: on it assumes): the world's preset at the catalog's speed, or ``app_device``'s constants where the
-        #: app holds other ones than the world (a controller exported before its machine was recalibrated)
+        #: the preset of the app's own performance model (its predicted latency, so the slow-down it observes;
+        #: what a planner on it assumes): the world's preset by default, whose ``service_scale`` the app's model
+        #: ignores (it keeps the catalog's speed), or ``app_device`` where the app holds other constants than
+        #: the world (a controller exported before its machine was recalibrated)
         self.app_device: DevicePreset = self.device if app_device is None else (
             app_device if isinstance(app_device, DevicePreset) else load_device(app_device))
         if (self.app_device.name, self.app_device.cores) != (self.device.name, self.device.cores):

@@ -180,11 +180,16 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     # the app's model is the one the controller held on the device (its selector.json's device preset), whatever
     # the world it is replayed in (a recalibrated --env): the slow-down it observed was measured against that
     app_device = parse_preset(controller.doc["device"], "selector.json device")
+    if "app_device" in (env_kwargs or {}):
+        raise Sim2RealError("the replay's app_device is the controller's own (its selector.json): not an env argument")
     try:
         env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
                           max_episode_steps=len(rows), random_start_variant=False, app_device=app_device,
                           **dict(env_kwargs or {}))
     except (ValueError, FileNotFoundError, KeyError) as exc:
+        if str(exc).startswith("app_device"):
+            raise Sim2RealError(f"{run}: its controller was exported for the device {app_device.name} "
+                                f"({app_device.cores} cores), which the replay's spec does not describe") from None
         if spec is None:
             raise
         raise Sim2RealError(f"--env {spec} cannot be used: {exc}") from None  # its own fault, named as its

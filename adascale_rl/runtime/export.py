@@ -109,7 +109,7 @@ def document(env: Any, source: dict, policy: dict, files: dict[str, str]) -> dic
         "variants": [{"id": v.id, "accuracy": v.accuracy, "latency_ms": v.latency_ms, "peak_mem_mb": v.peak_mem_mb,
                       "size_mb": v.size_mb, "energy_mj": v.energy_mj} for v in cat.variants],
         "catalog": cat.to_json(),
-        "device": preset_doc(env.device),
+        "device": preset_doc(env.app_device),
         "policy": policy,
         "fallback": {"rule": schema.FALLBACK_RULE, "margin": schema.DEFAULT_FALLBACK_MARGIN,
                      "doc": "the most accurate variant whose profiled latency x margin is within min(deadline, "

@@ -174,7 +174,7 @@ def test_the_simulators_fast_path_is_the_batched_model_on_random_cases(device):
     physics = ph.DevicePhysics(dataclasses.replace(load_device(device), service_scale=scale), validate(doc))
     t, arrays = physics.table, physics.world_arrays
     np.testing.assert_array_equal(arrays["latency_ms"], t.latency_ms * scale)
-    rng = np.random.default_rng(hash(device) % 2**32)
+    rng = np.random.default_rng(sum(map(ord, device)))  # the same cases in every process (hash() is salted)
     for _ in range(3334):
         exo, state, target, noise, dt = _random_case(rng, physics)
         new, out = physics.step(state, target, exo, noise, dt)

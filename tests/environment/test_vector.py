@@ -134,12 +134,17 @@ def test_the_vector_env_is_n_single_envs_on_every_shipped_id(env_id):
 @pytest.mark.parametrize("device", ["pixel4", "rpi4"])
 def test_the_vector_env_is_n_single_envs_where_everything_happens(tmp_path, mode, device):
     spec = rough_env(tmp_path, device)
-    if device == "pixel4":  # on a host 1.6x slower than its catalog (the world's service scaled, not the app's model)
-        spec = dataclasses.replace(spec, device=str(copy_of_device(tmp_path / "devices", device, service_scale=1.6)))
+    app = {}
+    if device == "pixel4":  # on a host 1.6x slower than its catalog with a larger wake-up cost than the app's model
+        dev = copy_of_device(tmp_path / "devices", device, service_scale=1.6, idle_wake_ms=0.9)
+        spec = dataclasses.replace(spec, device=str(dev))
+        app = {"app_device": device}
     n = 7
-    vec = AdaScaleVectorEnv(n, spec, autoreset_mode=mode, reward="latency-critical")
-    sync = SyncVectorEnv([lambda: AdaScaleEnv(spec, reward="latency-critical") for _ in range(n)],
+    vec = AdaScaleVectorEnv(n, spec, autoreset_mode=mode, reward="latency-critical", **app)
+    sync = SyncVectorEnv([lambda: AdaScaleEnv(spec, reward="latency-critical", **app) for _ in range(n)],
                          autoreset_mode=mode)
+    if app:  # the app's model is the shipped preset's, the world the copy's
+        assert vec._app_table.sched != vec.physics.table.sched
     ends = play(vec, sync, seed=3, steps=300, rng=np.random.default_rng(1), masked_share=0.2)
     assert ends > 3 * n
     seen = {"oom": False, "switched": False, "saver": False}

@@ -241,6 +241,8 @@ def test_a_replay_on_a_slower_host_keeps_the_apps_model_of_the_run(greedy, tmp_p
     (env,) = made
     shipped = AdaScaleEnv("Local-Digits", split="test").device
     assert (env.device.service_scale, env.device.idle_wake_ms) == (1.5, pytest.approx(1.4044))
-    assert (env.app_device.service_scale, env.app_device.idle_wake_ms) == (1.0, shipped.idle_wake_ms)
+    assert env.app_device.idle_wake_ms == shipped.idle_wake_ms
     assert env.app_physics.table.to_dict() == AdaScaleEnv("Local-Digits", split="test").physics.table.to_dict()
     assert row["latency_bias_median_pct"] > 40.0
+    with pytest.raises(s2r.Sim2RealError, match="app_device is the controller's own"):
+        s2r.sim2real(run, seeds=1, progress=False, env_kwargs={"app_device": "local-x86"}, env=str(slower))
