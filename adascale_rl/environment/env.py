@@ -9,7 +9,7 @@ import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -157,6 +157,19 @@ class Episode:
         return len(self.exo)
 
 
+def _host_speed(value: Any) -> tuple[float, float] | None:
+    """``host_speed`` checked: None, or (lo, hi) with 0 < lo <= hi (a list from YAML or a CLI is fine)."""
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"host_speed must be a pair (low, high) of speeds, not {value!r}") from None
+    if not (0.0 < lo <= hi < math.inf):
+        raise ValueError(f"host_speed must be (low, high) with 0 < low <= high, not {value!r}")
+    return lo, hi
+
+
 def _number(name: str, value: Any) -> float:
     """A finite float from an environment argument, or a ValueError naming it."""
     try:
@@ -260,13 +273,18 @@ class AdaScaleEnv(gym.Env):
 
     ``gymnasium.make("AdaScale/Rpi4-Vision-v3", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
-    spike_spell_s=None, random_start_variant=None, app_device=None, render_mode=None)``; ``spec``
+    spike_spell_s=None, random_start_variant=None, app_device=None, host_speed=None,
+    render_mode=None)``; ``spec``
     (the YAML name or an :class:`EnvSpec`) is set by the registration. ``dataset``
     points the same environment at another trace dataset (for example your own
     recordings). ``spike_spell_s`` makes latency spikes last: a spike then persists
     for a geometric number of intervals with that mean length in seconds, while the
     fraction of intervals in a spike stays ``spike_prob``; ``None`` (the default)
-    draws every interval's spike independently. ``app_device`` (a preset, its name or
+    draws every interval's spike independently. ``host_speed=(lo, hi)`` draws a host speed
+    per episode, log-uniform in that range, by which the world serves every request slower
+    (or faster) for the whole episode, as a preset's ``service_scale`` does, while the app's
+    model keeps the catalog's speed: a controller trained with it has met persistent
+    slow-downs it cannot explain (``None``, the default: no such draw). ``app_device`` (a preset, its name or
     path) is the device model the app holds, where it differs from the world's: the
     observation's predicted latency, and so the slow-down the app measures, come from it
     (``sim2real`` replays a controller with the model its selector.json holds); by default
@@ -301,7 +319,7 @@ class AdaScaleEnv(gym.Env):
                  max_episode_steps: int | None = None, latency_sigma: float = LATENCY_SIGMA,
                  spike_prob: float = SPIKE_PROB, spike_spell_s: float | None = None,
                  random_start_variant: bool | None = None, app_device: DevicePreset | str | None = None,
-                 render_mode: str | None = None):
+                 host_speed: Sequence[float] | None = None, render_mode: str | None = None):
         self.env_spec = spec if isinstance(spec, EnvSpec) else find_spec(spec)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}")
@@ -334,6 +352,7 @@ class AdaScaleEnv(gym.Env):
             if not self.spike_spell_s >= shortest * (1.0 - 1e-9):
                 raise ValueError(f"spike_spell_s must be at least {shortest:g} s (one interval, and long enough "
                                  f"for spike_prob {self.spike_prob:g}), not {spike_spell_s!r}")
+        self.host_speed = _host_speed(host_speed)
         if random_start_variant is not None and not isinstance(random_start_variant, (bool, np.bool_)):
             raise ValueError(f"random_start_variant must be true, false or None, not {random_start_variant!r}")
         self.random_start_variant = (split == "train") if random_start_variant is None else bool(random_start_variant)
@@ -464,7 +483,8 @@ class AdaScaleEnv(gym.Env):
     def draw_episode(self, rng: np.random.Generator, options: dict | None = None) -> tuple[int, int, np.ndarray, int]:
         """The draws of a reset, from ``rng`` in this order: the trace (weighted by length), the window
         start, the window's latency noise (:meth:`noise_factors`) and the initial variant, each unless
-        ``options`` fixes it. Returns (trace index, start, noise factors, initial variant).
+        ``options`` fixes it, and with ``host_speed`` the episode's host speed (log-uniform; it multiplies
+        every interval's noise). Returns (trace index, start, noise factors, initial variant).
 
         :meth:`reset` and the vector environment (:mod:`adascale_rl.environment.vector`, one generator per
         sub-environment) both reset with it, so a sub-environment replays the single environment's episodes.
@@ -493,6 +513,9 @@ class AdaScaleEnv(gym.Env):
             v0 = int(rng.integers(0, len(self.catalog)))
         else:
             v0 = self.default_variant(rows[start].mem_avail_mb)
+        if self.host_speed is not None:  # drawn last: without it the draws above are the same
+            lo, hi = self.host_speed
+            noise = noise * math.exp(rng.uniform(math.log(lo), math.log(hi)))
         return ti, start, noise, v0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -254,6 +254,25 @@ def test_an_app_that_holds_other_constants_than_the_world_observes_against_its_o
         AdaScaleEnv(world, split="test", app_device=str(other))
 
 
+def test_a_host_speed_drawn_per_episode_scales_its_whole_noise_and_nothing_else(fixture_spec):
+    """``host_speed=(lo, hi)``: one log-uniform draw per episode, after every other draw (so the episode's trace,
+    start, variant and noise are those of the same seed without it), multiplying every interval's latency noise."""
+    plain, slow = AdaScaleEnv(fixture_spec), AdaScaleEnv(fixture_spec, host_speed=[1.2, 2.0])
+    speeds = []
+    for seed in range(8):
+        plain.reset(seed=seed)
+        slow.reset(seed=seed)
+        a, b = plain.episode, slow.episode
+        assert (a.trace, a.start, a.state0) == (b.trace, b.start, b.state0)
+        ratio = np.array([y.latency / x.latency for x, y in zip(a.noise, b.noise)])
+        assert np.allclose(ratio, ratio[0], rtol=1e-12) and 1.2 <= ratio[0] <= 2.0
+        speeds.append(ratio[0])
+    assert len(set(np.round(speeds, 9))) == 8  # a new speed each episode
+    for bad in ([2.0, 1.0], [0.0, 1.0], [1.0], "fast", [1.0, float("inf")]):
+        with pytest.raises(ValueError, match="host_speed"):
+            AdaScaleEnv(fixture_spec, host_speed=bad)
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_every_observation_field_is_computed_from_what_a_device_measures(env_id):
     """Rebuild each observation from the context the app measured (the trace row of the interval, the clock,

@@ -139,11 +139,13 @@ def test_the_vector_env_is_n_single_envs_where_everything_happens(tmp_path, mode
         dev = copy_of_device(tmp_path / "devices", device, service_scale=1.6, idle_wake_ms=0.9)
         spec = dataclasses.replace(spec, device=str(dev))
         app = {"app_device": device}
+    else:  # a host speed drawn per episode (world only), from each sub-environment's own generator
+        app = {"host_speed": [0.8, 2.0]}
     n = 7
     vec = AdaScaleVectorEnv(n, spec, autoreset_mode=mode, reward="latency-critical", **app)
     sync = SyncVectorEnv([lambda: AdaScaleEnv(spec, reward="latency-critical", **app) for _ in range(n)],
                          autoreset_mode=mode)
-    if app:  # the app's model is the shipped preset's, the world the copy's
+    if "app_device" in app:  # the app's model is the shipped preset's, the world the copy's
         assert vec._app_table.sched != vec.physics.table.sched
     ends = play(vec, sync, seed=3, steps=300, rng=np.random.default_rng(1), masked_share=0.2)
     assert ends > 3 * n
