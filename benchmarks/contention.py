@@ -46,6 +46,7 @@ from adascale_rl import paths  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device  # noqa: E402
+from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
 from adascale_rl.elastic.contention import levels_for, measure, samples_from_json, samples_to_json  # noqa: E402
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
@@ -154,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                           rounds=args.rounds, calls=args.calls, rate_hz=args.rate, duration_s=args.duration)
     secs = time.perf_counter() - t0
     catalog_ms = {v: cat.variants[cat.index(v)].latency_ms for v in args.variants}
-    quiet = {v: float(np.median(samples[v]["levels"][0]["b2b"])) / catalog_ms[v] for v in args.variants
-             if 0 in samples[v]["levels"] and len(samples[v]["levels"][0]["b2b"])}
+    quiet = service_drift(samples, catalog_ms)  # as calibrate measures the host's speed
     if args.service_scale == "preset":
         scale, how = device.service_scale, f"the preset's service_scale ({device.service_scale:g})"
     elif args.service_scale == "measured":

@@ -185,12 +185,13 @@ class DevicePhysics:
         self._saver_cap_mhz = device.saver_cap_mhz if self.has_battery else math.inf
         self._saver_threshold_pct = device.saver_threshold_pct
         self._battery_j = device.battery_wh * 3600.0 if self.has_battery else math.nan  # as battery_pct_after()
-        k = self.service_scale
-        self._variant_rows = [  # the world's
-            (v.peak_mem_mb, v.compute_bound_frac, 1.0 - v.compute_bound_frac, v.latency_ms * k, v.energy_mj * 0.001 * k,
-             v.accuracy, load_ms * 0.001)
-            for v, load_ms in zip(catalog.variants, self.load_ms)]
-        self._app_latency = [v.latency_ms for v in catalog.variants]  # the app's (expected_latency_ms)
+        w = self.world  # the world's rows (service and energy from its table: scaled there, once)
+        self._variant_rows = [
+            (v.peak_mem_mb, v.compute_bound_frac, 1.0 - v.compute_bound_frac, lat, e_mj * 0.001, v.accuracy,
+             load_ms * 0.001)
+            for v, lat, e_mj, load_ms in zip(catalog.variants, w.latency_ms.tolist(), w.energy_mj.tolist(),
+                                             self.load_ms)]
+        self._app_latency = self.table.latency_ms.tolist()  # the app's (expected_latency_ms)
         # step_batch(): the ladder as an array, and the dynamic power with all cores busy at each operating
         # point, computed as step() computes (and caches) it
         self._ladder_arr = np.asarray(self.ladder, dtype=np.float64)

@@ -157,6 +157,10 @@ class Episode:
         return len(self.exo)
 
 
+class AppDeviceError(ValueError):
+    """An ``app_device`` that does not describe the world's device (another name or core count)."""
+
+
 def _host_speed(value: Any) -> tuple[float, float] | None:
     """``host_speed`` checked: None, or (lo, hi) with 0 < lo <= hi (a list from YAML or a CLI is fine)."""
     if value is None:
@@ -370,7 +374,7 @@ class AdaScaleEnv(gym.Env):
         self.app_device: DevicePreset = self.device if app_device is None else (
             app_device if isinstance(app_device, DevicePreset) else load_device(app_device))
         if (self.app_device.name, self.app_device.cores) != (self.device.name, self.device.cores):
-            raise ValueError(f"app_device must describe the world's device ({self.device.name}, {self.device.cores} "
+            raise AppDeviceError(f"app_device must describe the world's device ({self.device.name}, {self.device.cores} "
                              f"cores), not {self.app_device.name} with {self.app_device.cores}")
         self.app_physics = self.physics if app_device is None else DevicePhysics(self.app_device, self.catalog)
         self.encoder = ObservationEncoder(self.device, self.catalog, self.period_s)

@@ -165,7 +165,7 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
 def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None):
     from adascale_rl.device.model import outcome
     from adascale_rl.device.presets import parse_preset
-    from adascale_rl.environment.env import AdaScaleEnv
+    from adascale_rl.environment.env import AdaScaleEnv, AppDeviceError
     from adascale_rl.runtime.folder import catalog_of
 
     summary = json.loads((run / "summary.json").read_text())
@@ -186,10 +186,10 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
                           max_episode_steps=len(rows), random_start_variant=False, app_device=app_device,
                           **dict(env_kwargs or {}))
+    except AppDeviceError:
+        raise Sim2RealError(f"{run}: its controller was exported for the device {app_device.name} "
+                            f"({app_device.cores} cores), which the replay's spec does not describe") from None
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        if str(exc).startswith("app_device"):
-            raise Sim2RealError(f"{run}: its controller was exported for the device {app_device.name} "
-                                f"({app_device.cores} cores), which the replay's spec does not describe") from None
         if spec is None:
             raise
         raise Sim2RealError(f"--env {spec} cannot be used: {exc}") from None  # its own fault, named as its
