@@ -69,6 +69,13 @@ def service_drift(samples: dict, latency_ms: dict[str, float]) -> dict[str, floa
             for v in latency_ms if v in samples and samples[v]["levels"].get(0, {}).get("b2b")}
 
 
+def host_speed(drift: dict[str, float]) -> tuple[float, float | None]:
+    """(the median of :func:`service_drift`'s ratios, nan if none; that median to 4 digits if a host can run at it
+    (:data:`~adascale_rl.device.presets.SERVICE_SCALE_RANGE`), else None)."""
+    ratio = float(np.median(list(drift.values()))) if drift else math.nan
+    return ratio, (round(ratio, 4) if SERVICE_SCALE_RANGE[0] <= ratio <= SERVICE_SCALE_RANGE[1] else None)
+
+
 def merge_samples(runs: list[dict]) -> dict:
     """One set of samples from several calibration runs of the same design (levels, rates, threads): every
     (variant, level, rate) cell's samples pooled; a variant is kept where any run timed it."""
@@ -252,15 +259,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     runs = [when for when, _ in earlier] + [started]
     pooled = merge_samples([s for _, s in earlier] + [samples]) if earlier else samples
     drift = service_drift(samples, {v: latency[v] for v in chosen})
-    ratio = float(np.median(list(drift.values()))) if drift else math.nan  # the machine's speed against the catalog
-    scale = round(ratio, 4) if SERVICE_SCALE_RANGE[0] <= ratio <= SERVICE_SCALE_RANGE[1] else None  # nan: none
+    ratio, scale = host_speed(drift)  # the machine's speed against the catalog, this run's (the one written)
     # the scheduler's constants act on the world's service time (the catalog's x the host's speed): fitted on it,
-    # at the speed of the samples fitted (the pooled runs', which may differ from this run's, the one written)
+    # at the speed of the samples fitted (the pooled runs', which may differ from this run's)
     timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
-    pooled_drift = list(service_drift(pooled, timed).values())
-    fit_scale = float(np.median(pooled_drift)) if pooled_drift else math.nan
-    if not SERVICE_SCALE_RANGE[0] <= fit_scale <= SERVICE_SCALE_RANGE[1]:
-        fit_scale = 1.0
+    fit_scale = host_speed(service_drift(pooled, timed))[1] or 1.0
     fitted = contention.fit_scheduler(pooled, {v: t * fit_scale for v, t in timed.items()}, cores, threads)
     if len(runs) > 1:
         fitted = {k: (v, f"{how}; samples of {len(runs)} calibration runs ({runs[0]} to {runs[-1]}) pooled")
