@@ -38,7 +38,7 @@ from adascale_rl.environment.spec import EnvSpec, find_spec
 from adascale_rl.policies import ppo_run
 from adascale_rl.policies.callbacks import RolloutInfoLogger
 from adascale_rl.policies.ppo_hyperparams import Recipe, build_callbacks, load_recipe, parse
-from adascale_rl.policies.ppo_run import RunFolder, ValidationCallback, pick_episodes
+from adascale_rl.policies.ppo_run import RunFolder, ValidationCallback, pick_episodes, validation_episodes
 
 ALGO = "MaskablePPO"
 #: validation windows per evaluation (evenly spread over the val split)
@@ -206,7 +206,8 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         # that trained it), absolute for one's own: --resume and bench's notes find it from any folder
         "algo": ALGO, "env": spec.id, "env_spec": portable_path(spec.path) if spec.path else None,
         "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
-        "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED},
+        "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED,
+                 "start_variants": recipe.val_start_variants},
         "hyperparams_file": portable_path(recipe.file), "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
         "versions": ppo_run.versions(), "sessions": [],
         "state": {"num_timesteps": 0, "best_val_return": None, "best_at": None, "wall_time_s": 0.0},
@@ -336,7 +337,9 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
         if not is_masking_supported(venv):  # pragma: no cover - AdaScaleEnv always has action_masks()
             raise RuntimeError("the environment does not expose action_masks()")
         eval_env = make_env(spec, "val", env_kwargs)
-        episodes = pick_episodes(eval_env.unwrapped.evaluation_episodes(), config["eval"]["episodes"])
+        windows = pick_episodes(eval_env.unwrapped.evaluation_episodes(), config["eval"]["episodes"])
+        starts = int(config["eval"].get("start_variants", 1))  # runs from before the key: the usual start
+        episodes = validation_episodes(eval_env, windows, starts)
         val_vec = _make_val_env(spec, recipe, env_kwargs, len(episodes))
 
         if model is None:
@@ -365,7 +368,8 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             if metrics is not None and steps == 0:
                 state["start_val_return"] = float(metrics["mean_return"])
                 print(f"validation return at step 0 (the untrained policy{', i.e. the prior' if said else ''}): "
-                      f"{metrics['mean_return']:.2f} over {len(episodes)} validation windows")
+                      f"{metrics['mean_return']:.2f} over {len(windows)} validation windows"
+                      f"{'' if starts == 1 else f' x {starts} start variants'}")
             state["num_timesteps"] = int(steps)
             if metrics is not None and is_best:
                 state["best_val_return"] = float(metrics["mean_return"])

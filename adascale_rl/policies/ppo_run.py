@@ -135,14 +135,46 @@ def pick_episodes(episodes: Sequence[tuple[int, int]], n: int | None) -> list[tu
     return [episodes[i] for i in idx]
 
 
-def run_episodes(act: Callable[[np.ndarray, dict], int], env, episodes: Sequence[tuple[int, int]],
+def validation_episodes(env, windows: Sequence[tuple[int, int]], start_variants: int = 1) -> list[tuple[int, ...]]:
+    """The episodes validation plays: each (trace, start) window of ``windows`` from ``start_variants``
+    variants, in order. With 1, the windows as they are (each starts where the environment starts it:
+    the most accurate variant that fits). With ``n > 1``, (trace, start, variant) triples: each window
+    from that usual variant, then from ``n - 1`` variants spread over the catalog ordered by latency
+    (the fastest, then evenly up to, not including, the slowest, which is usually the most accurate),
+    so that a checkpoint that only keeps whatever it starts with scores what it would on a device whose
+    app starts elsewhere (a live app runs what the controller's first decision picked)."""
+    windows = [tuple(w) for w in windows]
+    n = int(start_variants)
+    if n < 1:
+        raise ValueError(f"start_variants must be a positive integer, not {start_variants!r}")
+    if n == 1:
+        return windows
+    env = getattr(env, "unwrapped", env)
+    lat = [v.latency_ms for v in env.catalog.variants]
+    order = sorted(range(len(lat)), key=lambda i: (lat[i], i))
+    spread = [order[int(round(q * (len(order) - 1)))] for q in np.arange(n - 1) / (n - 1)]
+    out: list[tuple[int, ...]] = []
+    for trace, start in windows:
+        usual = env.default_variant(env.exo[trace][start].mem_avail_mb)
+        out.extend((trace, start, v) for v in [usual, *spread])
+    return out
+
+
+def _reset_options(episode: Sequence[int]) -> dict[str, int]:
+    """A validation episode's reset options: (trace, start) or (trace, start, variant)."""
+    keys = ("trace", "start", "variant")[:len(episode)]
+    return {k: int(v) for k, v in zip(keys, episode)}
+
+
+def run_episodes(act: Callable[[np.ndarray, dict], int], env, episodes: Sequence[tuple[int, ...]],
                  seed: int = EVAL_SEED, on_reset: Callable[[Any], None] | None = None) -> dict[str, float]:
-    """Play ``act`` on the given windows (episode j reset with ``seed + j``); return mean metrics."""
+    """Play ``act`` on the given episodes, (trace, start) windows or (trace, start, start variant)
+    triples (:func:`validation_episodes`), episode j reset with ``seed + j``; return mean metrics."""
     returns, n_steps = [], 0
     sums = {"effective_accuracy": 0.0, "miss_rate": 0.0, "latency_ms": 0.0, "energy_mj": 0.0}
     switches = ooms = 0
-    for j, (trace, start) in enumerate(episodes):
-        obs, info = env.reset(seed=seed + j, options={"trace": trace, "start": start})
+    for j, episode in enumerate(episodes):
+        obs, info = env.reset(seed=seed + j, options=_reset_options(episode))
         if on_reset is not None:
             on_reset(env.unwrapped)
         ret, done = 0.0, False
@@ -164,7 +196,7 @@ def run_episodes(act: Callable[[np.ndarray, dict], int], env, episodes: Sequence
     return out
 
 
-def run_episodes_vec(model, vecnorm, venv, episodes: Sequence[tuple[int, int]], seed: int = EVAL_SEED) -> dict[str, float]:
+def run_episodes_vec(model, vecnorm, venv, episodes: Sequence[tuple[int, ...]], seed: int = EVAL_SEED) -> dict[str, float]:
     """:func:`run_episodes` of ``model``'s deterministic masked actions with every window at once, in a
     vector environment (:class:`~adascale_rl.environment.vector.AdaScaleVectorEnv`, one sub-environment per
     window): window j in sub-environment j, reset with ``seed + j`` as there. The same episodes, and the
@@ -173,8 +205,10 @@ def run_episodes_vec(model, vecnorm, venv, episodes: Sequence[tuple[int, int]], 
     n = len(episodes)
     if venv.num_envs != n:
         raise ValueError(f"the validation vector environment has {venv.num_envs} sub-environments for {n} windows")
-    obs, _ = venv.reset(seed=[seed + j for j in range(n)],
-                        options={"trace": [e[0] for e in episodes], "start": [e[1] for e in episodes]})
+    if len({len(e) for e in episodes}) > 1:
+        raise ValueError("validation episodes must all be (trace, start) windows or all (trace, start, variant) triples")
+    options = {k: [e[i] for e in episodes] for i, k in enumerate(("trace", "start", "variant")[:len(episodes[0])])}
+    obs, _ = venv.reset(seed=[seed + j for j in range(n)], options=options)
     keys = ("effective_accuracy", "miss_rate", "latency_ms", "energy_mj")
     rewards, values, counted = [], {k: [] for k in keys}, []
     switched, oom = [], []
@@ -228,7 +262,7 @@ class ValidationCallback(BaseCallback):
     :func:`run_episodes`) or a vector environment with one sub-environment per window (all at
     once, :func:`run_episodes_vec`): the same numbers."""
 
-    def __init__(self, run: RunFolder, eval_env, episodes: Sequence[tuple[int, int]], eval_freq: int,
+    def __init__(self, run: RunFolder, eval_env, episodes: Sequence[tuple[int, ...]], eval_freq: int,
                  on_checkpoint: Callable[[int, dict | None, bool], None], best: float = -np.inf,
                  last_eval: int = 0, verbose: int = 0):
         super().__init__(verbose)

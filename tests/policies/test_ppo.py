@@ -6,6 +6,7 @@ tiny recipe (2 envs x 64 steps per rollout), so the whole file takes seconds.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ import adascale_rl  # noqa: F401  (registers the ids)
 from adascale_rl import cli
 from adascale_rl.environment.env import AdaScaleEnv
 from adascale_rl.environment.registration import registered_specs
+from adascale_rl.environment.spec import find_spec
 from adascale_rl.policies import ppo_run
 from adascale_rl.policies.base import Policy
 from adascale_rl.policies.callbacks import apply_keep_bias, keep_logit
@@ -467,6 +469,44 @@ def test_validation_windows_are_spread_over_the_split():
     assert ppo_run.pick_episodes(eps, None) == eps
     assert ppo_run.pick_episodes(eps, 3) == [(0, 0), (1, 50), (2, 100)]
     assert len(ppo_run.pick_episodes(eps, 100)) == 9
+
+
+def test_validation_plays_each_window_from_start_variants_spread_over_the_catalog():
+    env = make_env(find_spec("AdaScale/Rpi4-Vision-v3"), "val").unwrapped
+    windows = ppo_run.pick_episodes(env.evaluation_episodes(), 5)
+    assert ppo_run.validation_episodes(env, windows, 1) == windows  # the usual start: the episodes as before
+    eps = ppo_run.validation_episodes(env, windows, 4)
+    assert len(eps) == 4 * len(windows) and all(len(e) == 3 for e in eps)
+    lat = [v.latency_ms for v in env.catalog.variants]
+    for j, (trace, start) in enumerate(windows):
+        mine = eps[4 * j:4 * j + 4]
+        assert {e[:2] for e in mine} == {(trace, start)}
+        usual, *spread = [e[2] for e in mine]
+        assert usual == env.default_variant(env.exo[trace][start].mem_avail_mb)
+        assert lat[spread[0]] == min(lat) and max(lat[v] for v in spread) < max(lat)
+        assert [lat[v] for v in spread] == sorted(lat[v] for v in spread) and len(set(spread)) == 3
+    # a window played from a start variant begins there (the options reach reset)
+    _, info = env.reset(seed=0, options={"trace": eps[1][0], "start": eps[1][1], "variant": eps[1][2]})
+    assert info["variant"] == env.catalog.variants[eps[1][2]].id
+    with pytest.raises(ValueError, match="positive integer"):
+        ppo_run.validation_episodes(env, windows, 0)
+
+
+def test_a_recipe_chooses_its_checkpoints_from_several_start_variants(tmp_path, env_yaml):
+    hp = tmp_path / "starts.yml"
+    hp.write_text(yaml.safe_dump({"default": {**TINY, "val_start_variants": 3}}))
+    run = train(str(env_yaml), timesteps=128, seed=0, out=tmp_path / "run", hyperparams=hp, eval_freq=128,
+                progress=False)
+    cfg = yaml.safe_load((run / "config.yml").read_text())
+    assert cfg["eval"]["start_variants"] == 3
+    windows = ppo_run.pick_episodes(make_env(find_spec(str(env_yaml)), "val").unwrapped.evaluation_episodes(), 20)
+    with open(run / "evaluations.csv") as f:
+        assert {int(float(r["episodes"])) for r in csv.DictReader(f)} == {3 * len(windows)}
+    for bad in (0, 1.5, "four", True):
+        hp.write_text(yaml.safe_dump({"default": {**TINY, "val_start_variants": bad}}))
+        with pytest.raises(HyperparamsError, match="val_start_variants must be a positive integer"):
+            train(str(env_yaml), timesteps=128, seed=0, out=tmp_path / f"bad-{bad}", hyperparams=hp, progress=False)
+        assert not (tmp_path / f"bad-{bad}").exists()
 
 
 def test_bench_notes_a_controller_trained_under_other_env_kwargs(tmp_path, env_yaml, tiny_hp):

@@ -24,7 +24,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormali
 from adascale_rl.environment.vector import AdaScaleVectorEnv
 from adascale_rl.policies.ppo import make_env, train
 from adascale_rl.policies.ppo_hyperparams import HyperparamsError, load_recipe, parse
-from adascale_rl.policies.ppo_run import EVAL_SEED, model_actor, pick_episodes, run_episodes, run_episodes_vec
+from adascale_rl.policies.ppo_run import (EVAL_SEED, model_actor, pick_episodes, run_episodes, run_episodes_vec,
+                                         validation_episodes)
 from adascale_rl.policies.sb3_vec import SB3VectorEnv
 from _envdata import write_env
 
@@ -115,6 +116,23 @@ def test_validation_in_a_vector_env_gives_the_one_by_one_numbers():
     with pytest.raises(ValueError, match="sub-environments"):
         run_episodes_vec(model, vecnorm, AdaScaleVectorEnv(2, "Rpi4-Vision", split="val"), episodes)
     assert EVAL_SEED == 0
+
+
+def test_validation_from_start_variants_in_a_vector_env_gives_the_one_by_one_numbers():
+    """(trace, start, variant) episodes: the vector environment starts each where run_episodes does."""
+    env = make_env(_spec_of("AdaScale/Rpi4-Vision-v3"), "val")
+    episodes = validation_episodes(env, pick_episodes(env.unwrapped.evaluation_episodes(), 4), 3)
+    model = MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(_spec_of("AdaScale/Rpi4-Vision-v3"), "train")]),
+                        seed=2, device="cpu", policy_kwargs={"net_arch": [16]})
+    one_by_one = run_episodes(model_actor(model, None), env, episodes)
+    at_once = run_episodes_vec(model, None, AdaScaleVectorEnv(len(episodes), "Rpi4-Vision", split="val"), episodes)
+    assert one_by_one["episodes"] == at_once["episodes"] == 12
+    for k, v in one_by_one.items():
+        assert at_once[k] == pytest.approx(v, rel=1e-9), k
+    usual = run_episodes(model_actor(model, None), env, [e[:2] for e in episodes])
+    assert usual["mean_return"] != pytest.approx(one_by_one["mean_return"])  # the start variants mattered
+    with pytest.raises(ValueError, match="all"):
+        run_episodes_vec(model, None, AdaScaleVectorEnv(2, "Rpi4-Vision", split="val"), [episodes[0], episodes[0][:2]])
 
 
 def _spec_of(env_id):
