@@ -100,6 +100,8 @@ def _bench(args) -> int:
         return bench_live_command(args)
     if args.load is not None:
         raise UserError("--load goes with --live (a load schedule for the real model)")
+    if args.host_probe is not None:
+        raise UserError("--host-probe goes with --live (it times the real model)")
     return bench_command(args)
 
 
@@ -263,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--load", default=None, metavar="SCHEDULE",
                    help="with --live: the load schedule (default quiet-to-oversubscribed; --quick: live-quick)")
     b.add_argument("--rounds", type=int, default=3, help="with --live: interleaved rounds (default 3)")
+    b.add_argument("--host-probe", type=float, default=None, metavar="S",
+                   help="with --live: seconds of the host-speed probe before every run, which sim2real replays the "
+                        "run at (default 1.5, --quick 0.5; 0: none)")
 
     # export
     ex = cmd("export", _export, "export a trained controller (or a heuristic) as a folder the on-device selector "
@@ -311,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--threads", type=int, default=1, help="torch threads for inference (default 1, as profiled)")
     rn.add_argument("--seed", type=int, default=0, help="order of the test inputs")
     rn.add_argument("--quick", action="store_true", help="tune a heuristic controller on fewer train episodes")
+    rn.add_argument("--host-probe", type=float, default=1.5, metavar="S",
+                    help="seconds of back-to-back inference of 6 variants before the run, the host's speed against "
+                         "the catalog, which sim2real replays the run at (default 1.5; 0: none)")
     rn.add_argument("--out", default="live-out", metavar="DIR", help="log folder (default live-out/)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -326,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay in this spec of the runs' environment (the same id, a catalog of the same variants "
                          "in the same order), e.g. one written by adascale-rl calibrate (default: the spec each run "
                          "names)")
+    s2.add_argument("--host-speed", choices=("run", "spec"), default="run",
+                    help="the simulated host's speed: each run's own (the probe before it, where its summary.json has "
+                         "one; default) or the replay spec's service_scale for every run")
     s2.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # calibrate

@@ -63,6 +63,10 @@ REQUEST_FIELDS = (("arrival_s", float), ("start_s", float), ("end_s", float), ("
                   ("label", int), ("answer", int), ("dropped", bool))
 
 
+#: seconds of the host-speed probe before every live run (``LiveSetup.host_speed``; ``--host-probe``)
+HOST_PROBE_S = 1.5
+
+
 class LiveError(ValueError):
     """A live run that cannot start; the message says what to change."""
 
@@ -185,15 +189,55 @@ class LiveSetup:
                 for _ in range(5):
                     m(self.xs[0])
 
+    def host_speed(self, seconds: float = HOST_PROBE_S, variants: int = 6) -> dict[str, Any]:
+        """The host's speed now: ``variants`` of the catalog spread over its latency range (the variants
+        ``adascale-rl calibrate`` times), each served back to back with nothing else running in this process
+        for about ``seconds / variants`` in all, in two interleaved passes (a drift in between hits all alike);
+        the median service of each over its catalog latency, and their median, ``service_scale``, as calibrate
+        writes it into a preset (None if implausible). The machine should be quiet: run it before the load starts."""
+        import torch
+
+        from adascale_rl.elastic.calibrate import host_speed, pick_variants
+
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise LiveError(f"the host-speed probe needs a positive time, not {seconds}")
+        latency = {v.id: float(v.latency_ms) for v in self.catalog.variants}
+        chosen = pick_variants(latency, min(variants, len(latency)))
+        times: dict[str, list[float]] = {v: [] for v in chosen}
+        per = seconds / (2 * len(chosen))
+        clock, x = time.perf_counter, self.xs[0]
+        t0 = clock()
+        with torch.inference_mode():
+            for _ in range(2):
+                for v in chosen:
+                    model = self.models[v]
+                    model(x)  # its weights back in the caches after the others ran: not timed
+                    end = clock() + per
+                    while True:
+                        a = clock()
+                        model(x)
+                        b = clock()
+                        times[v].append((b - a) * 1000.0)
+                        if b >= end and len(times[v]) >= 3:
+                            break
+        drift = {v: float(np.median(t)) / latency[v] for v, t in times.items()}
+        ratio, scale = host_speed(drift)
+        return {"service_scale": scale, "median_ratio": round(ratio, 4),
+                "ratios": {v: round(r, 4) for v, r in drift.items()}, "calls": {v: len(t) for v, t in times.items()},
+                "seconds": round(clock() - t0, 3), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+
 
 def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | None = None,
              duration_s: float | None = None, rate_hz: float | None = None, deadline_ms: float | None = None,
              threads: int = 1, seed: int = 0, quick: bool = False, progress: bool = True,
-             setup: "LiveSetup | None" = None, policy: str | None = None) -> dict[str, Any]:
+             setup: "LiveSetup | None" = None, policy: str | None = None,
+             host_probe_s: float | None = HOST_PROBE_S) -> dict[str, Any]:
     """Serve the real elastic model of ``env`` under ``controller`` (and the load schedule ``load``) for
     ``duration_s`` seconds (default: the schedule's length, else 60 s); returns the summary written to
     ``out/summary.json``. ``setup``: the environment's variants and inputs, loaded once for several runs;
-    ``policy``: the controller's name in the summary (default ``controller``)."""
+    ``policy``: the controller's name in the summary (default ``controller``). ``host_probe_s``: seconds of
+    :meth:`LiveSetup.host_speed` right before the run (its ``host_speed`` in the summary, which ``sim2real``
+    replays the run at); 0 or None: no probe."""
     import torch
 
     from adascale_rl._files import atomic_write_text
@@ -212,6 +256,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     for name, v in (("--duration", duration_s), ("--rate", rate_hz), ("--deadline", deadline_ms)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise LiveError(f"{name} must be a positive number, not {v}")
+    if host_probe_s is not None and not (math.isfinite(host_probe_s) and host_probe_s >= 0):
+        raise LiveError(f"--host-probe must be a number of seconds (0: none), not {host_probe_s}")
     setup = setup if setup is not None else LiveSetup(env, threads=threads, seed=seed)
     spec, sim, catalog, models, xs, ys, order = (setup.spec, setup.sim, setup.catalog, setup.models, setup.xs,
                                                   setup.ys, setup.order)
@@ -235,7 +281,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     selector = intervals_f = bar = None
     seg_index = -1
     seg, switched, variant, iv = None, False, None, None
-    initial = None
+    initial = host = None
     rate, deadline = rate_hz or base_rate, deadline_ms or base_deadline
     proc = time.process_time
     term = ExitStack()  # SIGTERM as Ctrl-C until the logs are closed (also for callers outside the CLI); entered
@@ -247,6 +293,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
         period = float(selector.period_s or period)
         selector.set_mode(rate_hz=rate, deadline_ms=deadline)
         selector.select()  # the first decision compiles the policy's program: not inside the first period
+        if host_probe_s:  # the host's speed now, before the load starts
+            host = setup.host_speed(host_probe_s)
         variant = initial = selector.variant  # loaded when the first period starts: its decision may switch
         time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
         intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")
@@ -362,7 +410,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
         atomic_write_text(out / "context.csv", trace_to_csv(
             ctx, {c: np.asarray([r[c] for r in context_rows], dtype=float) for c in ctx}))
     summary = _summary(totals, spec, policy or controller, kind, folder, schedule, duration, period, threads, seed,
-                       interrupted, initial)
+                       interrupted, initial, host)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -429,7 +477,7 @@ def _context_row(row: dict) -> dict[str, float]:
 
 
 def _summary(t: dict, spec, controller: str, kind: str, folder: Path, schedule, duration: float, period: float,
-             threads: int, seed: int, interrupted: bool, initial: str | None) -> dict[str, Any]:
+             threads: int, seed: int, interrupted: bool, initial: str | None, host: dict | None) -> dict[str, Any]:
     import platform
 
     from adascale_rl.context.recorder import machine_description
@@ -448,6 +496,7 @@ def _summary(t: dict, spec, controller: str, kind: str, folder: Path, schedule, 
         "mean_latency_ms": t["latency_sum_ms"] / t["served"] if t["served"] else math.nan,
         "switches": t["switches"], "energy_j_estimate": t["energy_j_estimate"],
         "energy_note": "ESTIMATE: process CPU time x the profile's dynamic power per busy core; no power counter read",
+        "host_speed": host,
         "machine": machine_description(), "python": platform.python_version(),
     }
 
@@ -456,7 +505,7 @@ def run_command(args) -> int:
     """``adascale-rl run``: arguments from :mod:`adascale_rl.cli`."""
     s = run_live(args.env, args.controller, args.out, load=args.load, duration_s=args.duration, rate_hz=args.rate,
                  deadline_ms=args.deadline, threads=args.threads, seed=args.seed, quick=args.quick,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, host_probe_s=args.host_probe)
     state = "interrupted after" if s["interrupted"] else "ran"
     print(f"{state} {s['periods']} periods of {s['env']} with {s['controller']} ({s['kind']})"
           + (f" under the load schedule {s['load']}" if s["load"] else ""))
@@ -464,6 +513,10 @@ def run_command(args) -> int:
           f"miss rate {s['miss_rate']:.3f}; accuracy {s['accuracy']:.3f}; effective accuracy "
           f"{s['effective_accuracy']:.3f}; mean latency {s['mean_latency_ms']:.3f} ms; switches {s['switches']}; "
           f"energy {s['energy_j_estimate']:.2f} J (estimate)")
+    if s["host_speed"]:
+        h = s["host_speed"]
+        print(f"  host speed before the run: back-to-back service {h['median_ratio']:.2f}x the catalog's latency "
+              f"(median of {len(h['ratios'])} variants, {min(h['ratios'].values()):.2f}-{max(h['ratios'].values()):.2f}x)")
     print(f"  logs in {args.out}: intervals.csv, requests.npz, context.csv (a trace for bench --traces), summary.json")
     return 130 if s["interrupted"] else 0
 
@@ -486,19 +539,23 @@ def shipped_learned(spec) -> list[str]:
 
 def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, quick: bool = False, rounds: int = 3,
                controllers: list[str] | None = None, threads: int = 1, seed: int = 0, progress: bool = True,
-               command: str | None = None, sim_seeds: int = 5) -> list[dict[str, Any]]:
+               command: str | None = None, sim_seeds: int = 5,
+               host_probe_s: float | None = None) -> list[dict[str, Any]]:
     """Every controller through the same load schedule on the real model, interleaved in ``rounds`` rounds (a
     fresh random order per round, so that drift of the machine hits all alike); writes ``results.csv`` and
     ``results.md`` (the columns of ``bench``, 95 % CIs over rounds) and ``runs/<round>-<controller>/`` (each
     run's logs), then the sim-to-real report of the runs (:func:`adascale_rl.evaluation.sim2real.sim2real`,
     ``sim_seeds`` simulator seeds per run). Default schedule: ``live-quick`` with ``quick``, else
-    ``quiet-to-oversubscribed``."""
+    ``quiet-to-oversubscribed``. Every run starts with ``host_probe_s`` seconds of the host-speed probe
+    (default :data:`HOST_PROBE_S`, a third of it with ``quick``; 0: none)."""
     from adascale_rl.context.load import LoadSchedule
     from adascale_rl.evaluation.core import ci95
     from adascale_rl.evaluation.report import machine, vs_largest, write_csv
 
     if rounds < 1:
         raise LiveError(f"--rounds must be at least 1, not {rounds}")
+    if host_probe_s is None:
+        host_probe_s = HOST_PROBE_S / 3 if quick else HOST_PROBE_S
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LiveError(f"--out {out} is a file; give a folder")
@@ -525,7 +582,7 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
                 name = names[i]
                 s = run_live(str(spec.path), str(folders[name][0]), out / "runs" / f"{r}-{name.replace('/', '_')}",
                              load=str(schedule.path), threads=threads, seed=seed, progress=False, setup=setup,
-                             policy=name)
+                             policy=name, host_probe_s=host_probe_s)
                 if s["interrupted"]:
                     raise KeyboardInterrupt
                 runs[name].append(s)
@@ -629,7 +686,7 @@ def bench_live_command(args) -> int:
     command = command_line("adascale-rl bench --live")
     t0 = _time.perf_counter()
     bench_live(env, args.out, load=args.load, quick=args.quick, rounds=args.rounds, controllers=policies,
-               progress=not args.no_progress, command=command)
+               progress=not args.no_progress, command=command, host_probe_s=args.host_probe)
     out = Path(args.out)
     print((out / "results.md").read_text())
     print((out / "sim2real.md").read_text())

@@ -53,6 +53,10 @@ INTERVAL_COLUMNS = ("run", "policy", "t_s", "segment", "busy", "memory_mb", "req
                     "latency_err_pct", "measured_on_time_frac", "predicted_on_time_frac")
 
 
+#: where a replay's host speed comes from (:func:`replay_run`)
+HOST_SPEEDS = ("run", "spec")
+
+
 class Sim2RealError(ValueError):
     """Logs that cannot be compared; the message says what is missing."""
 
@@ -144,13 +148,18 @@ def _policy_name(run: Path, summary: dict) -> str:
     return str(summary.get("controller", run.name))
 
 
-def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | None = None, env: str | None = None
-               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | None = None, env: str | None = None,
+               host_speed: str = "run") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One live run against the simulator: (its row of sim2real_runs.csv, its periods with their predictions).
     ``env_kwargs``: the simulator's arguments for the replay (e.g. its latency noise); ``env``: a spec of the
-    run's environment to replay in instead of the one the run names (e.g. recalibrated)."""
+    run's environment to replay in instead of the one the run names (e.g. recalibrated). ``host_speed``: "run"
+    serves the replay's world at the host speed the run measured before it started (its summary's
+    ``host_speed``, ``adascale-rl run``'s probe; the spec's where a run has none), "spec" at the spec's
+    ``service_scale`` (1 without one)."""
+    if host_speed not in HOST_SPEEDS:
+        raise Sim2RealError(f"host_speed must be one of {', '.join(HOST_SPEEDS)}, not {host_speed!r}")
     try:
-        return _replay_run(run, seeds, env_kwargs, env)
+        return _replay_run(run, seeds, env_kwargs, env, host_speed)
     except (KeyError, ValueError, TypeError) as exc:
         from adascale_rl.runtime.folder import FolderError
 
@@ -162,7 +171,8 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
         raise Sim2RealError(f"{run}: its logs cannot be read ({what}); are they adascale-rl run's?") from None
 
 
-def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None):
+def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None,
+                host_speed: str = "run"):
     from adascale_rl.device.model import outcome
     from adascale_rl.device.presets import parse_preset
     from adascale_rl.environment.env import AdaScaleEnv, AppDeviceError
@@ -182,6 +192,9 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     app_device = parse_preset(controller.doc["device"], "selector.json device")
     if "app_device" in (env_kwargs or {}):
         raise Sim2RealError("the replay's app_device is the controller's own (its selector.json): not an env argument")
+    probed = (summary.get("host_speed") or {}).get("service_scale") if host_speed == "run" else None
+    if probed is not None and "host_speed" in (env_kwargs or {}):
+        raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed env argument")
     try:
         env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
                           max_episode_steps=len(rows), random_start_variant=False, app_device=app_device,
@@ -201,6 +214,11 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
                             f"simulator's catalog {env.catalog.name}: replay in a spec with the catalog it ran")
     if len(env.exo[0]) != len(rows):
         raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
+    # the world at the run's own speed: the spec's service_scale times this factor, the same for every interval and
+    # for latency and energy alike, as a latency noise acts (a host_speed range of one value; its draw is the last)
+    factor = 1.0 if probed is None else float(probed) / env.device.service_scale
+    if probed is not None:
+        env.host_speed = (factor, factor)
     v0 = summary.get("initial_variant") or rows[0]["variant"]
     results = [run_episode(env, controller, seed=episode_seed(s, 0), trace=0, start=0, variant=v0)
                for s in range(seeds)]
@@ -223,7 +241,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         rate, deadline = float(r["request_rate_hz"]), float(r["deadline_ms"])
         measured = _num(r["latency_mean_ms"])
         o = outcome(physics.table, physics.world_arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
-                    deadline_ms=deadline, dt_s=period)  # every variant, noise 1: the model's expectation
+                    deadline_ms=deadline, dt_s=period, noise=factor)  # every variant: the model's expectation
         predicted = o.serving.mean_ms[v]
         err = 100.0 * (predicted / measured - 1.0) if served and measured > 0 else math.nan
         periods.append({
@@ -244,6 +262,8 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     row = {
         "run": run.name, "policy": policy, "kind": controller.kind, "periods": len(rows),
         "initial_variant": v0, "seeds": seeds,
+        # the world's speed in the replay against the catalog, and where it came from
+        "world_service_scale": env.device.service_scale * factor, "host_speed_from": "spec" if probed is None else "run",
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
         "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
@@ -328,8 +348,23 @@ def by_segment(periods: list[dict]) -> list[dict]:
     return out
 
 
+def _speed_line(run_rows: list[dict]) -> str:
+    """How fast the replayed host served, against the catalog, and from what."""
+    if not run_rows:
+        return ""
+    own = [r["world_service_scale"] for r in run_rows if r["host_speed_from"] == "run"]
+    spec = sorted({round(r["world_service_scale"], 4) for r in run_rows if r["host_speed_from"] != "run"})
+    parts = []
+    if own:
+        parts.append(f"{len(own)} run(s) at the speed measured right before each (back-to-back service "
+                     f"{min(own):.2f}-{max(own):.2f}x the catalog's latency, median {float(np.median(own)):.2f}x)")
+    if spec:
+        parts.append(f"{len(run_rows) - len(own)} at the spec's service_scale ({', '.join(f'{x:g}' for x in spec)}x)")
+    return "Host speed in the replay: " + "; ".join(parts) + "."
+
+
 def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, machine: str,
-              env: str | None = None) -> str:
+              env: str | None = None, run_rows: list[dict] | None = None) -> str:
     def f(x, nd=2):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
@@ -340,6 +375,7 @@ def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, 
              f"Live runs: `{source}` (their monitored context replayed as a trace in the simulator, the same "
              f"exported controller deciding, {seeds} latency-noise seeds per run; simulator: "
              f"{'the spec each run names' if env is None else f'`{env}`'}). Machine: {machine}.", "",
+             _speed_line(run_rows or []), "",
              "| policy | kind | runs | return live | return sim | gap | rank live / sim | miss live / sim | "
              "latency ms live / sim | eff. accuracy live / sim | latency error median / p90 (bias) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -376,16 +412,19 @@ def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, 
 
 
 def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int = 5, progress: bool = True,
-             env_kwargs: Mapping[str, Any] | None = None, env: str | None = None) -> list[dict]:
+             env_kwargs: Mapping[str, Any] | None = None, env: str | None = None, host_speed: str = "run") -> list[dict]:
     """Compare the live runs under ``live_dir`` with the simulator; write the files into ``out`` (default
     ``live_dir``) and return sim2real.csv's rows. ``env``: replay in this spec of the runs' environment (same id,
     a catalog of the same variants in the same order; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec
-    each run names."""
+    each run names. ``host_speed``: "run", each run at the host speed measured right before it (where it has
+    one), or "spec", every run at the spec's (:func:`replay_run`)."""
     from adascale_rl._files import atomic_write_text
     from adascale_rl.evaluation.report import machine, write_csv
 
     if seeds < 1:
         raise Sim2RealError(f"--seeds must be at least 1, not {seeds}")
+    if host_speed not in HOST_SPEEDS:
+        raise Sim2RealError(f"--host-speed must be one of {', '.join(HOST_SPEEDS)}, not {host_speed!r}")
     live_dir = Path(live_dir)
     runs = live_runs(live_dir)
     out = Path(out) if out is not None else live_dir
@@ -398,7 +437,7 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     run_rows, periods = [], []
     try:
         for run in runs:
-            row, ps = replay_run(run, seeds=seeds, env_kwargs=env_kwargs, env=env)
+            row, ps = replay_run(run, seeds=seeds, env_kwargs=env_kwargs, env=env, host_speed=host_speed)
             run_rows.append(row)
             periods.extend(ps)
             if bar is not None:
@@ -410,13 +449,15 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     write_csv(rows, out / "sim2real.csv", COLUMNS)
     write_csv(run_rows, out / "sim2real_runs.csv", list(run_rows[0]))
     write_csv(periods, out / "sim2real_intervals.csv", INTERVAL_COLUMNS)
-    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine(), env))
+    atomic_write_text(out / "sim2real.md", _markdown(rows, by_segment(periods), seeds, live_dir, machine(), env,
+                                                     run_rows))
     return rows
 
 
 def sim2real_command(args) -> int:
     """``adascale-rl sim2real``: arguments from :mod:`adascale_rl.cli`."""
-    sim2real(args.live_dir, out=args.out, seeds=args.seeds, progress=not args.no_progress, env=args.env)
+    sim2real(args.live_dir, out=args.out, seeds=args.seeds, progress=not args.no_progress, env=args.env,
+             host_speed=args.host_speed)
     out = Path(args.out or args.live_dir)
     print((out / "sim2real.md").read_text())
     print(f"wrote {out / 'sim2real.csv'}, sim2real_runs.csv, sim2real_intervals.csv and sim2real.md")

@@ -87,6 +87,12 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
     assert s["requests"] == len(req["arrival_s"]) and "ESTIMATE" in s["energy_note"]
     assert abs(s["return"] - sum(float(r["reward"]) for r in rows)) < 1e-3
     assert "valid trace, 3 rows at 1 s" in validate_path(out / "context.csv")  # a trace the simulator replays
+    # the host's speed, measured before the run: back-to-back service of variants spread over the catalog
+    h = s["host_speed"]
+    assert set(h["ratios"]) <= ids and len(h["ratios"]) == min(6, len(ids)) and min(h["calls"].values()) >= 3
+    assert h["median_ratio"] == pytest.approx(float(np.median(list(h["ratios"].values()))), abs=1e-3)
+    assert h["service_scale"] is None or 0.05 <= h["service_scale"] <= 20
+    assert "host speed before the run" in r.stdout
 
 
 def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profiled, tmp_path):
@@ -126,6 +132,7 @@ def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profil
     (("--controller", "nosuch"), "--controller 'nosuch' is not an exported folder"),
     (("--duration", "-1"), "--duration must be a positive number"),
     (("--threads", "0"), "--threads must be at least 1"),
+    (("--host-probe", "-1"), "--host-probe must be a number of seconds"),
 ])
 def test_bad_arguments_are_one_line_errors_before_any_work(profiled, tmp_path, args, words):
     out = tmp_path / "live"
@@ -155,6 +162,7 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
     for name in runs:
         s = json.loads((out / "runs" / name / "summary.json").read_text())
         assert s["load"] == "short" and s["periods"] == 2 and not s["interrupted"]
+        assert s["host_speed"]["seconds"] > 0 and s["host_speed"]["ratios"]  # probed before each run
     md = (out / "results.md").read_text()
     assert "ESTIMATE" in md and "2 interleaved rounds" in md and (out / "returns.png").exists()
     # the sim-to-real report of the same runs: each replayed in the simulator with the same controller
@@ -165,6 +173,9 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
         assert row["sim_return"] not in ("", "nan") and int(row["intervals"]) > 0
         assert float(row["latency_err_median_pct"]) >= 0.0
     assert sorted(int(row["live_rank"]) for row in s2r.values()) == [1, 2]
+    speeds = _rows(out / "sim2real_runs.csv")  # each run replayed at the speed measured before it
+    assert {row["host_speed_from"] for row in speeds} == {"run"} and "at the speed measured right before each" in (
+        out / "sim2real.md").read_text()
     assert "Sim-to-real" in (out / "sim2real.md").read_text() and "Sim-to-real" in r.stdout
     # and how to replay them against the machine as it is now
     assert (f"adascale-rl calibrate --env {spec} --out {out / 'now'}" in r.stdout
@@ -175,6 +186,7 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
     (("--live", "--env", "Local-Digits", "--env", "Rpi4-Vision"), "--live runs one environment at a time"),
     (("--live", "--traces", "rpi4-sim-v2"), "--traces and --env-kwargs are for the simulator"),
     (("--load", "live-quick"), "--load goes with --live"),
+    (("--host-probe", "1"), "--host-probe goes with --live"),
 ])
 def test_bench_live_argument_errors(tmp_path, args, words):
     r = subprocess.run([sys.executable, "-m", "adascale_rl.cli", "bench", *args, "--out", str(tmp_path / "b")],

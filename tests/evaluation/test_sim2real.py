@@ -246,3 +246,35 @@ def test_a_replay_on_a_slower_host_keeps_the_apps_model_of_the_run(greedy, tmp_p
     assert row["latency_bias_median_pct"] > 40.0
     with pytest.raises(s2r.Sim2RealError, match="app_device is the controller's own"):
         s2r.sim2real(run, seeds=1, progress=False, env_kwargs={"app_device": "local-x86"}, env=str(slower))
+
+
+def test_a_run_is_replayed_at_the_host_speed_measured_before_it(greedy, tmp_path):
+    """A run whose probe measured the host at 1.5x the catalog, replayed in the shipped spec: the world serves as
+    the spec with service_scale 1.5 does (the same returns and predictions), and the report says where the speed
+    came from; --host-speed spec ignores the probe; a run without one is replayed at the spec's speed."""
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["host_speed"] = {"service_scale": 1.5, "median_ratio": 1.5}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, out=tmp_path / "own")
+    slower = copy_of_spec(tmp_path / "slower", service_scale=1.5)
+    (spec,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, env=str(slower), host_speed="spec",
+                           out=tmp_path / "spec")
+    for k in ("sim_return", "sim_miss_rate", "sim_mean_latency_ms", "latency_err_median_pct",
+              "latency_bias_median_pct"):
+        assert own[k] == pytest.approx(spec[k], rel=1e-9, abs=1e-9), k
+    assert own["latency_bias_median_pct"] > 40.0  # the live run was the shipped model's own: 1.5x predicted
+    runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))
+    assert runs[0]["host_speed_from"] == "run" and float(runs[0]["world_service_scale"]) == pytest.approx(1.5)
+    assert "at the speed measured right before each" in (tmp_path / "own" / "sim2real.md").read_text()
+    # the same probe against a spec that is itself at 1.5x: the world stays at the measured 1.5x
+    (again,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, env=str(slower), out=tmp_path / "again")
+    assert again["sim_return"] == pytest.approx(own["sim_return"], rel=1e-9)
+    (ignored,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="spec", out=tmp_path / "s")
+    assert ignored["latency_err_median_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert "at the spec's service_scale (1x)" in (tmp_path / "s" / "sim2real.md").read_text()
+    with pytest.raises(s2r.Sim2RealError, match="host_speed"):
+        s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "host_speed": [1, 2]})
+    with pytest.raises(s2r.Sim2RealError, match="--host-speed must be one of run, spec"):
+        s2r.sim2real(run, seeds=1, progress=False, host_speed="now")
