@@ -195,7 +195,11 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     # the data and the arguments must work before anything is written
     probe = make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs})
     said, warning = describe_data(probe.unwrapped)
+    n_variants = len(probe.unwrapped.catalog)
     probe.close()
+    val = make_env(spec, "val", {**recipe.env_kwargs, **env_kwargs})
+    windows = len(pick_episodes(val.unwrapped.evaluation_episodes(), EVAL_EPISODES))
+    val.close()
     run.path.mkdir(parents=True, exist_ok=True)
     for line in said:
         print(line)
@@ -207,7 +211,7 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         "algo": ALGO, "env": spec.id, "env_spec": portable_path(spec.path) if spec.path else None,
         "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
         "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED,
-                 "start_variants": recipe.val_start_variants},
+                 "start_variants": ppo_run.start_variants_for(recipe.val_episodes, windows, n_variants)},
         "hyperparams_file": portable_path(recipe.file), "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
         "versions": ppo_run.versions(), "sessions": [],
         "state": {"num_timesteps": 0, "best_val_return": None, "best_at": None, "wall_time_s": 0.0},

@@ -37,7 +37,7 @@ from adascale_rl import paths
 
 #: keys the trainer consumes itself; everything else goes to MaskablePPO(...)
 OWN_KEYS = ("policy", "n_envs", "n_timesteps", "normalize", "env_kwargs", "callback", "vectorized",
-            "val_start_variants")
+            "val_episodes")
 #: rl-zoo3 keys this trainer does not implement: named in the error rather than ignored
 UNSUPPORTED = ("env_wrapper", "vec_env_wrapper", "frame_stack", "monitor_kwargs", "noise_type", "noise_std")
 #: MaskablePPO arguments the trainer sets itself
@@ -66,10 +66,10 @@ class Recipe:
     normalize: dict[str, Any] | None = None   # VecNormalize kwargs, None = no normalisation
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     callbacks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    # validation plays each window from this many start variants: the usual one (the most accurate
-    # that fits) and the rest spread over the catalog's latency order (adascale_rl.policies.ppo_run.
-    # validation_episodes); 1 = the usual start only
-    val_start_variants: int = 1
+    # validation's episodes: its windows, each from as many start variants as fit in this many episodes
+    # (the usual one, the most accurate that fits, and the rest spread over the catalog's latency order;
+    # adascale_rl.policies.ppo_run.start_variants_for); None = each window once, from the usual start
+    val_episodes: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,7 +134,8 @@ def parse(entry: dict[str, Any], file: str = "<hyperparams>", key: str = "defaul
         raise HyperparamsError(f"{where}: env_kwargs must be a mapping")
     r.env_kwargs = dict(env_kwargs)
     r.callbacks = _callbacks(hp.pop("callback", None), where)
-    r.val_start_variants = _positive_int(hp.pop("val_start_variants", 1), where, "val_start_variants")
+    if "val_episodes" in hp:
+        r.val_episodes = _positive_int(hp.pop("val_episodes"), where, "val_episodes")
     for k in ("learning_rate", "clip_range", "clip_range_vf"):
         if k in hp:
             hp[k] = _schedule(hp[k], where, k)

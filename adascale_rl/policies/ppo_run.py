@@ -135,24 +135,34 @@ def pick_episodes(episodes: Sequence[tuple[int, int]], n: int | None) -> list[tu
     return [episodes[i] for i in idx]
 
 
+def start_variants_for(budget: int | None, windows: int, variants: int) -> int:
+    """How many start variants validation plays each of ``windows`` windows from, within ``budget`` episodes
+    (a recipe's ``val_episodes``): as many as fit, at least 1 (the usual start), at most one per variant of the
+    catalog; None: 1."""
+    if budget is None:
+        return 1
+    return max(1, min(int(budget) // max(int(windows), 1), int(variants)))
+
+
 def validation_episodes(env, windows: Sequence[tuple[int, int]], start_variants: int = 1) -> list[tuple[int, ...]]:
     """The episodes validation plays: each (trace, start) window of ``windows`` from ``start_variants``
-    variants, in order. With 1, the windows as they are (each starts where the environment starts it:
-    the most accurate variant that fits). With ``n > 1``, (trace, start, variant) triples: each window
-    from that usual variant, then from ``n - 1`` variants spread over the catalog ordered by latency
-    (the fastest, then evenly up to, not including, the slowest, which is usually the most accurate),
-    so that a checkpoint that only keeps whatever it starts with scores what it would on a device whose
-    app starts elsewhere (a live app runs what the controller's first decision picked)."""
+    variants (:func:`start_variants_for`), in order. With 1, the windows as they are (each starts where the
+    environment starts it: the most accurate variant that fits). With ``n > 1``, (trace, start, variant)
+    triples: each window from that usual variant, then from ``n - 1`` variants spread over the catalog
+    ordered by latency (the fastest, then evenly up to, not including, the slowest, which is usually the
+    most accurate; with ``n`` = the catalog's size, every variant but the slowest), so that a checkpoint
+    that only keeps whatever it starts with scores what it would on a device whose app starts elsewhere (a
+    live app runs what the controller's first decision picked)."""
     windows = [tuple(w) for w in windows]
     n = int(start_variants)
-    if n < 1:
-        raise ValueError(f"start_variants must be a positive integer, not {start_variants!r}")
+    env = getattr(env, "unwrapped", env)
+    if not 1 <= n <= len(env.catalog):
+        raise ValueError(f"start_variants must be 1 to the catalog's {len(env.catalog)} variants, not {start_variants!r}")
     if n == 1:
         return windows
-    env = getattr(env, "unwrapped", env)
     lat = [v.latency_ms for v in env.catalog.variants]
     order = sorted(range(len(lat)), key=lambda i: (lat[i], i))
-    spread = [order[int(round(q * (len(order) - 1)))] for q in np.arange(n - 1) / (n - 1)]
+    spread = [order[i * (len(order) - 1) // (n - 1)] for i in range(n - 1)]
     out: list[tuple[int, ...]] = []
     for trace, start in windows:
         usual = env.default_variant(env.exo[trace][start].mem_avail_mb)

@@ -475,6 +475,11 @@ def test_validation_plays_each_window_from_start_variants_spread_over_the_catalo
     env = make_env(find_spec("AdaScale/Rpi4-Vision-v3"), "val").unwrapped
     windows = ppo_run.pick_episodes(env.evaluation_episodes(), 5)
     assert ppo_run.validation_episodes(env, windows, 1) == windows  # the usual start: the episodes as before
+    # how many starts fit a recipe's budget: at least the usual one, at most one per variant
+    assert [ppo_run.start_variants_for(b, 15, 19) for b in (None, 10, 80, 1000)] == [1, 1, 5, 19]
+    every = ppo_run.validation_episodes(env, windows[:1], len(env.catalog))
+    assert sorted(e[2] for e in every[1:]) == sorted(set(range(len(env.catalog))) - {
+        max(range(len(env.catalog)), key=lambda i: env.catalog.variants[i].latency_ms)})
     eps = ppo_run.validation_episodes(env, windows, 4)
     assert len(eps) == 4 * len(windows) and all(len(e) == 3 for e in eps)
     lat = [v.latency_ms for v in env.catalog.variants]
@@ -488,23 +493,24 @@ def test_validation_plays_each_window_from_start_variants_spread_over_the_catalo
     # a window played from a start variant begins there (the options reach reset)
     _, info = env.reset(seed=0, options={"trace": eps[1][0], "start": eps[1][1], "variant": eps[1][2]})
     assert info["variant"] == env.catalog.variants[eps[1][2]].id
-    with pytest.raises(ValueError, match="positive integer"):
-        ppo_run.validation_episodes(env, windows, 0)
+    for bad in (0, len(env.catalog) + 1):
+        with pytest.raises(ValueError, match="start_variants must be 1 to the catalog's"):
+            ppo_run.validation_episodes(env, windows, bad)
 
 
 def test_a_recipe_chooses_its_checkpoints_from_several_start_variants(tmp_path, env_yaml):
     hp = tmp_path / "starts.yml"
-    hp.write_text(yaml.safe_dump({"default": {**TINY, "val_start_variants": 3}}))
+    windows = ppo_run.pick_episodes(make_env(find_spec(str(env_yaml)), "val").unwrapped.evaluation_episodes(), 20)
+    hp.write_text(yaml.safe_dump({"default": {**TINY, "val_episodes": 3 * len(windows) + 1}}))
     run = train(str(env_yaml), timesteps=128, seed=0, out=tmp_path / "run", hyperparams=hp, eval_freq=128,
                 progress=False)
     cfg = yaml.safe_load((run / "config.yml").read_text())
     assert cfg["eval"]["start_variants"] == 3
-    windows = ppo_run.pick_episodes(make_env(find_spec(str(env_yaml)), "val").unwrapped.evaluation_episodes(), 20)
     with open(run / "evaluations.csv") as f:
         assert {int(float(r["episodes"])) for r in csv.DictReader(f)} == {3 * len(windows)}
     for bad in (0, 1.5, "four", True):
-        hp.write_text(yaml.safe_dump({"default": {**TINY, "val_start_variants": bad}}))
-        with pytest.raises(HyperparamsError, match="val_start_variants must be a positive integer"):
+        hp.write_text(yaml.safe_dump({"default": {**TINY, "val_episodes": bad}}))
+        with pytest.raises(HyperparamsError, match="val_episodes must be a positive integer"):
             train(str(env_yaml), timesteps=128, seed=0, out=tmp_path / f"bad-{bad}", hyperparams=hp, progress=False)
         assert not (tmp_path / f"bad-{bad}").exists()
 
