@@ -248,5 +248,5 @@ def variant_files(catalog) -> dict[str, Path]:
         raise FileNotFoundError(
             f"{len(missing)} variant file(s) of catalog {cat.name} are not in {folder} (e.g. {missing[0]}); rebuild them "
             f"with: adascale-rl profile --data {meta['data']} --seed {meta['seed']}"
-            f"{' --quick' if meta.get('recipe') == 'quick' else ''} --out <somewhere>.json")
+            f"{' --quick' if meta.get('recipe') == 'quick' else ''} --out <a scratch folder> (it caches them here)")
     return files
