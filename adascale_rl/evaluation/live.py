@@ -191,8 +191,8 @@ class LiveSetup:
 
     def host_speed(self, seconds: float = HOST_PROBE_S, variants: int = 6) -> dict[str, Any]:
         """The host's speed now: ``variants`` of the catalog spread over its latency range (the variants
-        ``adascale-rl calibrate`` times), each served back to back with nothing else running in this process
-        for about ``seconds / variants`` in all, in two interleaved passes (a drift in between hits all alike);
+        ``adascale-rl calibrate`` times), each served back to back with nothing else running in this process,
+        in two interleaved passes (a drift in between hits all alike), about ``seconds`` in all;
         the median service of each over its catalog latency, and their median, ``service_scale``, as calibrate
         writes it into a preset (None if implausible). The machine should be quiet: run it before the load starts."""
         import torch
