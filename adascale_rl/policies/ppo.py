@@ -195,11 +195,7 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     # the data and the arguments must work before anything is written
     probe = make_env(spec, "train", {**recipe.env_kwargs, **env_kwargs})
     said, warning = describe_data(probe.unwrapped)
-    n_variants = len(probe.unwrapped.catalog)
     probe.close()
-    val = make_env(spec, "val", {**recipe.env_kwargs, **env_kwargs})
-    windows = len(pick_episodes(val.unwrapped.evaluation_episodes(), EVAL_EPISODES))
-    val.close()
     run.path.mkdir(parents=True, exist_ok=True)
     for line in said:
         print(line)
@@ -210,8 +206,7 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         # that trained it), absolute for one's own: --resume and bench's notes find it from any folder
         "algo": ALGO, "env": spec.id, "env_spec": portable_path(spec.path) if spec.path else None,
         "env_kwargs": {**recipe.env_kwargs, **env_kwargs}, "seed": int(seed), "timesteps": total,
-        "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED,
-                 "start_variants": ppo_run.start_variants_for(recipe.val_episodes, windows, n_variants)},
+        "eval": {"split": "val", "freq": freq, "episodes": EVAL_EPISODES, "seed": ppo_run.EVAL_SEED},
         "hyperparams_file": portable_path(recipe.file), "hyperparams_key": recipe.key, "hyperparams": recipe.raw,
         "versions": ppo_run.versions(), "sessions": [],
         "state": {"num_timesteps": 0, "best_val_return": None, "best_at": None, "wall_time_s": 0.0},
@@ -342,6 +337,10 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             raise RuntimeError("the environment does not expose action_masks()")
         eval_env = make_env(spec, "val", env_kwargs)
         windows = pick_episodes(eval_env.unwrapped.evaluation_episodes(), config["eval"]["episodes"])
+        if model is None:  # a fresh run fixes its validation's start variants once; a resumed one reads them
+            config["eval"]["start_variants"] = ppo_run.start_variants_for(recipe.val_episodes, len(windows),
+                                                                          len(eval_env.unwrapped.catalog))
+            run.write_config(config)
         starts = int(config["eval"].get("start_variants", 1))  # runs from before the key: the usual start
         episodes = validation_episodes(eval_env, windows, starts)
         val_vec = _make_val_env(spec, recipe, env_kwargs, len(episodes))

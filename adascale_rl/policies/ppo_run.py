@@ -170,10 +170,13 @@ def validation_episodes(env, windows: Sequence[tuple[int, int]], start_variants:
     return out
 
 
+#: what a validation episode's items are, in order: the reset options they become
+EPISODE_KEYS = ("trace", "start", "variant")
+
+
 def _reset_options(episode: Sequence[int]) -> dict[str, int]:
     """A validation episode's reset options: (trace, start) or (trace, start, variant)."""
-    keys = ("trace", "start", "variant")[:len(episode)]
-    return {k: int(v) for k, v in zip(keys, episode)}
+    return {k: int(v) for k, v in zip(EPISODE_KEYS, episode)}
 
 
 def run_episodes(act: Callable[[np.ndarray, dict], int], env, episodes: Sequence[tuple[int, ...]],
@@ -217,7 +220,7 @@ def run_episodes_vec(model, vecnorm, venv, episodes: Sequence[tuple[int, ...]], 
         raise ValueError(f"the validation vector environment has {venv.num_envs} sub-environments for {n} windows")
     if len({len(e) for e in episodes}) > 1:
         raise ValueError("validation episodes must all be (trace, start) windows or all (trace, start, variant) triples")
-    options = {k: [e[i] for e in episodes] for i, k in enumerate(("trace", "start", "variant")[:len(episodes[0])])}
+    options = {k: [e[i] for e in episodes] for i, k in enumerate(EPISODE_KEYS[:len(episodes[0])])}
     obs, _ = venv.reset(seed=[seed + j for j in range(n)], options=options)
     keys = ("effective_accuracy", "miss_rate", "latency_ms", "energy_mj")
     rewards, values, counted = [], {k: [] for k in keys}, []
