@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,31 @@ def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
             raise PresetError(f"{where}: service_scale = {service_scale!r} must be a number in [{lo:g}, {hi:g}]")
     return DevicePreset(name=doc["name"], description=doc["description"], dvfs_mhz=tuple(float(x) for x in ladder),
                         sources=sources, temp_sensor=temp_sensor, service_scale=float(service_scale), **values)
+
+
+#: the constants of how a host serves (``adascale_rl.device.model.Scheduler``'s and ``service_scale``): what
+#: :func:`with_host_constants` may replace, since a measurement on the host at another time may move them
+HOST_CONSTANTS = ("tick_ms", "wake_slice_ms", "wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms",
+                  "idle_sleep_ms", "service_scale")
+
+
+def with_host_constants(preset: DevicePreset, constants: dict[str, Any], source: str) -> DevicePreset:
+    """``preset`` with some of its :data:`HOST_CONSTANTS` replaced by ``constants`` (checked against the ranges a
+    preset file's values must meet); ``source`` says where the new values come from (their ``sources`` entry)."""
+    if not isinstance(constants, dict):
+        raise PresetError(f"{source}: the host constants must be a mapping of name to number, not {constants!r}")
+    values: dict[str, float] = {}
+    for key, v in constants.items():
+        if key not in HOST_CONSTANTS:
+            raise PresetError(f"{source}: {key!r} is not a host constant ({', '.join(HOST_CONSTANTS)})")
+        lo, hi = SERVICE_SCALE_RANGE if key == "service_scale" else _NUMBERS[key][:2]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
+            raise PresetError(f"{source}: {key} = {v!r} must be a number in [{lo:g}, {hi:g}]")
+        values[key] = float(v)
+    if not values:
+        return preset
+    sources = {**preset.sources, **{k: f"source: {source}" for k in values}}
+    return replace(preset, sources=sources, **values)
 
 
 def load_preset_file(path: str | os.PathLike) -> DevicePreset:

@@ -9,7 +9,7 @@ import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +18,7 @@ from gymnasium import spaces
 from adascale_rl.context.traces import Trace, TraceDataset, TraceError, load_dataset, load_trace
 from adascale_rl.device.catalog import Catalog, load_catalog
 from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
-from adascale_rl.device.presets import DevicePreset, load_device
+from adascale_rl.device.presets import DevicePreset, load_device, with_host_constants
 from adascale_rl.environment.actions import KEEP
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, ObservationEncoder
 from adascale_rl.environment.reward import Reward, ScaledReward, make_reward
@@ -278,7 +278,7 @@ class AdaScaleEnv(gym.Env):
     ``gymnasium.make("AdaScale/Rpi4-Vision-v3", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
     spike_spell_s=None, random_start_variant=None, app_device=None, host_speed=None,
-    render_mode=None)``; ``spec``
+    world_constants=None, render_mode=None)``; ``spec``
     (the YAML name or an :class:`EnvSpec`) is set by the registration. ``dataset``
     points the same environment at another trace dataset (for example your own
     recordings). ``spike_spell_s`` makes latency spikes last: a spike then persists
@@ -293,6 +293,11 @@ class AdaScaleEnv(gym.Env):
     observation's predicted latency, and so the slow-down the app measures, come from it
     (``sim2real`` replays a controller with the model its selector.json holds); by default
     the world's preset at the catalog's speed (its ``service_scale`` acts on the world only).
+    ``world_constants`` (a mapping, e.g. ``{"idle_wake_ms": 1.7}``) replaces some of the preset's
+    host constants (``adascale_rl.device.presets.HOST_CONSTANTS``: the scheduler's and
+    ``service_scale``) in the world only, while the app's model keeps the preset's: a host
+    measured at another time (``sim2real`` replays a live run with the wake-up cost its probe
+    measured right before it).
 
     ## Version History
 
@@ -323,12 +328,16 @@ class AdaScaleEnv(gym.Env):
                  max_episode_steps: int | None = None, latency_sigma: float = LATENCY_SIGMA,
                  spike_prob: float = SPIKE_PROB, spike_spell_s: float | None = None,
                  random_start_variant: bool | None = None, app_device: DevicePreset | str | None = None,
-                 host_speed: Sequence[float] | None = None, render_mode: str | None = None):
+                 host_speed: Sequence[float] | None = None, world_constants: Mapping[str, float] | None = None,
+                 render_mode: str | None = None):
         self.env_spec = spec if isinstance(spec, EnvSpec) else find_spec(spec)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}")
         self.render_mode = render_mode
-        self.device: DevicePreset = load_device(self.env_spec.device)
+        preset: DevicePreset = load_device(self.env_spec.device)
+        #: the world's preset: the spec's, with ``world_constants`` where given
+        self.device: DevicePreset = preset if not world_constants else with_host_constants(
+            preset, dict(world_constants), "the environment's world_constants argument")
         self.catalog: Catalog = load_catalog(self.env_spec.catalog_path())
         self.reward_fn: Reward = make_reward(self.env_spec.reward if reward is None else reward)
         self.period_s = _number("period_s", self.env_spec.period_s if period_s is None else period_s)
@@ -371,12 +380,14 @@ class AdaScaleEnv(gym.Env):
         #: what a planner on it assumes): the world's preset by default, whose ``service_scale`` the app's model
         #: ignores (it keeps the catalog's speed), or ``app_device`` where the app holds other constants than
         #: the world (a controller exported before its machine was recalibrated)
-        self.app_device: DevicePreset = self.device if app_device is None else (
+        own = app_device is None and self.device is not preset  # the world's constants moved; the app keeps the spec's
+        self.app_device: DevicePreset = (preset if own else self.device) if app_device is None else (
             app_device if isinstance(app_device, DevicePreset) else load_device(app_device))
         if (self.app_device.name, self.app_device.cores) != (self.device.name, self.device.cores):
             raise AppDeviceError(f"app_device must describe the world's device ({self.device.name}, {self.device.cores} "
                              f"cores), not {self.app_device.name} with {self.app_device.cores}")
-        self.app_physics = self.physics if app_device is None else DevicePhysics(self.app_device, self.catalog)
+        self.app_physics = self.physics if app_device is None and not own else DevicePhysics(self.app_device,
+                                                                                              self.catalog)
         self.encoder = ObservationEncoder(self.device, self.catalog, self.period_s)
         n = len(self.catalog)
         self.action_space = spaces.Discrete(n + 1)

@@ -173,3 +173,22 @@ def test_a_device_may_say_how_much_slower_its_host_serves_than_its_catalog():
         doc["service_scale"] = bad
         with pytest.raises(PresetError, match="service_scale"):
             parse_preset(doc, "rpi4.yaml")
+
+
+def test_a_host_constant_measured_at_another_time_replaces_the_presets_and_says_where_it_came_from():
+    from adascale_rl.device.presets import HOST_CONSTANTS, with_host_constants
+
+    shipped = load_device("local-x86")
+    moved = with_host_constants(shipped, {"idle_wake_ms": 1.85, "idle_wake_per_ms": 0}, "the probe of run 0-greedy")
+    assert (moved.idle_wake_ms, moved.idle_wake_per_ms) == (1.85, 0.0)
+    assert moved.sources["idle_wake_ms"] == "source: the probe of run 0-greedy"
+    assert (moved.idle_sleep_ms, moved.cores, moved.sources["cores"]) == (shipped.idle_sleep_ms, shipped.cores,
+                                                                         shipped.sources["cores"])
+    assert shipped.idle_wake_ms != 1.85  # the preset itself is untouched
+    assert with_host_constants(shipped, {}, "nothing") is shipped
+    assert "service_scale" in HOST_CONSTANTS and "cores" not in HOST_CONSTANTS
+    for bad, words in (({"cores": 4}, "not a host constant"), ({"idle_wake_ms": -0.1}, "idle_wake_ms = -0.1"),
+                       ({"idle_wake_ms": float("nan")}, "idle_wake_ms"), ({"service_scale": 50.0}, "service_scale"),
+                       ({"idle_wake_ms": "1"}, "idle_wake_ms"), ([("idle_wake_ms", 1.0)], "a mapping")):
+        with pytest.raises(PresetError, match=words):
+            with_host_constants(shipped, bad, "a test")

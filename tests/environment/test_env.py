@@ -513,3 +513,25 @@ def test_a_device_without_a_temperature_sensor_observes_it_missing_as_its_select
             if not sensor:
                 assert obs[INDEX["temp_headroom"]] == 1.0, env_id  # the encoder's value for "no sensor"
             obs, *_ = env.step(0)
+
+
+def test_world_constants_move_the_worlds_host_and_leave_the_apps_model_at_the_presets(fixture_spec):
+    """``world_constants``: the world serves with the given wake-up cost (a longer response, the same trace and
+    noise), while the app's model, so its prediction and the slow-down it observes, keeps the spec's preset."""
+    plain = AdaScaleEnv(fixture_spec, split="test")
+    woken = AdaScaleEnv(fixture_spec, split="test", world_constants={"idle_wake_ms": 1.8, "idle_wake_per_ms": 0.0})
+    assert woken.device.idle_wake_ms == 1.8 and woken.physics.table.sched.idle_wake_ms == 1.8
+    assert woken.app_device == plain.device and woken.app_physics.table.to_dict() == plain.physics.table.to_dict()
+    i_ema = woken.encoder.names.index("slowdown_ema_log")
+    for env in (plain, woken):
+        env.reset(seed=3, options={"trace": 0, "start": 0, "variant": "mid"})
+    longer = 0
+    for _ in range(12):
+        o1, _, _, _, i1 = plain.step(0)
+        o2, _, _, _, i2 = woken.step(0)
+        assert i1["bg_runnable"] == i2["bg_runnable"] and i1["variant"] == i2["variant"]
+        longer += i2["latency_ms"] > i1["latency_ms"]
+    assert longer >= 10 and o2[i_ema] > o1[i_ema]  # the app sees the world's longer wake-ups as a slow-down
+    for bad in ({"cores": 4}, {"idle_wake_ms": -1.0}):
+        with pytest.raises(ValueError, match="world_constants"):
+            AdaScaleEnv(fixture_spec, world_constants=bad)
