@@ -18,7 +18,7 @@ from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
                                            service_drift)
-from adascale_rl.elastic.contention import fit_scheduler, samples_from_json, samples_to_json
+from adascale_rl.elastic.contention import fit_idle_wake, fit_scheduler, samples_from_json, samples_to_json
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
@@ -264,3 +264,16 @@ def test_sigterm_stops_calibrate_and_every_process_it_started(profiled, tmp_path
     alive = [c for c in children if psutil.pid_exists(c) and psutil.Process(c).status() != psutil.STATUS_ZOMBIE]
     assert not alive, alive
     assert not list((out / "samples").glob("*.json")) and not list((out / "devices").glob("*.yaml"))
+
+
+def test_the_wake_up_cost_line_is_fitted_with_neither_coefficient_negative():
+    lat = np.array([0.2, 0.8, 1.5, 3.0, 6.0])
+    w0, w1, rms = fit_idle_wake(lat, 0.4 + 0.1 * lat)
+    assert (w0, w1, rms) == (pytest.approx(0.4), pytest.approx(0.1), pytest.approx(0.0, abs=1e-9))
+    # a cost that falls with the service (a noisy probe): a constant, the mean, not a clipped free fit
+    falling = np.array([2.0, 1.9, 1.6, 1.4, 1.1])
+    w0, w1, rms = fit_idle_wake(lat, falling)
+    assert w1 == 0.0 and w0 == pytest.approx(falling.mean()) and rms == pytest.approx(falling.std())
+    # a cost that starts below zero at no service: a line through the origin
+    w0, w1, _ = fit_idle_wake(lat, -0.3 + 0.5 * lat)
+    assert w0 == 0.0 and w1 == pytest.approx(float(np.dot(lat, -0.3 + 0.5 * lat) / np.dot(lat, lat)))
