@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=3, help="with --live: interleaved rounds (default 3)")
     b.add_argument("--host-probe", type=float, default=None, metavar="S",
                    help="with --live: seconds of the host-speed probe before every run, which sim2real replays the "
-                        "run at (default 1.5, --quick 0.5; 0: none)")
+                        "run at (default 1.5, --quick 0.5; 0: none); its wake-up cost at the run's rate takes "
+                        "about 2.5 s more at 60 Hz")
 
     # export
     ex = cmd("export", _export, "export a trained controller (or a heuristic) as a folder the on-device selector "
@@ -318,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--quick", action="store_true", help="tune a heuristic controller on fewer train episodes")
     rn.add_argument("--host-probe", type=float, default=1.5, metavar="S",
                     help="seconds of back-to-back inference of 6 variants before the run, the host's speed against "
-                         "the catalog, which sim2real replays the run at (default 1.5; 0: none)")
+                         "the catalog, then their wake-up cost at the run's rate (about 2.5 s more at 60 Hz), which "
+                         "sim2real replays the run with (default 1.5; 0: none)")
     rn.add_argument("--out", default="live-out", metavar="DIR", help="log folder (default live-out/)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -335,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "in the same order), e.g. one written by adascale-rl calibrate (default: the spec each run "
                          "names)")
     s2.add_argument("--host-speed", choices=("run", "spec"), default="run",
-                    help="the simulated host's speed: each run's own (the probe before it, where its summary.json has "
-                         "one; default) or the replay spec's service_scale for every run")
+                    help="the simulated host's speed and wake-up cost: each run's own (the probe before it, where "
+                         "its summary.json has one; default) or the replay spec's service_scale and scheduler "
+                         "constants for every run")
     s2.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # calibrate

@@ -66,6 +66,9 @@ REQUEST_FIELDS = (("arrival_s", float), ("start_s", float), ("end_s", float), ("
 #: seconds of the host-speed probe before every live run (``LiveSetup.host_speed``; ``--host-probe``)
 HOST_PROBE_S = 1.5
 
+#: requests per variant of the host-speed probe's wake-up cost (at 60 Hz, about 2.5 s over its 6 variants)
+WAKE_CALLS = 24
+
 
 class LiveError(ValueError):
     """A live run that cannot start; the message says what to change."""
@@ -189,18 +192,27 @@ class LiveSetup:
                 for _ in range(5):
                     m(self.xs[0])
 
-    def host_speed(self, seconds: float = HOST_PROBE_S, variants: int = 6) -> dict[str, Any]:
+    def host_speed(self, seconds: float = HOST_PROBE_S, variants: int = 6,
+                   rate_hz: float | None = None) -> dict[str, Any]:
         """The host's speed now: ``variants`` of the catalog spread over its latency range (the variants
         ``adascale-rl calibrate`` times), each served back to back with nothing else running in this process,
         in two interleaved passes (a drift in between hits all alike), about ``seconds`` in all;
         the median service of each over its catalog latency, and their median, ``service_scale``, as calibrate
-        writes it into a preset (None if implausible). The machine should be quiet: run it before the load starts."""
+        writes it into a preset (None if implausible). With ``rate_hz``, then the host's wake-up cost at that
+        rate (``wake``): each variant served :data:`WAKE_CALLS` times as the live loop serves a request, one
+        every ``1 / rate_hz`` seconds with the thread asleep in between, and the least-squares line
+        ``idle_wake_ms + idle_wake_per_ms x service`` through the mean response over the back-to-back service
+        (divided by the share of the full cost the model gives a sleep that long), as ``adascale-rl profile``
+        fits it over the whole catalog (``None`` where implausible). The machine should be quiet: run it before
+        the load starts."""
         import torch
 
         from adascale_rl.elastic.calibrate import host_speed, pick_variants
 
         if not (math.isfinite(seconds) and seconds > 0):
             raise LiveError(f"the host-speed probe needs a positive time, not {seconds}")
+        if rate_hz is not None and not (math.isfinite(rate_hz) and rate_hz > 0):
+            raise LiveError(f"the host-speed probe's request rate must be positive, not {rate_hz}")
         latency = {v.id: float(v.latency_ms) for v in self.catalog.variants}
         chosen = pick_variants(latency, min(variants, len(latency)))
         times: dict[str, list[float]] = {v: [] for v in chosen}
@@ -222,9 +234,56 @@ class LiveSetup:
                             break
         drift = {v: float(np.median(t)) / latency[v] for v, t in times.items()}
         ratio, scale = host_speed(drift)
-        return {"service_scale": scale, "median_ratio": round(ratio, 4),
-                "ratios": {v: round(r, 4) for v, r in drift.items()}, "calls": {v: len(t) for v, t in times.items()},
-                "seconds": round(clock() - t0, 3), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        out = {"service_scale": scale, "median_ratio": round(ratio, 4),
+               "ratios": {v: round(r, 4) for v, r in drift.items()}, "calls": {v: len(t) for v, t in times.items()}}
+        if rate_hz is not None:
+            out["wake"] = self._wake_cost(chosen, {v: float(np.mean(t)) for v, t in times.items()}, rate_hz)
+        out.update(seconds=round(clock() - t0, 3), measured_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+        return out
+
+    def _wake_cost(self, chosen: list[str], b2b_ms: dict[str, float], rate_hz: float) -> dict[str, Any]:
+        """:meth:`host_speed`'s wake-up cost at ``rate_hz``: its samples and the fitted line."""
+        import torch
+
+        from adascale_rl.elastic.contention import PLAUSIBLE, fit_idle_wake
+
+        period_ms = 1000.0 / rate_hz
+        tau = float(self.sim.device.idle_sleep_ms)
+        clock, xs = time.perf_counter, self.xs
+        excess, service, response = {}, {}, {}
+        with torch.inference_mode():
+            for v in chosen:
+                sleep_ms = period_ms - b2b_ms[v]
+                if sleep_ms < 0.5 * period_ms:  # hardly a sleep between requests: no wake-up to measure
+                    continue
+                model, resp, svc = self.models[v], [], []
+                arrival = clock() + period_ms / 1000.0
+                for i in range(WAKE_CALLS + 1):  # the first after the other variants ran: not counted
+                    time.sleep(max(0.0, arrival - clock()))
+                    a = clock()
+                    int(model(xs[i % len(xs)]).argmax())
+                    b = clock()
+                    if i:
+                        resp.append((b - arrival) * 1000.0)
+                        svc.append((b - a) * 1000.0)
+                    arrival += period_ms / 1000.0
+                    if arrival < clock():  # late (a slow host): the next request arrives now
+                        arrival = clock()
+                share = 1.0 - math.exp(-sleep_ms / tau)  # of the full cost, after a sleep this long (the model's)
+                response[v], service[v] = float(np.mean(resp)), float(np.mean(svc))
+                excess[v] = (response[v] - b2b_ms[v]) / share
+        wake: dict[str, Any] = {"rate_hz": rate_hz, "calls": WAKE_CALLS,
+                                "response_ms": {v: round(r, 4) for v, r in response.items()},
+                                "service_ms": {v: round(r, 4) for v, r in service.items()},
+                                "excess_ms": {v: round(e, 4) for v, e in excess.items()},
+                                "idle_wake_ms": None, "idle_wake_per_ms": None, "rms_ms": None}
+        if len(excess) >= 2:
+            w0, w1, rms = fit_idle_wake([b2b_ms[v] for v in excess], list(excess.values()))
+            ok = all(PLAUSIBLE[k][0] <= w <= PLAUSIBLE[k][1] for k, w in (("idle_wake_ms", w0),
+                                                                          ("idle_wake_per_ms", w1)))
+            if ok:
+                wake.update(idle_wake_ms=round(w0, 4), idle_wake_per_ms=round(w1, 4), rms_ms=round(rms, 4))
+        return wake
 
 
 def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | None = None,
@@ -294,7 +353,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
         selector.set_mode(rate_hz=rate, deadline_ms=deadline)
         selector.select()  # the first decision compiles the policy's program: not inside the first period
         if host_probe_s:  # the host's speed now, before the load starts
-            host = setup.host_speed(host_probe_s)
+            first = schedule.segments[0].request_rate_hz if schedule is not None else None
+            host = setup.host_speed(host_probe_s, rate_hz=rate_hz or first or base_rate)  # and its wake-up cost
         variant = initial = selector.variant  # loaded when the first period starts: its decision may switch
         time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
         intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")
@@ -517,6 +577,13 @@ def run_command(args) -> int:
         h = s["host_speed"]
         print(f"  host speed before the run: back-to-back service {h['median_ratio']:.2f}x the catalog's latency "
               f"(median of {len(h['ratios'])} variants, {min(h['ratios'].values()):.2f}-{max(h['ratios'].values()):.2f}x)")
+        w = h.get("wake") or {}
+        if w.get("idle_wake_ms") is not None:
+            print(f"  wake-up cost at {w['rate_hz']:g} Hz: {w['idle_wake_ms']:.2f} ms + {w['idle_wake_per_ms']:.3f} x "
+                  f"service (rms {w['rms_ms']:.2f} ms over {len(w['excess_ms'])} variants)")
+        elif w:
+            print(f"  wake-up cost at {w['rate_hz']:g} Hz: not measurable (too few variants sleep between requests "
+                  f"at this rate, or the fit was implausible); the spec's is replayed")
     print(f"  logs in {args.out}: intervals.csv, requests.npz, context.csv (a trace for bench --traces), summary.json")
     return 130 if s["interrupted"] else 0
 

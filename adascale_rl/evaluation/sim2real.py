@@ -140,6 +140,10 @@ def _selector_folder(run: Path, summary: dict) -> Path:
     raise Sim2RealError(f"{run}: the exported controller it ran is gone ({summary.get('selector_folder')})")
 
 
+#: the wake-up cost's constants a live run's probe measures (``LiveSetup.host_speed``'s ``wake``)
+WAKE_KEYS = ("idle_wake_ms", "idle_wake_per_ms")
+
+
 def _policy_name(run: Path, summary: dict) -> str:
     if "policy" in summary:
         return str(summary["policy"])
@@ -154,8 +158,9 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
     ``env_kwargs``: the simulator's arguments for the replay (e.g. its latency noise); ``env``: a spec of the
     run's environment to replay in instead of the one the run names (e.g. recalibrated). ``host_speed``: "run"
     serves the replay's world at the host speed the run measured before it started (its summary's
-    ``host_speed``, ``adascale-rl run``'s probe; the spec's where a run has none), "spec" at the spec's
-    ``service_scale`` (1 without one)."""
+    ``host_speed``, ``adascale-rl run``'s probe; the spec's where a run has none) and with the wake-up cost the
+    probe measured at the run's rate (its ``wake``, where it has one), "spec" at the spec's ``service_scale`` (1
+    without one) and wake-up cost."""
     if host_speed not in HOST_SPEEDS:
         raise Sim2RealError(f"host_speed must be one of {', '.join(HOST_SPEEDS)}, not {host_speed!r}")
     try:
@@ -192,13 +197,23 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     app_device = parse_preset(controller.doc["device"], "selector.json device")
     if "app_device" in (env_kwargs or {}):
         raise Sim2RealError("the replay's app_device is the controller's own (its selector.json): not an env argument")
-    probed = (summary.get("host_speed") or {}).get("service_scale") if host_speed == "run" else None
+    probe = (summary.get("host_speed") or {}) if host_speed == "run" else {}
+    probed = probe.get("service_scale")
     if probed is not None and "host_speed" in (env_kwargs or {}):
         raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed env argument")
+    # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
+    # spec's); the app's model keeps the constants its selector.json holds
+    wake = {k: (probe.get("wake") or {}).get(k) for k in WAKE_KEYS}
+    wake = wake if None not in wake.values() else {}
+    kwargs = dict(env_kwargs or {})
+    if wake:
+        if "world_constants" in kwargs:
+            raise Sim2RealError("a run replayed with its own wake-up cost (host_speed='run') takes no "
+                                "world_constants env argument")
+        kwargs["world_constants"] = wake
     try:
         env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
-                          max_episode_steps=len(rows), random_start_variant=False, app_device=app_device,
-                          **dict(env_kwargs or {}))
+                          max_episode_steps=len(rows), random_start_variant=False, app_device=app_device, **kwargs)
     except AppDeviceError:
         raise Sim2RealError(f"{run}: its controller was exported for the device {app_device.name} "
                             f"({app_device.cores} cores), which the replay's spec does not describe") from None
@@ -264,6 +279,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         "initial_variant": v0, "seeds": seeds,
         # the world's speed in the replay against the catalog, and where it came from
         "world_service_scale": env.device.service_scale * factor, "host_speed_from": "spec" if probed is None else "run",
+        **{f"world_{k}": float(getattr(env.device, k)) for k in WAKE_KEYS}, "wake_from": "run" if wake else "spec",
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
         "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
@@ -360,7 +376,15 @@ def _speed_line(run_rows: list[dict]) -> str:
                      f"{min(own):.2f}-{max(own):.2f}x the catalog's latency, median {float(np.median(own)):.2f}x)")
     if spec:
         parts.append(f"{len(run_rows) - len(own)} at the spec's service_scale ({', '.join(f'{x:g}' for x in spec)}x)")
-    return "Host speed in the replay: " + "; ".join(parts) + "."
+    line = "Host speed in the replay: " + "; ".join(parts) + "."
+    wake = [r for r in run_rows if r.get("wake_from") == "run"]
+    if wake:
+        w0 = [r["world_idle_wake_ms"] for r in wake]
+        w1 = [r["world_idle_wake_per_ms"] for r in wake]
+        line += (f" Wake-up cost: {len(wake)} run(s) at the cost the probe measured at the run's rate right before "
+                 f"it (idle_wake_ms {min(w0):.2f}-{max(w0):.2f}, idle_wake_per_ms {min(w1):.3f}-{max(w1):.3f})"
+                 + (f"; {len(run_rows) - len(wake)} at the spec's" if len(wake) < len(run_rows) else "") + ".")
+    return line
 
 
 def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, machine: str,

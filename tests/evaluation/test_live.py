@@ -18,7 +18,7 @@ import yaml
 
 from _procs import interrupt_when
 from adascale_rl.context.traces import validate_path
-from adascale_rl.evaluation.live import INTERVAL_COLUMNS
+from adascale_rl.evaluation.live import INTERVAL_COLUMNS, WAKE_CALLS
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -93,6 +93,14 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
     assert h["median_ratio"] == pytest.approx(float(np.median(list(h["ratios"].values()))), abs=1e-3)
     assert h["service_scale"] is None or 0.05 <= h["service_scale"] <= 20
     assert "host speed before the run" in r.stdout
+    # then the wake-up cost at the run's rate: requests one every 25 ms, the thread asleep in between
+    w = h["wake"]
+    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS and set(w["excess_ms"]) <= set(h["ratios"])
+    for v in w["excess_ms"]:
+        assert w["response_ms"][v] >= w["service_ms"][v] > 0
+    if w["idle_wake_ms"] is not None:
+        assert 0 <= w["idle_wake_ms"] <= 5 and 0 <= w["idle_wake_per_ms"] <= 0.5 and w["rms_ms"] >= 0
+        assert "wake-up cost at 40 Hz" in r.stdout
 
 
 def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profiled, tmp_path):
