@@ -2,7 +2,8 @@
 
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
-                                    [--service-scale preset|measured|X] [--json FILE | --from-json FILE]
+                                    [--service-scale preset|measured|X] [--wake preset|measured]
+                                    [--json FILE | --from-json FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
 TorchScript files from the profile's cache) beside 0, 1, 2 and 2 x cores busy processes, levels
@@ -24,7 +25,11 @@ calibrate``). ``--service-scale measured`` takes it from the run itself, as ``ca
 the median over the timed variants of the back-to-back median with no busy process over the
 catalog's latency. That one number is then fitted on the run's quiet back-to-back cells, and
 the table checks what the contention model adds to it: the slow-down beside busy processes,
-the wake-up costs and the stale requests.
+the wake-up costs and the stale requests. ``--wake measured`` likewise takes the wake-up cost
+(the preset's ``idle_wake_ms`` and ``idle_wake_per_ms``) from the run, as ``adascale-rl run``'s
+probe does before a live run: the least-squares line through the excess of the mean response at
+``--rate`` over the mean back-to-back service with no busy process; the quiet cells at the rate
+are then fitted too, and the table checks the contention model beside the busy processes.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ sys.path.insert(0, str(ROOT))
 from adascale_rl import paths  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
-from adascale_rl.device.presets import load_device  # noqa: E402
+from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
-from adascale_rl.elastic.contention import levels_for, measure, samples_from_json, samples_to_json  # noqa: E402
+from adascale_rl.elastic.contention import (PLAUSIBLE, fit_idle_wake, levels_for, measure,  # noqa: E402
+                                             samples_from_json, samples_to_json)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
@@ -74,6 +80,29 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
     return float(s.mean_ms), model.response_quantile(c, 0.95 * served, sigma), 1.0 - served
 
 
+def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, device) -> tuple[dict | None, str]:
+    """The run's own wake-up cost: ({idle_wake_ms, idle_wake_per_ms}, how) fitted on the quiet cells at
+    ``rate_hz`` (each excess divided by the share of the full cost the model gives its sleep), or (None, why)."""
+    period = 1000.0 / rate_hz
+    lat, excess = [], []
+    for v, l in service_ms.items():
+        quiet = samples[v]["levels"][0]
+        sleep = period - l
+        if sleep < 0.5 * period or not quiet["resp"] or not quiet["b2b"]:
+            continue
+        lat.append(l)
+        excess.append((np.mean(quiet["resp"]) - np.mean(quiet["b2b"])) / (1.0 - math.exp(-sleep / device.idle_sleep_ms)))
+    if len(lat) < 2:
+        return None, f"fewer than 2 variants sleep between requests at {rate_hz:g} Hz"
+    w0, w1, rms = fit_idle_wake(lat, excess)
+    if not (PLAUSIBLE["idle_wake_ms"][0] <= w0 <= PLAUSIBLE["idle_wake_ms"][1]
+            and PLAUSIBLE["idle_wake_per_ms"][0] <= w1 <= PLAUSIBLE["idle_wake_per_ms"][1]):
+        return None, f"the fit ({w0:.3f} ms + {w1:.3f} x service) is implausible"
+    return ({"idle_wake_ms": w0, "idle_wake_per_ms": w1},
+            f"measured in this run at {rate_hz:g} Hz with no busy process: {w0:.3f} ms + {w1:.3f} x service "
+            f"(rms {rms:.3f} ms over {len(lat)} variants); fitted on the quiet cells at {rate_hz:g} Hz")
+
+
 def round_means(xs, per_round) -> list[float]:
     """The mean of each round's samples (``per_round``: how many each round took, in order); [] when the samples
     do not say (a --json file of an older run)."""
@@ -98,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--service-scale", default="preset", metavar="preset|measured|X",
                     help="the host's speed against the catalog the prediction uses: the device preset's "
                          "service_scale (default), 'measured' in this run with no busy process, or a number")
+    ap.add_argument("--wake", default="preset", choices=("preset", "measured"),
+                    help="the wake-up cost the prediction uses: the device preset's (default) or 'measured' in "
+                         "this run at --rate with no busy process (its quiet cells at the rate are then fitted)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")
@@ -132,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--service-scale must be 'preset', 'measured' or a positive number, not {args.service_scale!r}")
     elif args.service_scale == "measured" and 0 not in args.levels:
         ap.error("--service-scale measured needs the level with no busy process (0) in --levels")
+    if args.wake == "measured" and 0 not in args.levels:
+        ap.error("--wake measured needs the level with no busy process (0) in --levels")
     if len(args.variants) < 3:
         ap.error("time at least three variants")
     cat = load_catalog(args.catalog)
@@ -168,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         scale = float(args.service_scale)
         how = f"given ({scale:g})"
+    wake_how = (f"the preset's (idle_wake_ms {device.idle_wake_ms:g} + idle_wake_per_ms {device.idle_wake_per_ms:g}"
+                f" x service)")
+    if args.wake == "measured":
+        wake, wake_how = wake_cost(samples, {v: catalog_ms[v] * scale for v in args.variants}, args.rate, device)
+        if wake is None:
+            ap.error(f"--wake measured: {wake_how}")
+        device = with_host_constants(device, wake, "measured by benchmarks/contention.py --wake measured")
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "
           f"{Path(args.catalog).name}, device {device.name}, {int(threads)} torch thread(s); {args.rounds} interleaved "
@@ -175,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prediction: adascale_rl.device.model.contention with the catalog's latency x the host's speed and the "
           f"preset's scheduler constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
     print(f"host's speed against the catalog: {how}")
+    print(f"wake-up cost: {wake_how}")
     print("rounds: the range of the per-round measured means over their mean (the measurement's own spread "
           "between rounds minutes apart)")
     header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "
@@ -182,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     worst = 0.0
     rows = []
-    misses = {"mean": 0, "p95": 0, "inside": 0, "cells": 0, "rounds_known": 0}
+    misses = {"mean": 0, "p95": 0, "inside": 0, "cells": 0, "rounds_known": 0, "fitted": 0, "fitted_out": 0}
     for vid in args.variants:
         lat = catalog_ms[vid]
         for level in args.levels:
@@ -200,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
                 misses["cells"] += 1
                 misses["mean"] += abs(e1) > TARGET
                 misses["p95"] += abs(e2) > TARGET
+                fitted = args.wake == "measured" and level == 0 and rate is not None
+                misses["fitted"] += fitted
+                misses["fitted_out"] += fitted and abs(e1) > TARGET
+                misses["fitted_out"] += fitted and abs(e2) > TARGET
                 misses["inside"] += abs(e1) > TARGET and lo <= p_mean <= hi
                 misses["rounds_known"] += len(per) > 1
                 rows.append((vid, lat, level, mode, len(a), m_mean, p_mean, e1, lo, hi, m_p95, p_p95, e2, m_lost,
@@ -210,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
           f"beyond {TARGET:.0%}: {misses['mean']} of {misses['cells']} means"
           + (f" ({misses['inside']} of them inside the range of their per-round means)" if misses["rounds_known"] else "")
           + f", {misses['p95']} of {misses['cells']} p95s")
+    if misses["fitted"]:
+        n = 2 * (misses["cells"] - misses["fitted"])
+        out = misses["mean"] + misses["p95"] - misses["fitted_out"]
+        print(f"beside busy processes and back to back (the cells the wake-up fit did not see): {n - out} of {n} "
+              f"numbers within {TARGET:.0%}")
     if args.json:
         import json
 
@@ -217,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "service_scale": scale,
+            "wake": {"how": args.wake, "idle_wake_ms": device.idle_wake_ms, "idle_wake_per_ms": device.idle_wake_per_ms},
             "samples": keep,
             "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean",
                                "round_mean_min", "round_mean_max", "p95", "pred_p95", "err_p95", "lost", "pred_lost"),

@@ -61,3 +61,30 @@ def test_from_json_names_what_the_file_lacks(tmp_path):
     res = _bench("--from-json", str(tmp_path / "missing.json"))
     assert res.returncode == 2 and "--from-json" in res.stderr and "FileNotFoundError" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_wake_measured_fits_the_runs_own_wake_up_cost_on_its_quiet_cells(tmp_path):
+    """Samples whose quiet responses at 60 Hz exceed the back-to-back service by 1.3 ms (times the share of the
+    cost the model gives each variant's sleep): --wake measured finds 1.3 ms + 0 x service, and with the run's
+    speed the quiet 60 Hz means come out as measured."""
+    import math
+
+    from adascale_rl.device.presets import load_device
+
+    f = _saved(tmp_path)
+    doc = json.loads(f.read_text())
+    tau = load_device("local-x86").idle_sleep_ms
+    for v in VARIANTS:
+        cell = doc["samples"][v]["levels"]["0"]
+        svc = cell["b2b"][0]
+        cell["resp"] = [svc + 1.3 * (1.0 - math.exp(-(1000.0 / 60 - svc) / tau))] * len(cell["resp"])
+    f.write_text(json.dumps(doc))
+    res = _bench("--from-json", str(f), "--service-scale", "measured", "--wake", "measured")
+    assert res.returncode == 0, res.stderr
+    assert "wake-up cost: measured in this run at 60 Hz with no busy process: 1.300 ms + 0.000 x service" in res.stdout
+    assert "the cells the wake-up fit did not see" in res.stdout
+    quiet = [ln.split() for ln in res.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in VARIANTS
+             and ln.split()[2:4] == ["0", "60Hz"]]
+    assert len(quiet) == 3 and all(abs(int(r[7].rstrip("%"))) <= 2 for r in quiet), quiet
+    res = _bench("--from-json", str(f), "--levels", "4", "--wake", "measured")
+    assert res.returncode == 2 and "--wake measured needs the level with no busy process" in res.stderr
