@@ -200,10 +200,11 @@ class LiveSetup:
         the median service of each over its catalog latency, and their median, ``service_scale``, as calibrate
         writes it into a preset (None if implausible). With ``rate_hz``, then the host's wake-up cost at that
         rate (``wake``): each variant served :data:`WAKE_CALLS` times as the live loop serves a request, one
-        every ``1 / rate_hz`` seconds with the thread asleep in between, and the least-squares line
-        ``idle_wake_ms + idle_wake_per_ms x service`` through the mean response over the back-to-back service
-        (divided by the share of the full cost the model gives a sleep that long), as ``adascale-rl profile``
-        fits it over the whole catalog (``None`` where implausible). The machine should be quiet: run it before
+        every ``1 / rate_hz`` seconds with the thread asleep in between, and the line ``idle_wake_ms +
+        idle_wake_per_ms x service`` through the mean response over the service the simulator gives it at the
+        measured speed (divided by the share of the full cost the model gives a sleep that long, with the
+        spec's ``idle_sleep_ms``, which ``wake`` records), each variant weighted by 1 / the squared standard
+        error of its excess (``None`` where implausible). The machine should be quiet: run it before
         the load starts."""
         import torch
 
@@ -236,13 +237,18 @@ class LiveSetup:
         ratio, scale = host_speed(drift)
         out = {"service_scale": scale, "median_ratio": round(ratio, 4),
                "ratios": {v: round(r, 4) for v, r in drift.items()}, "calls": {v: len(t) for v, t in times.items()}}
-        if rate_hz is not None:
-            out["wake"] = self._wake_cost(chosen, {v: float(np.mean(t)) for v, t in times.items()}, rate_hz)
+        if rate_hz is not None:  # against the service the simulator's world gives each variant at this speed
+            world = {v: (scale * latency[v] if scale is not None else float(np.mean(t))) for v, t in times.items()}
+            out["wake"] = self._wake_cost(chosen, world, rate_hz)
         out.update(seconds=round(clock() - t0, 3), measured_at=time.strftime("%Y-%m-%d %H:%M:%S"))
         return out
 
-    def _wake_cost(self, chosen: list[str], b2b_ms: dict[str, float], rate_hz: float) -> dict[str, Any]:
-        """:meth:`host_speed`'s wake-up cost at ``rate_hz``: its samples and the fitted line."""
+    def _wake_cost(self, chosen: list[str], world_ms: dict[str, float], rate_hz: float) -> dict[str, Any]:
+        """:meth:`host_speed`'s wake-up cost at ``rate_hz``: each variant's excess of the mean response over
+        ``world_ms``, the service the simulator's world gives it at the measured speed (the catalog's latency x
+        ``service_scale``), so that the world's mean response is the measured one for the variants timed; and the
+        line through them, each weighted by 1 / the squared standard error of its excess (a few requests of a long
+        variant spread far more than those of a short one)."""
         import torch
 
         from adascale_rl.elastic.contention import PLAUSIBLE, fit_idle_wake
@@ -250,10 +256,10 @@ class LiveSetup:
         period_ms = 1000.0 / rate_hz
         tau = float(self.sim.device.idle_sleep_ms)
         clock, xs = time.perf_counter, self.xs
-        excess, service, response = {}, {}, {}
+        excess, se, service, response = {}, {}, {}, {}
         with torch.inference_mode():
             for v in chosen:
-                sleep_ms = period_ms - b2b_ms[v]
+                sleep_ms = period_ms - world_ms[v]
                 if sleep_ms < 0.5 * period_ms:  # hardly a sleep between requests: no wake-up to measure
                     continue
                 model, resp, svc = self.models[v], [], []
@@ -271,14 +277,18 @@ class LiveSetup:
                         arrival = clock()
                 share = 1.0 - math.exp(-sleep_ms / tau)  # of the full cost, after a sleep this long (the model's)
                 response[v], service[v] = float(np.mean(resp)), float(np.mean(svc))
-                excess[v] = (response[v] - b2b_ms[v]) / share
-        wake: dict[str, Any] = {"rate_hz": rate_hz, "calls": WAKE_CALLS,
+                excess[v] = (response[v] - world_ms[v]) / share
+                se[v] = math.sqrt(np.var(resp, ddof=1) / len(resp)) / share
+        wake: dict[str, Any] = {"rate_hz": rate_hz, "calls": WAKE_CALLS, "idle_sleep_ms": tau,
                                 "response_ms": {v: round(r, 4) for v, r in response.items()},
                                 "service_ms": {v: round(r, 4) for v, r in service.items()},
                                 "excess_ms": {v: round(e, 4) for v, e in excess.items()},
+                                "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
                                 "idle_wake_ms": None, "idle_wake_per_ms": None, "rms_ms": None}
         if len(excess) >= 2:
-            w0, w1, rms = fit_idle_wake([b2b_ms[v] for v in excess], list(excess.values()))
+            floor = 0.01  # ms: no variant's excess is known better than this, whatever its samples say
+            w0, w1, rms = fit_idle_wake([world_ms[v] for v in excess], list(excess.values()),
+                                        [1.0 / max(se[v], floor) ** 2 for v in excess])
             ok = all(PLAUSIBLE[k][0] <= w <= PLAUSIBLE[k][1] for k, w in (("idle_wake_ms", w0),
                                                                           ("idle_wake_per_ms", w1)))
             if ok:
@@ -764,7 +774,8 @@ def bench_live_command(args) -> int:
 
     spec = find_spec(env)
     now = out / "now"
-    print(f"sim2real replayed the runs in {spec.path or spec.id}'s constants; to replay them against this machine as it "
-          f"is now (docs/LIVE.md, \"Recalibrate\"): adascale-rl calibrate --env {env} --out {now} && adascale-rl "
-          f"sim2real {out} --env {now / spec.file_name} --out {now}")
+    print(f"sim2real replayed the runs in {spec.path or spec.id}'s constants, each run at the host speed and wake-up "
+          f"cost its probe measured; to replay them against a calibration of this machine as it is now, all of its "
+          f"constants (docs/LIVE.md, \"Recalibrate\"): adascale-rl calibrate --env {env} --out {now} && adascale-rl "
+          f"sim2real {out} --env {now / spec.file_name} --host-speed spec --out {now}")
     return 0

@@ -140,8 +140,10 @@ def _selector_folder(run: Path, summary: dict) -> Path:
     raise Sim2RealError(f"{run}: the exported controller it ran is gone ({summary.get('selector_folder')})")
 
 
-#: the wake-up cost's constants a live run's probe measures (``LiveSetup.host_speed``'s ``wake``)
+#: the wake-up cost's constants a live run's probe measures (``LiveSetup.host_speed``'s ``wake``), and the sleep
+#: curve it measured them with (the replay's world takes it too, so that the world wakes as measured)
 WAKE_KEYS = ("idle_wake_ms", "idle_wake_per_ms")
+WAKE_CURVE = "idle_sleep_ms"
 
 
 def _policy_name(run: Path, summary: dict) -> str:
@@ -203,9 +205,13 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed env argument")
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
     # spec's); the app's model keeps the constants its selector.json holds
-    wake = {k: (probe.get("wake") or {}).get(k) for k in WAKE_KEYS}
+    measured = probe.get("wake") or {}
+    wake = {k: measured.get(k) for k in WAKE_KEYS}
     wake = wake if None not in wake.values() else {}
+    if wake and measured.get(WAKE_CURVE) is not None:
+        wake[WAKE_CURVE] = measured[WAKE_CURVE]
     kwargs = dict(env_kwargs or {})
+    given = "world_constants" in kwargs
     if wake:
         if "world_constants" in kwargs:
             raise Sim2RealError("a run replayed with its own wake-up cost (host_speed='run') takes no "
@@ -279,7 +285,8 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         "initial_variant": v0, "seeds": seeds,
         # the world's speed in the replay against the catalog, and where it came from
         "world_service_scale": env.device.service_scale * factor, "host_speed_from": "spec" if probed is None else "run",
-        **{f"world_{k}": float(getattr(env.device, k)) for k in WAKE_KEYS}, "wake_from": "run" if wake else "spec",
+        **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE)},
+        "wake_from": "run" if wake else ("world_constants" if given else "spec"),
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
         "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
@@ -383,7 +390,8 @@ def _speed_line(run_rows: list[dict]) -> str:
         w1 = [r["world_idle_wake_per_ms"] for r in wake]
         line += (f" Wake-up cost: {len(wake)} run(s) at the cost the probe measured at the run's rate right before "
                  f"it (idle_wake_ms {min(w0):.2f}-{max(w0):.2f}, idle_wake_per_ms {min(w1):.3f}-{max(w1):.3f})"
-                 + (f"; {len(run_rows) - len(wake)} at the spec's" if len(wake) < len(run_rows) else "") + ".")
+                 + (f"; {len(run_rows) - len(wake)} at the spec's or the given world_constants'"
+                    if len(wake) < len(run_rows) else "") + ".")
     return line
 
 

@@ -277,3 +277,17 @@ def test_the_wake_up_cost_line_is_fitted_with_neither_coefficient_negative():
     # a cost that starts below zero at no service: a line through the origin
     w0, w1, _ = fit_idle_wake(lat, -0.3 + 0.5 * lat)
     assert w0 == 0.0 and w1 == pytest.approx(float(np.dot(lat, -0.3 + 0.5 * lat) / np.dot(lat, lat)))
+
+
+def test_a_weighted_wake_up_fit_follows_the_variants_measured_best():
+    """Two well-measured short variants on the line 1.5 + 0 x service, one long variant measured far off it: with
+    weights 1 / se^2 the line stays with the short ones; without, the long one drags it."""
+    lat, excess = [0.5, 1.0, 7.0], [1.5, 1.5, 4.5]
+    w0, w1, _ = fit_idle_wake(lat, excess, [1 / 0.05 ** 2, 1 / 0.05 ** 2, 1 / 5.0 ** 2])
+    assert w0 == pytest.approx(1.5, abs=0.1) and 0.0 <= w1 <= 0.05
+    u0, u1, _ = fit_idle_wake(lat, excess)
+    assert u1 > 0.4
+    assert fit_idle_wake(lat, excess, [1.0, 1.0, 1.0]) == pytest.approx((u0, u1, fit_idle_wake(lat, excess)[2]))
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [1.0, float("nan"), 1.0]):
+        with pytest.raises(ValueError, match="weights"):
+            fit_idle_wake(lat, excess, bad)

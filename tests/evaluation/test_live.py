@@ -94,12 +94,14 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
     assert h["service_scale"] is None or 0.05 <= h["service_scale"] <= 20
     assert "host speed before the run" in r.stdout
     # then the wake-up cost at the run's rate: requests one every 25 ms, the thread asleep in between
-    w = h["wake"]
-    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS and set(w["excess_ms"]) <= set(h["ratios"])
+    w = h["wake"]  # the quick profile's variants take well under half of the 25 ms between requests: all measured
+    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS and set(w["excess_ms"]) == set(h["ratios"])
+    assert set(w["excess_se_ms"]) == set(w["excess_ms"]) and w["idle_sleep_ms"] > 0
     for v in w["excess_ms"]:
-        assert w["response_ms"][v] >= w["service_ms"][v] > 0
+        assert 0 < w["service_ms"][v] < 12.5 and w["response_ms"][v] - w["service_ms"][v] < 25.0
+        assert w["excess_se_ms"][v] >= 0
     if w["idle_wake_ms"] is not None:
-        assert 0 <= w["idle_wake_ms"] <= 5 and 0 <= w["idle_wake_per_ms"] <= 0.5 and w["rms_ms"] >= 0
+        assert 0 <= w["idle_wake_ms"] <= 5 and 0 <= w["idle_wake_per_ms"] <= 2 and w["rms_ms"] >= 0
         assert "wake-up cost at 40 Hz" in r.stdout
 
 
@@ -187,7 +189,7 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
     assert "Sim-to-real" in (out / "sim2real.md").read_text() and "Sim-to-real" in r.stdout
     # and how to replay them against the machine as it is now
     assert (f"adascale-rl calibrate --env {spec} --out {out / 'now'}" in r.stdout
-            and f"--env {out / 'now' / 'MyHost-Digits.yaml'} --out {out / 'now'}" in r.stdout), r.stdout[-600:]
+            and f"--env {out / 'now' / 'MyHost-Digits.yaml'} --host-speed spec --out {out / 'now'}" in r.stdout), r.stdout[-600:]
 
 
 @pytest.mark.parametrize("args, words", [

@@ -287,17 +287,19 @@ def test_a_run_is_replayed_with_the_wake_up_cost_its_probe_measured(greedy, tmp_
     run = tmp_path / "run"
     _fake_live_run(run, greedy, steps=12)
     summary = json.loads((run / "summary.json").read_text())
-    wake = {"rate_hz": 60, "idle_wake_ms": 1.85, "idle_wake_per_ms": 0.02, "rms_ms": 0.4}
+    wake = {"rate_hz": 60, "idle_wake_ms": 1.85, "idle_wake_per_ms": 0.02, "rms_ms": 0.4, "idle_sleep_ms": 5.0}
     summary["host_speed"] = {"service_scale": 1.5, "median_ratio": 1.5, "wake": wake}
     (run / "summary.json").write_text(json.dumps(summary))
     (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, out=tmp_path / "own")
-    woken = copy_of_spec(tmp_path / "woken", service_scale=1.5, idle_wake_ms=1.85, idle_wake_per_ms=0.02)
+    woken = copy_of_spec(tmp_path / "woken", service_scale=1.5, idle_wake_ms=1.85, idle_wake_per_ms=0.02,
+                         idle_sleep_ms=5.0)
     (spec,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, env=str(woken), host_speed="spec",
                            out=tmp_path / "spec")
     for k in ("sim_return", "sim_mean_latency_ms", "latency_err_median_pct", "latency_bias_median_pct"):
         assert own[k] == pytest.approx(spec[k], rel=1e-9, abs=1e-9), k
     runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))
     assert runs[0]["wake_from"] == "run" and float(runs[0]["world_idle_wake_ms"]) == pytest.approx(1.85)
+    assert float(runs[0]["world_idle_sleep_ms"]) == 5.0  # the sleep curve the probe measured with
     assert "Wake-up cost: 1 run(s) at the cost the probe measured" in (tmp_path / "own" / "sim2real.md").read_text()
     # a longer wake-up than the shipped preset's: the live run (the shipped model's own) is predicted slower
     summary["host_speed"]["wake"] = None
@@ -315,4 +317,4 @@ def test_a_run_is_replayed_with_the_wake_up_cost_its_probe_measured(greedy, tmp_
         s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "world_constants": {"tick_ms": 2.0}})
     (ignored,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs={**QUIET, "world_constants": {"tick_ms": 4.0}},
                               host_speed="spec", out=tmp_path / "ignored")
-    assert list(csv.DictReader(open(tmp_path / "ignored" / "sim2real_runs.csv")))[0]["wake_from"] == "spec"
+    assert list(csv.DictReader(open(tmp_path / "ignored" / "sim2real_runs.csv")))[0]["wake_from"] == "world_constants"
