@@ -53,8 +53,8 @@ from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
-from adascale_rl.elastic.contention import (PLAUSIBLE, fit_idle_wake, levels_for, measure,  # noqa: E402
-                                             samples_from_json, samples_to_json)
+from adascale_rl.elastic.contention import (fit_wake_line, levels_for, measure, samples_from_json,  # noqa: E402
+                                             samples_to_json, wake_excess)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
@@ -82,33 +82,25 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
 
 
 def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, device) -> tuple[dict | None, str, set]:
-    """The run's own wake-up cost: ({idle_wake_ms, idle_wake_per_ms}, how, the variants fitted) fitted on the quiet
-    cells at ``rate_hz`` (each excess divided by the share of the full cost the model gives its sleep), or (None,
-    why, {})."""
-    period = 1000.0 / rate_hz
-    lat, excess, weights, fitted = [], [], [], set()
+    """The run's own wake-up cost: ({idle_wake_ms, idle_wake_per_ms}, how, the variants fitted) from the quiet cells
+    at ``rate_hz``, against the service the prediction gives each variant (``service_ms``), as the live probe takes
+    it (:func:`adascale_rl.elastic.contention.wake_excess` and :func:`~adascale_rl.elastic.contention.fit_wake_line`),
+    or (None, why, {})."""
+    excess, se = {}, {}
     for v, l in service_ms.items():
-        quiet = samples[v]["levels"][0]
-        sleep = period - l
-        if sleep < 0.5 * period or len(quiet["resp"]) < 2 or len(quiet["b2b"]) < 2:
-            continue
-        share = 1.0 - math.exp(-sleep / device.idle_sleep_ms)
-        lat.append(l)
-        fitted.add(v)
-        # against the service the prediction gives the variant (the catalog's latency x the host's speed), as the
-        # live probe takes it (adascale_rl/evaluation/live.py)
-        excess.append((np.mean(quiet["resp"]) - l) / share)
-        se = math.sqrt(np.var(quiet["resp"], ddof=1) / len(quiet["resp"])) / share
-        weights.append(1.0 / max(se, 0.01) ** 2)  # as the live probe weights them (adascale_rl/evaluation/live.py)
-    if len(lat) < 2:
+        measured = wake_excess(l, samples[v]["levels"][0]["resp"], rate_hz, device.idle_sleep_ms)
+        if measured is not None:
+            excess[v], se[v] = measured
+    fit = fit_wake_line(service_ms, excess, se)
+    if fit["rms_ms"] is None:
         return None, f"fewer than 2 variants sleep between requests at {rate_hz:g} Hz", set()
-    w0, w1, rms = fit_idle_wake(lat, excess, weights)
-    if not (PLAUSIBLE["idle_wake_ms"][0] <= w0 <= PLAUSIBLE["idle_wake_ms"][1]
-            and PLAUSIBLE["idle_wake_per_ms"][0] <= w1 <= PLAUSIBLE["idle_wake_per_ms"][1]):
+    if fit["idle_wake_ms"] is None:
+        w0, w1 = fit["refused"]
         return None, f"the fit ({w0:.3f} ms + {w1:.3f} x service) is implausible", set()
-    return ({"idle_wake_ms": w0, "idle_wake_per_ms": w1},
-            f"measured in this run at {rate_hz:g} Hz with no busy process: {w0:.3f} ms + {w1:.3f} x service "
-            f"(rms {rms:.3f} ms over {len(lat)} variants); fitted on their quiet cells at {rate_hz:g} Hz", fitted)
+    return ({k: fit[k] for k in ("idle_wake_ms", "idle_wake_per_ms")},
+            f"measured in this run at {rate_hz:g} Hz with no busy process: {fit['idle_wake_ms']:.3f} ms + "
+            f"{fit['idle_wake_per_ms']:.3f} x service (rms {fit['rms_ms']:.3f} ms over {len(excess)} variants); "
+            f"fitted on their quiet cells at {rate_hz:g} Hz", set(excess))
 
 
 def round_means(xs, per_round) -> list[float]:

@@ -20,7 +20,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -198,6 +198,50 @@ def fit_idle_wake(latency_ms, excess_ms, weights=None) -> tuple[float, float, fl
     return w0, w1, float(np.sqrt(np.dot(w, (w0 + w1 * lat - excess) ** 2) / w.sum()))
 
 
+#: no variant's wake-up excess is known better than this (ms), whatever its samples say (the weights' floor)
+EXCESS_SE_FLOOR_MS = 0.01
+
+
+def sleeps_between(world_ms: float, rate_hz: float) -> bool:
+    """Whether a variant of service ``world_ms`` sleeps long enough between requests at ``rate_hz`` for its wake-up
+    cost to be measured: at least half the time between them."""
+    return world_ms <= 500.0 / rate_hz
+
+
+def wake_excess(world_ms: float, responses_ms, rate_hz: float, idle_sleep_ms: float) -> tuple[float, float] | None:
+    """One variant's full wake-up cost from requests served at ``rate_hz`` with the thread asleep in between:
+    (excess, its standard error), the mean response over ``world_ms`` (the service the simulator's world gives the
+    variant) divided by the share of the full cost the model gives a sleep that long (``1 - exp(-sleep /
+    idle_sleep_ms)``); None where the variant hardly sleeps (service over half the time between requests) or has
+    fewer than 2 responses."""
+    sleep_ms = 1000.0 / rate_hz - world_ms
+    resp = np.asarray(responses_ms, dtype=float)
+    if not sleeps_between(world_ms, rate_hz) or resp.size < 2:
+        return None
+    share = 1.0 - math.exp(-sleep_ms / idle_sleep_ms)
+    return (float(resp.mean()) - world_ms) / share, math.sqrt(float(np.var(resp, ddof=1)) / resp.size) / share
+
+
+def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
+                  excess_se_ms: dict[str, float]) -> dict[str, float | None]:
+    """The line ``idle_wake_ms + idle_wake_per_ms x service`` through the variants' wake-up excesses
+    (:func:`wake_excess`; ``world_ms``: their service in the world), each weighted by 1 / its squared standard
+    error: ``{idle_wake_ms, idle_wake_per_ms, rms_ms}``, all None with fewer than 2 variants, and the coefficients
+    None (the rms and the refused line kept as ``refused``) where they fall outside :data:`PLAUSIBLE`."""
+    vids = list(excess_ms)
+    out: dict[str, Any] = {"idle_wake_ms": None, "idle_wake_per_ms": None, "rms_ms": None}
+    if len(vids) < 2:
+        return out
+    w0, w1, rms = fit_idle_wake([world_ms[v] for v in vids], [excess_ms[v] for v in vids],
+                                [1.0 / max(excess_se_ms[v], EXCESS_SE_FLOOR_MS) ** 2 for v in vids])
+    out["rms_ms"] = round(rms, 4)
+    if all(PLAUSIBLE[k][0] <= w <= PLAUSIBLE[k][1] for k, w in (("idle_wake_ms", w0), ("idle_wake_per_ms", w1))):
+        out.update(idle_wake_ms=round(w0, 4), idle_wake_per_ms=round(w1, 4))
+    else:
+        out["refused"] = [round(w0, 4), round(w1, 4)]
+    return out
+
+
 def fit_scheduler(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) -> dict:
     """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``) and the wake-up wait
     (``wake_wait``, ``wake_lag_ms``) of :class:`adascale_rl.device.model.Scheduler` to measured samples.
@@ -222,7 +266,7 @@ def _fit(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) 
     quiet = [samples[v]["levels"][0] for v in vids]
     excess = np.array([np.mean(c["resp"]) - np.mean(c["b2b"]) for c in quiet])
     w0, w1, rms0 = fit_idle_wake(lat, excess)
-    held = {0: "idle_wake_ms", 1: "idle_wake_per_ms"}.get(0 if w0 == 0.0 else 1 if w1 == 0.0 else -1)
+    held = "idle_wake_ms" if w0 == 0.0 else "idle_wake_per_ms" if w1 == 0.0 else None
     out = {
         "idle_wake_ms": (round(w0, 4), f"least-squares fit of (mean response at {rate:g} Hz - mean back-to-back "
                                        f"service) = idle_wake_ms + idle_wake_per_ms x latency over {len(vids)} "

@@ -380,14 +380,13 @@ class AdaScaleEnv(gym.Env):
         #: what a planner on it assumes): the world's preset by default, whose ``service_scale`` the app's model
         #: ignores (it keeps the catalog's speed), or ``app_device`` where the app holds other constants than
         #: the world (a controller exported before its machine was recalibrated)
-        own = app_device is None and self.device is not preset  # the world's constants moved; the app keeps the spec's
-        self.app_device: DevicePreset = (preset if own else self.device) if app_device is None else (
+        self.app_device: DevicePreset = preset if app_device is None else (  # the spec's, whatever world_constants
             app_device if isinstance(app_device, DevicePreset) else load_device(app_device))
         if (self.app_device.name, self.app_device.cores) != (self.device.name, self.device.cores):
             raise AppDeviceError(f"app_device must describe the world's device ({self.device.name}, {self.device.cores} "
                              f"cores), not {self.app_device.name} with {self.app_device.cores}")
-        self.app_physics = self.physics if app_device is None and not own else DevicePhysics(self.app_device,
-                                                                                              self.catalog)
+        self.app_physics = (self.physics if self.app_device is self.device
+                            else DevicePhysics(self.app_device, self.catalog))
         self.encoder = ObservationEncoder(self.device, self.catalog, self.period_s)
         n = len(self.catalog)
         self.action_space = spaces.Discrete(n + 1)

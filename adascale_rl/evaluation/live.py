@@ -246,24 +246,23 @@ class LiveSetup:
     def _wake_cost(self, chosen: list[str], world_ms: dict[str, float], rate_hz: float) -> dict[str, Any]:
         """:meth:`host_speed`'s wake-up cost at ``rate_hz``: each variant's excess of the mean response over
         ``world_ms``, the service the simulator's world gives it at the measured speed (the catalog's latency x
-        ``service_scale``), so that the world's mean response is the measured one for the variants timed; and the
-        line through them, each weighted by 1 / the squared standard error of its excess (a few requests of a long
-        variant spread far more than those of a short one)."""
+        ``service_scale``), so that the world's mean response is the measured one for the variants timed
+        (:func:`~adascale_rl.elastic.contention.wake_excess`), and the weighted line through them
+        (:func:`~adascale_rl.elastic.contention.fit_wake_line`, which ``sim2real`` calls again on them)."""
         import torch
 
-        from adascale_rl.elastic.contention import PLAUSIBLE, fit_idle_wake
+        from adascale_rl.elastic.contention import fit_wake_line, sleeps_between, wake_excess
 
-        period_ms = 1000.0 / rate_hz
+        period_s = 1.0 / rate_hz
         tau = float(self.sim.device.idle_sleep_ms)
         clock, xs = time.perf_counter, self.xs
         excess, se, service, response = {}, {}, {}, {}
         with torch.inference_mode():
             for v in chosen:
-                sleep_ms = period_ms - world_ms[v]
-                if sleep_ms < 0.5 * period_ms:  # hardly a sleep between requests: no wake-up to measure
+                if not sleeps_between(world_ms[v], rate_hz):  # hardly a sleep: no wake-up to measure
                     continue
                 model, resp, svc = self.models[v], [], []
-                arrival = clock() + period_ms / 1000.0
+                arrival = clock() + period_s
                 for i in range(WAKE_CALLS + 1):  # the first after the other variants ran: not counted
                     time.sleep(max(0.0, arrival - clock()))
                     a = clock()
@@ -272,28 +271,20 @@ class LiveSetup:
                     if i:
                         resp.append((b - arrival) * 1000.0)
                         svc.append((b - a) * 1000.0)
-                    arrival += period_ms / 1000.0
+                    arrival += period_s
                     if arrival < clock():  # late (a slow host): the next request arrives now
                         arrival = clock()
-                share = 1.0 - math.exp(-sleep_ms / tau)  # of the full cost, after a sleep this long (the model's)
+                measured = wake_excess(world_ms[v], resp, rate_hz, tau)
+                if measured is None:
+                    continue
+                excess[v], se[v] = measured
                 response[v], service[v] = float(np.mean(resp)), float(np.mean(svc))
-                excess[v] = (response[v] - world_ms[v]) / share
-                se[v] = math.sqrt(np.var(resp, ddof=1) / len(resp)) / share
-        wake: dict[str, Any] = {"rate_hz": rate_hz, "calls": WAKE_CALLS, "idle_sleep_ms": tau,
-                                "response_ms": {v: round(r, 4) for v, r in response.items()},
-                                "service_ms": {v: round(r, 4) for v, r in service.items()},
-                                "excess_ms": {v: round(e, 4) for v, e in excess.items()},
-                                "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
-                                "idle_wake_ms": None, "idle_wake_per_ms": None, "rms_ms": None}
-        if len(excess) >= 2:
-            floor = 0.01  # ms: no variant's excess is known better than this, whatever its samples say
-            w0, w1, rms = fit_idle_wake([world_ms[v] for v in excess], list(excess.values()),
-                                        [1.0 / max(se[v], floor) ** 2 for v in excess])
-            ok = all(PLAUSIBLE[k][0] <= w <= PLAUSIBLE[k][1] for k, w in (("idle_wake_ms", w0),
-                                                                          ("idle_wake_per_ms", w1)))
-            if ok:
-                wake.update(idle_wake_ms=round(w0, 4), idle_wake_per_ms=round(w1, 4), rms_ms=round(rms, 4))
-        return wake
+        return {"rate_hz": rate_hz, "calls": WAKE_CALLS, "idle_sleep_ms": tau,
+                "response_ms": {v: round(r, 4) for v, r in response.items()},
+                "service_ms": {v: round(r, 4) for v, r in service.items()},
+                "excess_ms": {v: round(e, 4) for v, e in excess.items()},
+                "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
+                **fit_wake_line(world_ms, excess, se)}
 
 
 def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | None = None,

@@ -146,6 +146,26 @@ WAKE_KEYS = ("idle_wake_ms", "idle_wake_per_ms")
 WAKE_CURVE = "idle_sleep_ms"
 
 
+def _probed_wake(measured: dict, speed: float | None, catalog) -> dict[str, float]:
+    """The world's wake-up constants from a run's probe (its ``host_speed.wake``): the line fitted again on the
+    excesses it recorded, against the service the world gives each variant at the probed ``speed``, so that a run
+    is replayed with the current fit (:func:`~adascale_rl.elastic.contention.fit_wake_line`); the line it recorded
+    where it has no excesses against that service (the probe's first form); ``{}`` where there is none."""
+    from adascale_rl.elastic.contention import fit_wake_line
+
+    fit = measured
+    if speed is not None and measured.get("excess_se_ms") and catalog is not None:
+        excess = {v: e for v, e in measured.get("excess_ms", {}).items() if v in catalog.ids}
+        world = {v: speed * catalog.variants[catalog.index(v)].latency_ms for v in excess}
+        fit = fit_wake_line(world, excess, measured["excess_se_ms"])
+    wake = {k: fit.get(k) for k in WAKE_KEYS}
+    if None in wake.values():
+        return {}
+    if measured.get(WAKE_CURVE) is not None:
+        wake[WAKE_CURVE] = measured[WAKE_CURVE]
+    return wake
+
+
 def _policy_name(run: Path, summary: dict) -> str:
     if "policy" in summary:
         return str(summary["policy"])
@@ -205,15 +225,11 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed env argument")
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
     # spec's); the app's model keeps the constants its selector.json holds
-    measured = probe.get("wake") or {}
-    wake = {k: measured.get(k) for k in WAKE_KEYS}
-    wake = wake if None not in wake.values() else {}
-    if wake and measured.get(WAKE_CURVE) is not None:
-        wake[WAKE_CURVE] = measured[WAKE_CURVE]
+    wake = _probed_wake(probe.get("wake") or {}, probed, catalog_of(controller.doc))
     kwargs = dict(env_kwargs or {})
     given = "world_constants" in kwargs
     if wake:
-        if "world_constants" in kwargs:
+        if given:
             raise Sim2RealError("a run replayed with its own wake-up cost (host_speed='run') takes no "
                                 "world_constants env argument")
         kwargs["world_constants"] = wake

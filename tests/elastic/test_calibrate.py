@@ -18,7 +18,8 @@ from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
                                            service_drift)
-from adascale_rl.elastic.contention import fit_idle_wake, fit_scheduler, samples_from_json, samples_to_json
+from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_line, samples_from_json,
+                                             samples_to_json, wake_excess)
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
@@ -291,3 +292,23 @@ def test_a_weighted_wake_up_fit_follows_the_variants_measured_best():
     for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [1.0, float("nan"), 1.0]):
         with pytest.raises(ValueError, match="weights"):
             fit_idle_wake(lat, excess, bad)
+
+
+def test_a_wake_up_excess_is_the_full_cost_behind_the_share_its_sleep_gives():
+    import math
+
+    share = 1.0 - math.exp(-(1000.0 / 60 - 2.0) / 3.0)
+    excess, se = wake_excess(2.0, [2.0 + 0.9 * share, 2.0 + 1.1 * share], 60, 3.0)
+    assert excess == pytest.approx(1.0) and se == pytest.approx(0.1)
+    assert wake_excess(9.0, [10.0, 11.0], 60, 3.0) is None  # 9 ms of 16.7: hardly a sleep
+    assert wake_excess(2.0, [3.0], 60, 3.0) is None
+
+
+def test_a_wake_up_line_outside_the_plausible_range_is_refused_and_said():
+    world = {"a": 0.5, "b": 1.0, "c": 3.0}
+    ok = fit_wake_line(world, {"a": 1.5, "b": 1.5, "c": 1.5}, {"a": 0.05, "b": 0.05, "c": 0.05})
+    assert (ok["idle_wake_ms"], ok["idle_wake_per_ms"]) == (pytest.approx(1.5), 0.0) and "refused" not in ok
+    steep = fit_wake_line(world, {"a": 1.0, "b": 4.0, "c": 16.0}, {"a": 0.05, "b": 0.05, "c": 0.05})
+    assert steep["idle_wake_ms"] is None and steep["idle_wake_per_ms"] is None and steep["refused"][1] > 2.0
+    assert fit_wake_line(world, {"a": 1.0}, {"a": 0.1}) == {"idle_wake_ms": None, "idle_wake_per_ms": None,
+                                                           "rms_ms": None}

@@ -318,3 +318,26 @@ def test_a_run_is_replayed_with_the_wake_up_cost_its_probe_measured(greedy, tmp_
     (ignored,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs={**QUIET, "world_constants": {"tick_ms": 4.0}},
                               host_speed="spec", out=tmp_path / "ignored")
     assert list(csv.DictReader(open(tmp_path / "ignored" / "sim2real_runs.csv")))[0]["wake_from"] == "world_constants"
+
+
+def test_a_run_is_replayed_with_its_probes_excesses_fitted_again(greedy, tmp_path):
+    """A probe that recorded each variant's wake-up excess (and its standard error) is fitted again at replay: a line
+    the probe refused (or recorded under another rule) gives way to the current fit of the same excesses."""
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    ids = [v["id"] for v in json.loads((greedy / "selector.json").read_text())["variants"]][:3]
+    summary = json.loads((run / "summary.json").read_text())
+    summary["host_speed"] = {"service_scale": 1.5, "median_ratio": 1.5, "wake": {
+        "rate_hz": 60, "idle_sleep_ms": 3.762, "excess_ms": {v: 1.3 for v in ids},
+        "excess_se_ms": {v: 0.05 for v in ids}, "idle_wake_ms": None, "idle_wake_per_ms": None, "rms_ms": None,
+        "refused": [9.9, 9.9]}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (row,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "out")
+    runs = list(csv.DictReader(open(tmp_path / "out" / "sim2real_runs.csv")))
+    assert runs[0]["wake_from"] == "run"
+    assert (float(runs[0]["world_idle_wake_ms"]), float(runs[0]["world_idle_wake_per_ms"])) == (
+        pytest.approx(1.3), pytest.approx(0.0, abs=1e-9))
+    summary["host_speed"]["wake"]["excess_ms"] = {ids[0]: 1.3}  # one variant: no line, so the spec's
+    (run / "summary.json").write_text(json.dumps(summary))
+    s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "one")
+    assert list(csv.DictReader(open(tmp_path / "one" / "sim2real_runs.csv")))[0]["wake_from"] == "spec"
