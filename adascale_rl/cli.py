@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=3, help="with --live: interleaved rounds (default 3)")
     b.add_argument("--host-probe", type=float, default=None, metavar="S",
                    help="with --live: seconds of the host-speed probe before every run, which sim2real replays the "
-                        "run at (default 1.5, --quick 0.5; 0: none); its wake-up cost at the run's rate takes "
+                        "run at (default 3, --quick 1; 0: none); its wake-up cost at the run's rate takes "
                         "about 2.5 s more at 60 Hz")
 
     # export
@@ -317,10 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--threads", type=int, default=1, help="torch threads for inference (default 1, as profiled)")
     rn.add_argument("--seed", type=int, default=0, help="order of the test inputs")
     rn.add_argument("--quick", action="store_true", help="tune a heuristic controller on fewer train episodes")
-    rn.add_argument("--host-probe", type=float, default=1.5, metavar="S",
-                    help="seconds of back-to-back inference of 6 variants before the run, the host's speed against "
-                         "the catalog, then their wake-up cost at the run's rate (about 2.5 s more at 60 Hz), which "
-                         "sim2real replays the run with (default 1.5; 0: none)")
+    rn.add_argument("--host-probe", type=float, default=3.0, metavar="S",
+                    help="seconds of back-to-back inference of every variant before the run, the host's speed "
+                         "against the catalog for each, then the wake-up cost of 6 of them at the run's rate (about "
+                         "2.5 s more at 60 Hz), which sim2real replays the run with (default 3; 0: none)")
     rn.add_argument("--out", default="live-out", metavar="DIR", help="log folder (default live-out/)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -336,10 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay in this spec of the runs' environment (the same id, a catalog of the same variants "
                          "in the same order), e.g. one written by adascale-rl calibrate (default: the spec each run "
                          "names)")
-    s2.add_argument("--host-speed", choices=("run", "spec"), default="run",
+    s2.add_argument("--host-speed", choices=("run", "run-median", "spec"), default="run",
                     help="the simulated host's speed and wake-up cost: each run's own (the probe before it, where "
-                         "its summary.json has one; default) or the replay spec's service_scale and scheduler "
-                         "constants for every run")
+                         "its summary.json has one; each variant at the ratio the probe timed for it, default), the "
+                         "same with every variant at the probe's median ratio (run-median), or the replay spec's "
+                         "service_scale and scheduler constants for every run")
     s2.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # calibrate

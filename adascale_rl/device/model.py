@@ -413,15 +413,17 @@ class VariantTable:
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.ARRAYS}
 
-    def on_host(self, service_scale: float) -> "VariantTable":
+    def on_host(self, service_scale: float | Sequence[float] | np.ndarray) -> "VariantTable":
         """The table of the simulated world on a host ``service_scale`` times slower than the catalog (a
-        preset's ``service_scale``): every variant's service time and the energy of its work scaled, as a
-        persistent latency noise would scale them; memory, accuracy and load times as they are. ``self`` if 1."""
-        if service_scale == 1.0:
+        preset's ``service_scale``, or one factor per variant where a host speeds its variants up unevenly):
+        every variant's service time and the energy of its work scaled, as a persistent latency noise would
+        scale them; memory, accuracy and load times as they are. ``self`` if 1."""
+        scale = np.broadcast_to(np.asarray(service_scale, dtype=np.float64), self.latency_ms.shape)
+        if np.all(scale == 1.0):
             return self
         t = copy.copy(self)
-        t.latency_ms = self.latency_ms * service_scale
-        t.energy_mj = self.energy_mj * service_scale
+        t.latency_ms = self.latency_ms * scale
+        t.energy_mj = self.energy_mj * scale
         return t
 
     def to_dict(self) -> dict:

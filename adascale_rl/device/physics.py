@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -150,7 +150,8 @@ class DevicePhysics:
     :meth:`interval_table`): the same, with service time and work energy scaled by the preset's
     ``service_scale`` (the same object when it is 1)."""
 
-    def __init__(self, device: DevicePreset, catalog: Catalog, frame_sigma: float = FRAME_SIGMA):
+    def __init__(self, device: DevicePreset, catalog: Catalog, frame_sigma: float = FRAME_SIGMA,
+                 variant_scale: Mapping[str, float] | None = None):
         self.device = device
         self.catalog = catalog
         self.frame_sigma = frame_sigma
@@ -158,7 +159,11 @@ class DevicePhysics:
         self.table = VariantTable(device, catalog, frame_sigma)
         # the world's: the catalog on this host (service scaled by the preset's service_scale; the same if 1)
         self.service_scale = float(getattr(device, "service_scale", 1.0))
-        self.world = self.table.on_host(self.service_scale)
+        # ``variant_scale``: the world's service over the catalog's latency for the variants it names (a host
+        # that speeds its variants up unevenly, as a live run's probe measures it); the others at service_scale
+        self.variant_scale = {} if not variant_scale else dict(variant_scale)
+        scale = np.array([self.variant_scale.get(v.id, self.service_scale) for v in catalog.variants])
+        self.world = self.table.on_host(scale)
         self.world_arrays = self.world.arrays()
         self.ladder = list(device.dvfs_mhz)
         self.top_level = len(self.ladder) - 1

@@ -242,6 +242,33 @@ def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
     return out
 
 
+def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
+    """Every variant's service over its catalog latency, from the variants a probe timed back to back (``ratios``:
+    variant id -> measured / catalog). A host does not speed its variants up evenly (on the reference VM an int8
+    variant's ratio was 1.6 while the largest fp32 one's was 0.75 in the same probe, each steady within 3 % over
+    15 probes, docs/LIVE.md), so a variant the probe did not time takes the ratio of those of its own precision
+    (the first of its ``operators``), interpolated linearly in log catalog latency and held at the ends; where no
+    variant of its precision was timed, of all the timed ones. Timed variants keep their own ratio."""
+    timed = {v: float(r) for v, r in ratios.items() if v in catalog.ids and math.isfinite(r) and r > 0}
+    if not timed:
+        return {}
+    by_id = {v.id: v for v in catalog.variants}
+
+    def family(v) -> str:
+        return v.operators[0] if v.operators else ""
+
+    out = {}
+    for v in catalog.variants:
+        if v.id in timed:
+            out[v.id] = timed[v.id]
+            continue
+        same = [u for u in timed if family(by_id[u]) == family(v)] or list(timed)
+        same.sort(key=lambda u: by_id[u].latency_ms)
+        xs = [math.log(by_id[u].latency_ms) for u in same]
+        out[v.id] = float(np.interp(math.log(v.latency_ms), xs, [timed[u] for u in same]))
+    return out
+
+
 def fit_scheduler(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) -> dict:
     """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``) and the wake-up wait
     (``wake_wait``, ``wake_lag_ms``) of :class:`adascale_rl.device.model.Scheduler` to measured samples.

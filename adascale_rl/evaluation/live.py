@@ -64,7 +64,7 @@ REQUEST_FIELDS = (("arrival_s", float), ("start_s", float), ("end_s", float), ("
 
 
 #: seconds of the host-speed probe before every live run (``LiveSetup.host_speed``; ``--host-probe``)
-HOST_PROBE_S = 1.5
+HOST_PROBE_S = 3.0
 
 #: requests per variant of the host-speed probe's wake-up cost (at 60 Hz, about 2.5 s over its 6 variants)
 WAKE_CALLS = 24
@@ -194,18 +194,18 @@ class LiveSetup:
 
     def host_speed(self, seconds: float = HOST_PROBE_S, variants: int = 6,
                    rate_hz: float | None = None) -> dict[str, Any]:
-        """The host's speed now: ``variants`` of the catalog spread over its latency range (the variants
-        ``adascale-rl calibrate`` times), each served back to back with nothing else running in this process,
-        in two interleaved passes (a drift in between hits all alike), about ``seconds`` in all;
-        the median service of each over its catalog latency, and their median, ``service_scale``, as calibrate
-        writes it into a preset (None if implausible). With ``rate_hz``, then the host's wake-up cost at that
-        rate (``wake``): each variant served :data:`WAKE_CALLS` times as the live loop serves a request, one
-        every ``1 / rate_hz`` seconds with the thread asleep in between, and the line ``idle_wake_ms +
-        idle_wake_per_ms x service`` through the mean response over the service the simulator gives it at the
-        measured speed (divided by the share of the full cost the model gives a sleep that long, with the
-        spec's ``idle_sleep_ms``, which ``wake`` records), each variant weighted by 1 / the squared standard
-        error of its excess (``None`` where implausible). The machine should be quiet: run it before
-        the load starts."""
+        """The host's speed now: every variant of the catalog served back to back with nothing else running in
+        this process, in two interleaved passes (a drift in between hits all alike), about ``seconds`` in all;
+        the median service of each over its catalog latency (``ratios``: a host does not speed its variants up
+        evenly, and ``sim2real`` replays each at its own) and their median, ``service_scale``, as calibrate writes
+        it into a preset (None if implausible). With ``rate_hz``, then the host's wake-up cost at that rate
+        (``wake``) on ``variants`` of the catalog spread over its latency range (the variants ``adascale-rl
+        calibrate`` times): each served :data:`WAKE_CALLS` times as the live loop serves a request, one every
+        ``1 / rate_hz`` seconds with the thread asleep in between, and the line ``idle_wake_ms + idle_wake_per_ms
+        x service`` through the mean response over the variant's measured back-to-back service (divided by the
+        share of the full cost the model gives a sleep that long, with the spec's ``idle_sleep_ms``, which
+        ``wake`` records), each variant weighted by 1 / the squared standard error of its excess (``None``
+        where implausible). The machine should be quiet: run it before the load starts."""
         import torch
 
         from adascale_rl.elastic.calibrate import host_speed, pick_variants
@@ -216,13 +216,13 @@ class LiveSetup:
             raise LiveError(f"the host-speed probe's request rate must be positive, not {rate_hz}")
         latency = {v.id: float(v.latency_ms) for v in self.catalog.variants}
         chosen = pick_variants(latency, min(variants, len(latency)))
-        times: dict[str, list[float]] = {v: [] for v in chosen}
-        per = seconds / (2 * len(chosen))
+        times: dict[str, list[float]] = {v: [] for v in sorted(latency, key=latency.get)}
+        per = seconds / (2 * len(times))
         clock, x = time.perf_counter, self.xs[0]
         t0 = clock()
         with torch.inference_mode():
             for _ in range(2):
-                for v in chosen:
+                for v in times:
                     model = self.models[v]
                     model(x)  # its weights back in the caches after the others ran: not timed
                     end = clock() + per
@@ -237,16 +237,16 @@ class LiveSetup:
         ratio, scale = host_speed(drift)
         out = {"service_scale": scale, "median_ratio": round(ratio, 4),
                "ratios": {v: round(r, 4) for v, r in drift.items()}, "calls": {v: len(t) for v, t in times.items()}}
-        if rate_hz is not None:  # against the service the simulator's world gives each variant at this speed
-            world = {v: (scale * latency[v] if scale is not None else float(np.mean(t))) for v, t in times.items()}
+        if rate_hz is not None:  # against the service the replay's world gives each variant: its own ratio's
+            world = {v: drift[v] * latency[v] for v in chosen}
             out["wake"] = self._wake_cost(chosen, world, rate_hz)
         out.update(seconds=round(clock() - t0, 3), measured_at=time.strftime("%Y-%m-%d %H:%M:%S"))
         return out
 
     def _wake_cost(self, chosen: list[str], world_ms: dict[str, float], rate_hz: float) -> dict[str, Any]:
         """:meth:`host_speed`'s wake-up cost at ``rate_hz``: each variant's excess of the mean response over
-        ``world_ms``, the service the simulator's world gives it at the measured speed (the catalog's latency x
-        ``service_scale``), so that the world's mean response is the measured one for the variants timed
+        ``world_ms``, the service the replay's world gives it (its measured back-to-back service: the catalog's
+        latency x its own ratio), so that the world's mean response is the measured one for the variants timed
         (:func:`~adascale_rl.elastic.contention.wake_excess`), and the weighted line through them
         (:func:`~adascale_rl.elastic.contention.fit_wake_line`, which ``sim2real`` calls again on them)."""
         import torch

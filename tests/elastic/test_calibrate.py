@@ -18,7 +18,7 @@ from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
                                            service_drift)
-from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_line, samples_from_json,
+from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_line, samples_from_json, variant_speeds,
                                              samples_to_json, wake_excess)
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
@@ -312,3 +312,21 @@ def test_a_wake_up_line_outside_the_plausible_range_is_refused_and_said():
     assert steep["idle_wake_ms"] is None and steep["idle_wake_per_ms"] is None and steep["refused"][1] > 2.0
     assert fit_wake_line(world, {"a": 1.0}, {"a": 0.1}) == {"idle_wake_ms": None, "idle_wake_per_ms": None,
                                                            "rms_ms": None}
+
+
+def test_variants_a_probe_did_not_time_take_the_speed_of_their_own_precision():
+    """Timed variants keep their ratio; the others are interpolated in log latency among the timed variants of their
+    precision (held at the ends), or among all timed variants where none of theirs was timed."""
+    from types import SimpleNamespace as V
+
+    variants = [V(id="a8", latency_ms=0.1, operators=("int8",)), V(id="b8", latency_ms=0.4, operators=("int8",)),
+                V(id="c8", latency_ms=0.2, operators=("int8", "prune")), V(id="d8", latency_ms=1.0, operators=("int8",)),
+                V(id="a32", latency_ms=1.0, operators=("fp32",)), V(id="b32", latency_ms=3.0, operators=("fp32",)),
+                V(id="h16", latency_ms=2.0, operators=("fp16",))]
+    catalog = V(variants=variants, ids=[v.id for v in variants])
+    s = variant_speeds({"a8": 1.2, "b8": 1.6, "b32": 0.75, "gone": 9.0}, catalog)
+    assert set(s) == set(catalog.ids) and (s["a8"], s["b8"], s["b32"]) == (1.2, 1.6, 0.75)
+    assert s["c8"] == pytest.approx(1.4)  # halfway between 0.1 and 0.4 ms in log latency
+    assert s["d8"] == pytest.approx(1.6) and s["a32"] == pytest.approx(0.75)  # held at the ends of their precision
+    assert s["h16"] == pytest.approx(np.interp(np.log(2.0), np.log([0.1, 0.4, 3.0]), [1.2, 1.6, 0.75]))
+    assert variant_speeds({}, catalog) == {} and variant_speeds({"a8": float("nan")}, catalog) == {}

@@ -535,3 +535,25 @@ def test_world_constants_move_the_worlds_host_and_leave_the_apps_model_at_the_pr
     for bad in ({"cores": 4}, {"idle_wake_ms": -1.0}):
         with pytest.raises(ValueError, match="world_constants"):
             AdaScaleEnv(fixture_spec, world_constants=bad)
+
+
+def test_variant_service_scale_slows_the_named_variants_in_the_world_only(fixture_spec):
+    """``variant_service_scale``: the world serves the named variant that many times slower than its catalog latency
+    (the others at the preset's speed), its work's energy alike; the app's model keeps the catalog's."""
+    plain = AdaScaleEnv(fixture_spec, split="test")
+    ids = plain.catalog.ids
+    uneven = AdaScaleEnv(fixture_spec, split="test", variant_service_scale={ids[0]: 2.0})
+    w, p = uneven.physics.world_arrays, plain.physics.world_arrays
+    assert w["latency_ms"][0] == pytest.approx(2.0 * p["latency_ms"][0]) and w["energy_mj"][0] == pytest.approx(
+        2.0 * p["energy_mj"][0])
+    assert np.array_equal(w["latency_ms"][1:], p["latency_ms"][1:])
+    assert uneven.app_physics.table.to_dict() == plain.app_physics.table.to_dict()
+    for env in (plain, uneven):
+        env.reset(seed=3, options={"trace": 0, "start": 0, "variant": ids[0]})
+    _, _, _, _, i1 = plain.step(0)
+    _, _, _, _, i2 = uneven.step(0)
+    assert i2["latency_ms"] > 1.5 * i1["latency_ms"]
+    for bad, words in (({"nope": 1.0}, "not a variant"), ({ids[0]: 0.0}, "must be a number"),
+                       ({ids[0]: True}, "must be a number"), ([1.0], "mapping")):
+        with pytest.raises(ValueError, match=words):
+            AdaScaleEnv(fixture_spec, variant_service_scale=bad)

@@ -87,15 +87,15 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
     assert s["requests"] == len(req["arrival_s"]) and "ESTIMATE" in s["energy_note"]
     assert abs(s["return"] - sum(float(r["reward"]) for r in rows)) < 1e-3
     assert "valid trace, 3 rows at 1 s" in validate_path(out / "context.csv")  # a trace the simulator replays
-    # the host's speed, measured before the run: back-to-back service of variants spread over the catalog
+    # the host's speed, measured before the run: back-to-back service of every variant of the catalog
     h = s["host_speed"]
-    assert set(h["ratios"]) <= ids and len(h["ratios"]) == min(6, len(ids)) and min(h["calls"].values()) >= 3
+    assert set(h["ratios"]) == ids and min(h["calls"].values()) >= 3
     assert h["median_ratio"] == pytest.approx(float(np.median(list(h["ratios"].values()))), abs=1e-3)
     assert h["service_scale"] is None or 0.05 <= h["service_scale"] <= 20
     assert "host speed before the run" in r.stdout
     # then the wake-up cost at the run's rate: requests one every 25 ms, the thread asleep in between
     w = h["wake"]  # the quick profile's variants take well under half of the 25 ms between requests: all measured
-    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS and set(w["excess_ms"]) == set(h["ratios"])
+    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS and len(w["excess_ms"]) == min(6, len(ids))
     assert set(w["excess_se_ms"]) == set(w["excess_ms"]) and w["idle_sleep_ms"] > 0
     for v in w["excess_ms"]:
         assert 0 < w["service_ms"][v] < 12.5 and w["response_ms"][v] - w["service_ms"][v] < 25.0
