@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from adascale_rl.elastic.contention import variant_speeds
 from adascale_rl.evaluation.core import ci95
 from adascale_rl.policies.base import BasePolicy
 from adascale_rl.policies.rollout import episode_seed, run_episode
@@ -45,16 +46,21 @@ COLUMNS = ("policy", "kind", "runs", "live_return", "live_ci95_return", "sim_ret
            "return_gap_pct", "live_rank", "sim_rank", "live_miss_rate", "sim_miss_rate", "live_mean_latency_ms",
            "sim_mean_latency_ms", "live_effective_accuracy", "sim_effective_accuracy", "live_energy_j_estimate",
            "sim_energy_j", "live_switches", "sim_switches", "latency_err_median_pct", "latency_err_p90_pct",
-           "latency_bias_median_pct", "intervals")
+           "latency_bias_median_pct", "intervals", "return_gap_ci95_pct", "latency_noise_median_pct",
+           "latency_hindsight_median_pct")
 
 #: per live period (sim2real_intervals.csv)
 INTERVAL_COLUMNS = ("run", "policy", "t_s", "segment", "busy", "memory_mb", "request_rate_hz", "deadline_ms",
                     "bg_runnable", "freq_mhz", "variant", "served", "measured_latency_ms", "predicted_latency_ms",
-                    "latency_err_pct", "measured_on_time_frac", "predicted_on_time_frac")
+                    "latency_err_pct", "measured_latency_se_ms", "measured_on_time_frac", "predicted_on_time_frac")
+
+#: the median of |N(0, 1)|: an exact model's median absolute error, in standard errors of the measured mean
+HALF_NORMAL_MEDIAN = 0.6744897501960817
 
 
-#: where a replay's host speed comes from (:func:`replay_run`)
-HOST_SPEEDS = ("run", "spec")
+#: where a replay's host speed comes from (:func:`replay_run`): each variant at the speed the run's probe measured
+#: (interpolated for those it did not time), every variant at the probe's median speed, or the spec's
+HOST_SPEEDS = ("run", "run-median", "spec")
 
 
 class Sim2RealError(ValueError):
@@ -126,6 +132,51 @@ def _read_intervals(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def interval_standard_errors(run: Path, rows: list[dict[str, str]]) -> np.ndarray:
+    """Per period of ``intervals.csv``, the standard error (ms) of its measured mean response time, from the
+    run's ``requests.npz``: the sample standard deviation of the period's served requests over the square root of
+    their count (NaN where the period served fewer than two, or the run has no requests.npz). A request belongs to
+    the period in which it started (the live loop's rule: a period's ``t_s`` is the boundary its decision was
+    made at, and a request that starts after it is served by that period's variant). Requests of one period
+    are not independent (a preemption delays the ones queued behind it), so this is a lower bound of the
+    sampling noise."""
+    out = np.full(len(rows), math.nan)
+    path = run / "requests.npz"
+    if not path.is_file() or not rows:
+        return out
+    with np.load(path, allow_pickle=False) as z:
+        arrival, start, end, dropped = (np.asarray(z[k]) for k in ("arrival_s", "start_s", "end_s", "dropped"))
+    keep = ~dropped.astype(bool) & np.isfinite(start) & np.isfinite(end)
+    latency = (end[keep] - arrival[keep]) * 1000.0
+    k = np.searchsorted(np.array([float(r["t_s"]) for r in rows]), start[keep], side="right") - 1
+    for i in range(len(rows)):
+        x = latency[k == i]
+        if x.size >= 2:
+            out[i] = float(np.std(x, ddof=1) / math.sqrt(x.size))
+    return out
+
+
+def hindsight_errors(periods: list[dict]) -> np.ndarray:
+    """Per period (percent): the error of a predictor that knew, in hindsight, the mean measured latency of every
+    other period with the same load segment and variant (over all the runs given, leave-one-out; NaN for a
+    period alone in its group). What is left is the latency's variation between periods of the same schedule
+    segment and variant (host drift, the run queue's own swings, sampling): no model of the schedule's context
+    predicts it, so it is a floor for the performance model's error on these runs."""
+    groups: dict[tuple, list[int]] = {}
+    meas = np.array([p["measured_latency_ms"] for p in periods], dtype=float)
+    for i, p in enumerate(periods):
+        if math.isfinite(meas[i]) and meas[i] > 0 and p["served"]:
+            groups.setdefault((p["segment"], p["variant"]), []).append(i)
+    out = np.full(len(periods), math.nan)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        m = meas[idx]
+        others = (m.sum() - m) / (len(idx) - 1)
+        out[idx] = 100.0 * (others / m - 1.0)
+    return out
+
+
 def _num(v: str) -> float:
     return float(v) if v not in ("", None) else math.nan
 
@@ -146,18 +197,32 @@ WAKE_KEYS = ("idle_wake_ms", "idle_wake_per_ms")
 WAKE_CURVE = "idle_sleep_ms"
 
 
-def _probed_wake(measured: dict, speed: float | None, catalog) -> dict[str, float]:
-    """The world's wake-up constants from a run's probe (its ``host_speed.wake``): the line fitted again on the
-    excesses it recorded, against the service the world gives each variant at the probed ``speed``, so that a run
-    is replayed with the current fit (:func:`~adascale_rl.elastic.contention.fit_wake_line`); the line it recorded
-    where it has no excesses against that service (the probe's first form); ``{}`` where there is none."""
-    from adascale_rl.elastic.contention import fit_wake_line
+def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None,
+                 catalog_ms: dict[str, float]) -> dict[str, float]:
+    """The world's wake-up constants from a run's probe (its ``host_speed.wake``): the line fitted again on its
+    measurements with the current rule (:func:`~adascale_rl.elastic.contention.fit_wake_line`), each variant's
+    excess taken against ``world_ms``, the service the replay's world gives it. The probe recorded each excess
+    against the catalog's latency (``catalog_ms``) x its median ``speed``; the mean response it measured stays,
+    the excess and its standard error are worked out again against the replay's service. The line it recorded
+    where it has no excesses (the probe's first form); ``{}`` where there is none."""
+    from adascale_rl.elastic.contention import fit_wake_line, sleeps_between
 
     fit = measured
-    if speed is not None and measured.get("excess_se_ms") and catalog is not None:
-        excess = {v: e for v, e in measured.get("excess_ms", {}).items() if v in catalog.ids}
-        world = {v: speed * catalog.variants[catalog.index(v)].latency_ms for v in excess}
-        fit = fit_wake_line(world, excess, measured["excess_se_ms"])
+    if world_ms and speed is not None and measured.get("excess_se_ms"):
+        rate, tau = float(measured["rate_hz"]), float(measured["idle_sleep_ms"])
+
+        def share(w: float) -> float:  # the share of the full wake-up cost a sleep that long gets (wake_excess)
+            return 1.0 - math.exp(-(1000.0 / rate - w) / tau)
+
+        excess, se = {}, {}
+        for v, e in measured.get("excess_ms", {}).items():
+            if v not in world_ms or v not in catalog_ms or not sleeps_between(world_ms[v], rate):
+                continue
+            then = speed * catalog_ms[v]  # the service the probe took the excess against
+            response = then + float(e) * share(then)  # the mean response it measured (what it recorded, exactly)
+            excess[v] = (response - world_ms[v]) / share(world_ms[v])
+            se[v] = float(measured["excess_se_ms"][v]) * share(then) / share(world_ms[v])
+        fit = fit_wake_line(world_ms, excess, se)
     wake = {k: fit.get(k) for k in WAKE_KEYS}
     if None in wake.values():
         return {}
@@ -180,9 +245,11 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
     ``env_kwargs``: the simulator's arguments for the replay (e.g. its latency noise); ``env``: a spec of the
     run's environment to replay in instead of the one the run names (e.g. recalibrated). ``host_speed``: "run"
     serves the replay's world at the host speed the run measured before it started (its summary's
-    ``host_speed``, ``adascale-rl run``'s probe; the spec's where a run has none) and with the wake-up cost the
-    probe measured at the run's rate (its ``wake``, where it has one), "spec" at the spec's ``service_scale`` (1
-    without one) and wake-up cost."""
+    ``host_speed``, ``adascale-rl run``'s probe; the spec's where a run has none), each variant at the ratio the
+    probe timed for it (:func:`~adascale_rl.elastic.contention.variant_speeds` for the others), and with the
+    wake-up cost the probe measured at the run's rate (its ``wake``, where it has one) against that service;
+    "run-median" the same with every variant at the probe's median ratio (the replay before per-variant speeds);
+    "spec" at the spec's ``service_scale`` (1 without one) and wake-up cost."""
     if host_speed not in HOST_SPEEDS:
         raise Sim2RealError(f"host_speed must be one of {', '.join(HOST_SPEEDS)}, not {host_speed!r}")
     try:
@@ -219,14 +286,26 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     app_device = parse_preset(controller.doc["device"], "selector.json device")
     if "app_device" in (env_kwargs or {}):
         raise Sim2RealError("the replay's app_device is the controller's own (its selector.json): not an env argument")
-    probe = (summary.get("host_speed") or {}) if host_speed == "run" else {}
+    probe = (summary.get("host_speed") or {}) if host_speed != "spec" else {}
     probed = probe.get("service_scale")
-    if probed is not None and "host_speed" in (env_kwargs or {}):
-        raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed env argument")
+    if probed is not None and {"host_speed", "variant_service_scale"} & set(env_kwargs or {}):
+        raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed or "
+                            "variant_service_scale env argument")
+    catalog = catalog_of(controller.doc)
+    catalog_ms = {} if catalog is None else {v.id: float(v.latency_ms) for v in catalog.variants}
+    # each variant at the speed the probe measured for it (interpolated in its precision for those it did not
+    # time), or every variant at the probe's median
+    speeds: dict[str, float] = {}
+    if probed is not None and catalog is not None:
+        speeds = ({v: float(probed) for v in catalog_ms} if host_speed == "run-median"
+                  else variant_speeds(probe.get("ratios") or {}, catalog) or {v: float(probed) for v in catalog_ms})
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
-    # spec's); the app's model keeps the constants its selector.json holds
-    wake = _probed_wake(probe.get("wake") or {}, probed, catalog_of(controller.doc))
+    # spec's), against the service the world gives each variant; the app's model keeps its selector.json's
+    wake = _probed_wake(probe.get("wake") or {}, {v: speeds[v] * ms for v, ms in catalog_ms.items() if v in speeds},
+                        probed, catalog_ms)
     kwargs = dict(env_kwargs or {})
+    if speeds:
+        kwargs["variant_service_scale"] = speeds
     given = "world_constants" in kwargs
     if wake:
         if given:
@@ -251,11 +330,6 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
                             f"simulator's catalog {env.catalog.name}: replay in a spec with the catalog it ran")
     if len(env.exo[0]) != len(rows):
         raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
-    # the world at the run's own speed: the spec's service_scale times this factor, the same for every interval and
-    # for latency and energy alike, as a latency noise acts (a host_speed range of one value; its draw is the last)
-    factor = 1.0 if probed is None else float(probed) / env.device.service_scale
-    if probed is not None:
-        env.host_speed = (factor, factor)
     v0 = summary.get("initial_variant") or rows[0]["variant"]
     results = [run_episode(env, controller, seed=episode_seed(s, 0), trace=0, start=0, variant=v0)
                for s in range(seeds)]
@@ -266,8 +340,9 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     physics, period = env.physics, env.period_s
     f_top = float(physics.table.f_max_mhz)
     index = {vid: i for i, vid in enumerate(env.catalog.ids)}
+    standard_errors = interval_standard_errors(run, rows)
     periods = []
-    for r in rows:
+    for r, se in zip(rows, standard_errors):
         served = int(r["served"])
         v = index[r["variant"]]
         freq = _num(r["freq_mhz"])
@@ -278,7 +353,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         rate, deadline = float(r["request_rate_hz"]), float(r["deadline_ms"])
         measured = _num(r["latency_mean_ms"])
         o = outcome(physics.table, physics.world_arrays, freq_mhz=freq, bg_runnable=runnable, rate_hz=rate,
-                    deadline_ms=deadline, dt_s=period, noise=factor)  # every variant: the model's expectation
+                    deadline_ms=deadline, dt_s=period)  # every variant: the model's expectation
         predicted = o.serving.mean_ms[v]
         err = 100.0 * (predicted / measured - 1.0) if served and measured > 0 else math.nan
         periods.append({
@@ -286,7 +361,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
             "busy": int(r["busy"]), "memory_mb": float(r["memory_mb"]), "request_rate_hz": rate,
             "deadline_ms": deadline, "bg_runnable": runnable, "freq_mhz": freq, "variant": r["variant"],
             "served": served, "measured_latency_ms": measured, "predicted_latency_ms": float(predicted),
-            "latency_err_pct": err, "measured_on_time_frac": _num(r["on_time_frac"]),
+            "latency_err_pct": err, "measured_latency_se_ms": float(se), "measured_on_time_frac": _num(r["on_time_frac"]),
             "predicted_on_time_frac": float(o.serving.on_time_frac[v]),
         })
 
@@ -300,7 +375,8 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         "run": run.name, "policy": policy, "kind": controller.kind, "periods": len(rows),
         "initial_variant": v0, "seeds": seeds,
         # the world's speed in the replay against the catalog, and where it came from
-        "world_service_scale": env.device.service_scale * factor, "host_speed_from": "spec" if probed is None else "run",
+        "world_service_scale": (float(np.median(list(speeds.values()))) if speeds else env.device.service_scale),
+        "host_speed_from": "spec" if probed is None else host_speed,
         **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE)},
         "wake_from": "run" if wake else ("world_constants" if given else "spec"),
         "live_return": float(np.nansum(col("reward"))),
@@ -354,6 +430,18 @@ def summarise(run_rows: list[dict], periods: list[dict]) -> list[dict]:
         row["latency_err_p90_pct"] = float(np.percentile(np.abs(errs), 90)) if errs.size else math.nan
         row["latency_bias_median_pct"] = float(np.median(errs)) if errs.size else math.nan
         row["intervals"] = int(errs.size)
+        # what of the gaps is noise: the return gap paired run by run (the same trace on both sides), and the
+        # latency error an exact model would show from sampling alone and a hindsight predictor's
+        gaps = [s - v for s, v in zip(sim, live)]
+        row["return_gap_ci95_pct"] = 100.0 * ci95(gaps) / abs(mean_live) if mean_live else math.nan
+        mine = [p for p in periods if p["policy"] == name]
+        noise = np.array([100.0 * HALF_NORMAL_MEDIAN * p["measured_latency_se_ms"] / p["measured_latency_ms"]
+                          for p in mine if math.isfinite(p["latency_err_pct"])], dtype=float)
+        noise = noise[np.isfinite(noise)]
+        row["latency_noise_median_pct"] = float(np.median(noise)) if noise.size else math.nan
+        hind = hindsight_errors(mine)
+        hind = hind[np.isfinite(hind)]
+        row["latency_hindsight_median_pct"] = float(np.median(np.abs(hind))) if hind.size else math.nan
         out.append(row)
     for key, rank in (("live_return", "live_rank"), ("sim_return", "sim_rank")):
         for r, k in zip(out, _ranks([r[key] for r in out])):
@@ -391,12 +479,16 @@ def _speed_line(run_rows: list[dict]) -> str:
     """How fast the replayed host served, against the catalog, and from what."""
     if not run_rows:
         return ""
-    own = [r["world_service_scale"] for r in run_rows if r["host_speed_from"] == "run"]
-    spec = sorted({round(r["world_service_scale"], 4) for r in run_rows if r["host_speed_from"] != "run"})
+    own = [r["world_service_scale"] for r in run_rows if r["host_speed_from"] != "spec"]
+    spec = sorted({round(r["world_service_scale"], 4) for r in run_rows if r["host_speed_from"] == "spec"})
+    per_variant = sum(r["host_speed_from"] == "run" for r in run_rows)
     parts = []
     if own:
+        how = ([f"each variant at its own ratio in {per_variant}"] if per_variant else []) + (
+            [f"every variant at the median in {len(own) - per_variant}"] if len(own) > per_variant else [])
         parts.append(f"{len(own)} run(s) at the speed measured right before each (back-to-back service "
-                     f"{min(own):.2f}-{max(own):.2f}x the catalog's latency, median {float(np.median(own)):.2f}x)")
+                     f"{min(own):.2f}-{max(own):.2f}x the catalog's latency, median {float(np.median(own)):.2f}x; "
+                     f"{', '.join(how)})")
     if spec:
         parts.append(f"{len(run_rows) - len(own)} at the spec's service_scale ({', '.join(f'{x:g}' for x in spec)}x)")
     line = "Host speed in the replay: " + "; ".join(parts) + "."
@@ -436,7 +528,26 @@ def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, 
             f"{f(r['live_effective_accuracy'], 3)} / {f(r['sim_effective_accuracy'], 3)} | "
             f"{f(r['latency_err_median_pct'], 1)} % / {f(r['latency_err_p90_pct'], 1)} % "
             f"({f(r['latency_bias_median_pct'], 1)} %) |")
-    lines += ["", "## The predictions by load segment and variant (every controller's periods pooled)", "",
+    lines += ["", "## What of the gap is noise", "",
+              "| policy | runs | return gap (95 % CI, paired by run) | latency error median | sampling alone | "
+              "hindsight floor |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = r["return_gap_ci95_pct"]
+        gap = f"{f(r['return_gap_pct'], 1)} %" + ("" if math.isnan(ci) else f" ± {f(ci, 1)} %")
+        lines.append(f"| {r['policy']} | {r['runs']} | {gap} | {f(r['latency_err_median_pct'], 1)} % | "
+                     f"{f(r['latency_noise_median_pct'], 1)} % | {f(r['latency_hindsight_median_pct'], 1)} % |")
+    lines += ["", "Return gap: the mean over runs of (sim - live) on each run's own trace, over |live|, with the 95 % "
+                  "CI of that mean (Student t over runs): a CI that holds 0 is a gap the runs cannot tell from noise "
+                  "(the live return's own spread between runs and the simulator's between seeds). Sampling alone: "
+                  "the median error an exact model would show because each period's mean latency is measured on a "
+                  "finite number of requests (median over periods of 0.674 x the standard error of the period's mean "
+                  "from requests.npz / the mean; a lower bound, as a period's requests are correlated). Hindsight "
+                  "floor: the median error of a predictor that knew the mean measured latency of every other period "
+                  "of the same load segment and variant (leave-one-out): the variation between periods that the "
+                  "schedule does not explain (host drift, the run queue's own swings, sampling). A model that reads "
+                  "only what the schedule sets cannot do better; the performance model also reads each period's "
+                  "measured run queue and clock, so it could, but an error well above this floor is the model's.", "",
+              "## The predictions by load segment and variant (every controller's periods pooled)", "",
               "| segment | busy | memory MB | rate Hz | deadline ms | variant | bg_runnable read | periods | latency ms "
               "measured / predicted | error median (bias) | on-time measured / predicted |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -465,7 +576,8 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     ``live_dir``) and return sim2real.csv's rows. ``env``: replay in this spec of the runs' environment (same id,
     a catalog of the same variants in the same order; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec
     each run names. ``host_speed``: "run", each run at the host speed measured right before it (where it has
-    one), or "spec", every run at the spec's (:func:`replay_run`)."""
+    one), each variant at its own; "run-median", every variant at the probe's median; or "spec", every run at the
+    spec's (:func:`replay_run`)."""
     from adascale_rl._files import atomic_write_text
     from adascale_rl.evaluation.report import machine, write_csv
 

@@ -276,7 +276,7 @@ def test_a_run_is_replayed_at_the_host_speed_measured_before_it(greedy, tmp_path
     assert "at the spec's service_scale (1x)" in (tmp_path / "s" / "sim2real.md").read_text()
     with pytest.raises(s2r.Sim2RealError, match="host_speed"):
         s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "host_speed": [1, 2]})
-    with pytest.raises(s2r.Sim2RealError, match="--host-speed must be one of run, spec"):
+    with pytest.raises(s2r.Sim2RealError, match="--host-speed must be one of run, run-median, spec"):
         s2r.sim2real(run, seeds=1, progress=False, host_speed="now")
 
 
@@ -341,3 +341,85 @@ def test_a_run_is_replayed_with_its_probes_excesses_fitted_again(greedy, tmp_pat
     (run / "summary.json").write_text(json.dumps(summary))
     s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "one")
     assert list(csv.DictReader(open(tmp_path / "one" / "sim2real_runs.csv")))[0]["wake_from"] == "spec"
+
+
+def test_the_noise_columns_come_from_the_requests_and_the_paired_runs(greedy, tmp_path):
+    """Four requests per period at the period's mean latency -/+ 10 %: each period's mean has a standard error of
+    0.1 x mean / sqrt(3), so an exact model's median error from sampling alone is 0.674 x that."""
+    bench = tmp_path / "bench"
+    for r in range(2):
+        rows = _fake_live_run(bench / "runs" / f"{r}-greedy", greedy, steps=12, start=10 * r)
+        arrival, start, end, dropped = [], [], [], []
+        for row in rows:
+            if not int(row["served"]):
+                continue
+            m = float(row["latency_mean_ms"]) / 1000.0
+            for j, f in enumerate((0.9, 0.9, 1.1, 1.1)):
+                a = float(row["t_s"]) + 0.1 * (j + 1)
+                arrival.append(a), start.append(a), end.append(a + f * m), dropped.append(False)
+        arrival.append(1.0), start.append(np.nan), end.append(np.nan), dropped.append(True)  # a stale request
+        n = len(arrival)
+        np.savez_compressed(bench / "runs" / f"{r}-greedy" / "requests.npz", arrival_s=np.array(arrival),
+                            start_s=np.array(start), end_s=np.array(end), variant=np.zeros(n, dtype=int),
+                            input=np.zeros(n, dtype=int), label=np.zeros(n, dtype=int),
+                            answer=np.zeros(n, dtype=int), dropped=np.array(dropped))
+    (row,) = s2r.sim2real(bench, seeds=1, progress=False, env_kwargs=QUIET)
+    assert row["latency_noise_median_pct"] == pytest.approx(100 * s2r.HALF_NORMAL_MEDIAN * 0.1 / np.sqrt(3),
+                                                            rel=1e-6)
+    assert row["return_gap_ci95_pct"] == pytest.approx(0.0, abs=1e-6)  # the simulator's own runs: no gap at all
+    periods = list(csv.DictReader(open(bench / "sim2real_intervals.csv")))
+    assert all(float(p["measured_latency_se_ms"]) > 0 for p in periods if int(p["served"]))
+    md = (bench / "sim2real.md").read_text()
+    assert "## What of the gap is noise" in md and "| greedy | 2 | 0.0 % ± 0.0 % |" in md
+    # a run without requests.npz has no sampling column, and says n/a rather than 0
+    (bench / "runs" / "0-greedy" / "requests.npz").unlink()
+    (bench / "runs" / "1-greedy" / "requests.npz").unlink()
+    (row,) = s2r.sim2real(bench, seeds=1, progress=False, env_kwargs=QUIET)
+    assert np.isnan(row["latency_noise_median_pct"])
+
+
+def test_the_hindsight_floor_predicts_each_period_from_the_others_of_its_segment_and_variant():
+    def p(seg, variant, ms):
+        return {"segment": seg, "variant": variant, "measured_latency_ms": ms, "served": 10}
+
+    err = s2r.hindsight_errors([p(0, "a", 10.0), p(0, "a", 20.0), p(1, "a", 5.0), p(0, "b", 7.0), p(0, "b", 7.0)])
+    assert err[0] == pytest.approx(100.0) and err[1] == pytest.approx(-50.0)
+    assert np.isnan(err[2])  # alone in its group: no other period to predict it from
+    assert err[3] == pytest.approx(0.0) and err[4] == pytest.approx(0.0)
+
+
+def test_each_variant_is_replayed_at_the_speed_its_probe_measured(greedy, tmp_path):
+    """A probe that timed variants at different ratios: the replay's world serves each at its own (the others
+    interpolated, ``variant_speeds``), as an environment given those speeds does; ``run-median`` serves every
+    variant at the probe's median, as before per-variant speeds."""
+    from adascale_rl.elastic.contention import variant_speeds
+    from adascale_rl.runtime.folder import catalog_of
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    doc = json.loads((greedy / "selector.json").read_text())
+    ids = [v["id"] for v in doc["variants"]]
+    ratios = {ids[0]: 0.8, ids[len(ids) // 2]: 1.9, ids[-1]: 1.4}
+    summary = json.loads((run / "summary.json").read_text())
+    summary["host_speed"] = {"service_scale": 1.4, "median_ratio": 1.4, "ratios": ratios}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, out=tmp_path / "own")
+    speeds = variant_speeds(ratios, catalog_of(doc))
+    (given,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs={**QUIET, "variant_service_scale": speeds},
+                            host_speed="spec", out=tmp_path / "given")
+    for k in ("sim_return", "sim_mean_latency_ms", "latency_err_median_pct", "latency_bias_median_pct"):
+        assert own[k] == pytest.approx(given[k], rel=1e-9, abs=1e-9), k
+    (median,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-median",
+                             out=tmp_path / "median")
+    slower = copy_of_spec(tmp_path / "slower", service_scale=1.4)
+    (spec,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, env=str(slower), host_speed="spec",
+                           out=tmp_path / "spec")
+    assert median["sim_return"] == pytest.approx(spec["sim_return"], rel=1e-9)
+    assert own["latency_err_median_pct"] != pytest.approx(median["latency_err_median_pct"], abs=1e-3)
+    runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))
+    assert runs[0]["host_speed_from"] == "run"
+    assert float(runs[0]["world_service_scale"]) == pytest.approx(float(np.median(list(speeds.values()))))
+    assert "each variant at its own ratio in 1" in (tmp_path / "own" / "sim2real.md").read_text()
+    assert list(csv.DictReader(open(tmp_path / "median" / "sim2real_runs.csv")))[0]["host_speed_from"] == "run-median"
+    with pytest.raises(s2r.Sim2RealError, match="variant_service_scale"):
+        s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "variant_service_scale": speeds})
