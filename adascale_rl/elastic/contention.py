@@ -242,20 +242,28 @@ def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
     return out
 
 
+#: operator names that are a variant's numeric precision (``variant_speeds`` groups variants by it)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
+
+
 def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
     """Every variant's service over its catalog latency, from the variants a probe timed back to back (``ratios``:
     variant id -> measured / catalog). A host does not speed its variants up evenly (on the reference VM an int8
     variant's ratio was 1.6 while the largest fp32 one's was 0.75 in the same probe, each steady within 3 % over
     15 probes, docs/LIVE.md), so a variant the probe did not time takes the ratio of those of its own precision
-    (the first of its ``operators``), interpolated linearly in log catalog latency and held at the ends; where no
-    variant of its precision was timed, of all the timed ones. Timed variants keep their own ratio."""
-    timed = {v: float(r) for v, r in ratios.items() if v in catalog.ids and math.isfinite(r) and r > 0}
+    (the one of :data:`PRECISIONS` among its ``operators``), interpolated linearly in log catalog latency and held
+    at the ends; where no variant of its precision was timed, of all the timed ones. Timed variants keep their own
+    ratio; a ratio outside the range a preset's ``service_scale`` may take is left out."""
+    from adascale_rl.device.presets import SERVICE_SCALE_RANGE
+
+    lo, hi = SERVICE_SCALE_RANGE  # a ratio a host cannot run at is a timing gone wrong: left out
+    timed = {v: float(r) for v, r in ratios.items() if v in catalog.ids and math.isfinite(r) and lo <= r <= hi}
     if not timed:
         return {}
     by_id = {v.id: v for v in catalog.variants}
 
-    def family(v) -> str:
-        return v.operators[0] if v.operators else ""
+    def family(v) -> str:  # the numeric precision among its operators (fp32 where none is named)
+        return next((op for op in v.operators if op in PRECISIONS), "fp32")
 
     out = {}
     for v in catalog.variants:

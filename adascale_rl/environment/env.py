@@ -174,7 +174,7 @@ def _variant_scales(value: Any, catalog: Catalog) -> dict[str, float] | None:
         if vid not in catalog.ids:
             raise ValueError(f"variant_service_scale names {vid!r}, which is not a variant of the catalog "
                              f"{catalog.name}")
-        if isinstance(x, bool) or not isinstance(x, (int, float, np.floating)) or not lo <= float(x) <= hi:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) or not lo <= float(x) <= hi:
             raise ValueError(f"variant_service_scale[{vid!r}] = {x!r} must be a number in [{lo:g}, {hi:g}]")
         out[vid] = float(x)
     return out

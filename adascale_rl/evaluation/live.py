@@ -284,6 +284,7 @@ class LiveSetup:
                 "service_ms": {v: round(r, 4) for v, r in service.items()},
                 "excess_ms": {v: round(e, 4) for v, e in excess.items()},
                 "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
+                "world_ms": {v: round(world_ms[v], 4) for v in excess},
                 **fit_wake_line(world_ms, excess, se)}
 
 

@@ -31,6 +31,7 @@ import csv
 import json
 import math
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -144,8 +145,11 @@ def interval_standard_errors(run: Path, rows: list[dict[str, str]]) -> np.ndarra
     path = run / "requests.npz"
     if not path.is_file() or not rows:
         return out
-    with np.load(path, allow_pickle=False) as z:
-        arrival, start, end, dropped = (np.asarray(z[k]) for k in ("arrival_s", "start_s", "end_s", "dropped"))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrival, start, end, dropped = (np.asarray(z[k]) for k in ("arrival_s", "start_s", "end_s", "dropped"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable or not a run's: no sampling noise to report, the rest stands
+        return out
     keep = ~dropped.astype(bool) & np.isfinite(start) & np.isfinite(end)
     latency = (end[keep] - arrival[keep]) * 1000.0
     k = np.searchsorted(np.array([float(r["t_s"]) for r in rows]), start[keep], side="right") - 1
@@ -201,10 +205,9 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
                  catalog_ms: dict[str, float]) -> dict[str, float]:
     """The world's wake-up constants from a run's probe (its ``host_speed.wake``): the line fitted again on its
     measurements with the current rule (:func:`~adascale_rl.elastic.contention.fit_wake_line`), each variant's
-    excess taken against ``world_ms``, the service the replay's world gives it. The probe recorded each excess
-    against the catalog's latency (``catalog_ms``) x its median ``speed``; the mean response it measured stays,
-    the excess and its standard error are worked out again against the replay's service. The line it recorded
-    where it has no excesses (the probe's first form); ``{}`` where there is none."""
+    excess taken against ``world_ms``, the service the replay's world gives it: the mean response the probe
+    measured stays, the excess and its standard error are worked out again against the replay's service. The
+    line it recorded where it has no excesses (the probe's first form); ``{}`` where there is none."""
     from adascale_rl.elastic.contention import fit_wake_line, sleeps_between
 
     fit = measured
@@ -214,12 +217,21 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
         def share(w: float) -> float:  # the share of the full wake-up cost a sleep that long gets (wake_excess)
             return 1.0 - math.exp(-(1000.0 / rate - w) / tau)
 
+        # the service each excess was taken against: recorded by the probe since every variant is timed (its own
+        # back-to-back service); before, the catalog's latency x the probes' median. Runs of the first per-variant
+        # probe did not record it: there the median's stands in, which moves only the standard error's rescaling
+        # (the share of the cost a 60 Hz sleep gets is 0.97-0.99 for any of these services)
+        then_ms = measured.get("world_ms") or {}
+        responses = measured.get("response_ms") or {}
         excess, se = {}, {}
         for v, e in measured.get("excess_ms", {}).items():
-            if v not in world_ms or v not in catalog_ms or not sleeps_between(world_ms[v], rate):
+            if v not in world_ms or v not in catalog_ms or v not in measured["excess_se_ms"]:
                 continue
-            then = speed * catalog_ms[v]  # the service the probe took the excess against
-            response = then + float(e) * share(then)  # the mean response it measured (what it recorded, exactly)
+            then = float(then_ms.get(v, speed * catalog_ms[v]))
+            if not (sleeps_between(world_ms[v], rate) and sleeps_between(then, rate)):
+                continue
+            # the mean response it measured (recorded since the probe's second form; else from the excess)
+            response = float(responses[v]) if v in responses else then + float(e) * share(then)
             excess[v] = (response - world_ms[v]) / share(world_ms[v])
             se[v] = float(measured["excess_se_ms"][v]) * share(then) / share(world_ms[v])
         fit = fit_wake_line(world_ms, excess, se)
@@ -267,8 +279,10 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
 
 def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spec: str | None = None,
                 host_speed: str = "run"):
+    from adascale_rl.device.catalog import load_catalog
     from adascale_rl.device.model import outcome
     from adascale_rl.device.presets import parse_preset
+    from adascale_rl.environment.spec import find_spec
     from adascale_rl.environment.env import AdaScaleEnv, AppDeviceError
     from adascale_rl.runtime.folder import catalog_of
 
@@ -292,11 +306,21 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed or "
                             "variant_service_scale env argument")
     catalog = catalog_of(controller.doc)
-    catalog_ms = {} if catalog is None else {v.id: float(v.latency_ms) for v in catalog.variants}
+    try:
+        replay_spec = find_spec(spec or summary.get("env_spec") or summary["env"])
+        replay_catalog = load_catalog(replay_spec.catalog_path())
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        if spec is None:
+            raise
+        raise Sim2RealError(f"--env {spec} cannot be used: {exc}") from None  # its own fault, named as its
+    if catalog is None or catalog.ids != replay_catalog.ids:  # an action is a variant's index: the lists must agree
+        raise Sim2RealError(f"{run}: its controller's catalog lists other variants (or another order) than the "
+                            f"simulator's catalog {replay_catalog.name}: replay in a spec with the catalog it ran")
+    catalog_ms = {v.id: float(v.latency_ms) for v in catalog.variants}
     # each variant at the speed the probe measured for it (interpolated in its precision for those it did not
     # time), or every variant at the probe's median
     speeds: dict[str, float] = {}
-    if probed is not None and catalog is not None:
+    if probed is not None:
         speeds = ({v: float(probed) for v in catalog_ms} if host_speed == "run-median"
                   else variant_speeds(probe.get("ratios") or {}, catalog) or {v: float(probed) for v in catalog_ms})
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
@@ -313,7 +337,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
                                 "world_constants env argument")
         kwargs["world_constants"] = wake
     try:
-        env = AdaScaleEnv(spec or summary.get("env_spec") or summary["env"], split="test", dataset=ctx,
+        env = AdaScaleEnv(replay_spec, split="test", dataset=ctx,
                           max_episode_steps=len(rows), random_start_variant=False, app_device=app_device, **kwargs)
     except AppDeviceError:
         raise Sim2RealError(f"{run}: its controller was exported for the device {app_device.name} "
@@ -324,10 +348,6 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError(f"--env {spec} cannot be used: {exc}") from None  # its own fault, named as its
     if spec is not None and env.env_spec.id != summary["env"]:
         raise Sim2RealError(f"--env {spec} is {env.env_spec.id}; {run} ran {summary['env']}")
-    known = catalog_of(controller.doc)
-    if known is None or known.ids != env.catalog.ids:  # an action is a variant's index: the lists must agree
-        raise Sim2RealError(f"{run}: its controller's catalog lists other variants (or another order) than the "
-                            f"simulator's catalog {env.catalog.name}: replay in a spec with the catalog it ran")
     if len(env.exo[0]) != len(rows):
         raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
     v0 = summary.get("initial_variant") or rows[0]["variant"]

@@ -423,3 +423,44 @@ def test_each_variant_is_replayed_at_the_speed_its_probe_measured(greedy, tmp_pa
     assert list(csv.DictReader(open(tmp_path / "median" / "sim2real_runs.csv")))[0]["host_speed_from"] == "run-median"
     with pytest.raises(s2r.Sim2RealError, match="variant_service_scale"):
         s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "variant_service_scale": speeds})
+
+
+def test_a_probe_of_uneven_speeds_is_refitted_to_the_line_it_measured(greedy, tmp_path):
+    """Three variants at 1.6, 1.0 and 0.7x their catalog latency, each answering at 60 Hz 1.3 ms (the full wake-up
+    cost) after its own back-to-back service: replayed with each at its own speed the refit is the recorded line
+    (1.3 ms + 0 x service); against the median's service (run-median) the same responses give another line."""
+    import math as m
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    doc = json.loads((greedy / "selector.json").read_text())
+    cat = {v["id"]: v["latency_ms"] for v in doc["variants"][:3]}
+    ratios = dict(zip(cat, (1.6, 1.0, 0.7)))
+    tau = 3.762
+
+    def share(w):
+        return 1.0 - m.exp(-(1000.0 / 60 - w) / tau)
+
+    world = {v: ratios[v] * cat[v] for v in cat}
+    summary = json.loads((run / "summary.json").read_text())
+    summary["host_speed"] = {"service_scale": 1.0, "median_ratio": 1.0, "ratios": ratios, "wake": {
+        "rate_hz": 60, "idle_sleep_ms": tau, "excess_ms": {v: 1.3 for v in cat}, "excess_se_ms": {v: 0.05 for v in cat},
+        "response_ms": {v: world[v] + 1.3 * share(world[v]) for v in cat}, "world_ms": world,
+        "idle_wake_ms": 1.3, "idle_wake_per_ms": 0.0, "rms_ms": 0.0}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    for how in ("run", "run-median"):
+        s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, host_speed=how, out=tmp_path / how)
+    own = list(csv.DictReader(open(tmp_path / "run" / "sim2real_runs.csv")))[0]
+    assert own["wake_from"] == "run"
+    assert (float(own["world_idle_wake_ms"]), float(own["world_idle_wake_per_ms"])) == (
+        pytest.approx(1.3, abs=1e-3), pytest.approx(0.0, abs=1e-3))
+    median = list(csv.DictReader(open(tmp_path / "run-median" / "sim2real_runs.csv")))[0]
+    assert (abs(float(median["world_idle_wake_ms"]) - 1.3) > 0.05 or float(median["world_idle_wake_per_ms"]) > 0.05)
+
+
+def test_a_corrupt_requests_file_leaves_the_sampling_column_empty(greedy, tmp_path):
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=6)
+    (run / "requests.npz").write_bytes(b"PK\x03\x04 not a zip at all")
+    (row,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET)
+    assert np.isnan(row["latency_noise_median_pct"]) and row["runs"] == 1
