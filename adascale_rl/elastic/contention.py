@@ -208,17 +208,21 @@ def sleeps_between(world_ms: float, rate_hz: float) -> bool:
     return world_ms <= 500.0 / rate_hz
 
 
+def sleep_share(world_ms: float, rate_hz: float, idle_sleep_ms: float) -> float:
+    """The share of the full wake-up cost the model gives a variant of service ``world_ms`` that sleeps between
+    requests at ``rate_hz``: ``1 - exp(-sleep / idle_sleep_ms)`` (:func:`adascale_rl.device.model.contention`)."""
+    return 1.0 - math.exp(-(1000.0 / rate_hz - world_ms) / idle_sleep_ms)
+
+
 def wake_excess(world_ms: float, responses_ms, rate_hz: float, idle_sleep_ms: float) -> tuple[float, float] | None:
     """One variant's full wake-up cost from requests served at ``rate_hz`` with the thread asleep in between:
     (excess, its standard error), the mean response over ``world_ms`` (the service the simulator's world gives the
-    variant) divided by the share of the full cost the model gives a sleep that long (``1 - exp(-sleep /
-    idle_sleep_ms)``); None where the variant hardly sleeps (service over half the time between requests) or has
-    fewer than 2 responses."""
-    sleep_ms = 1000.0 / rate_hz - world_ms
+    variant) divided by :func:`sleep_share`; None where the variant hardly sleeps (service over half the time
+    between requests) or has fewer than 2 responses."""
     resp = np.asarray(responses_ms, dtype=float)
     if not sleeps_between(world_ms, rate_hz) or resp.size < 2:
         return None
-    share = 1.0 - math.exp(-sleep_ms / idle_sleep_ms)
+    share = sleep_share(world_ms, rate_hz, idle_sleep_ms)
     return (float(resp.mean()) - world_ms) / share, math.sqrt(float(np.var(resp, ddof=1)) / resp.size) / share
 
 
@@ -249,8 +253,8 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
     """Every variant's service over its catalog latency, from the variants a probe timed back to back (``ratios``:
     variant id -> measured / catalog). A host does not speed its variants up evenly (on the reference VM an int8
-    variant's ratio was 1.6 while the largest fp32 one's was 0.75 in the same probe, each steady within 3 % over
-    15 probes, docs/LIVE.md), so a variant the probe did not time takes the ratio of those of its own precision
+    variant's ratio was 1.57-1.70 while the largest fp32 one's was 0.72-0.77 over the 15 probes of one benchmark,
+    docs/LIVE.md), so a variant the probe did not time takes the ratio of those of its own precision
     (the one of :data:`PRECISIONS` among its ``operators``), interpolated linearly in log catalog latency and held
     at the ends; where no variant of its precision was timed, of all the timed ones. Timed variants keep their own
     ratio; a ratio outside the range a preset's ``service_scale`` may take is left out."""
@@ -260,20 +264,21 @@ def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
     timed = {v: float(r) for v, r in ratios.items() if v in catalog.ids and math.isfinite(r) and lo <= r <= hi}
     if not timed:
         return {}
-    by_id = {v.id: v for v in catalog.variants}
-
     def family(v) -> str:  # the numeric precision among its operators (fp32 where none is named)
         return next((op for op in v.operators if op in PRECISIONS), "fp32")
 
-    out = {}
+    # per precision (and None: all timed variants), the timed variants' (log latency, ratio) in latency order
+    points: dict[str | None, list[tuple[float, float]]] = {}
     for v in catalog.variants:
         if v.id in timed:
-            out[v.id] = timed[v.id]
-            continue
-        same = [u for u in timed if family(by_id[u]) == family(v)] or list(timed)
-        same.sort(key=lambda u: by_id[u].latency_ms)
-        xs = [math.log(by_id[u].latency_ms) for u in same]
-        out[v.id] = float(np.interp(math.log(v.latency_ms), xs, [timed[u] for u in same]))
+            for key in (family(v), None):
+                points.setdefault(key, []).append((math.log(v.latency_ms), timed[v.id]))
+    for pts in points.values():
+        pts.sort()
+    out = {}
+    for v in catalog.variants:
+        pts = points.get(family(v)) or points[None]
+        out[v.id] = timed[v.id] if v.id in timed else float(np.interp(math.log(v.latency_ms), *zip(*pts)))
     return out
 
 

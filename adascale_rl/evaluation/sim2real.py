@@ -148,15 +148,18 @@ def interval_standard_errors(run: Path, rows: list[dict[str, str]]) -> np.ndarra
     try:
         with np.load(path, allow_pickle=False) as z:
             arrival, start, end, dropped = (np.asarray(z[k]) for k in ("arrival_s", "start_s", "end_s", "dropped"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable or not a run's: no sampling noise to report, the rest stands
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable: no sampling noise, the rest stands
         return out
     keep = ~dropped.astype(bool) & np.isfinite(start) & np.isfinite(end)
     latency = (end[keep] - arrival[keep]) * 1000.0
     k = np.searchsorted(np.array([float(r["t_s"]) for r in rows]), start[keep], side="right") - 1
-    for i in range(len(rows)):
-        x = latency[k == i]
-        if x.size >= 2:
-            out[i] = float(np.std(x, ddof=1) / math.sqrt(x.size))
+    inside = k >= 0  # a request before the first period belongs to none
+    k, latency = k[inside], latency[inside]
+    n = np.bincount(k, minlength=len(rows)).astype(float)
+    mean = np.bincount(k, weights=latency, minlength=len(rows)) / np.maximum(n, 1.0)
+    ss = np.bincount(k, weights=(latency - mean[k]) ** 2, minlength=len(rows))
+    many = n >= 2
+    out[many] = np.sqrt(ss[many] / (n[many] - 1.0) / n[many])
     return out
 
 
@@ -164,8 +167,9 @@ def hindsight_errors(periods: list[dict]) -> np.ndarray:
     """Per period (percent): the error of a predictor that knew, in hindsight, the mean measured latency of every
     other period with the same load segment and variant (over all the runs given, leave-one-out; NaN for a
     period alone in its group). What is left is the latency's variation between periods of the same schedule
-    segment and variant (host drift, the run queue's own swings, sampling): no model of the schedule's context
-    predicts it, so it is a floor for the performance model's error on these runs."""
+    segment and variant (host drift, the run queue's own swings, sampling). A model that reads only what the
+    schedule sets cannot do better; the performance model also reads each period's measured run queue and clock,
+    so it could, but an error well above this floor is the model's."""
     groups: dict[tuple, list[int]] = {}
     meas = np.array([p["measured_latency_ms"] for p in periods], dtype=float)
     for i, p in enumerate(periods):
@@ -208,14 +212,14 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
     excess taken against ``world_ms``, the service the replay's world gives it: the mean response the probe
     measured stays, the excess and its standard error are worked out again against the replay's service. The
     line it recorded where it has no excesses (the probe's first form); ``{}`` where there is none."""
-    from adascale_rl.elastic.contention import fit_wake_line, sleeps_between
+    from adascale_rl.elastic.contention import fit_wake_line, sleep_share, sleeps_between
 
     fit = measured
     if world_ms and speed is not None and measured.get("excess_se_ms"):
         rate, tau = float(measured["rate_hz"]), float(measured["idle_sleep_ms"])
 
-        def share(w: float) -> float:  # the share of the full wake-up cost a sleep that long gets (wake_excess)
-            return 1.0 - math.exp(-(1000.0 / rate - w) / tau)
+        def share(w: float) -> float:
+            return sleep_share(w, rate, tau)
 
         # the service each excess was taken against: recorded by the probe since every variant is timed (its own
         # back-to-back service); before, the catalog's latency x the probes' median. Runs of the first per-variant
@@ -241,6 +245,13 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
     if measured.get(WAKE_CURVE) is not None:
         wake[WAKE_CURVE] = measured[WAKE_CURVE]
     return wake
+
+
+def _spec_of(summary: dict) -> str:
+    """The environment spec a run names: the file it ran (``env_spec``, an absolute path) where it still exists,
+    else its registered id (a run whose checkout moved, or that was copied from another machine)."""
+    path = summary.get("env_spec")
+    return path if path and Path(path).is_file() else summary["env"]
 
 
 def _policy_name(run: Path, summary: dict) -> str:
@@ -307,7 +318,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
                             "variant_service_scale env argument")
     catalog = catalog_of(controller.doc)
     try:
-        replay_spec = find_spec(spec or summary.get("env_spec") or summary["env"])
+        replay_spec = find_spec(spec or _spec_of(summary))
         replay_catalog = load_catalog(replay_spec.catalog_path())
     except (ValueError, FileNotFoundError, KeyError) as exc:
         if spec is None:
@@ -321,8 +332,9 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     # time), or every variant at the probe's median
     speeds: dict[str, float] = {}
     if probed is not None:
-        speeds = ({v: float(probed) for v in catalog_ms} if host_speed == "run-median"
-                  else variant_speeds(probe.get("ratios") or {}, catalog) or {v: float(probed) for v in catalog_ms})
+        median = {v: float(probed) for v in catalog_ms}
+        per_variant = variant_speeds(probe.get("ratios") or {}, catalog) if host_speed == "run" else {}
+        speeds = per_variant or median
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
     # spec's), against the service the world gives each variant; the app's model keeps its selector.json's
     wake = _probed_wake(probe.get("wake") or {}, {v: speeds[v] * ms for v, ms in catalog_ms.items() if v in speeds},
@@ -381,7 +393,8 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
             "busy": int(r["busy"]), "memory_mb": float(r["memory_mb"]), "request_rate_hz": rate,
             "deadline_ms": deadline, "bg_runnable": runnable, "freq_mhz": freq, "variant": r["variant"],
             "served": served, "measured_latency_ms": measured, "predicted_latency_ms": float(predicted),
-            "latency_err_pct": err, "measured_latency_se_ms": float(se), "measured_on_time_frac": _num(r["on_time_frac"]),
+            "latency_err_pct": err, "measured_latency_se_ms": float(se),
+            "measured_on_time_frac": _num(r["on_time_frac"]),
             "predicted_on_time_frac": float(o.serving.on_time_frac[v]),
         })
 

@@ -464,3 +464,16 @@ def test_a_corrupt_requests_file_leaves_the_sampling_column_empty(greedy, tmp_pa
     (run / "requests.npz").write_bytes(b"PK\x03\x04 not a zip at all")
     (row,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET)
     assert np.isnan(row["latency_noise_median_pct"]) and row["runs"] == 1
+
+
+def test_a_run_whose_spec_file_is_gone_is_replayed_by_its_environment_id(greedy, tmp_path):
+    """summary.json names the spec file it ran by absolute path; a run copied elsewhere (or whose checkout moved)
+    is replayed in the registered spec of the same id, with the same result."""
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=8)
+    (here,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "here")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["env_spec"] = str(tmp_path / "moved-away" / "Local-Digits.yaml")
+    (run / "summary.json").write_text(json.dumps(summary))
+    (moved,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "moved")
+    assert moved["sim_return"] == pytest.approx(here["sim_return"], rel=1e-12)
