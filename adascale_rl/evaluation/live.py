@@ -692,11 +692,15 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
     (out / "results.md").write_text(_live_markdown(rows, spec, schedule, rounds, machine(), command, note),
                                     encoding="utf-8")
     try:
-        from adascale_rl.evaluation.plots import plot_returns
+        from adascale_rl.evaluation.plots import plot_live_timeline, plot_returns
+        from adascale_rl.evaluation.sim2real import _read_intervals
 
         plot_returns(rows, out / "returns.png", unit="live run", ci_over="rounds")
+        plot_live_timeline({n: _read_intervals(out / "runs" / f"0-{n.replace('/', '_')}" / "intervals.csv")
+                            for n in names if runs[n]}, out / "timeline.png",
+                           f"{spec.id}, schedule {schedule.name}: round 0 of each controller, measured")
     except Exception as exc:  # pragma: no cover - a plot must not lose the results
-        print(f"adascale-rl bench --live: the plot was not drawn ({exc})", file=sys.stderr)
+        print(f"adascale-rl bench --live: the plots were not drawn ({exc})", file=sys.stderr)
     if interrupted is None:  # the simulator held against the runs (an interrupted bench: adascale-rl sim2real OUT)
         from adascale_rl.evaluation.sim2real import sim2real
 
@@ -759,7 +763,7 @@ def bench_live_command(args) -> int:
     out = Path(args.out)
     print((out / "results.md").read_text())
     print((out / "sim2real.md").read_text())
-    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, returns.png, sim2real.csv, sim2real.md and each "
+    print(f"wrote {out / 'results.csv'}, {out / 'results.md'}, returns.png, timeline.png, sim2real.csv, sim2real.md and each "
           f"run's logs in {out / 'runs'} "
           f"({_time.perf_counter() - t0:.0f} s)")
     from adascale_rl.environment.spec import find_spec

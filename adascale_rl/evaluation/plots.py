@@ -17,7 +17,7 @@ KIND_COLOURS = {"heuristic": ("tab:blue", "heuristic (deployable, tuned on train
 #: per policy in the timeline, drawn in this order: wide and pale first, so a line drawn
 #: later on top of it (the same choice) leaves it visible on both sides
 POLICY_STYLES = (("tab:blue", "-", 5.0, 0.35), ("tab:orange", "--", 2.4, 0.95), ("tab:green", ":", 2.2, 1.0),
-                 ("tab:purple", "-.", 1.4, 1.0))
+                 ("tab:purple", "-.", 1.4, 1.0), ("tab:brown", (0, (5, 1)), 1.2, 1.0))
 DPI = 110
 
 
@@ -138,6 +138,64 @@ def plot_timeline(env_name: str, episodes: dict, catalog, path: Path, period_s: 
         a.grid(axis="x", alpha=0.25)
         a.tick_params(axis="both", labelsize=9)
     fig.suptitle(f"{env_name}: test trace {first['trace']}, first evaluation window, seed 0", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_live_timeline(runs: dict, path: Path, title: str) -> None:
+    """One live run per controller (``runs``: policy -> its ``intervals.csv`` rows, one round of ``bench --live``):
+    the load the monitor measured (background run queue; busy processes the schedule started), the variant each
+    controller had loaded, and its measured mean and p95 latency against the app's deadline."""
+    plt = _pyplot()
+
+    def col(rows, key):
+        return np.array([float(r[key]) if r[key] not in ("", None) else np.nan for r in rows], dtype=float)
+
+    names = list(runs)
+    styles = {n: POLICY_STYLES[i % len(POLICY_STYLES)] for i, n in enumerate(names)}
+    used = sorted({r["variant"] for rows in runs.values() for r in rows})
+    fig, axes = plt.subplots(3, 1, figsize=(11, 9.5), sharex=True,
+                             gridspec_kw={"height_ratios": [1, max(1.2, 0.3 * len(used)), 1.6]})
+    legend = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 9, "frameon": False}
+    first = runs[names[0]]
+    t0 = col(first, "t_s")
+    ax = axes[0]
+    ax.step(t0, col(first, "busy"), where="post", color="k", lw=1.0, ls="--", label="busy processes started")
+    for name, rows in runs.items():
+        colour, ls, lw, alpha = styles[name]
+        ax.plot(col(rows, "t_s"), col(rows, "bg_runnable"), color=colour, ls=ls, lw=min(lw, 1.8), alpha=alpha,
+                label=f"run queue read ({name})")
+    ax.set_ylabel("background load\n(runnable threads)")
+    ax.set_ylim(bottom=0)
+    ax.legend(**legend)
+    ax = axes[1]
+    offsets = np.linspace(-0.15, 0.15, len(names)) if len(names) > 1 else [0.0]
+    for (name, rows), off in zip(runs.items(), offsets):
+        colour, ls, lw, alpha = styles[name]
+        ax.step(col(rows, "t_s"), [used.index(r["variant"]) + off for r in rows], where="post", color=colour,
+                ls=ls, lw=min(lw, 2.6), alpha=max(alpha, 0.6), label=name)
+    ax.set_yticks(range(len(used)), used, fontsize=9)
+    ax.set_ylim(-0.6, len(used) - 0.4)
+    ax.set_ylabel("variant loaded")
+    ax.grid(axis="y", alpha=0.25)
+    ax.legend(**legend)
+    ax = axes[2]
+    for name, rows in runs.items():
+        colour, ls, lw, alpha = styles[name]
+        t = col(rows, "t_s")
+        ax.plot(t, col(rows, "latency_mean_ms"), color=colour, ls=ls, lw=min(lw, 1.8), alpha=alpha,
+                label=f"{name} mean")
+        ax.plot(t, col(rows, "latency_p95_ms"), color=colour, ls=":", lw=1.0, alpha=alpha, label=f"{name} p95")
+    ax.step(t0, col(first, "deadline_ms"), where="post", color="tab:red", lw=1.4, label="deadline")
+    ax.set_yscale("log")
+    ax.set_ylabel("measured latency (ms)")
+    ax.set_xlabel("time in the run (s)")
+    ax.legend(**legend)
+    for a in axes:
+        a.grid(axis="x", alpha=0.25)
+        a.tick_params(axis="both", labelsize=9)
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)

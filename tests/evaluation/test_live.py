@@ -175,6 +175,7 @@ def test_bench_live_runs_every_controller_in_interleaved_rounds(profiled, tmp_pa
         assert s["host_speed"]["seconds"] > 0 and s["host_speed"]["ratios"]  # probed before each run
     md = (out / "results.md").read_text()
     assert "ESTIMATE" in md and "2 interleaved rounds" in md and (out / "returns.png").exists()
+    assert (out / "timeline.png").stat().st_size > 10_000  # load, variant and latency against the deadline
     # the sim-to-real report of the same runs: each replayed in the simulator with the same controller
     s2r = {row["policy"]: row for row in _rows(out / "sim2real.csv")}
     assert set(s2r) == {"static-largest", "greedy"} and {row["runs"] for row in s2r.values()} == {"2"}
