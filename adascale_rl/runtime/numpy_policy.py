@@ -70,6 +70,21 @@ def array_shapes(spec: Mapping[str, Any], obs_size: int, n_actions: int) -> dict
     return shapes
 
 
+def first_argmax(values: np.ndarray) -> int:
+    """``int(values.argmax())`` of a 1-D float array, nan included (the first nan wins), without numpy's argmax.
+
+    ``ndarray.argmax`` hands the GIL back around its loop whatever the size; with another
+    thread alive (the selector's run-queue sampler) that thread switch leaves the next forward
+    running on cold caches, which cost ~15 µs a call on this machine. A list's ``max`` and
+    ``index`` over a handful of numbers keep the GIL and give the same index.
+    """
+    vals = values.tolist()
+    best, total = max(vals), sum(vals)
+    if best != best or total != total:  # a nan somewhere (or +inf beside -inf): numpy's answer
+        return int(values.argmax())
+    return vals.index(best)
+
+
 class NumpyPolicy:
     """The controller of an exported folder, as a numpy function of (observation, mask).
 
@@ -170,9 +185,12 @@ class NumpyPolicy:
         """Trace the shared part on ``example`` (one observation) and preallocate the network's buffers.
 
         Everything a call can do once is done here: the buffers are 1-D (a vector-matrix
-        ``np.dot`` costs about half a ``(1, n) @ (n, m)`` matmul on these sizes), the program's
+        product costs about half a ``(1, n) @ (n, m)`` one on these sizes), the program's
         outputs are copied into views of the float32 feature vector, and the mask's fill value
-        is a constant row.
+        is a constant row. The products are ``np.matmul``, not ``np.dot``: ``np.dot`` hands the
+        GIL back around every BLAS call, and with another thread alive (the selector's run-queue
+        sampler) that costs a thread switch the next forward pays for in cold caches (+18 µs
+        a call, ``benchmarks/selector_overhead.py``); ``np.matmul`` keeps the GIL on sizes this small.
         """
         ex = np.asarray(example, dtype=np.float32).astype(np.float64).reshape(-1)
 
@@ -210,13 +228,14 @@ class NumpyPolicy:
             self._slack_view[...] = outs[1]
         h = self._feats
         act = self._act
+        matmul = np.matmul
         for w, b, buf in self._layers:
-            np.dot(h, w, buf)
+            matmul(h, w, buf)
             np.add(buf, b, buf)
             act(buf)
             h = buf
         net = self._net_out
-        np.dot(h, self.head[0], net)
+        matmul(h, self.head[0], net)
         np.add(net, self.head[1], net)
         logits = self._logits
         if self.prior:
@@ -224,16 +243,16 @@ class NumpyPolicy:
         else:
             logits[...] = net
         if mask is None:
-            action = int(logits.argmax())
+            action = first_argmax(logits)
         else:
             if type(mask) is not np.ndarray or mask.dtype != np.bool_:
                 mask = np.asarray(mask, dtype=bool)
             masked = self._masked
             masked[...] = self._all_masked
             np.copyto(masked, logits, where=mask)
-            action = int(masked.argmax())
+            action = first_argmax(masked)
         n0 = self._loaded_at
-        if action and action == int(o[n0:n0 + self.n_variants].argmax()) + 1:
+        if action and action == first_argmax(o[n0:n0 + self.n_variants]) + 1:
             action = 0
         return action, logits
 

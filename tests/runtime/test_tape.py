@@ -150,3 +150,14 @@ def test_decode_planning_slices_compile_to_views(prior_fn):
     o[N_CONTEXT + 5] = 1.0
     np.testing.assert_array_equal(prog(o)[0][0], 2.0 * o[N_CONTEXT:])
     assert math.isfinite(prog.operations)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, math.inf, -math.inf, math.nan, 1e308, -1e308]),
+                min_size=1, max_size=24))
+def test_first_argmax_is_numpys_argmax_ties_infinities_and_nan_included(values):
+    from adascale_rl.runtime.numpy_policy import first_argmax
+
+    a = np.asarray(values, dtype=np.float64)
+    assert first_argmax(a) == int(a.argmax())
+    assert first_argmax(a.astype(np.float32)) == int(a.astype(np.float32).argmax())
