@@ -2,7 +2,7 @@
 
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
-                                    [--service-scale preset|measured|X] [--wake preset|measured]
+                                    [--service-scale preset|measured|variant|X] [--wake preset|measured]
                                     [--json FILE | --from-json FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
@@ -25,7 +25,11 @@ calibrate``). ``--service-scale measured`` takes it from the run itself, as ``ca
 the median over the timed variants of the back-to-back median with no busy process over the
 catalog's latency. That one number is then fitted on the run's quiet back-to-back cells, and
 the table checks what the contention model adds to it: the slow-down beside busy processes,
-the wake-up costs and the stale requests. ``--wake measured`` likewise takes the wake-up cost
+the wake-up costs and the stale requests. ``--service-scale variant`` gives each variant its own
+ratio (its quiet back-to-back median over its catalog latency), as the live replay does
+(``sim2real --host-speed run``): a host may speed variants up unevenly (int8 kernels against
+fp32 ones on another CPU), and then one median mixes the host's speed into the contention
+error; the quiet back-to-back cells are then fitted one by one. ``--wake measured`` likewise takes the wake-up cost
 (the preset's ``idle_wake_ms`` and ``idle_wake_per_ms``) from the run, as ``adascale-rl run``'s
 probe does before a live run: the least-squares line through the excess of the mean response at
 ``--rate`` with no busy process over the service the prediction gives each variant (each weighted by 1 /
@@ -124,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=60.0, help="request rate of the open-loop mode (Hz)")
     ap.add_argument("--calls", type=int, default=300, help="back-to-back calls per variant, level and round")
     ap.add_argument("--duration", type=float, default=1.0, help="open-loop seconds per variant, level and round")
-    ap.add_argument("--service-scale", default="preset", metavar="preset|measured|X",
+    ap.add_argument("--service-scale", default="preset", metavar="preset|measured|variant|X",
                     help="the host's speed against the catalog the prediction uses: the device preset's "
-                         "service_scale (default), 'measured' in this run with no busy process, or a number")
+                         "service_scale (default), 'measured' in this run with no busy process (the median over "
+                         "the variants), 'variant' (each variant's own, measured the same way), or a number")
     ap.add_argument("--wake", default="preset", choices=("preset", "measured"),
                     help="the wake-up cost the prediction uses: the device preset's (default) or 'measured' in "
                          "this run at --rate with no busy process (its quiet cells at the rate are then fitted)")
@@ -155,15 +160,16 @@ def main(argv: list[str] | None = None) -> int:
                      f"{' '.join(in_file)} at {' '.join(map(str, file_levels))} busy processes)")
     args.variants = args.variants or list(DEFAULT_VARIANTS)
     args.levels = args.levels or levels_for(os.cpu_count() or 1)
-    if args.service_scale not in ("preset", "measured"):  # before minutes of timing
+    if args.service_scale not in ("preset", "measured", "variant"):  # before minutes of timing
         try:
             given = float(args.service_scale)
         except ValueError:
             given = math.nan
         if not 0.0 < given < math.inf:
-            ap.error(f"--service-scale must be 'preset', 'measured' or a positive number, not {args.service_scale!r}")
-    elif args.service_scale == "measured" and 0 not in args.levels:
-        ap.error("--service-scale measured needs the level with no busy process (0) in --levels")
+            ap.error(f"--service-scale must be 'preset', 'measured', 'variant' or a positive number, not "
+                     f"{args.service_scale!r}")
+    elif args.service_scale in ("measured", "variant") and 0 not in args.levels:
+        ap.error(f"--service-scale {args.service_scale} needs the level with no busy process (0) in --levels")
     if args.wake == "measured" and 0 not in args.levels:
         ap.error("--wake measured needs the level with no busy process (0) in --levels")
     if len(args.variants) < 3:
@@ -199,14 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         how = (f"measured in this run: median over {len(quiet)} variants of the back-to-back median with no busy "
                f"process / the catalog's latency = {scale:.3f} (range {min(quiet.values()):.3f}-"
                f"{max(quiet.values()):.3f}); fitted on the quiet back-to-back cells")
+    elif args.service_scale == "variant":
+        if set(quiet) != set(args.variants):
+            ap.error("--service-scale variant needs every variant's samples with no busy process (level 0)")
+        scale = {v: float(quiet[v]) for v in args.variants}
+        how = ("measured in this run for each variant: its back-to-back median with no busy process / its catalog "
+               "latency (" + ", ".join(f"{v} {x:.3f}" for v, x in scale.items()) + "); fitted on the quiet "
+               "back-to-back cells one by one")
     else:
         scale = float(args.service_scale)
         how = f"given ({scale:g})"
+    scale_of = (lambda v: scale[v]) if isinstance(scale, dict) else (lambda v: scale)  # noqa: E731
     wake_fitted: set = set()
     wake_how = (f"the preset's (idle_wake_ms {device.idle_wake_ms:g} + idle_wake_per_ms {device.idle_wake_per_ms:g}"
                 f" x service)")
     if args.wake == "measured":
-        wake, wake_how, wake_fitted = wake_cost(samples, {v: catalog_ms[v] * scale for v in args.variants}, args.rate, device)
+        wake, wake_how, wake_fitted = wake_cost(samples, {v: catalog_ms[v] * scale_of(v) for v in args.variants},
+                                                args.rate, device)
         if wake is None:
             ap.error(f"--wake measured: {wake_how}")
         device = with_host_constants(device, wake, "measured by benchmarks/contention.py --wake measured")
@@ -234,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 a = np.asarray(cell[key])
                 m_mean, m_p95 = float(a.mean()), float(np.percentile(a, 95))
                 m_lost = 1.0 - cell["served"] / cell["issued"] if rate is not None and cell["issued"] else 0.0
-                p_mean, p_p95, p_lost = predict(lat * scale, level, rate, device, threads)
+                p_mean, p_p95, p_lost = predict(lat * scale_of(vid), level, rate, device, threads)
                 e1, e2 = p_mean / m_mean - 1.0, p_p95 / m_p95 - 1.0
                 worst = max(worst, abs(e1), abs(e2))
                 per = round_means(a, cell.get(f"{key}_per_round"))
@@ -243,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 misses["cells"] += 1
                 misses["mean"] += abs(e1) > TARGET
                 misses["p95"] += abs(e2) > TARGET
-                fitted = args.wake == "measured" and level == 0 and rate is not None and vid in wake_fitted
+                fitted = level == 0 and (rate is not None and args.wake == "measured" and vid in wake_fitted
+                                         or rate is None and args.service_scale == "variant")
                 misses["fitted"] += fitted
                 misses["fitted_out"] += fitted and abs(e1) > TARGET
                 misses["fitted_out"] += fitted and abs(e2) > TARGET
@@ -260,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if misses["fitted"]:
         n = 2 * (misses["cells"] - misses["fitted"])
         out = misses["mean"] + misses["p95"] - misses["fitted_out"]
-        print(f"beside busy processes and back to back (the cells the wake-up fit did not see): {n - out} of {n} "
+        print(f"the cells no fit saw (beside busy processes, and quiet ones the fits left out): {n - out} of {n} "
               f"numbers within {TARGET:.0%}")
     if args.json:
         import json
