@@ -11,6 +11,8 @@ with ``time.perf_counter_ns``:
   (the compiled program, the network, the mask, the argmax), cycling over the folder's 64
   check observations (test-split rollouts);
 * the same through the uncompiled path (the shared functions called on arrays), for the ratio;
+* a floor: as many numpy calls as the compiled program makes, all one ``np.add`` on one buffer of
+  the variants' width (what the program would cost were every operation as cheap and warm);
 * **ONNX Runtime**: ``InferenceSession.run`` of policy.onnx on one observation (one thread);
 * **context read**: the selector's monitor (psutil, run-queue sampler at 20 Hz) alone;
 * **full decision**: ``Selector.select()`` (context read, feedback, observation, mask, forward),
@@ -144,12 +146,23 @@ def main() -> None:
         return p50, p99
 
     _time_calls(policy, pool, 2000)  # warm-up
+    # the floor the compiled program sits on: as many numpy calls as it makes, all one ufunc on one buffer
+    n_ops = int(policy._program.operations)
+    buf_a, buf_b, buf_o = np.ones(policy.n_variants), np.ones(policy.n_variants), np.empty(policy.n_variants)
+
+    def same_calls(_):
+        add_ = np.add
+        for _i in range(n_ops):
+            add_(buf_a, buf_b, buf_o)
+
+    floor_name = f"{n_ops} identical numpy calls (floor)"
     _time_calls(sess.run, [(None,) + a for a in ort_pool], 500)
     ratios = []
     for _ in range(args.rounds):
         np50, _ = add("numpy forward", _time_calls(policy, pool, args.calls))
         o50, _ = add("ONNX Runtime forward", _time_calls(sess.run, [(None,) + a for a in ort_pool], args.calls))
         add("numpy forward, uncompiled", _time_calls(policy.batch, uncompiled_pool, max(args.calls // 10, 200)))
+        add(floor_name, _time_calls(same_calls, [(None,)], args.calls))
         dec, reads = full_decisions(args.decisions)
         add("context read (monitor)", reads)
         add("full decision", dec)
