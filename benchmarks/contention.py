@@ -29,12 +29,15 @@ the wake-up costs and the stale requests. ``--service-scale variant`` gives each
 ratio (its quiet back-to-back median over its catalog latency), as the live replay does
 (``sim2real --host-speed run``): a host may speed variants up unevenly (int8 kernels against
 fp32 ones on another CPU), and then one median mixes the host's speed into the contention
-error; the quiet back-to-back cells are then fitted one by one. ``--wake measured`` likewise takes the wake-up cost
-(the preset's ``idle_wake_ms`` and ``idle_wake_per_ms``) from the run, as ``adascale-rl run``'s
-probe does before a live run: the least-squares line through the excess of the mean response at
-``--rate`` with no busy process over the service the prediction gives each variant (each weighted by 1 /
-the squared standard error of its excess); the quiet cells at the rate
-are then fitted too, and the table checks the contention model beside the busy processes.
+error; the quiet back-to-back cells are then fitted one by one.
+
+``--wake measured`` likewise takes the wake-up cost (the preset's ``idle_wake_ms`` and
+``idle_wake_per_ms``) from the run, as ``adascale-rl run``'s probe does before a live run: the
+least-squares line through the excess of the mean response at ``--rate`` with no busy process
+over the service the prediction gives each variant (each weighted by 1 / the squared standard
+error of its excess); and how far it spreads (``wake_cv``: the ratio of what the quiet responses
+spread beyond the back-to-back service to the cost the line gives each variant). The quiet cells
+at the rate are then fitted too, and the table checks the contention model beside the busy processes.
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
-from adascale_rl.elastic.contention import (fit_wake_line, levels_for, measure, samples_from_json,  # noqa: E402
-                                             samples_to_json, wake_excess)
+from adascale_rl.elastic.contention import (fit_wake_cv, fit_wake_line, levels_for, line_cost,  # noqa: E402
+                                             measure, samples_from_json, samples_to_json, wake_excess, wake_spread)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
@@ -90,21 +93,32 @@ def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, devic
     at ``rate_hz``, against the service the prediction gives each variant (``service_ms``), as the live probe takes
     it (:func:`adascale_rl.elastic.contention.wake_excess` and :func:`~adascale_rl.elastic.contention.fit_wake_line`),
     or (None, why, {})."""
-    excess, se = {}, {}
+    excess, se, spread = {}, {}, {}
     for v, l in service_ms.items():
-        measured = wake_excess(l, samples[v]["levels"][0]["resp"], rate_hz, device.idle_sleep_ms)
+        quiet = samples[v]["levels"][0]
+        measured = wake_excess(l, quiet["resp"], rate_hz, device.idle_sleep_ms)
         if measured is not None:
             excess[v], se[v] = measured
+            sd = wake_spread(quiet["resp"], quiet["b2b"])
+            if sd is not None:
+                spread[v] = sd
     fit = fit_wake_line(service_ms, excess, se)
     if fit["rms_ms"] is None:
         return None, f"fewer than 2 variants sleep between requests at {rate_hz:g} Hz", set()
     if fit["idle_wake_ms"] is None:
         w0, w1 = fit["refused"]
         return None, f"the fit ({w0:.3f} ms + {w1:.3f} x service) is implausible", set()
-    return ({k: fit[k] for k in ("idle_wake_ms", "idle_wake_per_ms")},
+    wake = {k: fit[k] for k in ("idle_wake_ms", "idle_wake_per_ms")}
+    cv = fit_wake_cv(line_cost(wake["idle_wake_ms"], wake["idle_wake_per_ms"], {v: service_ms[v] for v in spread},
+                               rate_hz, device.idle_sleep_ms), spread)
+    spread_how = "the preset's spread"
+    if cv["wake_cv"] is not None:
+        wake["wake_cv"] = cv["wake_cv"]
+        spread_how = f"spread {cv['wake_cv']:.2f} x its mean (rms {cv['rms_ms']:.3f} ms)"
+    return (wake,
             f"measured in this run at {rate_hz:g} Hz with no busy process: {fit['idle_wake_ms']:.3f} ms + "
-            f"{fit['idle_wake_per_ms']:.3f} x service (rms {fit['rms_ms']:.3f} ms over {len(excess)} variants); "
-            f"fitted on their quiet cells at {rate_hz:g} Hz", set(excess))
+            f"{fit['idle_wake_per_ms']:.3f} x service (rms {fit['rms_ms']:.3f} ms over {len(excess)} variants), "
+            f"{spread_how}; fitted on their quiet cells at {rate_hz:g} Hz", set(excess))
 
 
 def round_means(xs, per_round) -> list[float]:
@@ -285,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "service_scale": scale,
-            "wake": {"how": args.wake, "idle_wake_ms": device.idle_wake_ms, "idle_wake_per_ms": device.idle_wake_per_ms},
+            "wake": {"how": args.wake, "idle_wake_ms": device.idle_wake_ms, "idle_wake_per_ms": device.idle_wake_per_ms,
+                     "wake_cv": device.wake_cv},
             "samples": keep,
             "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean",
                                "round_mean_min", "round_mean_max", "p95", "pred_p95", "err_p95", "lost", "pred_lost"),

@@ -44,7 +44,7 @@ The model, per variant, for one decision interval:
     ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``.
 
   The delays make a request's response time a mixture: undisturbed (log-normal: the frame
-  jitter ``sigma`` widened by the wake-up cost's own spread, a gamma of shape 2), or delayed
+  jitter ``sigma`` widened by the wake-up cost's own spread, ``wake_cv`` x its mean), or delayed
   by the mean delay given a delay: preemption while running as a second log-normal point,
   a wait for a core at wake-up as an exponential wait with that mean. Misses come from that
   tail. (Measured on the reference machine at 400 Hz beside 2 and 4 busy processes,
@@ -202,6 +202,13 @@ def normal_cdf(z, xp=None):
 #: is modelled by step-level spikes; within an interval frames vary by ~10 %.
 FRAME_SIGMA = 0.10
 
+#: the wake-up cost's standard deviation over its mean, by default (``Scheduler.wake_cv``; a host's own is measured
+#: by the live probe, ``adascale_rl.elastic.contention.fit_wake_cv``): a gamma distribution of shape 2 (derived: on the
+#: reference machine the response time of a sleeping app's requests had its p95 about 2.2 x the mean wake-up
+#: cost above the service time, benchmarks/contention.py; a gamma of shape 2 has its p95 at 2.37 x its mean)
+WAKE_CV = math.sqrt(0.5)
+
+
 @dataclass(frozen=True)
 class Scheduler:
     """How the OS shares the cores, as it shows in an app's response times.
@@ -218,10 +225,13 @@ class Scheduler:
     idle_wake_ms: float = 0.2       # idle wake-up cost of a sleeping thread on an idle core
     idle_wake_per_ms: float = 0.1   # ... plus this much per ms of service (cache refill)
     idle_sleep_ms: float = 2.3      # ... reached after sleeping this long (shallower idle states before)
+    wake_cv: float = WAKE_CV        # the wake-up cost's standard deviation over its mean
 
     @classmethod
     def of(cls, device: Any) -> "Scheduler":
-        return cls(**{k: float(getattr(device, k)) for k in cls.__dataclass_fields__})
+        """The device's constants (``wake_cv`` optional: a device that does not carry it has the default)."""
+        return cls(**{k: float(getattr(device, k) if k != "wake_cv" else getattr(device, k, WAKE_CV))
+                      for k in cls.__dataclass_fields__})
 
 
 #: the share of its fair share at which an app's requests start to queue behind each other (derived:
@@ -229,11 +239,6 @@ class Scheduler:
 #: benchmark measures both regimes, not the boundary)
 SATURATION_ONSET = 0.8
 
-
-#: the wake-up cost's standard deviation over its mean: a gamma distribution of shape 2 (derived: on the
-#: reference machine the response time of a sleeping app's requests had its p95 about 2.2 x the mean wake-up
-#: cost above the service time, benchmarks/contention.py; a gamma of shape 2 has its p95 at 2.37 x its mean)
-WAKE_CV = math.sqrt(0.5)
 
 
 class Contention(NamedTuple):
@@ -288,7 +293,7 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     wall = lat_ms + extra + (1.0 - theta) * idle
     # the share of the delay that is waiting for a core at wake-up (exponential), not preemption while running
     wake_frac = xp.where(extra > 1e-12, (1.0 - theta) * q * wake_ms / xp.clip(extra, 1e-12, None), 0.0)
-    return Contention(p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle, wake_frac)
+    return Contention(p, delay, base, 1000.0 / wall, sched.wake_cv * (1.0 - theta) * idle, wake_frac)
 
 
 class Serving(NamedTuple):

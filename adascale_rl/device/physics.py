@@ -25,7 +25,7 @@ import numpy as np
 
 from adascale_rl.device import model
 from adascale_rl.device.catalog import Catalog, Variant
-from adascale_rl.device.model import FRAME_SIGMA, SATURATION_ONSET, WAKE_CV, Serving, VariantTable, erf_scalar
+from adascale_rl.device.model import FRAME_SIGMA, SATURATION_ONSET, Serving, VariantTable, erf_scalar
 from adascale_rl.device.presets import DevicePreset
 
 _SQRT1_2 = math.sqrt(0.5)
@@ -311,7 +311,7 @@ class DevicePhysics:
         wall = lat + extra + (1.0 - theta) * idle
         delay = extra / p if p > 1e-12 else 0.0
         wake_frac = (1.0 - theta) * q * wake / extra if theta < 1.0 and extra > 1e-12 else 0.0
-        return p, delay, base, 1000.0 / wall, WAKE_CV * (1.0 - theta) * idle, wake_frac
+        return p, delay, base, 1000.0 / wall, sched.wake_cv * (1.0 - theta) * idle, wake_frac
 
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
         """One interval: :mod:`adascale_rl.device.model` for one variant, composed with the device's

@@ -13,6 +13,8 @@ key) is the host's speed against its catalog: every variant's service time (and 
 energy) in the simulated world is the catalog's times this, while the app's own model (the
 observation's prediction, the heuristics' and the prior's tables) keeps the catalog's numbers,
 as an app on a host that has slowed down does; ``adascale-rl calibrate`` measures it.
+``wake_cv`` (optional, sqrt(1/2) without the key) is the wake-up cost's standard deviation over
+its mean; a live run's probe measures the host's own (``adascale-rl run``, ``sim2real``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ _NUMBERS = {
 
 #: the range a preset's ``service_scale`` may take (a host 20x slower or faster than its catalog is another machine)
 SERVICE_SCALE_RANGE = (0.05, 20.0)
+#: the wake-up cost's standard deviation over its mean (``wake_cv``, optional in a preset): the default, and the
+#: range it may take (``adascale_rl.device.model.WAKE_CV``: a gamma of shape 2; 0 is a fixed cost)
+WAKE_CV_DEFAULT = math.sqrt(0.5)
+WAKE_CV_RANGE = (0.0, 5.0)
+#: the optional numbers of a preset, with their default and range
+_OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV_DEFAULT, WAKE_CV_RANGE)}
 
 
 class PresetError(ValueError):
@@ -91,6 +99,7 @@ class DevicePreset:
     path: Path | None = None
     temp_sensor: bool = True             # False: software cannot read the chip temperature (the observation says missing)
     service_scale: float = 1.0           # the world's service time / the catalog's latency (the app's model keeps 1)
+    wake_cv: float = WAKE_CV_DEFAULT     # the wake-up cost's standard deviation over its mean
 
     @property
     def f_max_mhz(self) -> float:
@@ -153,21 +162,22 @@ def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
         temp_sensor, sources["temp_sensor"] = _entry(doc, "temp_sensor", where)
         if not isinstance(temp_sensor, bool):
             raise PresetError(f"{where}: temp_sensor = {temp_sensor!r} must be true or false")
-    service_scale = 1.0
-    if "service_scale" in doc:
-        service_scale, sources["service_scale"] = _entry(doc, "service_scale", where)
-        lo, hi = SERVICE_SCALE_RANGE
-        if (not isinstance(service_scale, (int, float)) or isinstance(service_scale, bool)
-                or not math.isfinite(service_scale) or not lo <= service_scale <= hi):
-            raise PresetError(f"{where}: service_scale = {service_scale!r} must be a number in [{lo:g}, {hi:g}]")
+    optional: dict[str, float] = {}
+    for key, (default, (lo, hi)) in _OPTIONAL.items():
+        v = default
+        if key in doc:
+            v, sources[key] = _entry(doc, key, where)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
+                raise PresetError(f"{where}: {key} = {v!r} must be a number in [{lo:g}, {hi:g}]")
+        optional[key] = float(v)
     return DevicePreset(name=doc["name"], description=doc["description"], dvfs_mhz=tuple(float(x) for x in ladder),
-                        sources=sources, temp_sensor=temp_sensor, service_scale=float(service_scale), **values)
+                        sources=sources, temp_sensor=temp_sensor, **optional, **values)
 
 
 #: the constants of how a host serves (``adascale_rl.device.model.Scheduler``'s and ``service_scale``): what
 #: :func:`with_host_constants` may replace, since a measurement on the host at another time may move them
 HOST_CONSTANTS = ("tick_ms", "wake_slice_ms", "wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms",
-                  "idle_sleep_ms", "service_scale")
+                  "idle_sleep_ms", "wake_cv", "service_scale")
 
 
 def with_host_constants(preset: DevicePreset, constants: dict[str, Any], source: str) -> DevicePreset:
@@ -179,7 +189,7 @@ def with_host_constants(preset: DevicePreset, constants: dict[str, Any], source:
     for key, v in constants.items():
         if key not in HOST_CONSTANTS:
             raise PresetError(f"{source}: {key!r} is not a host constant ({', '.join(HOST_CONSTANTS)})")
-        lo, hi = SERVICE_SCALE_RANGE if key == "service_scale" else _NUMBERS[key][:2]
+        lo, hi = _OPTIONAL[key][1] if key in _OPTIONAL else _NUMBERS[key][:2]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
             raise PresetError(f"{source}: {key} = {v!r} must be a number in [{lo:g}, {hi:g}]")
         values[key] = float(v)

@@ -42,7 +42,7 @@ from adascale_rl.device.presets import SERVICE_SCALE_RANGE
 from adascale_rl.elastic import contention
 
 #: the scheduler constants calibrate refits (the tick and the wake slice are read from the kernel by profile)
-FITTED = ("idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_wait", "wake_lag_ms")
+FITTED = ("idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_cv", "wake_wait", "wake_lag_ms")
 #: the request rates with no load at which the idle wake-up's growth with the sleep is measured
 QUIET_RATES = (400.0, 1000.0)
 
@@ -341,7 +341,8 @@ def calibrate_command(args) -> int:
     for key in FITTED:
         now = res["fitted"].get(key, (None,))[0]
         b = res["before"].get(key)
-        print(f"| {key} | {'' if b is None else f'{b:g}'} | {'kept' if now is None else f'{now:g}'} |")
+        kept = "kept" if b is not None else "the default"  # an optional constant the preset does not set (wake_cv)
+        print(f"| {key} | {'' if b is None else f'{b:g}'} | {kept if now is None else f'{now:g}'} |")
     now = res["service_scale"]
     print(f"| service_scale | {res['before']['service_scale']:g} | {'1 (not used: see below)' if now is None else f'{now:.4g}'} |")
     if res["drift"]:

@@ -173,7 +173,7 @@ def eevdf_slice_ms(cores: int) -> tuple[float, str]:
 #: 2.7x the 0.73 x service the live probe measured when its line, taken against the simulator's service at the
 #: median speed, also carried the full model's speed above that median)
 PLAUSIBLE = {"idle_wake_ms": (0.0, 5.0), "idle_wake_per_ms": (0.0, 2.0), "idle_sleep_ms": (0.1, 50.0),
-             "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0)}
+             "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0), "wake_cv": (0.0, 3.0)}
 #: requests per (variant, busy-process count) a fit needs
 MIN_SAMPLES = 20
 
@@ -246,6 +246,46 @@ def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
     return out
 
 
+def wake_spread(responses_ms, service_ms) -> float | None:
+    """The standard deviation of one variant's wake-up cost: what the responses of a sleeping app spread beyond its
+    back-to-back service, ``sqrt(max(0, var(responses) - var(service)))`` (ms; None with fewer than 2 of either)."""
+    resp, svc = np.asarray(responses_ms, dtype=float), np.asarray(service_ms, dtype=float)
+    if resp.size < 2 or svc.size < 2:
+        return None
+    return math.sqrt(max(0.0, float(np.var(resp, ddof=1)) - float(np.var(svc, ddof=1))))
+
+
+def line_cost(idle_wake_ms: float, idle_wake_per_ms: float, world_ms: dict[str, float], rate_hz: float,
+              idle_sleep_ms: float) -> dict[str, float]:
+    """The wake-up cost the model gives each variant of service ``world_ms`` that sleeps between requests at
+    ``rate_hz``: the line ``idle_wake_ms + idle_wake_per_ms x service`` times its :func:`sleep_share` (variants
+    that hardly sleep, :func:`sleeps_between`, are left out)."""
+    return {v: (idle_wake_ms + idle_wake_per_ms * w) * sleep_share(w, rate_hz, idle_sleep_ms)
+            for v, w in world_ms.items() if sleeps_between(w, rate_hz)}
+
+
+def fit_wake_cv(cost_ms: dict[str, float], spread_ms: dict[str, float]) -> dict[str, float | None]:
+    """The wake-up cost's standard deviation over its mean (the model's ``wake_cv``: a request's wake-up cost spreads
+    by ``wake_cv`` x the cost the model gives it): the least-squares line through the origin of the variants'
+    measured spreads (:func:`wake_spread`) on ``cost_ms``, the cost the model gives each (the fitted line times
+    its sleep share). ``{wake_cv, rms_ms}``, both None with no variant of positive cost, ``wake_cv`` None (the
+    refused value kept as ``refused``) outside :data:`PLAUSIBLE`."""
+    vids = [v for v in spread_ms if v in cost_ms and cost_ms[v] > 0.0 and math.isfinite(spread_ms[v])]
+    out: dict[str, Any] = {"wake_cv": None, "rms_ms": None}
+    if not vids:
+        return out
+    c = np.array([cost_ms[v] for v in vids])
+    sd = np.array([spread_ms[v] for v in vids])
+    cv = float(np.dot(c, sd) / np.dot(c, c))
+    out["rms_ms"] = round(float(np.sqrt(np.mean((cv * c - sd) ** 2))), 4)
+    lo, hi = PLAUSIBLE["wake_cv"]
+    if lo <= cv <= hi:
+        out["wake_cv"] = round(cv, 4)
+    else:
+        out["refused"] = round(cv, 4)
+    return out
+
+
 #: operator names that are a variant's numeric precision (``variant_speeds`` groups variants by it)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 
@@ -283,7 +323,7 @@ def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
 
 
 def fit_scheduler(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) -> dict:
-    """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``) and the wake-up wait
+    """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``, its spread ``wake_cv``) and the wake-up wait
     (``wake_wait``, ``wake_lag_ms``) of :class:`adascale_rl.device.model.Scheduler` to measured samples.
 
     ``latency_ms``: each variant's isolated latency (the catalog's). Returns
@@ -314,6 +354,13 @@ def _fit(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) 
                                        + (f"; {held} held at 0 (the free fit made it negative)" if held else "")),
         "idle_wake_per_ms": (round(w1, 4), "fitted with idle_wake_ms"),
     }
+    # how far the wake-up cost spreads: what the responses spread beyond the service, over the cost each paid
+    spread = {v: wake_spread(c["resp"], c["b2b"]) for v, c in zip(vids, quiet)}
+    cv = fit_wake_cv({v: float(e) for v, e in zip(vids, excess)}, {v: x for v, x in spread.items() if x is not None})
+    if cv["wake_cv"] is not None:
+        out["wake_cv"] = (cv["wake_cv"], f"least-squares ratio through the origin of sqrt(var(response at {rate:g} Hz) "
+                                         f"- var(back-to-back service)) to (mean response - mean service) over "
+                                         f"{len(vids)} variants with no busy process (rms error {cv['rms_ms']:.3f} ms)")
     # the idle wake-up at shorter sleeps: excess / full excess = 1 - exp(-sleep / idle_sleep_ms)
     ratios, sleeps = [], []
     for r in meta.get("quiet_rates", []):

@@ -259,7 +259,7 @@ def _scheduler_yaml(fitted: dict) -> str:
     lines = ["# How the OS shares the cores (adascale_rl.device.model; docs/ENVIRONMENT.md, \"Contention\").",
              f"tick_ms:\n{tick_line}",
              f'wake_slice_ms:\n  value: {slice_ms:g}\n  derived: "{slice_rule}; assumes an EEVDF kernel (Linux 6.6 or later)"']
-    for key in ("wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms"):
+    for key in ("wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_cv"):
         if key in fitted:
             value, how = fitted[key]
             lines.append(f'{key}:\n  value: {value:g}\n  source: "measured on this host by adascale-rl profile: {how}"')

@@ -239,24 +239,29 @@ class LiveSetup:
                "ratios": {v: round(r, 4) for v, r in drift.items()}, "calls": {v: len(t) for v, t in times.items()}}
         if rate_hz is not None:  # against the service the replay's world gives each variant: its own ratio's
             world = {v: drift[v] * latency[v] for v in chosen}
-            out["wake"] = self._wake_cost(chosen, world, rate_hz)
+            out["wake"] = self._wake_cost(chosen, world, rate_hz, times)
         out.update(seconds=round(clock() - t0, 3), measured_at=time.strftime("%Y-%m-%d %H:%M:%S"))
         return out
 
-    def _wake_cost(self, chosen: list[str], world_ms: dict[str, float], rate_hz: float) -> dict[str, Any]:
+    def _wake_cost(self, chosen: list[str], world_ms: dict[str, float], rate_hz: float,
+                   b2b_ms: dict[str, list[float]] | None = None) -> dict[str, Any]:
         """:meth:`host_speed`'s wake-up cost at ``rate_hz``: each variant's excess of the mean response over
         ``world_ms``, the service the replay's world gives it (its measured back-to-back service: the catalog's
         latency x its own ratio), so that the world's mean response is the measured one for the variants timed
         (:func:`~adascale_rl.elastic.contention.wake_excess`), and the weighted line through them
-        (:func:`~adascale_rl.elastic.contention.fit_wake_line`, which ``sim2real`` calls again on them)."""
+        (:func:`~adascale_rl.elastic.contention.fit_wake_line`, which ``sim2real`` calls again on them). With
+        ``b2b_ms`` (each variant's back-to-back service times), also how far the wake-up cost spreads: each
+        variant's ``spread_ms`` (:func:`~adascale_rl.elastic.contention.wake_spread`) and ``wake_cv``, the spread
+        over the cost the line gives (:func:`~adascale_rl.elastic.contention.fit_wake_cv`)."""
         import torch
 
-        from adascale_rl.elastic.contention import fit_wake_line, sleeps_between, wake_excess
+        from adascale_rl.elastic.contention import (fit_wake_cv, fit_wake_line, line_cost, sleeps_between,
+                                                    wake_excess, wake_spread)
 
         period_s = 1.0 / rate_hz
         tau = float(self.sim.device.idle_sleep_ms)
         clock, xs = time.perf_counter, self.xs
-        excess, se, service, response = {}, {}, {}, {}
+        excess, se, service, response, spread = {}, {}, {}, {}, {}
         with torch.inference_mode():
             for v in chosen:
                 if not sleeps_between(world_ms[v], rate_hz):  # hardly a sleep: no wake-up to measure
@@ -279,13 +284,23 @@ class LiveSetup:
                     continue
                 excess[v], se[v] = measured
                 response[v], service[v] = float(np.mean(resp)), float(np.mean(svc))
-        return {"rate_hz": rate_hz, "calls": WAKE_CALLS, "idle_sleep_ms": tau,
-                "response_ms": {v: round(r, 4) for v, r in response.items()},
-                "service_ms": {v: round(r, 4) for v, r in service.items()},
-                "excess_ms": {v: round(e, 4) for v, e in excess.items()},
-                "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
-                "world_ms": {v: round(world_ms[v], 4) for v in excess},
-                **fit_wake_line(world_ms, excess, se)}
+                sd = wake_spread(resp, b2b_ms[v]) if b2b_ms and v in b2b_ms else None
+                if sd is not None:
+                    spread[v] = sd
+        line = fit_wake_line(world_ms, excess, se)
+        out = {"rate_hz": rate_hz, "calls": WAKE_CALLS, "idle_sleep_ms": tau,
+               "response_ms": {v: round(r, 4) for v, r in response.items()},
+               "service_ms": {v: round(r, 4) for v, r in service.items()},
+               "excess_ms": {v: round(e, 4) for v, e in excess.items()},
+               "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
+               "world_ms": {v: round(world_ms[v], 4) for v in excess}, **line}
+        if spread:
+            out["spread_ms"] = {v: round(x, 4) for v, x in spread.items()}
+        if spread and line["idle_wake_ms"] is not None:
+            cv = fit_wake_cv(line_cost(line["idle_wake_ms"], line["idle_wake_per_ms"],
+                                       {v: world_ms[v] for v in spread}, rate_hz, tau), spread)
+            out["wake_cv"], out["wake_cv_rms_ms"] = cv["wake_cv"], cv["rms_ms"]
+        return out
 
 
 def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | None = None,
@@ -582,7 +597,8 @@ def run_command(args) -> int:
         w = h.get("wake") or {}
         if w.get("idle_wake_ms") is not None:
             print(f"  wake-up cost at {w['rate_hz']:g} Hz: {w['idle_wake_ms']:.2f} ms + {w['idle_wake_per_ms']:.3f} x "
-                  f"service (rms {w['rms_ms']:.2f} ms over {len(w['excess_ms'])} variants)")
+                  f"service (rms {w['rms_ms']:.2f} ms over {len(w['excess_ms'])} variants)"
+                  + (f"; spread {w['wake_cv']:.2f} x its mean" if w.get("wake_cv") is not None else ""))
         elif w:
             print(f"  wake-up cost at {w['rate_hz']:g} Hz: not measurable (too few variants sleep between requests "
                   f"at this rate, or the fit was implausible); the spec's is replayed")

@@ -203,6 +203,8 @@ def _selector_folder(run: Path, summary: dict) -> Path:
 #: curve it measured them with (the replay's world takes it too, so that the world wakes as measured)
 WAKE_KEYS = ("idle_wake_ms", "idle_wake_per_ms")
 WAKE_CURVE = "idle_sleep_ms"
+#: how far the wake-up cost spreads (over its mean), which probes since 2026-12-02 measure too
+WAKE_SPREAD = "wake_cv"
 
 
 def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None,
@@ -211,8 +213,10 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
     measurements with the current rule (:func:`~adascale_rl.elastic.contention.fit_wake_line`), each variant's
     excess taken against ``world_ms``, the service the replay's world gives it: the mean response the probe
     measured stays, the excess and its standard error are worked out again against the replay's service. The
-    line it recorded where it has no excesses (the probe's first form); ``{}`` where there is none."""
-    from adascale_rl.elastic.contention import fit_wake_line, sleep_share, sleeps_between
+    line it recorded where it has no excesses (the probe's first form); ``{}`` where there is none. Where the
+    probe measured the cost's spread (``spread_ms``), its ``wake_cv`` against the cost the refitted line gives
+    (:func:`~adascale_rl.elastic.contention.fit_wake_cv`); else the spec's stays."""
+    from adascale_rl.elastic.contention import fit_wake_cv, fit_wake_line, line_cost, sleep_share, sleeps_between
 
     fit = measured
     if world_ms and speed is not None and measured.get("excess_se_ms"):
@@ -244,6 +248,13 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
         return {}
     if measured.get(WAKE_CURVE) is not None:
         wake[WAKE_CURVE] = measured[WAKE_CURVE]
+    spread = measured.get("spread_ms") or {}
+    if spread and world_ms and measured.get("rate_hz") and measured.get(WAKE_CURVE) is not None:
+        cost = line_cost(wake["idle_wake_ms"], wake["idle_wake_per_ms"], {v: world_ms[v] for v in spread if v in world_ms},
+                         float(measured["rate_hz"]), float(measured[WAKE_CURVE]))
+        cv = fit_wake_cv(cost, {v: float(x) for v, x in spread.items()})["wake_cv"]
+        if cv is not None:
+            wake[WAKE_SPREAD] = cv
     return wake
 
 
@@ -410,7 +421,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         # the world's speed in the replay against the catalog, and where it came from
         "world_service_scale": (float(np.median(list(speeds.values()))) if speeds else env.device.service_scale),
         "host_speed_from": "spec" if probed is None else host_speed,
-        **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE)},
+        **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE, WAKE_SPREAD)},
         "wake_from": "run" if wake else ("world_constants" if given else "spec"),
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
@@ -529,8 +540,10 @@ def _speed_line(run_rows: list[dict]) -> str:
     if wake:
         w0 = [r["world_idle_wake_ms"] for r in wake]
         w1 = [r["world_idle_wake_per_ms"] for r in wake]
+        cv = [r["world_wake_cv"] for r in wake if "world_wake_cv" in r]
         line += (f" Wake-up cost: {len(wake)} run(s) at the cost the probe measured at the run's rate right before "
-                 f"it (idle_wake_ms {min(w0):.2f}-{max(w0):.2f}, idle_wake_per_ms {min(w1):.3f}-{max(w1):.3f})"
+                 f"it (idle_wake_ms {min(w0):.2f}-{max(w0):.2f}, idle_wake_per_ms {min(w1):.3f}-{max(w1):.3f}"
+                 + (f", spread wake_cv {min(cv):.2f}-{max(cv):.2f} x its mean" if cv else "") + ")"
                  + (f"; {len(run_rows) - len(wake)} at the spec's or the given world_constants'"
                     if len(wake) < len(run_rows) else "") + ".")
     return line

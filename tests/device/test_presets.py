@@ -192,3 +192,37 @@ def test_a_host_constant_measured_at_another_time_replaces_the_presets_and_says_
                        ({"idle_wake_ms": "1"}, "idle_wake_ms"), ([("idle_wake_ms", 1.0)], "a mapping")):
         with pytest.raises(PresetError, match=words):
             with_host_constants(shipped, bad, "a test")
+
+
+def test_a_device_may_say_how_far_its_wake_up_cost_spreads():
+    """``wake_cv`` is optional (the model's default without it), checked like any number, a host constant, and what
+    the contention model spreads the wake-up cost by."""
+    import numpy as np
+
+    from adascale_rl.device import model
+    from adascale_rl.device.presets import HOST_CONSTANTS, with_host_constants
+
+    shipped = load_device("local-x86")
+    assert shipped.wake_cv == pytest.approx(model.WAKE_CV) and "wake_cv" not in shipped.sources
+    doc = _doc()
+    doc["wake_cv"] = {"value": 0.25, "source": "measured: the live probe"}
+    assert parse_preset(doc, "rpi4.yaml").wake_cv == 0.25
+    for bad in ({"value": -0.1, "derived": "negative"}, {"value": 9.0, "derived": "too wide"},
+                {"value": None, "derived": "null"}, 0.3):
+        doc["wake_cv"] = bad
+        with pytest.raises(PresetError, match="wake_cv"):
+            parse_preset(doc, "rpi4.yaml")
+    assert "wake_cv" in HOST_CONSTANTS
+    tight = with_host_constants(shipped, {"wake_cv": 0.1}, "a probe")
+    with pytest.raises(PresetError, match="wake_cv = 7"):
+        with_host_constants(shipped, {"wake_cv": 7.0}, "a probe")
+    args = (np.float64(2.0), np.float64(60.0), np.float64(0.0), float(shipped.cores), 1.0)
+    wide_c = model.contention(*args, model.Scheduler.of(shipped))
+    tight_c = model.contention(*args, model.Scheduler.of(tight))
+    assert float(tight_c.spread_ms) == pytest.approx(float(wide_c.spread_ms) * 0.1 / model.WAKE_CV)
+    assert float(tight_c.spread_ms) > 0 and float(tight_c.base_ms) == float(wide_c.base_ms)
+    # a device object that does not carry it (an older table) has the default
+    from types import SimpleNamespace
+
+    bare = SimpleNamespace(**{k: getattr(shipped, k) for k in model.Scheduler.__dataclass_fields__ if k != "wake_cv"})
+    assert model.Scheduler.of(bare).wake_cv == model.WAKE_CV

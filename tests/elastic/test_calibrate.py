@@ -18,8 +18,8 @@ from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
                                            service_drift)
-from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_line, samples_from_json, variant_speeds,
-                                             samples_to_json, wake_excess)
+from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_cv, fit_wake_line, samples_from_json,
+                                             samples_to_json, variant_speeds, wake_excess, wake_spread)
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
@@ -331,3 +331,27 @@ def test_variants_a_probe_did_not_time_take_the_speed_of_their_own_precision():
     assert s["h16"] == pytest.approx(np.interp(np.log(2.0), np.log([0.1, 0.4, 3.0]), [1.2, 1.6, 0.75]))
     assert variant_speeds({}, catalog) == {} and variant_speeds({"a8": float("nan")}, catalog) == {}
     assert variant_speeds({"a8": 50.0, "b8": 1.6}, catalog)["a8"] == 1.6  # a timing no host runs at: left out
+
+
+def test_the_wake_up_costs_spread_is_what_the_responses_spread_beyond_the_service():
+    """Responses = a service with its own jitter + a gamma wake-up cost of known mean and spread: wake_spread finds
+    the cost's standard deviation, fit_wake_cv its ratio to the cost the model gives (through the origin, pooled
+    over variants), 0 for a fixed cost; an implausible ratio is refused and kept."""
+    rng = np.random.default_rng(0)
+    cost = {"a": 0.5, "b": 1.0, "c": 2.0}
+    spread = {}
+    for v, c in cost.items():
+        svc = 1.0 + rng.normal(0.0, 0.05, 20000)
+        shape = 1.0 / 0.3 ** 2  # a gamma of cv 0.3
+        resp = 1.0 + rng.normal(0.0, 0.05, 20000) + rng.gamma(shape, c / shape, 20000)
+        spread[v] = wake_spread(resp, svc)
+        assert spread[v] == pytest.approx(0.3 * c, rel=0.05)
+    fit = fit_wake_cv(cost, spread)
+    assert fit["wake_cv"] == pytest.approx(0.3, rel=0.05) and fit["rms_ms"] < 0.02
+    assert fit_wake_cv(cost, {v: 0.0 for v in cost})["wake_cv"] == 0.0
+    wide = fit_wake_cv(cost, {v: 5.0 * c for v, c in cost.items()})
+    assert wide["wake_cv"] is None and wide["refused"] == pytest.approx(5.0)
+    assert fit_wake_cv({"a": 0.0}, {"a": 0.1}) == {"wake_cv": None, "rms_ms": None}
+    assert wake_spread([1.0], [1.0, 2.0]) is None
+    # responses that spread less than the service (noise): no negative variance, a spread of 0
+    assert wake_spread([2.0, 2.1, 2.0, 2.1], [1.0, 1.5, 1.0, 1.5]) == 0.0

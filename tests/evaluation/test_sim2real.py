@@ -320,6 +320,45 @@ def test_a_run_is_replayed_with_the_wake_up_cost_its_probe_measured(greedy, tmp_
     assert list(csv.DictReader(open(tmp_path / "ignored" / "sim2real_runs.csv")))[0]["wake_from"] == "world_constants"
 
 
+def test_a_run_is_replayed_with_the_wake_up_spread_its_probe_measured(greedy, tmp_path):
+    """A probe that measured how far the wake-up cost spreads (each variant's ``spread_ms``): the replay's world takes
+    the ratio of that spread to the cost the refitted line gives (wake_cv), as a spec with that wake_cv does; the
+    runs' table and the report say it; a probe without spreads leaves the spec's."""
+    from adascale_rl.device.presets import load_device
+    from adascale_rl.elastic.contention import sleep_share
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    ids = [v["id"] for v in json.loads((greedy / "selector.json").read_text())["variants"]][:2]
+    cat = {v["id"]: v["latency_ms"] for v in json.loads((greedy / "selector.json").read_text())["variants"]}
+    tau = load_device("local-x86").idle_sleep_ms
+    world = {v: 1.5 * cat[v] for v in ids}
+    w0, w1 = 1.0, 0.1
+    excess = {v: w0 + w1 * world[v] for v in ids}
+    summary = json.loads((run / "summary.json").read_text())
+    summary["host_speed"] = {"service_scale": 1.5, "median_ratio": 1.5, "wake": {
+        "rate_hz": 60, "idle_sleep_ms": tau, "excess_ms": excess, "excess_se_ms": {v: 0.05 for v in ids},
+        "world_ms": world, "response_ms": {v: world[v] + excess[v] * sleep_share(world[v], 60, tau) for v in ids},
+        "spread_ms": {v: 0.25 * excess[v] * sleep_share(world[v], 60, tau) for v in ids},
+        "idle_wake_ms": w0, "idle_wake_per_ms": w1, "rms_ms": 0.0}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-median",
+                          out=tmp_path / "own")
+    runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))
+    assert float(runs[0]["world_wake_cv"]) == pytest.approx(0.25, abs=1e-3)
+    assert "spread wake_cv 0.25-0.25 x its mean" in (tmp_path / "own" / "sim2real.md").read_text()
+    spec = copy_of_spec(tmp_path / "spec", service_scale=1.5, idle_wake_ms=w0, idle_wake_per_ms=w1, idle_sleep_ms=tau,
+                        wake_cv=0.25)
+    (same,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, env=str(spec), host_speed="spec",
+                           out=tmp_path / "spec-out")
+    assert own["sim_return"] == pytest.approx(same["sim_return"], rel=1e-9)
+    del summary["host_speed"]["wake"]["spread_ms"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-median", out=tmp_path / "none")
+    runs = list(csv.DictReader(open(tmp_path / "none" / "sim2real_runs.csv")))
+    assert float(runs[0]["world_wake_cv"]) == pytest.approx(load_device("local-x86").wake_cv)
+
+
 def test_a_run_is_replayed_with_its_probes_excesses_fitted_again(greedy, tmp_path):
     """A probe that recorded each variant's wake-up excess (and its standard error) is fitted again at replay: a line
     the probe refused (or recorded under another rule) gives way to the current fit of the same excesses."""
