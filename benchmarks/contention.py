@@ -89,10 +89,10 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
 
 
 def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, device) -> tuple[dict | None, str, set]:
-    """The run's own wake-up cost: ({idle_wake_ms, idle_wake_per_ms}, how, the variants fitted) from the quiet cells
-    at ``rate_hz``, against the service the prediction gives each variant (``service_ms``), as the live probe takes
-    it (:func:`adascale_rl.elastic.contention.wake_excess` and :func:`~adascale_rl.elastic.contention.fit_wake_line`),
-    or (None, why, {})."""
+    """The run's own wake-up cost: ({idle_wake_ms, idle_wake_per_ms[, wake_cv]}, how, the variants fitted) from the
+    quiet cells at ``rate_hz``, against the service the prediction gives each variant (``service_ms``), as the live
+    probe takes it (:func:`adascale_rl.elastic.contention.wake_excess`, :func:`~adascale_rl.elastic.contention.
+    fit_wake_line` and :func:`~adascale_rl.elastic.contention.fit_wake_cv`), or (None, why, {})."""
     excess, se, spread = {}, {}, {}
     for v, l in service_ms.items():
         quiet = samples[v]["levels"][0]
@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                          "service_scale (default), 'measured' in this run with no busy process (the median over "
                          "the variants), 'variant' (each variant's own, measured the same way), or a number")
     ap.add_argument("--wake", default="preset", choices=("preset", "measured"),
-                    help="the wake-up cost the prediction uses: the device preset's (default) or 'measured' in "
-                         "this run at --rate with no busy process (its quiet cells at the rate are then fitted)")
+                    help="the wake-up cost (and its spread, wake_cv) the prediction uses: the device preset's "
+                         "(default) or 'measured' in this run at --rate with no busy process (its quiet cells at the "
+                         "rate are then fitted)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")

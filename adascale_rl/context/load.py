@@ -352,9 +352,9 @@ class ScheduleRunner:
                 prev[0].stop()
             if not keep_hog:
                 prev[1].stop()
-        if not keep_busy:
+        if not keep_busy and not self._stop.is_set():  # stop() may have come meanwhile: start nothing after it
             busy.__enter__()
-        if not keep_hog:
+        if not keep_hog and not self._stop.is_set():
             hog.__enter__()
 
     def _run(self) -> None:
@@ -387,8 +387,8 @@ class ScheduleRunner:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._thread is not None:  # a segment's switch may be waiting for its memory hog to touch its memory
+            self._thread.join(timeout=MemoryHog(0).timeout_s + 30.0)
         with self._lock:
             cur, self._current = self._current, None
         if cur is not None:

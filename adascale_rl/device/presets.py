@@ -28,6 +28,7 @@ from typing import Any
 
 from adascale_rl import paths
 from adascale_rl._files import read_data
+from adascale_rl.device.model import WAKE_CV
 
 _NUMBERS = {
     # name: (low, high, may_be_null)
@@ -59,7 +60,7 @@ _NUMBERS = {
 SERVICE_SCALE_RANGE = (0.05, 20.0)
 #: the wake-up cost's standard deviation over its mean (``wake_cv``, optional in a preset): the default, and the
 #: range it may take (``adascale_rl.device.model.WAKE_CV``: a gamma of shape 2; 0 is a fixed cost)
-WAKE_CV_DEFAULT = math.sqrt(0.5)
+WAKE_CV_DEFAULT = WAKE_CV
 WAKE_CV_RANGE = (0.0, 5.0)
 #: the optional numbers of a preset, with their default and range
 _OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV_DEFAULT, WAKE_CV_RANGE)}

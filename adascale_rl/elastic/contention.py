@@ -248,11 +248,13 @@ def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
 
 def wake_spread(responses_ms, service_ms) -> float | None:
     """The standard deviation of one variant's wake-up cost: what the responses of a sleeping app spread beyond its
-    back-to-back service, ``sqrt(max(0, var(responses) - var(service)))`` (ms; None with fewer than 2 of either)."""
+    back-to-back service, ``sqrt(max(0, var(responses) - var(service)))`` (ms; None with fewer than 2 of either or a
+    value that is not finite)."""
     resp, svc = np.asarray(responses_ms, dtype=float), np.asarray(service_ms, dtype=float)
     if resp.size < 2 or svc.size < 2:
         return None
-    return math.sqrt(max(0.0, float(np.var(resp, ddof=1)) - float(np.var(svc, ddof=1))))
+    extra = float(np.var(resp, ddof=1)) - float(np.var(svc, ddof=1))
+    return math.sqrt(max(0.0, extra)) if math.isfinite(extra) else None
 
 
 def line_cost(idle_wake_ms: float, idle_wake_per_ms: float, world_ms: dict[str, float], rate_hz: float,
@@ -354,13 +356,6 @@ def _fit(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) 
                                        + (f"; {held} held at 0 (the free fit made it negative)" if held else "")),
         "idle_wake_per_ms": (round(w1, 4), "fitted with idle_wake_ms"),
     }
-    # how far the wake-up cost spreads: what the responses spread beyond the service, over the cost each paid
-    spread = {v: wake_spread(c["resp"], c["b2b"]) for v, c in zip(vids, quiet)}
-    cv = fit_wake_cv({v: float(e) for v, e in zip(vids, excess)}, {v: x for v, x in spread.items() if x is not None})
-    if cv["wake_cv"] is not None:
-        out["wake_cv"] = (cv["wake_cv"], f"least-squares ratio through the origin of sqrt(var(response at {rate:g} Hz) "
-                                         f"- var(back-to-back service)) to (mean response - mean service) over "
-                                         f"{len(vids)} variants with no busy process (rms error {cv['rms_ms']:.3f} ms)")
     # the idle wake-up at shorter sleeps: excess / full excess = 1 - exp(-sleep / idle_sleep_ms)
     ratios, sleeps = [], []
     for r in meta.get("quiet_rates", []):
@@ -380,6 +375,19 @@ def _fit(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) 
         out["idle_sleep_ms"] = (round(tau, 3), f"median over {len(taus)} (variant, rate) pairs at "
                                                f"{', '.join(f'{r:g}' for r in meta['quiet_rates'])} Hz of "
                                                f"-sleep / ln(1 - excess / excess at {rate:g} Hz)")
+    # how far the wake-up cost spreads: what the responses spread beyond the service, over the cost the line gives
+    # each variant that sleeps between requests (as the live probe takes it)
+    from adascale_rl.device.model import Scheduler
+
+    tau = out["idle_sleep_ms"][0] if "idle_sleep_ms" in out else Scheduler().idle_sleep_ms
+    spread = {v: wake_spread(c["resp"], c["b2b"]) for v, c in zip(vids, quiet)}
+    cost = line_cost(w0, w1, {v: float(l) for v, l in zip(vids, lat)}, rate, tau)
+    cv = fit_wake_cv(cost, {v: x for v, x in spread.items() if x is not None})
+    if cv["wake_cv"] is not None:
+        out["wake_cv"] = (cv["wake_cv"], f"least-squares ratio through the origin of sqrt(var(response at {rate:g} Hz) "
+                                         f"- var(back-to-back service)) to the cost the fitted line gives (times the "
+                                         f"share a sleep that long gets, idle_sleep_ms {tau:g}) over the variants that "
+                                         f"sleep between requests, no busy process (rms error {cv['rms_ms']:.3f} ms)")
     # the wake-up wait: share of requests waiting for a core at wake-up, where the cores are oversubscribed
     pts = []
     for lv in meta["levels"]:

@@ -263,6 +263,10 @@ def _scheduler_yaml(fitted: dict) -> str:
         if key in fitted:
             value, how = fitted[key]
             lines.append(f'{key}:\n  value: {value:g}\n  source: "measured on this host by adascale-rl profile: {how}"')
+        elif key == "wake_cv":
+            lines.append(f'{key}:\n  value: {getattr(default, key):g}\n  derived: "assumption: the default of '
+                         f'adascale_rl.device.model.WAKE_CV (a gamma of shape 2, derived from the spread measured on the '
+                         f'AMD reference VM); this profile run did not fit it (--quick, or too few or implausible samples)"')
         else:
             lines.append(f'{key}:\n  value: {getattr(default, key):g}\n  derived: "assumption: the default of '
                          f'adascale_rl.device.model.Scheduler, fitted on the reference machine (envs/devices/local-x86.yaml); '

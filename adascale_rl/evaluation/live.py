@@ -300,6 +300,8 @@ class LiveSetup:
             cv = fit_wake_cv(line_cost(line["idle_wake_ms"], line["idle_wake_per_ms"],
                                        {v: world_ms[v] for v in spread}, rate_hz, tau), spread)
             out["wake_cv"], out["wake_cv_rms_ms"] = cv["wake_cv"], cv["rms_ms"]
+            if "refused" in cv:  # implausible: not used, but kept
+                out["wake_cv_refused"] = cv["refused"]
         return out
 
 

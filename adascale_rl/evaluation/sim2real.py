@@ -423,6 +423,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         "host_speed_from": "spec" if probed is None else host_speed,
         **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE, WAKE_SPREAD)},
         "wake_from": "run" if wake else ("world_constants" if given else "spec"),
+        "wake_cv_from": "run" if WAKE_SPREAD in wake else ("world_constants" if given else "spec"),
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
         "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
@@ -540,10 +541,11 @@ def _speed_line(run_rows: list[dict]) -> str:
     if wake:
         w0 = [r["world_idle_wake_ms"] for r in wake]
         w1 = [r["world_idle_wake_per_ms"] for r in wake]
-        cv = [r["world_wake_cv"] for r in wake if "world_wake_cv" in r]
+        cv = [r["world_wake_cv"] for r in wake if r.get("wake_cv_from") == "run"]
         line += (f" Wake-up cost: {len(wake)} run(s) at the cost the probe measured at the run's rate right before "
                  f"it (idle_wake_ms {min(w0):.2f}-{max(w0):.2f}, idle_wake_per_ms {min(w1):.3f}-{max(w1):.3f}"
-                 + (f", spread wake_cv {min(cv):.2f}-{max(cv):.2f} x its mean" if cv else "") + ")"
+                 + (f"; its spread in {len(cv)}, wake_cv {min(cv):.2f}-{max(cv):.2f} x its mean" if cv else "")
+                 + ")"
                  + (f"; {len(run_rows) - len(wake)} at the spec's or the given world_constants'"
                     if len(wake) < len(run_rows) else "") + ".")
     return line

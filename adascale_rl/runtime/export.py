@@ -63,8 +63,9 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
 # ------------------------------------------------------------------------------ the document
 
 def preset_doc(device: Any) -> dict:
-    """A device preset as the document :func:`adascale_rl.device.presets.parse_preset` reads (values with origins).
-    Its ``service_scale`` (a host slower than the catalog) is the simulated world's, not the app's: not written."""
+    """A device preset as the document :func:`adascale_rl.device.presets.parse_preset` reads (values with origins),
+    the optional ``temp_sensor`` and ``wake_cv`` included where the preset declares them. Its ``service_scale`` (a
+    host slower than the catalog) is the simulated world's, not the app's: not written."""
     from adascale_rl.device.presets import _NUMBERS
 
     doc: dict[str, Any] = {"name": device.name, "description": device.description}
@@ -72,9 +73,10 @@ def preset_doc(device: Any) -> dict:
         kind, _, text = device.sources[key].partition(": ")
         value = getattr(device, key)
         doc[key] = {"value": list(value) if key == "dvfs_mhz" else value, kind: text}
-    if "temp_sensor" in device.sources:
-        kind, _, text = device.sources["temp_sensor"].partition(": ")
-        doc["temp_sensor"] = {"value": device.temp_sensor, kind: text}
+    for key in ("temp_sensor", "wake_cv"):  # optional keys, written where the preset declares them
+        if key in device.sources:
+            kind, _, text = device.sources[key].partition(": ")
+            doc[key] = {"value": getattr(device, key), kind: text}
     return doc
 
 

@@ -190,7 +190,8 @@ class NumpyPolicy:
         is a constant row. The products are ``np.matmul``, not ``np.dot``: ``np.dot`` hands the
         GIL back around every BLAS call, and with another thread alive (the selector's run-queue
         sampler) that costs a thread switch the next forward pays for in cold caches (+18 µs
-        a call, ``benchmarks/selector_overhead.py``); ``np.matmul`` keeps the GIL on sizes this small.
+        a call, ``benchmarks/selector_overhead.py``); ``np.matmul`` keeps the GIL while a product's size (numpy's gufunc
+        threshold counts the output's width) stays under 500, as every layer here does (64 wide).
         """
         ex = np.asarray(example, dtype=np.float32).astype(np.float64).reshape(-1)
 

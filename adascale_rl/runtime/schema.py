@@ -28,7 +28,10 @@ import re
 from typing import Any, Mapping
 
 FORMAT = "adascale-selector"
-FORMAT_VERSION = 1
+#: 2: the device's and the policy table's scheduler may carry ``wake_cv`` (the wake-up cost's spread), which a
+#: reader of version 1 does not know; a version-1 folder is read as the spread's default
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 SELECTOR_JSON = "selector.json"
 POLICY_NPZ = "policy.npz"
 POLICY_ONNX = "policy.onnx"
@@ -129,9 +132,10 @@ def validate(doc: Any) -> dict:
     if fmt != FORMAT:
         raise _fail("format", f"is {fmt!r}, not {FORMAT!r}: not an exported selector")
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
-        raise _fail("format_version", f"is {version!r}; this adascale-rl reads version {FORMAT_VERSION} "
-                                      f"(export the controller again with this version)")
+    if version not in READS_VERSIONS or isinstance(version, bool):
+        raise _fail("format_version", f"is {version!r}; this adascale-rl reads versions "
+                                      f"{', '.join(map(str, READS_VERSIONS))} (export the controller again with this "
+                                      f"version)")
     _get(doc, "adascale_rl_version", "", str)
     env = _get(doc, "env", "", dict)
     for k in ("id", "name", "reward"):

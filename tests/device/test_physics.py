@@ -23,8 +23,13 @@ BIG, MID, SMALL, TINY = range(4)
 HOST_SCALE = {"rpi4": 1.0, "pixel4": 0.8, "local-x86": 1.7}
 
 
+#: the wake-up cost's spread of a host that measured its own (``wake_cv``; the others keep the preset's)
+HOST_WAKE_CV = {"local-x86": 0.2}
+
+
 def on_host(device):
-    return dataclasses.replace(device, service_scale=HOST_SCALE.get(device.name, 1.0))
+    return dataclasses.replace(device, service_scale=HOST_SCALE.get(device.name, 1.0),
+                               wake_cv=HOST_WAKE_CV.get(device.name, device.wake_cv))
 
 
 def exo(**kw) -> ph.Exo:
@@ -416,7 +421,7 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
     environment's transition) on 10,002 random cases over three presets (pixel4 has a battery and a
     battery saver): the discrete outcome (clock, variant, switch, OOM, memory, governor level) exactly,
     every number to 1e-9 relative (numpy's exp/log/pow against math's may differ by an ulp). Two of the presets
-    on a host slower or faster than their catalog (``service_scale``)."""
+    on a host slower or faster than their catalog (``service_scale``), one with its own wake-up spread (``wake_cv``)."""
     doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
                                       "size_mb": 0.1, "energy_mj": 0.5}])
     doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
@@ -444,6 +449,11 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
     assert checked == 3336
     # the cases reach every branch: switches, OOM kills, restarts after one, the battery saver, throttling
     assert out_b.oom.any() and out_b.switched.any() and bstate.killed.any() and (bexo.request_rate_hz == 0).any()
+    if device in HOST_WAKE_CV:  # the host's own wake-up spread reaches the serving (not only the preset's default)
+        default = ph.DevicePhysics(dataclasses.replace(on_host(load_device(device)), wake_cv=load_device(device).wake_cv),
+                                   validate(doc))
+        _, out_d = default.step_batch(bstate, btarget, bexo, bnoise, dt)
+        assert not np.allclose(out_d.serving.on_time_frac, out_b.serving.on_time_frac, rtol=1e-9, atol=1e-12)
 
 
 def test_a_slower_host_is_a_persistent_noise_on_the_world_and_not_on_the_apps_model():

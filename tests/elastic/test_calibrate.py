@@ -355,3 +355,4 @@ def test_the_wake_up_costs_spread_is_what_the_responses_spread_beyond_the_servic
     assert wake_spread([1.0], [1.0, 2.0]) is None
     # responses that spread less than the service (noise): no negative variance, a spread of 0
     assert wake_spread([2.0, 2.1, 2.0, 2.1], [1.0, 1.5, 1.0, 1.5]) == 0.0
+    assert wake_spread([2.0, float("nan"), 2.2], [1.0, 1.1]) is None  # a broken sample is no spread, not 0

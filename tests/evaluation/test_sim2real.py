@@ -345,8 +345,8 @@ def test_a_run_is_replayed_with_the_wake_up_spread_its_probe_measured(greedy, tm
     (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-median",
                           out=tmp_path / "own")
     runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))
-    assert float(runs[0]["world_wake_cv"]) == pytest.approx(0.25, abs=1e-3)
-    assert "spread wake_cv 0.25-0.25 x its mean" in (tmp_path / "own" / "sim2real.md").read_text()
+    assert float(runs[0]["world_wake_cv"]) == pytest.approx(0.25, abs=1e-3) and runs[0]["wake_cv_from"] == "run"
+    assert "its spread in 1, wake_cv 0.25-0.25 x its mean" in (tmp_path / "own" / "sim2real.md").read_text()
     spec = copy_of_spec(tmp_path / "spec", service_scale=1.5, idle_wake_ms=w0, idle_wake_per_ms=w1, idle_sleep_ms=tau,
                         wake_cv=0.25)
     (same,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, env=str(spec), host_speed="spec",
@@ -357,6 +357,8 @@ def test_a_run_is_replayed_with_the_wake_up_spread_its_probe_measured(greedy, tm
     s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-median", out=tmp_path / "none")
     runs = list(csv.DictReader(open(tmp_path / "none" / "sim2real_runs.csv")))
     assert float(runs[0]["world_wake_cv"]) == pytest.approx(load_device("local-x86").wake_cv)
+    assert runs[0]["wake_cv_from"] == "spec" and runs[0]["wake_from"] == "run"
+    assert "its spread" not in (tmp_path / "none" / "sim2real.md").read_text()  # the spec's is not called measured
 
 
 def test_a_run_is_replayed_with_its_probes_excesses_fitted_again(greedy, tmp_path):

@@ -147,3 +147,20 @@ def test_export_of_a_heuristic_refuses_unknown_environment_arguments_in_one_line
                "--out", str(out), cwd=tmp_path)
     assert res.returncode == 2 and "unknown environment argument(s) foo, split" in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_the_exported_device_keeps_the_presets_optional_constants():
+    """selector.json's device is the preset as parse_preset reads it: a declared wake_cv (the wake-up spread a
+    calibration measured) and temp_sensor come back; an undeclared one stays the default."""
+    from adascale_rl.device.presets import load_device, parse_preset, with_host_constants
+    from adascale_rl.runtime.export import preset_doc
+
+    shipped = load_device("local-x86")
+    again = parse_preset(preset_doc(shipped), "selector.json")
+    assert (again.wake_cv, again.temp_sensor) == (shipped.wake_cv, shipped.temp_sensor)
+    assert "wake_cv" not in preset_doc(shipped)
+    tight = with_host_constants(shipped, {"wake_cv": 0.2, "idle_wake_ms": 0.9}, "a calibration")
+    doc = preset_doc(tight)
+    assert doc["wake_cv"] == {"value": 0.2, "source": "a calibration"}
+    back = parse_preset(doc, "selector.json")
+    assert (back.wake_cv, back.idle_wake_ms) == (0.2, 0.9)

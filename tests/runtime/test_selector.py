@@ -197,9 +197,22 @@ def test_policy_arrays_of_the_wrong_shape(folder, caplog):
 
 def test_selector_json_from_another_version(folder, caplog):
     doc = json.loads((folder / "selector.json").read_text())
-    doc["format_version"] = 2
+    doc["format_version"] = 3
     (folder / "selector.json").write_text(json.dumps(doc))
     _expect_fallback(Selector.load(folder, monitor=FakeMonitor()), caplog, "format_version")
+
+
+def test_selector_json_of_version_1_is_read_with_the_default_wake_up_spread(folder, caplog):
+    """A folder exported before the wake-up spread existed (format 1, no wake_cv anywhere) still serves."""
+    doc = json.loads((folder / "selector.json").read_text())
+    doc["format_version"] = 1
+    doc["device"].pop("wake_cv", None)
+    table = (doc.get("policy") or {}).get("table")
+    if table:
+        table["scheduler"].pop("wake_cv", None)
+    (folder / "selector.json").write_text(json.dumps(doc))
+    sel = Selector.load(folder, monitor=FakeMonitor())
+    assert sel.status == "ok", sel.status
 
 
 def test_observation_layout_of_another_version(folder, caplog):
