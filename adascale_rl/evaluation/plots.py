@@ -48,7 +48,9 @@ def plot_returns(rows: Sequence[dict], path: Path, *, unit: str = "episode", ci_
         ax.barh(y, means, xerr=ci, color=[KIND_COLOURS[r["kind"]][0] for r in sub], height=0.7,
                 error_kw={"elinewidth": 1.2, "capsize": 3})
         ax.set_yticks(y, [r["policy"] for r in sub], fontsize=10)
-        hi = float(np.max(means + ci))
+        # the bars start at 0, and a bar's label sits right of max(its end, 0): 0 in view even when every return is
+        # negative (else the labels fall outside the axes and tight_layout cannot fit them)
+        hi = float(max(0.0, np.max(means + ci)))
         lo = float(min(0.0, np.min(means - ci)))
         span = hi - lo if hi > lo else 1.0
         for yi, r, m, c in zip(y, sub, means, ci):
