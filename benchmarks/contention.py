@@ -60,8 +60,8 @@ from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
-from adascale_rl.elastic.contention import (fit_wake_cv, fit_wake_line, levels_for, line_cost,  # noqa: E402
-                                             measure, samples_from_json, samples_to_json, wake_excess, wake_spread)
+from adascale_rl.elastic.contention import (fit_wake, levels_for, measure, samples_from_json,  # noqa: E402
+                                             samples_to_json)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
@@ -93,28 +93,20 @@ def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, devic
     quiet cells at ``rate_hz``, against the service the prediction gives each variant (``service_ms``), as the live
     probe takes it (:func:`adascale_rl.elastic.contention.wake_excess`, :func:`~adascale_rl.elastic.contention.
     fit_wake_line` and :func:`~adascale_rl.elastic.contention.fit_wake_cv`), or (None, why, {})."""
-    excess, se, spread = {}, {}, {}
-    for v, l in service_ms.items():
-        quiet = samples[v]["levels"][0]
-        measured = wake_excess(l, quiet["resp"], rate_hz, device.idle_sleep_ms)
-        if measured is not None:
-            excess[v], se[v] = measured
-            sd = wake_spread(quiet["resp"], quiet["b2b"])
-            if sd is not None:
-                spread[v] = sd
-    fit = fit_wake_line(service_ms, excess, se)
+    quiet = {v: samples[v]["levels"][0] for v in service_ms}
+    fit = fit_wake(service_ms, {v: c["resp"] for v, c in quiet.items()}, {v: c["b2b"] for v, c in quiet.items()},
+                   rate_hz, device.idle_sleep_ms)
+    excess = fit["excess_ms"]
     if fit["rms_ms"] is None:
         return None, f"fewer than 2 variants sleep between requests at {rate_hz:g} Hz", set()
     if fit["idle_wake_ms"] is None:
         w0, w1 = fit["refused"]
         return None, f"the fit ({w0:.3f} ms + {w1:.3f} x service) is implausible", set()
     wake = {k: fit[k] for k in ("idle_wake_ms", "idle_wake_per_ms")}
-    cv = fit_wake_cv(line_cost(wake["idle_wake_ms"], wake["idle_wake_per_ms"], {v: service_ms[v] for v in spread},
-                               rate_hz, device.idle_sleep_ms), spread)
     spread_how = "the preset's spread"
-    if cv["wake_cv"] is not None:
-        wake["wake_cv"] = cv["wake_cv"]
-        spread_how = f"spread {cv['wake_cv']:.2f} x its mean (rms {cv['rms_ms']:.3f} ms)"
+    if fit.get("wake_cv") is not None:
+        wake["wake_cv"] = fit["wake_cv"]
+        spread_how = f"spread {fit['wake_cv']:.2f} x its mean (rms {fit['wake_cv_rms_ms']:.3f} ms)"
     return (wake,
             f"measured in this run at {rate_hz:g} Hz with no busy process: {fit['idle_wake_ms']:.3f} ms + "
             f"{fit['idle_wake_per_ms']:.3f} x service (rms {fit['rms_ms']:.3f} ms over {len(excess)} variants), "

@@ -58,12 +58,11 @@ _NUMBERS = {
 
 #: the range a preset's ``service_scale`` may take (a host 20x slower or faster than its catalog is another machine)
 SERVICE_SCALE_RANGE = (0.05, 20.0)
-#: the wake-up cost's standard deviation over its mean (``wake_cv``, optional in a preset): the default, and the
-#: range it may take (``adascale_rl.device.model.WAKE_CV``: a gamma of shape 2; 0 is a fixed cost)
-WAKE_CV_DEFAULT = WAKE_CV
+#: the range the wake-up cost's standard deviation over its mean (``wake_cv``, optional in a preset; default
+#: ``adascale_rl.device.model.WAKE_CV``, a gamma of shape 2) may take: 0 is a fixed cost
 WAKE_CV_RANGE = (0.0, 5.0)
 #: the optional numbers of a preset, with their default and range
-_OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV_DEFAULT, WAKE_CV_RANGE)}
+_OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV, WAKE_CV_RANGE)}
 
 
 class PresetError(ValueError):
@@ -100,7 +99,7 @@ class DevicePreset:
     path: Path | None = None
     temp_sensor: bool = True             # False: software cannot read the chip temperature (the observation says missing)
     service_scale: float = 1.0           # the world's service time / the catalog's latency (the app's model keeps 1)
-    wake_cv: float = WAKE_CV_DEFAULT     # the wake-up cost's standard deviation over its mean
+    wake_cv: float = WAKE_CV             # the wake-up cost's standard deviation over its mean
 
     @property
     def f_max_mhz(self) -> float:

@@ -288,6 +288,34 @@ def fit_wake_cv(cost_ms: dict[str, float], spread_ms: dict[str, float]) -> dict[
     return out
 
 
+def fit_wake(world_ms: dict[str, float], responses_ms: dict[str, Sequence[float]], b2b_ms: dict[str, Sequence[float]],
+             rate_hz: float, idle_sleep_ms: float) -> dict[str, Any]:
+    """A host's wake-up cost from requests served at ``rate_hz`` with the thread asleep in between (``responses_ms``
+    per variant) and the same variants back to back (``b2b_ms``), against ``world_ms``, the service the simulated
+    world gives each: each variant's excess and its standard error (:func:`wake_excess`), its spread
+    (:func:`wake_spread`), the weighted line through the excesses (:func:`fit_wake_line`) and, where the line is
+    plausible, ``wake_cv`` with its rms error (:func:`fit_wake_cv` on :func:`line_cost`; a refused value kept as
+    ``wake_cv_refused``). What the live probe and ``benchmarks/contention.py --wake measured`` both measure."""
+    excess, se, spread = {}, {}, {}
+    for v, world in world_ms.items():
+        measured = wake_excess(world, responses_ms[v], rate_hz, idle_sleep_ms) if v in responses_ms else None
+        if measured is None:
+            continue
+        excess[v], se[v] = measured
+        sd = wake_spread(responses_ms[v], b2b_ms[v]) if v in b2b_ms else None
+        if sd is not None:
+            spread[v] = sd
+    out: dict[str, Any] = {"excess_ms": excess, "excess_se_ms": se, "spread_ms": spread,
+                           **fit_wake_line(world_ms, excess, se)}
+    if spread and out["idle_wake_ms"] is not None:
+        cv = fit_wake_cv(line_cost(out["idle_wake_ms"], out["idle_wake_per_ms"], {v: world_ms[v] for v in spread},
+                                   rate_hz, idle_sleep_ms), spread)
+        out["wake_cv"], out["wake_cv_rms_ms"] = cv["wake_cv"], cv["rms_ms"]
+        if "refused" in cv:  # implausible: not used, but kept
+            out["wake_cv_refused"] = cv["refused"]
+    return out
+
+
 #: operator names that are a variant's numeric precision (``variant_speeds`` groups variants by it)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 

@@ -252,16 +252,16 @@ class LiveSetup:
         (:func:`~adascale_rl.elastic.contention.fit_wake_line`, which ``sim2real`` calls again on them). With
         ``b2b_ms`` (each variant's back-to-back service times), also how far the wake-up cost spreads: each
         variant's ``spread_ms`` (:func:`~adascale_rl.elastic.contention.wake_spread`) and ``wake_cv``, the spread
-        over the cost the line gives (:func:`~adascale_rl.elastic.contention.fit_wake_cv`)."""
+        over the cost the line gives (:func:`~adascale_rl.elastic.contention.fit_wake_cv`); all of it
+        :func:`~adascale_rl.elastic.contention.fit_wake`, which ``benchmarks/contention.py`` calls too."""
         import torch
 
-        from adascale_rl.elastic.contention import (fit_wake_cv, fit_wake_line, line_cost, sleeps_between,
-                                                    wake_excess, wake_spread)
+        from adascale_rl.elastic.contention import fit_wake, sleeps_between
 
         period_s = 1.0 / rate_hz
         tau = float(self.sim.device.idle_sleep_ms)
         clock, xs = time.perf_counter, self.xs
-        excess, se, service, response, spread = {}, {}, {}, {}, {}
+        responses, service = {}, {}
         with torch.inference_mode():
             for v in chosen:
                 if not sleeps_between(world_ms[v], rate_hz):  # hardly a sleep: no wake-up to measure
@@ -279,29 +279,19 @@ class LiveSetup:
                     arrival += period_s
                     if arrival < clock():  # late (a slow host): the next request arrives now
                         arrival = clock()
-                measured = wake_excess(world_ms[v], resp, rate_hz, tau)
-                if measured is None:
-                    continue
-                excess[v], se[v] = measured
-                response[v], service[v] = float(np.mean(resp)), float(np.mean(svc))
-                sd = wake_spread(resp, b2b_ms[v]) if b2b_ms and v in b2b_ms else None
-                if sd is not None:
-                    spread[v] = sd
-        line = fit_wake_line(world_ms, excess, se)
+                responses[v], service[v] = resp, float(np.mean(svc))
+        fit = fit_wake(world_ms, responses, b2b_ms or {}, rate_hz, tau)
+        measured = fit.pop("excess_ms")
         out = {"rate_hz": rate_hz, "calls": WAKE_CALLS, "idle_sleep_ms": tau,
-               "response_ms": {v: round(r, 4) for v, r in response.items()},
-               "service_ms": {v: round(r, 4) for v, r in service.items()},
-               "excess_ms": {v: round(e, 4) for v, e in excess.items()},
-               "excess_se_ms": {v: round(e, 4) for v, e in se.items()},
-               "world_ms": {v: round(world_ms[v], 4) for v in excess}, **line}
+               "response_ms": {v: round(float(np.mean(responses[v])), 4) for v in measured},
+               "service_ms": {v: round(service[v], 4) for v in measured},
+               "excess_ms": {v: round(e, 4) for v, e in measured.items()},
+               "excess_se_ms": {v: round(e, 4) for v, e in fit.pop("excess_se_ms").items()},
+               "world_ms": {v: round(world_ms[v], 4) for v in measured}}
+        spread = fit.pop("spread_ms")
         if spread:
             out["spread_ms"] = {v: round(x, 4) for v, x in spread.items()}
-        if spread and line["idle_wake_ms"] is not None:
-            cv = fit_wake_cv(line_cost(line["idle_wake_ms"], line["idle_wake_per_ms"],
-                                       {v: world_ms[v] for v in spread}, rate_hz, tau), spread)
-            out["wake_cv"], out["wake_cv_rms_ms"] = cv["wake_cv"], cv["rms_ms"]
-            if "refused" in cv:  # implausible: not used, but kept
-                out["wake_cv_refused"] = cv["refused"]
+        out.update(fit)
         return out
 
 

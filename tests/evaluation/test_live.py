@@ -100,9 +100,12 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
     for v in w["excess_ms"]:
         assert 0 < w["service_ms"][v] < 12.5 and w["response_ms"][v] - w["service_ms"][v] < 25.0
         assert w["excess_se_ms"][v] >= 0
+    # how far the wake-up cost spreads, each variant's against its back-to-back times
+    assert set(w["spread_ms"]) == set(w["excess_ms"]) and all(x >= 0 for x in w["spread_ms"].values())
     if w["idle_wake_ms"] is not None:
         assert 0 <= w["idle_wake_ms"] <= 5 and 0 <= w["idle_wake_per_ms"] <= 2 and w["rms_ms"] >= 0
         assert "wake-up cost at 40 Hz" in r.stdout
+        assert "wake_cv" in w and (w["wake_cv"] is None or 0 <= w["wake_cv"] <= 3)
 
 
 def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profiled, tmp_path):
