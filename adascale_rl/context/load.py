@@ -331,7 +331,8 @@ class ScheduleRunner:
     def _switch(self, i: int) -> None:
         """Make the load segment ``i``'s: what carries over from the segment before keeps running (the same number
         of busy processes, a memory hog of the same size), the rest is stopped and started anew, the busy processes
-        before the memory hog. A hog takes seconds to touch its memory (~9 s for 4 GiB on the 2-core VM) and is
+        before the memory hog. A hog takes seconds to touch its memory (the live bench's run queue read ~1 for ~9 s
+        after a 4 GiB hog started, its timeline.png, docs/LIVE.md) and is
         waited for; busy processes started after it, as before 2026-12-02, left the segment without them for that
         long (the live runs' run queue read ~1 where the schedule said 4), and a hog carried over was filled again."""
         seg = self.schedule.segments[i]

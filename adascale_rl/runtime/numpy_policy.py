@@ -75,7 +75,7 @@ def first_argmax(values: np.ndarray) -> int:
 
     ``ndarray.argmax`` hands the GIL back around its loop whatever the size; with another
     thread alive (the selector's run-queue sampler) that thread switch leaves the next forward
-    running on cold caches, which cost ~15 µs a call on this machine. A list's ``max`` and
+    running on cold caches (docs/DEPLOY.md, "Overhead"). A list's ``max`` and
     ``index`` over a handful of numbers keep the GIL and give the same index.
     """
     vals = values.tolist()
@@ -189,8 +189,8 @@ class NumpyPolicy:
         outputs are copied into views of the float32 feature vector, and the mask's fill value
         is a constant row. The products are ``np.matmul``, not ``np.dot``: ``np.dot`` hands the
         GIL back around every BLAS call, and with another thread alive (the selector's run-queue
-        sampler) that costs a thread switch the next forward pays for in cold caches (+18 µs
-        a call, ``benchmarks/selector_overhead.py``); ``np.matmul`` keeps the GIL while a product's size (numpy's gufunc
+        sampler) that costs a thread switch the next forward pays for in cold caches (with the argmax
+        below, the forward's p50 79.8 -> 61.5 µs, ``benchmarks/selector_overhead.py``, docs/DEPLOY.md); ``np.matmul`` keeps the GIL while a product's size (numpy's gufunc
         threshold counts the output's width) stays under 500, as every layer here does (64 wide).
         """
         ex = np.asarray(example, dtype=np.float32).astype(np.float64).reshape(-1)
