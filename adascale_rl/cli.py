@@ -336,11 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay in this spec of the runs' environment (the same id, a catalog of the same variants "
                          "in the same order), e.g. one written by adascale-rl calibrate (default: the spec each run "
                          "names)")
-    s2.add_argument("--host-speed", choices=("run", "run-median", "spec"), default="run",
+    s2.add_argument("--host-speed", choices=("run", "run-line", "run-median", "spec"), default="run",
                     help="the simulated host's speed and wake-up cost: each run's own (the probe before it, where "
-                         "its summary.json has one; each variant at the ratio the probe timed for it, default), the "
-                         "same with every variant at the probe's median ratio (run-median), or the replay spec's "
-                         "service_scale and scheduler constants for every run")
+                         "its summary.json has one; each variant at the ratio and the wake-up cost the probe "
+                         "measured for it, default), the same with every variant's wake-up cost on the probe's line "
+                         "(run-line), the same with every variant at the probe's median ratio (run-median), or the "
+                         "replay spec's service_scale and scheduler constants for every run")
     s2.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     # calibrate

@@ -41,7 +41,8 @@ The model, per variant, for one decision interval:
   - a thread that slept pays a wake-up cost, whether its core idled meanwhile (idle-state
     exit) or ran another thread (caches that thread left cold): measured on the reference
     machine with and without busy processes,
-    ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``.
+    ``(idle_wake + idle_wake_per_ms x L) x (1 - exp(-sleep / idle_sleep))``; in a world whose variants a
+    live probe measured off that line, times each variant's own factor (``wake_scale``, 1 in an app's model).
 
   The delays make a request's response time a mixture: undisturbed (log-normal: the frame
   jitter ``sigma`` widened by the wake-up cost's own spread, ``wake_cv`` x its mean), or delayed
@@ -234,6 +235,12 @@ class Scheduler:
                       for k in cls.__dataclass_fields__})
 
 
+#: the range a variant's wake-up cost over the scheduler's line may take in a world (``VariantTable.on_host``'s
+#: ``wake_scale``; derived: the live benches' probes measured 0.65-1.92x on two machines, docs/LIVE.md "Per-variant
+#: wake-up costs"; a factor beyond ten is a timing gone wrong)
+WAKE_SCALE_RANGE = (0.1, 10.0)
+
+
 #: the share of its fair share at which an app's requests start to queue behind each other (derived:
 #: an assumption that makes the sleeper and saturated regimes meet without a jump; the contention
 #: benchmark measures both regimes, not the boundary)
@@ -253,10 +260,13 @@ class Contention(NamedTuple):
     wake_frac: Any = 0.0  # share of the delayed requests whose delay is a wait for a core at wake-up
 
 
-def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched: Scheduler, xp=None) -> Contention:
+def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched: Scheduler, xp=None,
+               wake_scale=1.0) -> Contention:
     """Response-time mixture of requests with isolated service time ``lat_ms`` (see the module doc).
 
-    Every argument broadcasts; ``cores``, ``threads`` and ``sched`` are device constants.
+    Every argument broadcasts; ``cores``, ``threads`` and ``sched`` are device constants. ``wake_scale``
+    multiplies the wake-up cost (per variant where a host's probe measured variants off the line
+    ``idle_wake + idle_wake_per_ms x L``: a world's table, :meth:`VariantTable.on_host`; 1 in an app's model).
     """
     xp = xp or namespace(lat_ms, rate_hz, bg_runnable)
     tick = sched.tick_ms
@@ -281,7 +291,8 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
     extra_sleep = q * wake_ms + extra_run
     asleep_ms = xp.clip(period_ms - lat_ms, 0.0, None)
-    idle_ms = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat_ms) * (1.0 - xp.exp(-asleep_ms / sched.idle_sleep_ms))
+    idle_ms = wake_scale * (sched.idle_wake_ms + sched.idle_wake_per_ms * lat_ms) * (
+        1.0 - xp.exp(-asleep_ms / sched.idle_sleep_ms))
     # between the regimes: as the demand nears the fair share, a growing part of the requests finds the
     # previous one still running and is served back to back (linear from 80 % of the share to all of it)
     theta = xp.clip((demand / share - SATURATION_ONSET) / (1.0 - SATURATION_ONSET), 0.0, 1.0)
@@ -415,20 +426,35 @@ class VariantTable:
         self.sigma = float(sigma)
         self.sched = Scheduler.of(device)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in self.ARRAYS}
+    #: a world's per-variant factor on the wake-up cost (:meth:`on_host`); absent from an app's table
+    wake_scale: np.ndarray | None = None
 
-    def on_host(self, service_scale: float | Sequence[float] | np.ndarray) -> "VariantTable":
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {k: getattr(self, k) for k in self.ARRAYS}
+        if self.wake_scale is not None:
+            out["wake_scale"] = self.wake_scale
+        return out
+
+    def on_host(self, service_scale: float | Sequence[float] | np.ndarray,
+                wake_scale: float | Sequence[float] | np.ndarray | None = None) -> "VariantTable":
         """The table of the simulated world on a host ``service_scale`` times slower than the catalog (a
         preset's ``service_scale``, or one factor per variant where a host speeds its variants up unevenly):
         every variant's service time and the energy of its work scaled, as a persistent latency noise would
-        scale them; memory, accuracy and load times as they are. ``self`` if 1."""
+        scale them; memory, accuracy and load times as they are. ``wake_scale`` (one factor per variant, or
+        one for all): each variant's wake-up cost over the scheduler's line (a host whose variants wake up
+        unevenly, as a live run's probe measures them; :func:`contention`'s ``wake_scale``, which
+        :func:`outcome` reads from ``arrays()["wake_scale"]``). ``self`` if both are 1."""
         scale = np.broadcast_to(np.asarray(service_scale, dtype=np.float64), self.latency_ms.shape)
-        if np.all(scale == 1.0):
+        wake = None if wake_scale is None else np.broadcast_to(
+            np.asarray(wake_scale, dtype=np.float64), self.latency_ms.shape).copy()
+        if wake is not None and np.all(wake == 1.0):
+            wake = None
+        if np.all(scale == 1.0) and wake is None:
             return self
         t = copy.copy(self)
         t.latency_ms = self.latency_ms * scale
         t.energy_mj = self.energy_mj * scale
+        t.wake_scale = wake
         return t
 
     def to_dict(self) -> dict:
@@ -475,11 +501,12 @@ def outcome(t: VariantTable, arrays: dict, *, freq_mhz, bg_runnable, rate_hz, de
     tensors; the context arguments broadcast against them (``(B, 1)`` against ``(n,)`` gives
     ``(B, n)``). ``loading``: the variant is being loaded this interval (a switch, or a restart
     after an OOM kill), so requests arriving during its load time are dropped. ``sigma``
-    replaces the table's frame jitter (a planner's assumption)."""
+    replaces the table's frame jitter (a planner's assumption). A world's ``arrays`` may hold
+    ``wake_scale`` (:meth:`VariantTable.on_host`)."""
     xp = xp or namespace(arrays["latency_ms"], freq_mhz, bg_runnable)
     cf = clock_factor(arrays["compute_bound_frac"], freq_mhz, t.f_max_mhz)
     lat = arrays["latency_ms"] * cf * noise
-    c = contention(lat, rate_hz, bg_runnable, t.cores, t.threads, t.sched, xp)
+    c = contention(lat, rate_hz, bg_runnable, t.cores, t.threads, t.sched, xp, arrays.get("wake_scale", 1.0))
     load_s = arrays["load_ms"] * 0.001
     open_s = xp.where(loading, xp.clip(dt_s - load_s, 0.0, None), dt_s) if not isinstance(loading, bool) else (
         xp.clip(dt_s - load_s, 0.0, None) if loading else dt_s)

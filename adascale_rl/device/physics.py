@@ -151,7 +151,7 @@ class DevicePhysics:
     ``service_scale`` (the same object when it is 1)."""
 
     def __init__(self, device: DevicePreset, catalog: Catalog, frame_sigma: float = FRAME_SIGMA,
-                 variant_scale: Mapping[str, float] | None = None):
+                 variant_scale: Mapping[str, float] | None = None, variant_wake: Mapping[str, float] | None = None):
         self.device = device
         self.catalog = catalog
         self.frame_sigma = frame_sigma
@@ -163,7 +163,11 @@ class DevicePhysics:
         # that speeds its variants up unevenly, as a live run's probe measures it); the others at service_scale
         self.variant_scale = {} if not variant_scale else dict(variant_scale)
         scale = np.array([self.variant_scale.get(v.id, self.service_scale) for v in catalog.variants])
-        self.world = self.table.on_host(scale)
+        # ``variant_wake``: the world's wake-up cost over the scheduler's line for the variants it names (a host
+        # whose variants wake up unevenly, as a live run's probe measures them); the others on the line
+        self.variant_wake = {} if not variant_wake else dict(variant_wake)
+        wake = [self.variant_wake.get(v.id, 1.0) for v in catalog.variants]
+        self.world = self.table.on_host(scale, wake)
         self.world_arrays = self.world.arrays()
         self.ladder = list(device.dvfs_mhz)
         self.top_level = len(self.ladder) - 1
@@ -196,6 +200,7 @@ class DevicePhysics:
              load_ms * 0.001)
             for v, lat, e_mj, load_ms in zip(catalog.variants, w.latency_ms.tolist(), w.energy_mj.tolist(),
                                              self.load_ms)]
+        self._wake_scale = [1.0] * len(catalog.variants) if w.wake_scale is None else w.wake_scale.tolist()
         self._app_latency = self.table.latency_ms.tolist()  # the app's (expected_latency_ms)
         # step_batch(): the ladder as an array, and the dynamic power with all cores busy at each operating
         # point, computed as step() computes (and caches) it
@@ -261,7 +266,8 @@ class DevicePhysics:
         return (base * self._sig_corr + ((p - waits) * delay + waits * (wait - (deadline_ms + wait) * tail))
                 / (1.0 - waits * tail))
 
-    def _contention(self, lat: float, rate: float, b: float) -> tuple[float, float, float, float, float, float]:
+    def _contention(self, lat: float, rate: float, b: float,
+                    wake_scale: float = 1.0) -> tuple[float, float, float, float, float, float]:
         """:func:`adascale_rl.device.model.contention` for one variant (scalars)."""
         sched = self._sched
         tick = sched.tick_ms
@@ -302,7 +308,8 @@ class DevicePhysics:
             asleep = period - lat
             if asleep < 0.0:
                 asleep = 0.0
-            idle = (sched.idle_wake_ms + sched.idle_wake_per_ms * lat) * (1.0 - math.exp(-asleep / sched.idle_sleep_ms))
+            idle = wake_scale * (sched.idle_wake_ms + sched.idle_wake_per_ms * lat) * (
+                1.0 - math.exp(-asleep / sched.idle_sleep_ms))
         else:
             p_sleep = extra_sleep = idle = 0.0
         p = (1.0 - theta) * p_sleep + theta * p_sat
@@ -347,7 +354,7 @@ class DevicePhysics:
         oom = mem > mem_avail
         cf = cb * (self.f_max_mhz / freq) + serial_cb
         lat = lat_ref * cf * noise[0]
-        p, delay, base, capacity, spread, wake_frac = self._contention(lat, rate, b_run)
+        p, delay, base, capacity, spread, wake_frac = self._contention(lat, rate, b_run, self._wake_scale[target])
         mean_ms = self._served_mean(base, p, delay, wake_frac, deadline_ms)
         served = 0.0
         if oom:

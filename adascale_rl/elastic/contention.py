@@ -246,6 +246,29 @@ def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
     return out
 
 
+#: the largest standard error a variant's wake-up factor may have to stand for the variant (:func:`wake_factors`;
+#: derived: a factor less sure than a quarter of the line's cost tells the replay less than the line does)
+WAKE_FACTOR_MAX_SE = 0.25
+
+
+def wake_factors(line: dict[str, Any], world_ms: dict[str, float], excess_ms: dict[str, float],
+                 excess_se_ms: dict[str, float]) -> dict[str, float]:
+    """Each measured variant's wake-up cost over the cost the fitted ``line`` (:func:`fit_wake_line`'s
+    ``idle_wake_ms`` and ``idle_wake_per_ms``) gives its service ``world_ms``: ``excess / line``, for the variants
+    whose factor's standard error (``excess_se / line``) is at most :data:`WAKE_FACTOR_MAX_SE`; ``{}`` without a
+    line. The line is what the model holds for every variant; the factors are where a host's variants wake up off
+    it (the world of a replay, ``VariantTable.on_host``'s ``wake_scale``)."""
+    w0, w1 = line.get("idle_wake_ms"), line.get("idle_wake_per_ms")
+    if w0 is None or w1 is None:
+        return {}
+    out = {}
+    for v, e in excess_ms.items():
+        cost = w0 + w1 * world_ms[v] if v in world_ms else 0.0
+        if cost > 0.0 and v in excess_se_ms and excess_se_ms[v] / cost <= WAKE_FACTOR_MAX_SE:
+            out[v] = float(e) / cost
+    return out
+
+
 def wake_spread(responses_ms, service_ms) -> float | None:
     """The standard deviation of one variant's wake-up cost: what the responses of a sleeping app spread beyond its
     back-to-back service, ``sqrt(max(0, var(responses) - var(service)))`` (ms; None with fewer than 2 of either or a
@@ -325,19 +348,38 @@ def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
     variant id -> measured / catalog). A host does not speed its variants up evenly (on the reference VM an int8
     variant's ratio was 1.57-1.70 while the largest fp32 one's was 0.72-0.77 over the 15 probes of one benchmark,
     docs/LIVE.md), so a variant the probe did not time takes the ratio of those of its own precision
-    (the one of :data:`PRECISIONS` among its ``operators``), interpolated linearly in log catalog latency and held
-    at the ends; where no variant of its precision was timed, of all the timed ones. Timed variants keep their own
-    ratio; a ratio outside the range a preset's ``service_scale`` may take is left out."""
+    (:func:`by_precision`); a ratio outside the range a preset's ``service_scale`` may take is left out."""
     from adascale_rl.device.presets import SERVICE_SCALE_RANGE
 
-    lo, hi = SERVICE_SCALE_RANGE  # a ratio a host cannot run at is a timing gone wrong: left out
-    timed = {v: float(r) for v, r in ratios.items() if v in catalog.ids and math.isfinite(r) and lo <= r <= hi}
+    return by_precision(ratios, catalog, SERVICE_SCALE_RANGE)  # a ratio a host cannot run at: a timing gone wrong
+
+
+def variant_wake_scales(factors: dict[str, float], catalog: Any) -> dict[str, float]:
+    """Every variant's wake-up cost over the scheduler's line, from the variants a probe measured (``factors``:
+    variant id -> measured excess / the line's cost, :func:`wake_factors`): a variant the probe did not measure
+    takes the factor of those of its own precision (:func:`by_precision`; int8 kernels wake up dearer for their
+    service than fp32 ones on both machines, docs/LIVE.md); a factor outside
+    :data:`adascale_rl.device.model.WAKE_SCALE_RANGE` is left out."""
+    from adascale_rl.device.model import WAKE_SCALE_RANGE
+
+    return by_precision(factors, catalog, WAKE_SCALE_RANGE)
+
+
+def by_precision(values: dict[str, float], catalog: Any, bounds: tuple[float, float]) -> dict[str, float]:
+    """A per-variant quantity measured on some variants (``values``: variant id -> value), for every variant of
+    ``catalog``: a measured variant keeps its own; another takes the values of the measured variants of its own
+    precision (the one of :data:`PRECISIONS` among its ``operators``, fp32 where none is named), interpolated
+    linearly in log catalog latency and held at the ends; where no variant of its precision was measured, of all
+    the measured ones. Values that are not finite or lie outside ``bounds`` are left out; ``{}`` if none is left."""
+    lo, hi = bounds
+    timed = {v: float(r) for v, r in values.items() if v in catalog.ids and math.isfinite(r) and lo <= r <= hi}
     if not timed:
         return {}
-    def family(v) -> str:  # the numeric precision among its operators (fp32 where none is named)
+
+    def family(v) -> str:
         return next((op for op in v.operators if op in PRECISIONS), "fp32")
 
-    # per precision (and None: all timed variants), the timed variants' (log latency, ratio) in latency order
+    # per precision (and None: all measured variants), the measured variants' (log latency, value) in latency order
     points: dict[str | None, list[tuple[float, float]]] = {}
     for v in catalog.variants:
         if v.id in timed:

@@ -17,6 +17,7 @@ from gymnasium import spaces
 
 from adascale_rl.context.traces import Trace, TraceDataset, TraceError, load_dataset, load_trace
 from adascale_rl.device.catalog import Catalog, load_catalog
+from adascale_rl.device.model import WAKE_SCALE_RANGE
 from adascale_rl.device.physics import DevicePhysics, Exo, Noise, PhysicsState
 from adascale_rl.device.presets import SERVICE_SCALE_RANGE, DevicePreset, load_device, with_host_constants
 from adascale_rl.environment.actions import KEEP
@@ -161,21 +162,20 @@ class AppDeviceError(ValueError):
     """An ``app_device`` that does not describe the world's device (another name or core count)."""
 
 
-def _variant_scales(value: Any, catalog: Catalog) -> dict[str, float] | None:
-    """``variant_service_scale`` checked: None, or a mapping of the catalog's variant ids to factors in the range a
-    preset's ``service_scale`` may take."""
+def _per_variant(name: str, value: Any, catalog: Catalog, bounds: tuple[float, float]) -> dict[str, float] | None:
+    """A per-variant argument (``variant_service_scale``, ``variant_wake_scale``) checked: None, or a mapping of the
+    catalog's variant ids to factors within ``bounds``."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(f"variant_service_scale must be a mapping of variant id to factor, not {value!r}")
-    lo, hi = SERVICE_SCALE_RANGE
+        raise ValueError(f"{name} must be a mapping of variant id to factor, not {value!r}")
+    lo, hi = bounds
     out = {}
     for vid, x in value.items():
         if vid not in catalog.ids:
-            raise ValueError(f"variant_service_scale names {vid!r}, which is not a variant of the catalog "
-                             f"{catalog.name}")
+            raise ValueError(f"{name} names {vid!r}, which is not a variant of the catalog {catalog.name}")
         if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) or not lo <= float(x) <= hi:
-            raise ValueError(f"variant_service_scale[{vid!r}] = {x!r} must be a number in [{lo:g}, {hi:g}]")
+            raise ValueError(f"{name}[{vid!r}] = {x!r} must be a number in [{lo:g}, {hi:g}]")
         out[vid] = float(x)
     return out
 
@@ -297,7 +297,7 @@ class AdaScaleEnv(gym.Env):
     ``gymnasium.make("AdaScale/Rpi4-Vision-v3", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
     spike_spell_s=None, random_start_variant=None, app_device=None, host_speed=None,
-    world_constants=None, variant_service_scale=None, render_mode=None)``; ``spec``
+    world_constants=None, variant_service_scale=None, variant_wake_scale=None, render_mode=None)``; ``spec``
     (the YAML name or an :class:`EnvSpec`) is set by the registration. ``dataset``
     points the same environment at another trace dataset (for example your own
     recordings). ``spike_spell_s`` makes latency spikes last: a spike then persists
@@ -319,7 +319,10 @@ class AdaScaleEnv(gym.Env):
     measured right before it). ``variant_service_scale`` (a mapping of variant id to factor) gives
     the world's service time over the catalog's latency for the variants it names, in place of
     the preset's ``service_scale``: a host that speeds its variants up unevenly (``sim2real``
-    replays a live run with each variant's speed as its probe measured it).
+    replays a live run with each variant's speed as its probe measured it). ``variant_wake_scale``
+    (likewise) multiplies the world's wake-up cost of the variants it names over the scheduler's line
+    ``idle_wake_ms + idle_wake_per_ms x service``: a host whose variants wake up unevenly (``sim2real``
+    replays a live run with each variant's wake-up cost as its probe measured it).
 
     ## Version History
 
@@ -351,7 +354,8 @@ class AdaScaleEnv(gym.Env):
                  spike_prob: float = SPIKE_PROB, spike_spell_s: float | None = None,
                  random_start_variant: bool | None = None, app_device: DevicePreset | str | None = None,
                  host_speed: Sequence[float] | None = None, world_constants: Mapping[str, float] | None = None,
-                 variant_service_scale: Mapping[str, float] | None = None, render_mode: str | None = None):
+                 variant_service_scale: Mapping[str, float] | None = None,
+                 variant_wake_scale: Mapping[str, float] | None = None, render_mode: str | None = None):
         self.env_spec = spec if isinstance(spec, EnvSpec) else find_spec(spec)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}")
@@ -397,8 +401,11 @@ class AdaScaleEnv(gym.Env):
         if not self.traces:
             raise ValueError(f"dataset {self.dataset.name} has no traces in split {split!r}")
         self.exo: list[list[Exo]] = [exo_rows(t, self.device, self.period_s) for t in self.traces]
-        self.physics = DevicePhysics(self.device, self.catalog,
-                                     variant_scale=_variant_scales(variant_service_scale, self.catalog))
+        self.physics = DevicePhysics(
+            self.device, self.catalog,
+            variant_scale=_per_variant("variant_service_scale", variant_service_scale, self.catalog,
+                                       SERVICE_SCALE_RANGE),
+            variant_wake=_per_variant("variant_wake_scale", variant_wake_scale, self.catalog, WAKE_SCALE_RANGE))
         #: the preset of the app's own performance model (its predicted latency, so the slow-down it observes;
         #: what a planner on it assumes): the world's preset by default, whose ``service_scale`` the app's model
         #: ignores (it keeps the catalog's speed), or ``app_device`` where the app holds other constants than

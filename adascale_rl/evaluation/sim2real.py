@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from adascale_rl.elastic.contention import variant_speeds
+from adascale_rl.elastic.contention import variant_speeds, variant_wake_scales
 from adascale_rl.evaluation.core import ci95
 from adascale_rl.policies.base import BasePolicy
 from adascale_rl.policies.rollout import episode_seed, run_episode
@@ -59,9 +59,10 @@ INTERVAL_COLUMNS = ("run", "policy", "t_s", "segment", "busy", "memory_mb", "req
 HALF_NORMAL_MEDIAN = 0.6744897501960817
 
 
-#: where a replay's host speed comes from (:func:`replay_run`): each variant at the speed the run's probe measured
-#: (interpolated for those it did not time), every variant at the probe's median speed, or the spec's
-HOST_SPEEDS = ("run", "run-median", "spec")
+#: where a replay's host speed comes from (:func:`replay_run`): each variant at the speed and wake-up cost the run's
+#: probe measured (interpolated for those it did not time), the same with every variant's wake-up cost on the
+#: probe's line, every variant at the probe's median speed (wake-up cost on the line), or the spec's
+HOST_SPEEDS = ("run", "run-line", "run-median", "spec")
 
 
 class Sim2RealError(ValueError):
@@ -208,17 +209,21 @@ WAKE_SPREAD = "wake_cv"
 
 
 def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None,
-                 catalog_ms: dict[str, float]) -> dict[str, float]:
+                 catalog_ms: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
     """The world's wake-up constants from a run's probe (its ``host_speed.wake``): the line fitted again on its
     measurements with the current rule (:func:`~adascale_rl.elastic.contention.fit_wake_line`), each variant's
     excess taken against ``world_ms``, the service the replay's world gives it: the mean response the probe
     measured stays, the excess and its standard error are worked out again against the replay's service. The
     line it recorded where it has no excesses (the probe's first form); ``{}`` where there is none. Where the
     probe measured the cost's spread (``spread_ms``), its ``wake_cv`` against the cost the refitted line gives
-    (:func:`~adascale_rl.elastic.contention.fit_wake_cv`); else the spec's stays."""
-    from adascale_rl.elastic.contention import fit_wake_cv, fit_wake_line, line_cost, sleep_share, sleeps_between
+    (:func:`~adascale_rl.elastic.contention.fit_wake_cv`); else the spec's stays. Second, each measured variant's
+    excess over the refitted line (:func:`~adascale_rl.elastic.contention.wake_factors`; ``{}`` for a probe that
+    recorded no excesses)."""
+    from adascale_rl.elastic.contention import (fit_wake_cv, fit_wake_line, line_cost, sleep_share, sleeps_between,
+                                                wake_factors)
 
     fit = measured
+    factors: dict[str, float] = {}
     if world_ms and speed is not None and measured.get("excess_se_ms"):
         rate, tau = float(measured["rate_hz"]), float(measured["idle_sleep_ms"])
 
@@ -243,9 +248,10 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
             excess[v] = (response - world_ms[v]) / share(world_ms[v])
             se[v] = float(measured["excess_se_ms"][v]) * share(then) / share(world_ms[v])
         fit = fit_wake_line(world_ms, excess, se)
+        factors = wake_factors(fit, world_ms, excess, se)
     wake = {k: fit.get(k) for k in WAKE_KEYS}
     if None in wake.values():
-        return {}
+        return {}, {}
     if measured.get(WAKE_CURVE) is not None:
         wake[WAKE_CURVE] = measured[WAKE_CURVE]
     spread = measured.get("spread_ms") or {}
@@ -255,7 +261,7 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
         cv = fit_wake_cv(cost, {v: float(x) for v, x in spread.items()})["wake_cv"]
         if cv is not None:
             wake[WAKE_SPREAD] = cv
-    return wake
+    return wake, factors
 
 
 def _spec_of(summary: dict) -> str:
@@ -282,8 +288,11 @@ def replay_run(run: Path, *, seeds: int = 5, env_kwargs: Mapping[str, Any] | Non
     ``host_speed``, ``adascale-rl run``'s probe; the spec's where a run has none), each variant at the ratio the
     probe timed for it (:func:`~adascale_rl.elastic.contention.variant_speeds` for the others), and with the
     wake-up cost the probe measured at the run's rate (its ``wake``, where it has one) against that service;
-    "run-median" the same with every variant at the probe's median ratio (the replay before per-variant speeds);
-    "spec" at the spec's ``service_scale`` (1 without one) and wake-up cost."""
+    and each variant's wake-up cost over that line as the probe measured it
+    (:func:`~adascale_rl.elastic.contention.variant_wake_scales` for the others: the environment's
+    ``variant_wake_scale``); "run-line" the same with every variant's wake-up cost on the line (the replay before
+    per-variant wake-up costs); "run-median" the same with every variant at the probe's median ratio (the replay
+    before per-variant speeds); "spec" at the spec's ``service_scale`` (1 without one) and wake-up cost."""
     if host_speed not in HOST_SPEEDS:
         raise Sim2RealError(f"host_speed must be one of {', '.join(HOST_SPEEDS)}, not {host_speed!r}")
     try:
@@ -324,9 +333,9 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         raise Sim2RealError("the replay's app_device is the controller's own (its selector.json): not an env argument")
     probe = (summary.get("host_speed") or {}) if host_speed != "spec" else {}
     probed = probe.get("service_scale")
-    if probed is not None and {"host_speed", "variant_service_scale"} & set(env_kwargs or {}):
-        raise Sim2RealError("a run replayed at its own host speed (host_speed='run') takes no host_speed or "
-                            "variant_service_scale env argument")
+    if probed is not None and {"host_speed", "variant_service_scale", "variant_wake_scale"} & set(env_kwargs or {}):
+        raise Sim2RealError(f"a run replayed at its own host speed (host_speed={host_speed!r}) takes no host_speed, "
+                            "variant_service_scale or variant_wake_scale env argument")
     catalog = catalog_of(controller.doc)
     try:
         replay_spec = find_spec(spec or _spec_of(summary))
@@ -344,15 +353,20 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     speeds: dict[str, float] = {}
     if probed is not None:
         median = {v: float(probed) for v in catalog_ms}
-        per_variant = variant_speeds(probe.get("ratios") or {}, catalog) if host_speed == "run" else {}
+        per_variant = variant_speeds(probe.get("ratios") or {}, catalog) if host_speed in ("run", "run-line") else {}
         speeds = per_variant or median
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
     # spec's), against the service the world gives each variant; the app's model keeps its selector.json's
-    wake = _probed_wake(probe.get("wake") or {}, {v: speeds[v] * ms for v, ms in catalog_ms.items() if v in speeds},
-                        probed, catalog_ms)
+    wake, factors = _probed_wake(probe.get("wake") or {},
+                                 {v: speeds[v] * ms for v, ms in catalog_ms.items() if v in speeds}, probed, catalog_ms)
+    # each variant's wake-up cost over that line, as the probe measured it (interpolated in its precision for those
+    # it did not measure); the line for every variant under "run-line" and "run-median"
+    wake_scales = variant_wake_scales(factors, catalog) if wake and host_speed == "run" else {}
     kwargs = dict(env_kwargs or {})
     if speeds:
         kwargs["variant_service_scale"] = speeds
+    if wake_scales:
+        kwargs["variant_wake_scale"] = wake_scales
     given = "world_constants" in kwargs
     if wake:
         if given:
@@ -424,6 +438,10 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE, WAKE_SPREAD)},
         "wake_from": "run" if wake else ("world_constants" if given else "spec"),
         "wake_cv_from": "run" if WAKE_SPREAD in wake else ("world_constants" if given else "spec"),
+        # each variant's wake-up cost over the line in the replay's world (1, 1 where every variant is on it)
+        "world_wake_scale_min": min(wake_scales.values(), default=1.0),
+        "world_wake_scale_max": max(wake_scales.values(), default=1.0),
+        "wake_scales_measured": len(factors) if wake_scales else 0,
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
         "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
@@ -545,9 +563,17 @@ def _speed_line(run_rows: list[dict]) -> str:
         line += (f" Wake-up cost: {len(wake)} run(s) at the cost the probe measured at the run's rate right before "
                  f"it (idle_wake_ms {min(w0):.2f}-{max(w0):.2f}, idle_wake_per_ms {min(w1):.3f}-{max(w1):.3f}"
                  + (f"; its spread in {len(cv)}, wake_cv {min(cv):.2f}-{max(cv):.2f} x its mean" if cv else "")
-                 + ")"
-                 + (f"; {len(run_rows) - len(wake)} at the spec's or the given world_constants'"
-                    if len(wake) < len(run_rows) else "") + ".")
+                 + ")")
+        own_wake = [r for r in wake if r.get("wake_scales_measured")]
+        if own_wake:
+            lo = min(r["world_wake_scale_min"] for r in own_wake)
+            hi = max(r["world_wake_scale_max"] for r in own_wake)
+            n = [r["wake_scales_measured"] for r in own_wake]
+            line += (f"; each variant's cost over that line as the probe measured it in {len(own_wake)} "
+                     f"({min(n)}-{max(n)} variants measured, the others interpolated in their precision; "
+                     f"{lo:.2f}-{hi:.2f}x the line)")
+        line += ((f"; {len(run_rows) - len(wake)} at the spec's or the given world_constants'"
+                  if len(wake) < len(run_rows) else "") + ".")
     return line
 
 
@@ -624,8 +650,9 @@ def sim2real(live_dir: str | Path, *, out: str | Path | None = None, seeds: int 
     ``live_dir``) and return sim2real.csv's rows. ``env``: replay in this spec of the runs' environment (same id,
     a catalog of the same variants in the same order; e.g. one ``adascale-rl calibrate`` wrote) instead of the spec
     each run names. ``host_speed``: "run", each run at the host speed measured right before it (where it has
-    one), each variant at its own; "run-median", every variant at the probe's median; or "spec", every run at the
-    spec's (:func:`replay_run`)."""
+    one), each variant at its own speed and wake-up cost; "run-line", the same with every variant's wake-up cost on
+    the probe's line; "run-median", every variant at the probe's median speed (and on the line); or "spec", every
+    run at the spec's (:func:`replay_run`)."""
     from adascale_rl._files import atomic_write_text
     from adascale_rl.evaluation.report import machine, write_csv
 

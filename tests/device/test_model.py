@@ -165,15 +165,18 @@ def _random_case(rng, physics):
 @pytest.mark.parametrize("device", ["rpi4", "pixel4", "local-x86"])
 def test_the_simulators_fast_path_is_the_batched_model_on_random_cases(device):
     """10,000 random (state, context, variant) cases over the three presets (3,334 each), two of them on hosts
-    slower or faster than their catalog."""
+    slower or faster than their catalog, one with variants that wake up off the scheduler's line."""
     doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
                                       "size_mb": 0.1, "energy_mj": 0.5}])
     doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
     doc["threads"] = {"value": 1 if device == "local-x86" else 4, "derived": "test"}
     scale = {"rpi4": 1.0, "pixel4": 0.8, "local-x86": 1.7}[device]  # hosts slower or faster than the catalog
-    physics = ph.DevicePhysics(dataclasses.replace(load_device(device), service_scale=scale), validate(doc))
+    wake = {"fast": 2.5, "mid": 0.6} if device == "local-x86" else None  # measured off the line
+    physics = ph.DevicePhysics(dataclasses.replace(load_device(device), service_scale=scale), validate(doc),
+                               variant_wake=wake)
     t, arrays = physics.table, physics.world_arrays
     np.testing.assert_array_equal(arrays["latency_ms"], t.latency_ms * scale)
+    assert ("wake_scale" in arrays) == (wake is not None)
     rng = np.random.default_rng(sum(map(ord, device)))  # the same cases in every process (hash() is salted)
     for _ in range(3334):
         exo, state, target, noise, dt = _random_case(rng, physics)

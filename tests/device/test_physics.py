@@ -25,6 +25,8 @@ HOST_SCALE = {"rpi4": 1.0, "pixel4": 0.8, "local-x86": 1.7}
 
 #: the wake-up cost's spread of a host that measured its own (``wake_cv``; the others keep the preset's)
 HOST_WAKE_CV = {"local-x86": 0.2}
+#: a host whose variants wake up off the scheduler's line (``variant_wake``; the others on it)
+HOST_WAKE_SCALE = {"local-x86": {"fast": 2.5, "mid": 0.6}}
 
 
 def on_host(device):
@@ -421,12 +423,13 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
     environment's transition) on 10,002 random cases over three presets (pixel4 has a battery and a
     battery saver): the discrete outcome (clock, variant, switch, OOM, memory, governor level) exactly,
     every number to 1e-9 relative (numpy's exp/log/pow against math's may differ by an ulp). Two of the presets
-    on a host slower or faster than their catalog (``service_scale``), one with its own wake-up spread (``wake_cv``)."""
+    on a host slower or faster than their catalog (``service_scale``), one with its own wake-up spread (``wake_cv``)
+    and variants that wake up off the line (``variant_wake``)."""
     doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
                                       "size_mb": 0.1, "energy_mj": 0.5}])
     doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
     doc["threads"] = {"value": 1 if device == "local-x86" else 4, "derived": "test"}
-    physics = ph.DevicePhysics(on_host(load_device(device)), validate(doc))
+    physics = ph.DevicePhysics(on_host(load_device(device)), validate(doc), variant_wake=HOST_WAKE_SCALE.get(device))
     rng = np.random.default_rng(sum(map(ord, device)))
     checked = 0
     for dt in (0.5, 1.0, 2.0):
@@ -451,9 +454,47 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
     assert out_b.oom.any() and out_b.switched.any() and bstate.killed.any() and (bexo.request_rate_hz == 0).any()
     if device in HOST_WAKE_CV:  # the host's own wake-up spread reaches the serving (not only the preset's default)
         default = ph.DevicePhysics(dataclasses.replace(on_host(load_device(device)), wake_cv=load_device(device).wake_cv),
-                                   validate(doc))
+                                   validate(doc), variant_wake=HOST_WAKE_SCALE.get(device))
         _, out_d = default.step_batch(bstate, btarget, bexo, bnoise, dt)
         assert not np.allclose(out_d.serving.on_time_frac, out_b.serving.on_time_frac, rtol=1e-9, atol=1e-12)
+    if device in HOST_WAKE_SCALE:  # and so do the variants' own wake-up costs
+        line = ph.DevicePhysics(on_host(load_device(device)), validate(doc))
+        _, out_l = line.step_batch(bstate, btarget, bexo, bnoise, dt)
+        named = np.isin(btarget, [physics.catalog.ids.index(v) for v in HOST_WAKE_SCALE[device]])
+        assert not np.allclose(out_l.latency_ms[named], out_b.latency_ms[named], rtol=1e-9)
+        np.testing.assert_allclose(out_l.latency_ms[~named], out_b.latency_ms[~named], rtol=1e-12)
+
+
+def test_a_variant_that_wakes_up_dearer_pays_it_in_the_world_only():
+    """``variant_wake``: a named variant's wake-up cost is that many times the scheduler's line in the world (the
+    step, the batched model, the planners' table), the others stay on it, and the app's model (its expected
+    latency, its table) keeps the line: a sleeping app's quiet response is (service + factor x the line's cost)
+    x the frame jitter's mean."""
+    dev = dataclasses.replace(load_device("local-x86"), idle_wake_ms=0.5, idle_wake_per_ms=0.2)
+    doc = make_catalog_doc(LADDER)
+    doc["threads"] = {"value": 1, "derived": "test"}
+    cat = validate(doc)
+    base = ph.DevicePhysics(dev, cat)
+    dear = ph.DevicePhysics(dev, cat, variant_wake={"tiny": 3.0})
+    assert dear.table.to_dict() == base.table.to_dict() and "wake_scale" not in dear.table.arrays()
+    np.testing.assert_array_equal(dear.world_arrays["wake_scale"], [1.0, 1.0, 1.0, 3.0])
+    assert "wake_scale" not in ph.DevicePhysics(dev, cat, variant_wake={"tiny": 1.0}).world_arrays
+    e = exo(request_rate_hz=20.0, deadline_ms=500.0)  # 50 ms between requests: every variant sleeps fully
+    f = dev.f_max_mhz
+    for target, factor in ((TINY, 3.0), (SMALL, 1.0)):
+        state = ph.PhysicsState(loaded=target, temp_c=40.0, thermal_level=base.top_level, battery_used_j=0.0,
+                                killed=False)
+        _, plain = base.step(state, target, e, ph.Noise(1.0), 1.0)
+        _, got = dear.step(state, target, e, ph.Noise(1.0), 1.0)
+        lat = plain.service_ms
+        share = 1.0 - math.exp(-(50.0 - lat) / dev.idle_sleep_ms)
+        line = (0.5 + 0.2 * lat) * share
+        assert got.service_ms == plain.service_ms
+        jitter = math.exp(0.5 * ph.FRAME_SIGMA ** 2)  # the mean of the frame jitter's log-normal
+        assert got.latency_ms - plain.latency_ms == pytest.approx((factor - 1.0) * line * jitter, rel=1e-9, abs=1e-12)
+        assert dear.interval_table(f, e, ph.Noise(1.0), 1.0)["latency_ms"][0, target] == pytest.approx(got.latency_ms)
+        assert dear.expected_latency_ms(target, f, 0.0, 20.0, 500.0) == base.expected_latency_ms(target, f, 0.0, 20.0,
+                                                                                                 500.0)
 
 
 def test_a_slower_host_is_a_persistent_noise_on_the_world_and_not_on_the_apps_model():

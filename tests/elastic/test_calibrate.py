@@ -19,7 +19,8 @@ from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
                                            service_drift)
 from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_cv, fit_wake_line, samples_from_json,
-                                             samples_to_json, variant_speeds, wake_excess, wake_spread)
+                                             samples_to_json, variant_speeds, variant_wake_scales, wake_excess,
+                                             wake_factors, wake_spread)
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
@@ -331,6 +332,31 @@ def test_variants_a_probe_did_not_time_take_the_speed_of_their_own_precision():
     assert s["h16"] == pytest.approx(np.interp(np.log(2.0), np.log([0.1, 0.4, 3.0]), [1.2, 1.6, 0.75]))
     assert variant_speeds({}, catalog) == {} and variant_speeds({"a8": float("nan")}, catalog) == {}
     assert variant_speeds({"a8": 50.0, "b8": 1.6}, catalog)["a8"] == 1.6  # a timing no host runs at: left out
+
+
+def test_each_measured_variants_wake_up_cost_is_a_factor_on_the_line_and_the_others_take_their_precisions():
+    """wake_factors: a measured excess over the cost the fitted line gives the variant's service, only where the factor
+    is known to a quarter of the line (its standard error); variant_wake_scales spreads them over the catalog by
+    precision as variant_speeds does, leaving out a factor beyond WAKE_SCALE_RANGE."""
+    from types import SimpleNamespace as V
+
+    line = {"idle_wake_ms": 0.4, "idle_wake_per_ms": 0.5}
+    world = {"a8": 0.2, "b8": 0.8, "b32": 3.0, "noisy": 1.0}
+    excess = {"a8": 0.75, "b8": 0.4, "b32": 1.9, "noisy": 2.0}
+    se = {"a8": 0.02, "b8": 0.02, "b32": 0.05, "noisy": 0.5}
+    f = wake_factors(line, world, excess, se)
+    assert set(f) == {"a8", "b8", "b32"}  # noisy: 0.5 / 0.9 of the line, too unsure to stand for the variant
+    assert f["a8"] == pytest.approx(0.75 / 0.5) and f["b8"] == pytest.approx(0.5) and f["b32"] == pytest.approx(1.0)
+    assert wake_factors({"idle_wake_ms": None, "idle_wake_per_ms": None}, world, excess, se) == {}
+    variants = [V(id="a8", latency_ms=0.1, operators=("int8",)), V(id="b8", latency_ms=0.4, operators=("int8",)),
+                V(id="c8", latency_ms=0.2, operators=("int8",)), V(id="b32", latency_ms=3.0, operators=("fp32",)),
+                V(id="a32", latency_ms=1.0, operators=("fp32",))]
+    catalog = V(variants=variants, ids=[v.id for v in variants])
+    s = variant_wake_scales(f, catalog)
+    assert (s["a8"], s["b8"], s["b32"], s["a32"]) == (pytest.approx(1.5), pytest.approx(0.5), 1.0, 1.0)
+    assert s["c8"] == pytest.approx(1.0)  # halfway between a8 and b8 in log latency
+    assert variant_wake_scales({"a8": 50.0, "b8": 0.5}, catalog)["a8"] == 0.5  # beyond the range: a timing gone wrong
+    assert variant_wake_scales({}, catalog) == {}
 
 
 def test_the_wake_up_costs_spread_is_what_the_responses_spread_beyond_the_service():

@@ -557,3 +557,20 @@ def test_variant_service_scale_slows_the_named_variants_in_the_world_only(fixtur
                        ({ids[0]: True}, "must be a number"), ([1.0], "mapping")):
         with pytest.raises(ValueError, match=words):
             AdaScaleEnv(fixture_spec, variant_service_scale=bad)
+
+
+def test_variant_wake_scale_gives_the_named_variants_their_own_wake_up_cost_in_the_world_only(fixture_spec):
+    """``variant_wake_scale``: the world's wake-up cost of the named variant is that many times the scheduler's line
+    (its service and the others as they were); the app's model keeps the line; bad values are one-line errors."""
+    plain = AdaScaleEnv(fixture_spec, split="test")
+    ids = plain.catalog.ids
+    dear = AdaScaleEnv(fixture_spec, split="test", variant_wake_scale={ids[-1]: 4.0})
+    w = dear.physics.world_arrays
+    assert w["wake_scale"][-1] == 4.0 and np.all(w["wake_scale"][:-1] == 1.0)
+    np.testing.assert_array_equal(w["latency_ms"], plain.physics.world_arrays["latency_ms"])
+    assert dear.app_physics.table.to_dict() == plain.app_physics.table.to_dict()
+    for bad, words in (({"nope": 1.0}, "not a variant"), ({ids[0]: 0.0}, r"must be a number in \[0.1, 10\]"),
+                       ({ids[0]: float("nan")}, "must be a number"), ({ids[0]: True}, "must be a number"),
+                       ((1.0,), "mapping")):
+        with pytest.raises(ValueError, match=words):
+            AdaScaleEnv(fixture_spec, variant_wake_scale=bad)

@@ -276,7 +276,7 @@ def test_a_run_is_replayed_at_the_host_speed_measured_before_it(greedy, tmp_path
     assert "at the spec's service_scale (1x)" in (tmp_path / "s" / "sim2real.md").read_text()
     with pytest.raises(s2r.Sim2RealError, match="host_speed"):
         s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "host_speed": [1, 2]})
-    with pytest.raises(s2r.Sim2RealError, match="--host-speed must be one of run, run-median, spec"):
+    with pytest.raises(s2r.Sim2RealError, match="--host-speed must be one of run, run-line, run-median, spec"):
         s2r.sim2real(run, seeds=1, progress=False, host_speed="now")
 
 
@@ -497,6 +497,62 @@ def test_a_probe_of_uneven_speeds_is_refitted_to_the_line_it_measured(greedy, tm
         pytest.approx(1.3, abs=1e-3), pytest.approx(0.0, abs=1e-3))
     median = list(csv.DictReader(open(tmp_path / "run-median" / "sim2real_runs.csv")))[0]
     assert (abs(float(median["world_idle_wake_ms"]) - 1.3) > 0.05 or float(median["world_idle_wake_per_ms"]) > 0.05)
+
+
+def test_each_variant_is_replayed_with_the_wake_up_cost_its_probe_measured(greedy, tmp_path):
+    """A probe whose variants woke up off one line (each measured to within a quarter of it): the replay's world
+    (``run``) gives each its own cost over the refitted line (the others interpolated in their precision,
+    ``variant_wake_scales``), as an environment given those factors and that line does; ``run-line`` keeps every
+    variant on the line (the replay before per-variant wake-up costs); the runs' table and the report say which."""
+    from adascale_rl.elastic.contention import (fit_wake_line, sleep_share, variant_wake_scales, wake_factors)
+    from adascale_rl.runtime.folder import catalog_of
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=12)
+    doc = json.loads((greedy / "selector.json").read_text())
+    catalog = catalog_of(doc)
+    played = {r["variant"] for r in csv.DictReader(open(run / "intervals.csv"))}
+    cat = {v["id"]: v["latency_ms"] for v in doc["variants"]}
+    ids = sorted(cat, key=cat.get)
+    probed = [ids[0], ids[len(ids) // 2], ids[-1]] + sorted(played - {ids[0], ids[len(ids) // 2], ids[-1]})[:1]
+    tau = 3.762
+    world = {v: cat[v] for v in probed}
+    excess = {v: e for v, e in zip(probed, (0.5, 2.0, 0.5, 2.6))}  # no line through them: each off it
+    se = {v: 0.02 for v in probed}
+    summary = json.loads((run / "summary.json").read_text())
+    summary["host_speed"] = {"service_scale": 1.0, "median_ratio": 1.0, "wake": {
+        "rate_hz": 60, "idle_sleep_ms": tau, "excess_ms": excess, "excess_se_ms": se, "world_ms": world,
+        "response_ms": {v: world[v] + excess[v] * sleep_share(world[v], 60, tau) for v in probed},
+        "idle_wake_ms": 1.0, "idle_wake_per_ms": 0.1, "rms_ms": 0.5}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, out=tmp_path / "own")
+    (line_only,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-line",
+                                out=tmp_path / "line")
+    fit = fit_wake_line(world, excess, se)
+    scales = variant_wake_scales(wake_factors(fit, world, excess, se), catalog)
+    assert min(scales.values()) < 0.9 and max(scales.values()) > 1.1
+    constants = {"idle_wake_ms": fit["idle_wake_ms"], "idle_wake_per_ms": fit["idle_wake_per_ms"],
+                 "idle_sleep_ms": tau}
+    (given,) = s2r.sim2real(run, seeds=2, progress=False, host_speed="spec", out=tmp_path / "given",
+                            env_kwargs={**QUIET, "world_constants": constants, "variant_wake_scale": scales})
+    (given_line,) = s2r.sim2real(run, seeds=2, progress=False, host_speed="spec", out=tmp_path / "given-line",
+                                 env_kwargs={**QUIET, "world_constants": constants})
+    for k in ("sim_return", "sim_mean_latency_ms", "latency_err_median_pct", "latency_bias_median_pct"):
+        assert own[k] == pytest.approx(given[k], rel=1e-9, abs=1e-9), k
+        assert line_only[k] == pytest.approx(given_line[k], rel=1e-9, abs=1e-9), k
+    assert own["latency_err_median_pct"] != pytest.approx(line_only["latency_err_median_pct"], abs=1e-3)
+    runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))[0]
+    n = len(probed)
+    assert int(runs["wake_scales_measured"]) == n and runs["host_speed_from"] == "run"
+    assert float(runs["world_wake_scale_min"]) == pytest.approx(min(scales.values()), rel=1e-6)
+    assert float(runs["world_wake_scale_max"]) == pytest.approx(max(scales.values()), rel=1e-6)
+    assert f"each variant's cost over that line as the probe measured it in 1 ({n}-{n} variants measured" in (
+        tmp_path / "own" / "sim2real.md").read_text()
+    line_row = list(csv.DictReader(open(tmp_path / "line" / "sim2real_runs.csv")))[0]
+    assert int(line_row["wake_scales_measured"]) == 0 and line_row["host_speed_from"] == "run-line"
+    assert "over that line" not in (tmp_path / "line" / "sim2real.md").read_text()
+    with pytest.raises(s2r.Sim2RealError, match="variant_wake_scale"):
+        s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "variant_wake_scale": scales})
 
 
 def test_a_corrupt_requests_file_leaves_the_sampling_column_empty(greedy, tmp_path):
