@@ -236,8 +236,8 @@ class Scheduler:
 
 
 #: the range a variant's wake-up cost over the scheduler's line may take in a world (``VariantTable.on_host``'s
-#: ``wake_scale``; derived: the live benches' probes measured 0.65-1.92x on two machines, docs/LIVE.md "Per-variant
-#: wake-up costs"; a factor beyond ten is a timing gone wrong)
+#: ``wake_scale``; derived: the probes of the Intel VM's two full live benches measured 0.58-1.87x, docs/LIVE.md
+#: "Per-variant wake-up costs"; a factor beyond ten is a timing gone wrong)
 WAKE_SCALE_RANGE = (0.1, 10.0)
 
 
@@ -443,13 +443,14 @@ class VariantTable:
         scale them; memory, accuracy and load times as they are. ``wake_scale`` (one factor per variant, or
         one for all): each variant's wake-up cost over the scheduler's line (a host whose variants wake up
         unevenly, as a live run's probe measures them; :func:`contention`'s ``wake_scale``, which
-        :func:`outcome` reads from ``arrays()["wake_scale"]``). ``self`` if both are 1."""
+        :func:`outcome` reads from ``arrays()["wake_scale"]``; None keeps this table's). ``self`` if neither
+        changes anything."""
         scale = np.broadcast_to(np.asarray(service_scale, dtype=np.float64), self.latency_ms.shape)
-        wake = None if wake_scale is None else np.broadcast_to(
+        wake = self.wake_scale if wake_scale is None else np.broadcast_to(
             np.asarray(wake_scale, dtype=np.float64), self.latency_ms.shape).copy()
         if wake is not None and np.all(wake == 1.0):
             wake = None
-        if np.all(scale == 1.0) and wake is None:
+        if np.all(scale == 1.0) and wake is self.wake_scale:
             return self
         t = copy.copy(self)
         t.latency_ms = self.latency_ms * scale
@@ -458,9 +459,13 @@ class VariantTable:
         return t
 
     def to_dict(self) -> dict:
-        """Every constant as plain numbers and lists (JSON; the learned controller saves it, the exporter writes it)."""
-        return {**{k: getattr(self, k).tolist() for k in self.ARRAYS}, **self.scalars(),
-                "scheduler": {k: getattr(self.sched, k) for k in Scheduler.__dataclass_fields__}}
+        """Every constant as plain numbers and lists (JSON; the learned controller saves it, the exporter writes it;
+        a world's ``wake_scale`` too, where it has one)."""
+        out = {**{k: getattr(self, k).tolist() for k in self.ARRAYS}, **self.scalars(),
+               "scheduler": {k: getattr(self.sched, k) for k in Scheduler.__dataclass_fields__}}
+        if self.wake_scale is not None:
+            out["wake_scale"] = self.wake_scale.tolist()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "VariantTable":
@@ -473,6 +478,8 @@ class VariantTable:
                   "sigma"):
             setattr(t, k, float(d[k]))
         t.sched = Scheduler(**{k: float(v) for k, v in d["scheduler"].items()})
+        if d.get("wake_scale") is not None:
+            t.wake_scale = np.asarray(d["wake_scale"], dtype=np.float64)
         return t
 
     def scalars(self) -> dict[str, float]:

@@ -148,7 +148,8 @@ class DevicePhysics:
     :meth:`expected_latency_ms`, the observation's prediction, what planners and the prior read),
     and ``world``, what the simulated host does (:meth:`step`, :meth:`step_batch`,
     :meth:`interval_table`): the same, with service time and work energy scaled by the preset's
-    ``service_scale`` (the same object when it is 1)."""
+    ``service_scale`` (or per variant, ``variant_scale``) and the wake-up cost by ``variant_wake`` (the same
+    object when nothing is scaled)."""
 
     def __init__(self, device: DevicePreset, catalog: Catalog, frame_sigma: float = FRAME_SIGMA,
                  variant_scale: Mapping[str, float] | None = None, variant_wake: Mapping[str, float] | None = None):
@@ -157,7 +158,8 @@ class DevicePhysics:
         self.frame_sigma = frame_sigma
         # the app's model of its variants (the observation's prediction, the planners' tables, the exported prior)
         self.table = VariantTable(device, catalog, frame_sigma)
-        # the world's: the catalog on this host (service scaled by the preset's service_scale; the same if 1)
+        # the world's: the catalog on this host (service scaled by the preset's service_scale, each variant's
+        # wake-up cost by its own factor where given; the same object if neither changes anything)
         self.service_scale = float(getattr(device, "service_scale", 1.0))
         # ``variant_scale``: the world's service over the catalog's latency for the variants it names (a host
         # that speeds its variants up unevenly, as a live run's probe measures it); the others at service_scale

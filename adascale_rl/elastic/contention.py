@@ -357,8 +357,8 @@ def variant_speeds(ratios: dict[str, float], catalog: Any) -> dict[str, float]:
 def variant_wake_scales(factors: dict[str, float], catalog: Any) -> dict[str, float]:
     """Every variant's wake-up cost over the scheduler's line, from the variants a probe measured (``factors``:
     variant id -> measured excess / the line's cost, :func:`wake_factors`): a variant the probe did not measure
-    takes the factor of those of its own precision (:func:`by_precision`; int8 kernels wake up dearer for their
-    service than fp32 ones on both machines, docs/LIVE.md); a factor outside
+    takes the factor of those of its own precision (:func:`by_precision`; on the Intel VM the line through six
+    variants missed single variants by factors of 0.58-1.87, docs/LIVE.md); a factor outside
     :data:`adascale_rl.device.model.WAKE_SCALE_RANGE` is left out."""
     from adascale_rl.device.model import WAKE_SCALE_RANGE
 

@@ -208,20 +208,23 @@ WAKE_CURVE = "idle_sleep_ms"
 WAKE_SPREAD = "wake_cv"
 
 
-def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None,
-                 catalog_ms: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None, catalog: Any,
+                 per_variant: bool) -> tuple[dict[str, float], dict[str, float], int]:
     """The world's wake-up constants from a run's probe (its ``host_speed.wake``): the line fitted again on its
     measurements with the current rule (:func:`~adascale_rl.elastic.contention.fit_wake_line`), each variant's
     excess taken against ``world_ms``, the service the replay's world gives it: the mean response the probe
     measured stays, the excess and its standard error are worked out again against the replay's service. The
     line it recorded where it has no excesses (the probe's first form); ``{}`` where there is none. Where the
     probe measured the cost's spread (``spread_ms``), its ``wake_cv`` against the cost the refitted line gives
-    (:func:`~adascale_rl.elastic.contention.fit_wake_cv`); else the spec's stays. Second, each measured variant's
-    excess over the refitted line (:func:`~adascale_rl.elastic.contention.wake_factors`; ``{}`` for a probe that
-    recorded no excesses)."""
+    (:func:`~adascale_rl.elastic.contention.fit_wake_cv`); else the spec's stays. With ``per_variant``, second,
+    every variant's wake-up cost over that line (:func:`~adascale_rl.elastic.contention.wake_factors` for the
+    variants the probe measured well enough, :func:`~adascale_rl.elastic.contention.variant_wake_scales` for the
+    others; ``{}`` for a probe that recorded no excesses), and the ``wake_cv`` is then fitted against the cost the
+    world gives each variant, its factor times the line's; third, how many measured factors stand."""
     from adascale_rl.elastic.contention import (fit_wake_cv, fit_wake_line, line_cost, sleep_share, sleeps_between,
                                                 wake_factors)
 
+    catalog_ms = {v.id: float(v.latency_ms) for v in catalog.variants}
     fit = measured
     factors: dict[str, float] = {}
     if world_ms and speed is not None and measured.get("excess_se_ms"):
@@ -251,17 +254,20 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
         factors = wake_factors(fit, world_ms, excess, se)
     wake = {k: fit.get(k) for k in WAKE_KEYS}
     if None in wake.values():
-        return {}, {}
+        return {}, {}, 0
+    scales = variant_wake_scales(factors, catalog) if per_variant else {}
+    kept = sum(1 for v, f in factors.items() if scales.get(v) == f)
     if measured.get(WAKE_CURVE) is not None:
         wake[WAKE_CURVE] = measured[WAKE_CURVE]
     spread = measured.get("spread_ms") or {}
     if spread and world_ms and measured.get("rate_hz") and measured.get(WAKE_CURVE) is not None:
         cost = line_cost(wake["idle_wake_ms"], wake["idle_wake_per_ms"], {v: world_ms[v] for v in spread if v in world_ms},
                          float(measured["rate_hz"]), float(measured[WAKE_CURVE]))
+        cost = {v: c * scales.get(v, 1.0) for v, c in cost.items()}  # the cost the world gives each variant
         cv = fit_wake_cv(cost, {v: float(x) for v, x in spread.items()})["wake_cv"]
         if cv is not None:
             wake[WAKE_SPREAD] = cv
-    return wake, factors
+    return wake, scales, kept
 
 
 def _spec_of(summary: dict) -> str:
@@ -351,17 +357,18 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     # each variant at the speed the probe measured for it (interpolated in its precision for those it did not
     # time), or every variant at the probe's median
     speeds: dict[str, float] = {}
+    per_variant: dict[str, float] = {}
     if probed is not None:
         median = {v: float(probed) for v in catalog_ms}
         per_variant = variant_speeds(probe.get("ratios") or {}, catalog) if host_speed in ("run", "run-line") else {}
         speeds = per_variant or median
     # the world's wake-up cost as the probe measured it at the run's rate (runs from before the probe had one: the
     # spec's), against the service the world gives each variant; the app's model keeps its selector.json's
-    wake, factors = _probed_wake(probe.get("wake") or {},
-                                 {v: speeds[v] * ms for v, ms in catalog_ms.items() if v in speeds}, probed, catalog_ms)
-    # each variant's wake-up cost over that line, as the probe measured it (interpolated in its precision for those
-    # it did not measure); the line for every variant under "run-line" and "run-median"
-    wake_scales = variant_wake_scales(factors, catalog) if wake and host_speed == "run" else {}
+    # and, under "run", each variant's wake-up cost over that line as the probe measured it (interpolated in its
+    # precision for those it did not measure); the line for every variant under "run-line" and "run-median"
+    wake, wake_scales, wake_measured = _probed_wake(
+        probe.get("wake") or {}, {v: speeds[v] * ms for v, ms in catalog_ms.items() if v in speeds}, probed, catalog,
+        host_speed == "run")
     kwargs = dict(env_kwargs or {})
     if speeds:
         kwargs["variant_service_scale"] = speeds
@@ -370,7 +377,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     given = "world_constants" in kwargs
     if wake:
         if given:
-            raise Sim2RealError("a run replayed with its own wake-up cost (host_speed='run') takes no "
+            raise Sim2RealError(f"a run replayed with its own wake-up cost (host_speed={host_speed!r}) takes no "
                                 "world_constants env argument")
         kwargs["world_constants"] = wake
     try:
@@ -429,19 +436,22 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     on_time = col("on_time_frac")
     errs = np.array([p["latency_err_pct"] for p in periods], dtype=float)
     errs = errs[np.isfinite(errs)]
+    world_wake = env.physics.world.wake_scale  # None: every variant on the line
     row = {
         "run": run.name, "policy": policy, "kind": controller.kind, "periods": len(rows),
         "initial_variant": v0, "seeds": seeds,
         # the world's speed in the replay against the catalog, and where it came from
         "world_service_scale": (float(np.median(list(speeds.values()))) if speeds else env.device.service_scale),
         "host_speed_from": "spec" if probed is None else host_speed,
+        "speeds_per_variant": int(bool(per_variant)),  # each variant at its own probed ratio (1), or the median
         **{f"world_{k}": float(getattr(env.device, k)) for k in (*WAKE_KEYS, WAKE_CURVE, WAKE_SPREAD)},
         "wake_from": "run" if wake else ("world_constants" if given else "spec"),
         "wake_cv_from": "run" if WAKE_SPREAD in wake else ("world_constants" if given else "spec"),
-        # each variant's wake-up cost over the line in the replay's world (1, 1 where every variant is on it)
-        "world_wake_scale_min": min(wake_scales.values(), default=1.0),
-        "world_wake_scale_max": max(wake_scales.values(), default=1.0),
-        "wake_scales_measured": len(factors) if wake_scales else 0,
+        # each variant's wake-up cost over the line in the replay's world (1, 1 where every variant is on it), and
+        # how many of those the run's probe measured (0: none of its own)
+        "world_wake_scale_min": float(np.min(world_wake)) if world_wake is not None else 1.0,
+        "world_wake_scale_max": float(np.max(world_wake)) if world_wake is not None else 1.0,
+        "wake_scales_measured": wake_measured,
         "live_return": float(np.nansum(col("reward"))),
         "sim_return": float(np.mean(sim["return"])), "sim_sd_return": float(np.std(sim["return"])),
         "live_miss_rate": float(np.nanmean(1.0 - on_time)), "sim_miss_rate": float(np.mean(sim["miss_rate"])),
@@ -544,7 +554,7 @@ def _speed_line(run_rows: list[dict]) -> str:
         return ""
     own = [r["world_service_scale"] for r in run_rows if r["host_speed_from"] != "spec"]
     spec = sorted({round(r["world_service_scale"], 4) for r in run_rows if r["host_speed_from"] == "spec"})
-    per_variant = sum(r["host_speed_from"] == "run" for r in run_rows)
+    per_variant = sum(int(r.get("speeds_per_variant", 0)) for r in run_rows)
     parts = []
     if own:
         how = ([f"each variant at its own ratio in {per_variant}"] if per_variant else []) + (

@@ -223,3 +223,25 @@ def test_the_table_round_trips_through_plain_numbers():
     t = model.VariantTable(d, validate(make_catalog_doc(LADDER)), 0.1)
     u = model.VariantTable.from_dict(json.loads(json.dumps(t.to_dict())))
     assert u.to_dict() == t.to_dict() and u.sched == t.sched
+    assert "wake_scale" not in t.to_dict() and t.on_host(1.0) is t and t.on_host(1.0, 1.0) is t
+
+
+def test_a_worlds_table_keeps_its_wake_up_factors_through_copies_and_plain_numbers():
+    """``on_host``'s ``wake_scale``: one factor for all broadcasts, an array is copied (the caller's stays its own),
+    a further ``on_host`` without one keeps the table's, and the factors survive ``to_dict`` / ``from_dict``."""
+    import json
+
+    t = model.VariantTable(load_device("rpi4"), validate(make_catalog_doc(LADDER)), 0.1)
+    np.testing.assert_array_equal(t.on_host(1.0, 2.0).wake_scale, np.full(t.n, 2.0))
+    given = np.array([1.0, 2.0, 0.5, 1.0])
+    w = t.on_host(1.0, given)
+    given[0] = 9.0
+    np.testing.assert_array_equal(w.wake_scale, [1.0, 2.0, 0.5, 1.0])
+    assert t.wake_scale is None and "wake_scale" not in t.arrays()
+    slower = w.on_host(1.5)
+    np.testing.assert_array_equal(slower.wake_scale, w.wake_scale)
+    np.testing.assert_array_equal(slower.latency_ms, 1.5 * t.latency_ms)
+    assert w.on_host(1.0) is w
+    back = model.VariantTable.from_dict(json.loads(json.dumps(w.to_dict())))
+    np.testing.assert_array_equal(back.wake_scale, w.wake_scale)
+    assert back.to_dict() == w.to_dict()

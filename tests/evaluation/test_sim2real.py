@@ -500,11 +500,14 @@ def test_a_probe_of_uneven_speeds_is_refitted_to_the_line_it_measured(greedy, tm
 
 
 def test_each_variant_is_replayed_with_the_wake_up_cost_its_probe_measured(greedy, tmp_path):
-    """A probe whose variants woke up off one line (each measured to within a quarter of it): the replay's world
-    (``run``) gives each its own cost over the refitted line (the others interpolated in their precision,
-    ``variant_wake_scales``), as an environment given those factors and that line does; ``run-line`` keeps every
-    variant on the line (the replay before per-variant wake-up costs); the runs' table and the report say which."""
-    from adascale_rl.elastic.contention import (fit_wake_line, sleep_share, variant_wake_scales, wake_factors)
+    """A probe whose variants ran at their own speeds and woke up off one line (each measured to within a quarter of
+    it), the one furthest above it spreading by 0.3 x the cost it really had: the replay's world (``run``) gives each variant its own cost
+    over the refitted line (the others interpolated in their precision, ``variant_wake_scales``) and fits the
+    spread against those costs, as an environment given those speeds, factors, line and spread does; ``run-line``
+    keeps every variant on the line (the replay before per-variant wake-up costs) and fits the spread against it;
+    the runs' table and the report say which, and also what the world was given through env arguments."""
+    from adascale_rl.elastic.contention import (fit_wake_line, line_cost, sleep_share, variant_speeds,
+                                                variant_wake_scales, wake_factors)
     from adascale_rl.runtime.folder import catalog_of
 
     run = tmp_path / "run"
@@ -515,42 +518,57 @@ def test_each_variant_is_replayed_with_the_wake_up_cost_its_probe_measured(greed
     cat = {v["id"]: v["latency_ms"] for v in doc["variants"]}
     ids = sorted(cat, key=cat.get)
     probed = [ids[0], ids[len(ids) // 2], ids[-1]] + sorted(played - {ids[0], ids[len(ids) // 2], ids[-1]})[:1]
+    ratios = {v: r for v, r in zip(probed, (1.0, 1.3, 0.9, 1.1))}
+    speeds = variant_speeds(ratios, catalog)
     tau = 3.762
-    world = {v: cat[v] for v in probed}
+    world = {v: speeds[v] * cat[v] for v in probed}
     excess = {v: e for v, e in zip(probed, (0.5, 2.0, 0.5, 2.6))}  # no line through them: each off it
     se = {v: 0.02 for v in probed}
+    fit = fit_wake_line(world, excess, se)
+    scales = variant_wake_scales(wake_factors(fit, world, excess, se), catalog)
+    assert min(scales.values()) < 0.9 and max(scales.values()) > 1.1
+    own_cost = line_cost(fit["idle_wake_ms"], fit["idle_wake_per_ms"], world, 60, tau)
+    dear = max(probed, key=scales.get)  # the spread measured on the variant furthest above the line
     summary = json.loads((run / "summary.json").read_text())
-    summary["host_speed"] = {"service_scale": 1.0, "median_ratio": 1.0, "wake": {
+    summary["host_speed"] = {"service_scale": 1.0, "median_ratio": 1.0, "ratios": ratios, "wake": {
         "rate_hz": 60, "idle_sleep_ms": tau, "excess_ms": excess, "excess_se_ms": se, "world_ms": world,
         "response_ms": {v: world[v] + excess[v] * sleep_share(world[v], 60, tau) for v in probed},
+        "spread_ms": {dear: 0.3 * scales[dear] * own_cost[dear]},
         "idle_wake_ms": 1.0, "idle_wake_per_ms": 0.1, "rms_ms": 0.5}}
     (run / "summary.json").write_text(json.dumps(summary))
     (own,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, out=tmp_path / "own")
     (line_only,) = s2r.sim2real(run, seeds=2, progress=False, env_kwargs=QUIET, host_speed="run-line",
                                 out=tmp_path / "line")
-    fit = fit_wake_line(world, excess, se)
-    scales = variant_wake_scales(wake_factors(fit, world, excess, se), catalog)
-    assert min(scales.values()) < 0.9 and max(scales.values()) > 1.1
+    runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))[0]
+    line_row = list(csv.DictReader(open(tmp_path / "line" / "sim2real_runs.csv")))[0]
+    assert float(runs["world_wake_cv"]) == pytest.approx(0.3, abs=1e-3)  # against each variant's own cost
+    assert float(line_row["world_wake_cv"]) == pytest.approx(0.3 * scales[dear], abs=1e-3)  # against the line's
     constants = {"idle_wake_ms": fit["idle_wake_ms"], "idle_wake_per_ms": fit["idle_wake_per_ms"],
                  "idle_sleep_ms": tau}
-    (given,) = s2r.sim2real(run, seeds=2, progress=False, host_speed="spec", out=tmp_path / "given",
-                            env_kwargs={**QUIET, "world_constants": constants, "variant_wake_scale": scales})
+    (given,) = s2r.sim2real(run, seeds=2, progress=False, host_speed="spec", out=tmp_path / "given", env_kwargs={
+        **QUIET, "world_constants": {**constants, "wake_cv": float(runs["world_wake_cv"])},
+        "variant_service_scale": speeds, "variant_wake_scale": scales})
     (given_line,) = s2r.sim2real(run, seeds=2, progress=False, host_speed="spec", out=tmp_path / "given-line",
-                                 env_kwargs={**QUIET, "world_constants": constants})
+                                 env_kwargs={**QUIET, "variant_service_scale": speeds, "world_constants": {
+                                     **constants, "wake_cv": float(line_row["world_wake_cv"])}})
     for k in ("sim_return", "sim_mean_latency_ms", "latency_err_median_pct", "latency_bias_median_pct"):
-        assert own[k] == pytest.approx(given[k], rel=1e-9, abs=1e-9), k
-        assert line_only[k] == pytest.approx(given_line[k], rel=1e-9, abs=1e-9), k
+        assert own[k] == pytest.approx(given[k], rel=1e-6, abs=1e-9), k
+        assert line_only[k] == pytest.approx(given_line[k], rel=1e-6, abs=1e-9), k
     assert own["latency_err_median_pct"] != pytest.approx(line_only["latency_err_median_pct"], abs=1e-3)
-    runs = list(csv.DictReader(open(tmp_path / "own" / "sim2real_runs.csv")))[0]
     n = len(probed)
     assert int(runs["wake_scales_measured"]) == n and runs["host_speed_from"] == "run"
     assert float(runs["world_wake_scale_min"]) == pytest.approx(min(scales.values()), rel=1e-6)
     assert float(runs["world_wake_scale_max"]) == pytest.approx(max(scales.values()), rel=1e-6)
-    assert f"each variant's cost over that line as the probe measured it in 1 ({n}-{n} variants measured" in (
-        tmp_path / "own" / "sim2real.md").read_text()
-    line_row = list(csv.DictReader(open(tmp_path / "line" / "sim2real_runs.csv")))[0]
+    report = (tmp_path / "own" / "sim2real.md").read_text()
+    assert f"each variant's cost over that line as the probe measured it in 1 ({n}-{n} variants measured" in report
+    assert "each variant at its own ratio in 1" in report
     assert int(line_row["wake_scales_measured"]) == 0 and line_row["host_speed_from"] == "run-line"
-    assert "over that line" not in (tmp_path / "line" / "sim2real.md").read_text()
+    assert float(line_row["world_wake_scale_min"]) == float(line_row["world_wake_scale_max"]) == 1.0
+    line_report = (tmp_path / "line" / "sim2real.md").read_text()
+    assert "over that line" not in line_report and "each variant at its own ratio in 1" in line_report
+    given_row = list(csv.DictReader(open(tmp_path / "given" / "sim2real_runs.csv")))[0]  # what the world was given
+    assert int(given_row["wake_scales_measured"]) == 0
+    assert float(given_row["world_wake_scale_max"]) == pytest.approx(max(scales.values()), rel=1e-6)
     with pytest.raises(s2r.Sim2RealError, match="variant_wake_scale"):
         s2r.sim2real(run, seeds=1, progress=False, env_kwargs={**QUIET, "variant_wake_scale": scales})
 
