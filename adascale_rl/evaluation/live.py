@@ -42,7 +42,7 @@ import sys
 import time
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -193,16 +193,18 @@ class LiveSetup:
                     m(self.xs[0])
 
     def host_speed(self, seconds: float = HOST_PROBE_S, variants: int = 6,
-                   rate_hz: float | None = None) -> dict[str, Any]:
+                   rate_hz: float | None = None, also: Sequence[str] = ()) -> dict[str, Any]:
         """The host's speed now: every variant of the catalog served back to back with nothing else running in
         this process, in two interleaved passes (a drift in between hits all alike), about ``seconds`` in all;
         the median service of each over its catalog latency (``ratios``: a host does not speed its variants up
         evenly, and ``sim2real`` replays each at its own) and their median, ``service_scale``, as calibrate writes
         it into a preset (None if implausible). With ``rate_hz``, then the host's wake-up cost at that rate
         (``wake``) on ``variants`` of the catalog spread over its latency range (the variants ``adascale-rl
-        calibrate`` times): each served :data:`WAKE_CALLS` times as the live loop serves a request, one every
-        ``1 / rate_hz`` seconds with the thread asleep in between, and the line ``idle_wake_ms + idle_wake_per_ms
-        x service`` through the mean response over the variant's measured back-to-back service (divided by the
+        calibrate`` times) and the variants named in ``also`` (a run's starting variant: the one a controller that
+        keeps its variant serves throughout, whose own wake-up cost ``sim2real`` then replays instead of one
+        interpolated between its neighbours'): each served :data:`WAKE_CALLS` times as the live loop serves a
+        request, one every ``1 / rate_hz`` seconds with the thread asleep in between, and the line
+        ``idle_wake_ms + idle_wake_per_ms x service`` through the mean response over the variant's measured back-to-back service (divided by the
         share of the full cost the model gives a sleep that long, with the spec's ``idle_sleep_ms``, which
         ``wake`` records), each variant weighted by 1 / the squared standard error of its excess (``None``
         where implausible). The machine should be quiet: run it before the load starts."""
@@ -216,6 +218,7 @@ class LiveSetup:
             raise LiveError(f"the host-speed probe's request rate must be positive, not {rate_hz}")
         latency = {v.id: float(v.latency_ms) for v in self.catalog.variants}
         chosen = pick_variants(latency, min(variants, len(latency)))
+        chosen = sorted(set(chosen) | {v for v in also if v in latency}, key=lambda v: (latency[v], v))
         times: dict[str, list[float]] = {v: [] for v in sorted(latency, key=latency.get)}
         per = seconds / (2 * len(times))
         clock, x = time.perf_counter, self.xs[0]
@@ -363,7 +366,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
         selector.select()  # the first decision compiles the policy's program: not inside the first period
         if host_probe_s:  # the host's speed now, before the load starts
             first = schedule.segments[0].request_rate_hz if schedule is not None else None
-            host = setup.host_speed(host_probe_s, rate_hz=rate_hz or first or base_rate)  # and its wake-up cost
+            host = setup.host_speed(host_probe_s, rate_hz=rate_hz or first or base_rate,  # and its wake-up cost,
+                                    also=[selector.variant])  # the starting variant's among them
         variant = initial = selector.variant  # loaded when the first period starts: its decision may switch
         time.sleep(0.03)  # and the CPU counters (10 ms ticks) move before the first period's read, which waits for one
         intervals_f = open(out / "intervals.csv", "w", newline="", encoding="utf-8")

@@ -18,6 +18,7 @@ import yaml
 
 from _procs import interrupt_when
 from adascale_rl.context.traces import validate_path
+from adascale_rl.elastic.calibrate import pick_variants
 from adascale_rl.evaluation.live import INTERVAL_COLUMNS, WAKE_CALLS
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -95,7 +96,11 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
     assert "host speed before the run" in r.stdout
     # then the wake-up cost at the run's rate: requests one every 25 ms, the thread asleep in between
     w = h["wake"]  # the quick profile's variants take well under half of the 25 ms between requests: all measured
-    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS and len(w["excess_ms"]) == min(6, len(ids))
+    lat = {v["id"]: v["latency_ms"]
+           for v in json.loads(next((profiled.out / "catalogs").glob("*.json")).read_text())["variants"]}
+    spread = set(pick_variants(lat, min(6, len(ids))))
+    assert w["rate_hz"] == 40 and w["calls"] == WAKE_CALLS
+    assert set(w["excess_ms"]) == spread | {s["initial_variant"]}  # the run's starting variant among them
     assert set(w["excess_se_ms"]) == set(w["excess_ms"]) and w["idle_sleep_ms"] > 0
     for v in w["excess_ms"]:
         assert 0 < w["service_ms"][v] < 12.5 and w["response_ms"][v] - w["service_ms"][v] < 25.0
@@ -106,6 +111,21 @@ def test_run_serves_the_profiled_model_and_logs_every_period(profiled, tmp_path,
         assert 0 <= w["idle_wake_ms"] <= 5 and 0 <= w["idle_wake_per_ms"] <= 2 and w["rms_ms"] >= 0
         assert "wake-up cost at 40 Hz" in r.stdout
         assert "wake_cv" in w and (w["wake_cv"] is None or 0 <= w["wake_cv"] <= 3)
+
+
+def test_the_probe_measures_the_wake_up_cost_of_the_variant_a_run_starts_on(profiled, monkeypatch):
+    """``host_speed(also=...)``: the variants named (a run's starting variant) are served at the rate too, beside the
+    ones spread over the latency range, so the replay has their own wake-up cost; an unknown id is ignored."""
+    from adascale_rl.evaluation.live import LiveSetup
+
+    monkeypatch.setenv("ADASCALE_RL_CACHE", str(profiled.cache))
+    setup = LiveSetup(str(profiled.out / "MyHost-Digits.yaml"))
+    lat = {v.id: v.latency_ms for v in setup.catalog.variants}
+    ends = set(pick_variants(lat, 2))
+    middle = next(v for v in sorted(lat, key=lat.get) if v not in ends)
+    w = setup.host_speed(0.2, variants=2, rate_hz=40, also=[middle, "no-such-variant"])["wake"]
+    assert set(w["response_ms"]) == ends | {middle}
+    assert set(setup.host_speed(0.2, variants=2, rate_hz=40)["wake"]["response_ms"]) == ends
 
 
 def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profiled, tmp_path):
