@@ -59,7 +59,8 @@ _NUMBERS = {
 #: the range a preset's ``service_scale`` may take (a host 20x slower or faster than its catalog is another machine)
 SERVICE_SCALE_RANGE = (0.05, 20.0)
 #: the range the wake-up cost's standard deviation over its mean (``wake_cv``, optional in a preset; default
-#: ``adascale_rl.device.model.WAKE_CV``, a gamma of shape 2) may take: 0 is a fixed cost
+#: ``adascale_rl.device.model.WAKE_CV``, a gamma of shape 2) may take: 0 is a fixed cost; the upper end is an
+#: assumption, wider than a fit may give (``adascale_rl.elastic.contention.PLAUSIBLE``), as for the other constants
 WAKE_CV_RANGE = (0.0, 5.0)
 #: the optional numbers of a preset, with their default and range
 _OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV, WAKE_CV_RANGE)}

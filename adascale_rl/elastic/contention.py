@@ -173,7 +173,8 @@ def eevdf_slice_ms(cores: int) -> tuple[float, str]:
 #: 2.7x the 0.73 x service the live probe measured when its line, taken against the simulator's service at the
 #: median speed, also carried the full model's speed above that median)
 PLAUSIBLE = {"idle_wake_ms": (0.0, 5.0), "idle_wake_per_ms": (0.0, 2.0), "idle_sleep_ms": (0.1, 50.0),
-             "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0), "wake_cv": (0.0, 3.0)}
+             "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0),
+             "wake_cv": (0.0, 3.0)}  # wake_cv: an assumption (the probes measured 0.03-0.93; 3 is a timing gone wrong)
 #: requests per (variant, busy-process count) a fit needs
 MIN_SAMPLES = 20
 
@@ -247,7 +248,9 @@ def fit_wake_line(world_ms: dict[str, float], excess_ms: dict[str, float],
 
 
 #: the largest standard error a variant's wake-up factor may have to stand for the variant (:func:`wake_factors`;
-#: derived: a factor less sure than a quarter of the line's cost tells the replay less than the line does)
+#: an assumption: a factor less sure than a quarter of the line's cost is taken to tell the replay less than the
+#: line does. On the Intel VM's 60 Hz probes every measured factor passed it; at 400 Hz, 24 requests of a
+#: variant that hardly sleeps left some variants on the line, docs/LIVE.md "Per-variant wake-up costs")
 WAKE_FACTOR_MAX_SE = 0.25
 
 
@@ -281,11 +284,13 @@ def wake_spread(responses_ms, service_ms) -> float | None:
 
 
 def line_cost(idle_wake_ms: float, idle_wake_per_ms: float, world_ms: dict[str, float], rate_hz: float,
-              idle_sleep_ms: float) -> dict[str, float]:
+              idle_sleep_ms: float, wake_scale: dict[str, float] | None = None) -> dict[str, float]:
     """The wake-up cost the model gives each variant of service ``world_ms`` that sleeps between requests at
     ``rate_hz``: the line ``idle_wake_ms + idle_wake_per_ms x service`` times its :func:`sleep_share` (variants
-    that hardly sleep, :func:`sleeps_between`, are left out)."""
-    return {v: (idle_wake_ms + idle_wake_per_ms * w) * sleep_share(w, rate_hz, idle_sleep_ms)
+    that hardly sleep, :func:`sleeps_between`, are left out), and times its own factor over the line where
+    ``wake_scale`` names one (a world's, :func:`variant_wake_scales`)."""
+    scale = wake_scale or {}
+    return {v: (idle_wake_ms + idle_wake_per_ms * w) * sleep_share(w, rate_hz, idle_sleep_ms) * scale.get(v, 1.0)
             for v, w in world_ms.items() if sleeps_between(w, rate_hz)}
 
 

@@ -204,9 +204,9 @@ class LiveSetup:
         keeps its variant serves throughout, whose own wake-up cost ``sim2real`` then replays instead of one
         interpolated between its neighbours'): each served :data:`WAKE_CALLS` times as the live loop serves a
         request, one every ``1 / rate_hz`` seconds with the thread asleep in between, and the line
-        ``idle_wake_ms + idle_wake_per_ms x service`` through the mean response over the variant's measured back-to-back service (divided by the
-        share of the full cost the model gives a sleep that long, with the spec's ``idle_sleep_ms``, which
-        ``wake`` records), each variant weighted by 1 / the squared standard error of its excess (``None``
+        ``idle_wake_ms + idle_wake_per_ms x service`` through the mean response over the variant's measured
+        back-to-back service (divided by the share of the full cost the model gives a sleep that long, with the
+        spec's ``idle_sleep_ms``, which ``wake`` records), each variant weighted by 1 / the squared standard error of its excess (``None``
         where implausible). The machine should be quiet: run it before the load starts."""
         import torch
 

@@ -262,8 +262,7 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
     spread = measured.get("spread_ms") or {}
     if spread and world_ms and measured.get("rate_hz") and measured.get(WAKE_CURVE) is not None:
         cost = line_cost(wake["idle_wake_ms"], wake["idle_wake_per_ms"], {v: world_ms[v] for v in spread if v in world_ms},
-                         float(measured["rate_hz"]), float(measured[WAKE_CURVE]))
-        cost = {v: c * scales.get(v, 1.0) for v, c in cost.items()}  # the cost the world gives each variant
+                         float(measured["rate_hz"]), float(measured[WAKE_CURVE]), scales)  # the world's cost of each
         cv = fit_wake_cv(cost, {v: float(x) for v, x in spread.items()})["wake_cv"]
         if cv is not None:
             wake[WAKE_SPREAD] = cv

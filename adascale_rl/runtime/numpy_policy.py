@@ -190,8 +190,9 @@ class NumpyPolicy:
         is a constant row. The products are ``np.matmul``, not ``np.dot``: ``np.dot`` hands the
         GIL back around every BLAS call, and with another thread alive (the selector's run-queue
         sampler) that costs a thread switch the next forward pays for in cold caches (with the argmax
-        below, the forward's p50 79.8 -> 61.5 µs, ``benchmarks/selector_overhead.py``, docs/DEPLOY.md); ``np.matmul`` keeps the GIL while a product's size (numpy's gufunc
-        threshold counts the output's width) stays under 500, as every layer here does (64 wide).
+        below, the forward's p50 79.8 -> 61.5 µs, ``benchmarks/selector_overhead.py``, docs/DEPLOY.md);
+        ``np.matmul`` on these small products (64 wide) showed no such switch in that benchmark (numpy releases
+        the GIL only for loops above a size threshold; not measured here for wider layers).
         """
         ex = np.asarray(example, dtype=np.float32).astype(np.float64).reshape(-1)
 

@@ -18,9 +18,9 @@ from adascale_rl import paths
 from adascale_rl.device.presets import load_preset_file
 from adascale_rl.elastic.calibrate import (FITTED, CalibrateError, merge_samples, pick_variants, previous_runs,
                                            service_drift)
-from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_cv, fit_wake_line, samples_from_json,
-                                             samples_to_json, variant_speeds, variant_wake_scales, wake_excess,
-                                             wake_factors, wake_spread)
+from adascale_rl.elastic.contention import (fit_idle_wake, fit_scheduler, fit_wake_cv, fit_wake_line, line_cost,
+                                             samples_from_json, samples_to_json, variant_speeds, variant_wake_scales,
+                                             wake_excess, wake_factors, wake_spread)
 from _specs import copy_of_spec
 from adascale_rl.environment.spec import load_spec
 
@@ -357,6 +357,10 @@ def test_each_measured_variants_wake_up_cost_is_a_factor_on_the_line_and_the_oth
     assert s["c8"] == pytest.approx(1.0)  # halfway between a8 and b8 in log latency
     assert variant_wake_scales({"a8": 50.0, "b8": 0.5}, catalog)["a8"] == 0.5  # beyond the range: a timing gone wrong
     assert variant_wake_scales({}, catalog) == {}
+    # the cost the world gives each variant that sleeps: the line's, times its own factor where it has one
+    plain = line_cost(0.4, 0.5, world, 60.0, 3.0)
+    own = line_cost(0.4, 0.5, world, 60.0, 3.0, {"a8": 1.5})
+    assert own["a8"] == pytest.approx(1.5 * plain["a8"]) and own["b8"] == plain["b8"]
 
 
 def test_the_wake_up_costs_spread_is_what_the_responses_spread_beyond_the_service():
