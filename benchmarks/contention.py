@@ -84,8 +84,10 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
         stale_ms = 1000.0 / rate_hz
     s = model.serve(c, np.float64(rate_hz or 1.0), np.float64(stale_ms), 1.0, 1.0, sigma)
     served = float(s.served_frac)
-    # the served requests' p95: the mixture's quantile below the stale ones
-    return float(s.mean_ms), model.response_quantile(c, 0.95 * served, sigma), 1.0 - served
+    # the served requests' p95: the mixture's quantile below the stale ones (the top of the mixture); the requests
+    # beyond the app's capacity are lost whatever their response time, so they leave the quantiles as they are
+    kept = 1.0 - float(model.stale_share(c, np.float64(stale_ms)))
+    return float(s.mean_ms), model.response_quantile(c, 0.95 * kept, sigma), 1.0 - served
 
 
 def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, device) -> tuple[dict | None, str, set]:

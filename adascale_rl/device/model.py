@@ -330,7 +330,7 @@ def serve(c: Contention, rate_hz, deadline_ms, open_s, dt_s, sigma: float, xp=No
     capacity = xp.minimum(rate_hz * open_s, c.capacity_hz * open_s)
     delay = xp.clip(c.delay_ms, 1e-9, None)
     waits = c.p_delay * c.wake_frac
-    stale = waits * xp.exp(-deadline_ms / delay)
+    stale = stale_share(c, deadline_ms, xp)
     served = capacity * (1.0 - stale)
     served_frac = xp.where(issued > 0.0, served / xp.clip(issued, 1e-12, None), 1.0)
     log_d = xp.log(deadline_ms)
@@ -344,6 +344,14 @@ def serve(c: Contention, rate_hz, deadline_ms, open_s, dt_s, sigma: float, xp=No
               + (c.p_delay - waits) * normal_cdf((log_d - hi_z) / hi_s, xp))
     on_time = xp.where(issued > 0.0, capacity / xp.clip(issued, 1e-12, None) * within, 1.0)
     return Serving(served_frac, on_time, served_mean_ms(c, deadline_ms, sigma, xp), served)
+
+
+def stale_share(c: Contention, deadline_ms, xp=None):
+    """The share of the requests the app reaches that it drops as stale: those whose wait for a core at wake-up
+    outlasts the deadline (the top of the response-time mixture; the requests beyond the app's capacity are lost
+    whatever their response time would have been)."""
+    xp = xp or namespace(c.delay_ms, deadline_ms)
+    return c.p_delay * c.wake_frac * xp.exp(-deadline_ms / xp.clip(c.delay_ms, 1e-9, None))
 
 
 def served_mean_ms(c: Contention, deadline_ms, sigma: float, xp=None):

@@ -116,3 +116,25 @@ def test_service_scale_variant_gives_each_variant_its_own_speed(tmp_path):
     assert json.loads((tmp_path / "v.json").read_text())["service_scale"][odd] == 3.0
     res = _bench("--from-json", str(f), "--service-scale", "variant", "--levels", "4")
     assert res.returncode == 2 and "--service-scale variant needs the level with no busy process" in res.stderr
+
+
+def test_the_predicted_p95_of_an_app_that_keeps_up_in_part_is_the_mixtures_p95():
+    """Back to back beside 4 busy processes at 400 Hz the app serves part of the requests (capacity, not stale
+    drops): the served ones are a fair sample of the response-time mixture, so their p95 is its 0.95 quantile,
+    not a quantile pulled down by the share lost."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import contention as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from adascale_rl.device import model
+    from adascale_rl.device.presets import load_device
+
+    device = load_device("local-x86")
+    mean, p95, lost = bench.predict(3.0, 4, 400.0, device, 1.0)
+    c = model.contention(np.float64(3.0), np.float64(400.0), np.float64(4), float(device.cores), 1.0,
+                         model.Scheduler.of(device))
+    assert lost > 0.5 and float(model.stale_share(c, np.float64(2.5))) < 0.05  # lost to capacity, hardly stale
+    kept = 1.0 - float(model.stale_share(c, np.float64(2.5)))
+    assert p95 == model.response_quantile(c, 0.95 * kept, model.FRAME_SIGMA)
+    assert p95 > model.response_quantile(c, 0.95 * (1.0 - lost), model.FRAME_SIGMA)

@@ -117,6 +117,17 @@ def test_serving_counts_the_tail_and_drops_what_the_app_cannot_keep_up_with():
     assert float(s.mean_ms) < (1.0 + 0.2 * 4.0) * math.exp(0.005)  # below the mean of every request
 
 
+def test_the_stale_share_is_the_wait_at_wake_up_past_the_deadline_not_the_capacity_loss():
+    """Only a wait for a core at wake-up that outlasts the deadline makes a request stale; requests beyond the
+    app's capacity (here 90 % of them kept) are lost whatever their response time, so they are no part of it."""
+    waits = model.Contention(np.float64(0.2), np.float64(4.0), np.float64(1.0), np.float64(900.0), wake_frac=1.0)
+    assert float(model.stale_share(waits, np.float64(2.5))) == pytest.approx(0.2 * math.exp(-2.5 / 4.0))
+    preempted = waits._replace(wake_frac=0.0)
+    assert float(model.stale_share(preempted, np.float64(2.5))) == 0.0
+    assert float(model.serve(preempted, np.float64(1000.0), np.float64(2.5), 1.0, 1.0, 0.1).served_frac) == \
+        pytest.approx(0.9)
+
+
 def test_a_preempted_request_is_late_not_dropped():
     """Delay that is preemption while running (wake_frac 0): a point 4 ms later, every such request served."""
     c = model.Contention(np.float64(0.2), np.float64(4.0), np.float64(1.0), np.float64(900.0))
