@@ -1,6 +1,6 @@
 """adascale-rl: learned runtime adaptation for elastic on-device models.
 
-The ``AdaScale/<Device>-<Workload>-v3`` Gymnasium environments declared in
+The ``AdaScale/<Device>-<Workload>-v4`` Gymnasium environments declared in
 ``envs/*.yaml`` are registered as soon as Gymnasium is imported (now, if it already
 is; otherwise when it first is), so ``import adascale_rl`` costs nothing for code
 that never touches Gymnasium: the on-device selector (:mod:`adascale_rl.runtime`)

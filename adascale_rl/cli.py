@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # train
     t = cmd("train", _train, "train a PPO controller (MaskablePPO) on an environment's train split")
-    t.add_argument("--env", default=None, help="environment id (AdaScale/Rpi4-Vision-v3) or spec name "
+    t.add_argument("--env", default=None, help="environment id (AdaScale/Rpi4-Vision-v4) or spec name "
                                                "(required unless --resume)")
     t.add_argument("-n", "--timesteps", type=int, default=None, help="training steps (default: from the hyperparameters)")
     t.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """Wall time of one shipped-recipe training run, on the native vector environment and on single ones.
 
-    python benchmarks/train_time.py [--env AdaScale/Rpi4-Vision-v3] [--recipe agents/hyperparams/ppo.yml]
+    python benchmarks/train_time.py [--env AdaScale/Rpi4-Vision-v4] [--recipe agents/hyperparams/ppo.yml]
         [--seed 0] [--rounds 2] [--timesteps N]
 
 Each round trains the same run twice with ``adascale-rl train`` in a fresh process (one torch
@@ -64,7 +64,7 @@ def _train(env: str, recipe: Path, seed: int, out: Path, timesteps: int | None) 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--env", default="AdaScale/Rpi4-Vision-v3")
+    ap.add_argument("--env", default="AdaScale/Rpi4-Vision-v4")
     ap.add_argument("--recipe", default=str(ROOT / "agents" / "hyperparams" / "ppo.yml"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2)

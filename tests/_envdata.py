@@ -57,5 +57,5 @@ def write_env(tmp: Path, *, device: str = "rpi4", variants=LADDER, train=None, t
     meta = make_meta(name="fixture", version=1, device=device, device_mem_total_mb=3792, period_s=1.0,
                      source="simulated", how_made="test fixture", columns=cols)
     ds = save_dataset(tmp / "fixture-v1", meta, {"train": train, "test": test})
-    return EnvSpec(id="AdaScale/Fixture-Test-v3", description="fixture", device=device, catalog=str(cat),
+    return EnvSpec(id="AdaScale/Fixture-Test-v4", description="fixture", device=device, catalog=str(cat),
                    dataset=str(ds), reward=reward, period_s=1.0, max_episode_steps=steps)

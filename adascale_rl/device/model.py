@@ -21,12 +21,18 @@ The model, per variant, for one decision interval:
   threads: each gets ``s = cores / R`` of a core, ``m = R / cores - 1`` others per core.
   How that shows in a request's response time depends on whether the app keeps its
   thread busy (demand ``u = rate x L`` at or above its share ``s``: *saturated*) or sleeps
-  between requests (*sleeper*; between 80 % and 100 % of the share the two blend linearly):
+  between requests (*sleeper*; between 80 % and 100 % of the share the two blend linearly). The
+  demand counts the requests the app serves: a sleeper whose wait for a core at wake-up outlasts the
+  time to the next request has that one supersede the waiting one (latest-frame semantics), and
+  never runs the superseded request (v4; before, an app beside 6 busy processes at 400 Hz counted as
+  saturated that the Intel VM measured as a sleeper, docs/BENCHMARKS.md):
 
   - saturated: preemptions arrive while the thread runs (Poisson, one every
     ``tau = w / m`` ms of running) and each costs a wait ``w = tick x max(1, m)``
     (the other threads' time slices); mean service ``L (1 + m) = L / s`` (fair share),
-    and a served request waits on average half a service for the one before it;
+    and the request served next is the latest to arrive, which has waited half the time between
+    two requests on average (half a service where a service is shorter; v4: before, half a
+    service whatever the rate, which over-predicted the requests served at 400 Hz by up to 118 %);
   - sleeper: a request wakes the thread; with probability
     ``q = min(1, wake_wait x m) x (1 - exp(-L / wake_lag))`` the wake-up waits
     ``0.9 tick`` on average for a core; the thread then runs its
@@ -279,7 +285,9 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     lam = lat_ms * over / wait
     p_sat = 1.0 - xp.exp(-lam)
     extra_sat = lat_ms * over                                                   # fair share: L / s - L
-    queue_sat = 0.5 * lat_ms * (1.0 + over)                                     # half a service, on average
+    # the request served next is the latest to arrive (latest-frame semantics): it has waited half the time
+    # between two requests on average, or half a service where a service is shorter
+    queue_sat = 0.5 * xp.minimum(lat_ms * (1.0 + over), period_ms)
     # sleeper: a wait for a core at wake-up, then the wake slice, then the tick
     q = xp.clip(sched.wake_wait * over, None, 1.0) * (1.0 - xp.exp(-lat_ms / sched.wake_lag_ms))
     wake_ms = 0.9 * tick
@@ -294,8 +302,11 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     idle_ms = wake_scale * (sched.idle_wake_ms + sched.idle_wake_per_ms * lat_ms) * (
         1.0 - xp.exp(-asleep_ms / sched.idle_sleep_ms))
     # between the regimes: as the demand nears the fair share, a growing part of the requests finds the
-    # previous one still running and is served back to back (linear from 80 % of the share to all of it)
-    theta = xp.clip((demand / share - SATURATION_ONSET) / (1.0 - SATURATION_ONSET), 0.0, 1.0)
+    # previous one still running and is served back to back (linear from 80 % of the share to all of it); the
+    # demand is that of the requests the app serves: a wait at wake-up longer than the time to the next request
+    # lets that one supersede the waiting one, which the app never runs
+    superseded = q * xp.exp(-period_ms / wake_ms)
+    theta = xp.clip((demand * (1.0 - superseded) / share - SATURATION_ONSET) / (1.0 - SATURATION_ONSET), 0.0, 1.0)
     idle = idle_ms
     p = (1.0 - theta) * p_sleep + theta * p_sat
     extra = (1.0 - theta) * extra_sleep + theta * extra_sat

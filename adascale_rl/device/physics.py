@@ -278,7 +278,15 @@ class DevicePhysics:
         if over < 0.0:
             over = 0.0
         period = 1000.0 / (rate if rate > 1e-9 else 1e-9)
-        theta = (lat / period * (1.0 + over) - SATURATION_ONSET) / (1.0 - SATURATION_ONSET)  # demand / share
+        if over > 0.0:  # a sleeper's wait for a core at wake-up: how likely, how long
+            q = (sched.wake_wait * over if sched.wake_wait * over < 1.0 else 1.0) * (
+                1.0 - math.exp(-lat / sched.wake_lag_ms))
+            wake = 0.9 * tick
+            superseded = q * math.exp(-period / wake)
+        else:
+            q = wake = superseded = 0.0
+        # the demand of the requests served over the share (1 / (1 + over))
+        theta = (lat / period * (1.0 - superseded) * (1.0 + over) - SATURATION_ONSET) / (1.0 - SATURATION_ONSET)
         theta = 0.0 if theta < 0.0 else 1.0 if theta > 1.0 else theta
         if theta > 0.0:  # saturated (in part): back to back, preempted while running, waiting for the one before
             if over > 0.0:
@@ -287,7 +295,7 @@ class DevicePhysics:
                 extra_sat = lat * over
             else:
                 p_sat = extra_sat = 0.0
-            queue = 0.5 * lat * (1.0 + over)
+            queue = 0.5 * (lat + extra_sat if lat + extra_sat < period else period)
         else:
             p_sat = extra_sat = queue = 0.0
         if theta < 1.0:  # a sleeper (in part): waits at wake-up, then after its wake slice
@@ -295,16 +303,13 @@ class DevicePhysics:
             if run < 0.0:
                 run = 0.0
             if over > 0.0:
-                q = (sched.wake_wait * over if sched.wake_wait * over < 1.0 else 1.0) * (
-                    1.0 - math.exp(-lat / sched.wake_lag_ms))
-                wake = 0.9 * tick
                 shares = b + self._threads - cores
                 shares = 0.0 if shares < 0.0 else 1.0 if shares > 1.0 else shares
                 p_run = shares * (run / tick if run < tick else 1.0)
                 extra_run = (shares * (run if run < tick else tick) * (over if over > 1.0 else 1.0)
                              + (run - tick if run > tick else 0.0) * over)
             else:
-                q = wake = p_run = extra_run = 0.0
+                p_run = extra_run = 0.0
             p_sleep = 1.0 - (1.0 - q) * (1.0 - p_run)
             extra_sleep = q * wake + extra_run
             asleep = period - lat

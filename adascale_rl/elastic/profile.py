@@ -7,7 +7,7 @@ Outputs, into ``--out DIR`` (default ``./adascale-profile``; never the package's
     DIR/catalogs/local-<arch>.json   the catalog (adascale_rl.device.catalog format; local-<arch>-<data>
                                      for data other than the bundled digits)
     DIR/devices/local-<arch>.yaml    this host as a device preset (named as the catalog)
-    DIR/MyHost-<Data>.yaml           environment spec AdaScale/MyHost-<Data>-v3 using both
+    DIR/MyHost-<Data>.yaml           environment spec AdaScale/MyHost-<Data>-v4 using both
                                      (by paths relative to itself), for --env DIR/MyHost-<Data>.yaml
 
 The trained supernet is cached under ``$ADASCALE_RL_CACHE`` (default

@@ -294,7 +294,7 @@ class AdaScaleEnv(gym.Env):
 
     ## Arguments
 
-    ``gymnasium.make("AdaScale/Rpi4-Vision-v3", split="train", reward="balanced",
+    ``gymnasium.make("AdaScale/Rpi4-Vision-v4", split="train", reward="balanced",
     period_s=None, dataset=None, latency_sigma=0.08, spike_prob=0.03,
     spike_spell_s=None, random_start_variant=None, app_device=None, host_speed=None,
     world_constants=None, variant_service_scale=None, variant_wake_scale=None, render_mode=None)``; ``spec``
@@ -326,6 +326,12 @@ class AdaScaleEnv(gym.Env):
 
     ## Version History
 
+    * v4: a saturated app serves the latest request, which has waited half the time between two
+      requests (it waited half a service, however long); the demand that makes an app saturated
+      counts the requests it serves, not those superseded while it waited for a core at wake-up.
+      Measured at 400 Hz on the Intel VM (benchmarks/contention.py; the live quick runs' replays):
+      v3 over-predicted the requests served by up to 118 %, and greedy's replay latency error p90
+      was 76-132 % in four of the five quick live runs (v4: 10-25 % in all five; docs/LIVE.md).
     * v3: a sleeping app preempted after its wake slice waits the other threads' slices,
       ``tick x max(1, m)`` with ``m`` other runnable threads per core (it waited one tick
       whatever the load); measured beside 6 busy processes on 2 cores, where the live loop's

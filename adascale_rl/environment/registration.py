@@ -1,4 +1,4 @@
-"""Registration of the ``AdaScale/<Name>-v3`` environments declared by ``envs/*.yaml``.
+"""Registration of the ``AdaScale/<Name>-v4`` environments declared by ``envs/*.yaml``.
 
 Each id has the single environment (``gymnasium.make``) and the native vector environment
 (``gymnasium.make_vec(id, num_envs=N)``, :mod:`adascale_rl.environment.vector`).
@@ -24,7 +24,7 @@ VECTOR_ENTRY_POINT = "adascale_rl.environment.vector:AdaScaleVectorEnv"
 
 
 def register_file(path: str | Path) -> str:
-    """Register the environment a spec file declares (its id: ``AdaScale/<file stem>-v3``); returns the id.
+    """Register the environment a spec file declares (its id: ``AdaScale/<file stem>-v4``); returns the id.
 
     Safe to call twice. A spec that cannot be read is registered all the same: making it
     raises the spec's error.

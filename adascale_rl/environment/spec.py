@@ -1,12 +1,12 @@
-"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v3`` environment.
+"""Environment specs: ``envs/<Name>.yaml`` declares one ``AdaScale/<Name>-v4`` environment.
 
 The id is the file's name with the environment version: ``envs/Rpi4-Vision.yaml`` is
-``AdaScale/Rpi4-Vision-v3``, so the registry can list every environment without parsing
+``AdaScale/Rpi4-Vision-v4``, so the registry can list every environment without parsing
 the files, and a broken file breaks only its own environment.
 
 ::
 
-    id: AdaScale/Rpi4-Vision-v3
+    id: AdaScale/Rpi4-Vision-v4
     description: one line
     device: rpi4                 # envs/devices/<device>.yaml, or a .yaml path (relative: to this file)
     catalog: rpi4                # envs/catalogs/<catalog>.json, or a .json path (relative: to this file)
@@ -28,7 +28,7 @@ from adascale_rl import paths
 from adascale_rl._files import read_data
 
 #: the version of the environments' dynamics; it goes up whenever they change (Gymnasium's convention)
-VERSION = 3
+VERSION = 4
 _KEYS = {"id", "description", "device", "catalog", "dataset", "workload", "reward", "period_s", "max_episode_steps"}
 
 
@@ -51,8 +51,8 @@ class EnvSpec:
 
     @property
     def name(self) -> str:
-        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v3``."""
-        return self.id.split("/", 1)[-1].rsplit("-v", 1)[0]
+        """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v4``."""
+        return env_name(self.id)
 
     @property
     def file_name(self) -> str:
@@ -125,8 +125,14 @@ def spec_files() -> list[Path]:
     return sorted(paths.envs_dir().glob("*.yaml"))
 
 
+def env_name(env_id: str) -> str:
+    """``Rpi4-Vision`` for ``AdaScale/Rpi4-Vision-v4`` (or any version of it): the environment, whatever its dynamics'
+    version."""
+    return env_id.split("/", 1)[-1].rsplit("-v", 1)[0]
+
+
 def find_spec(name_or_id: str) -> EnvSpec:
-    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v3``) or by path.
+    """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v4``) or by path.
 
     Only the file asked for is parsed: a broken spec of another environment does not matter.
     An id of another version (``-v0``) is refused with the version that exists.

@@ -2,7 +2,7 @@
 
 ::
 
-    envs = gym.make_vec("AdaScale/Rpi4-Vision-v3", num_envs=1024, vectorization_mode="vector_entry_point")
+    envs = gym.make_vec("AdaScale/Rpi4-Vision-v4", num_envs=1024, vectorization_mode="vector_entry_point")
     obs, info = envs.reset(seed=0)               # sub-environment i replays AdaScaleEnv.reset(seed=0 + i)
     obs, reward, terminated, truncated, info = envs.step(actions)
     envs.action_masks()                          # (num_envs, n_actions) bool; also info["action_mask"]

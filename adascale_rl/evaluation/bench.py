@@ -27,7 +27,7 @@ from adascale_rl.evaluation import plots, report
 from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
 from adascale_rl.policies import BUILTIN, make_policy
 
-DEFAULT_ENV = "AdaScale/Rpi4-Vision-v3"
+DEFAULT_ENV = "AdaScale/Rpi4-Vision-v4"
 
 
 #: built-in policies bench runs only when --policies names them: slow diagnostics

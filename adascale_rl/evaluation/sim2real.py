@@ -88,7 +88,12 @@ class ExportedPolicy(BasePolicy):
     def reset(self, env: Any) -> None:
         from adascale_rl.runtime.folder import heuristic, network
 
-        if self.doc["env"]["id"] != env.env_spec.id:
+        from adascale_rl.environment.spec import env_name
+
+        # another version of the same environment is replayed in the current dynamics (the observation's layout is
+        # the encoder's, which ``network`` checks; a network whose decisions moved with the version fails its own
+        # check decisions there)
+        if env_name(self.doc["env"]["id"]) != env.env_spec.name:
             raise Sim2RealError(f"{self.folder} was exported for {self.doc['env']['id']}, not {env.env_spec.id}")
         if self.doc["policy"]["kind"] == "heuristic":
             # what the heuristic knows is the exported folder's (as on the device), not the replaying simulator's:
@@ -271,9 +276,13 @@ def _probed_wake(measured: dict, world_ms: dict[str, float], speed: float | None
 
 def _spec_of(summary: dict) -> str:
     """The environment spec a run names: the file it ran (``env_spec``, an absolute path) where it still exists,
-    else its registered id (a run whose checkout moved, or that was copied from another machine)."""
+    else its environment's name (a run whose checkout moved, or that was copied from another machine): the
+    current version of it, as the file is (a run of an earlier version of the dynamics is replayed in the current
+    ones; the report says so)."""
+    from adascale_rl.environment.spec import env_name
+
     path = summary.get("env_spec")
-    return path if path and Path(path).is_file() else summary["env"]
+    return path if path and Path(path).is_file() else env_name(summary["env"])
 
 
 def _policy_name(run: Path, summary: dict) -> str:
@@ -318,7 +327,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     from adascale_rl.device.catalog import load_catalog
     from adascale_rl.device.model import outcome
     from adascale_rl.device.presets import parse_preset
-    from adascale_rl.environment.spec import find_spec
+    from adascale_rl.environment.spec import env_name, find_spec
     from adascale_rl.environment.env import AdaScaleEnv, AppDeviceError
     from adascale_rl.runtime.folder import catalog_of
 
@@ -389,7 +398,7 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
         if spec is None:
             raise
         raise Sim2RealError(f"--env {spec} cannot be used: {exc}") from None  # its own fault, named as its
-    if spec is not None and env.env_spec.id != summary["env"]:
+    if spec is not None and env.env_spec.name != env_name(summary["env"]):
         raise Sim2RealError(f"--env {spec} is {env.env_spec.id}; {run} ran {summary['env']}")
     if len(env.exo[0]) != len(rows):
         raise Sim2RealError(f"{run}: context.csv has {len(env.exo[0])} periods, intervals.csv {len(rows)}")
@@ -438,6 +447,8 @@ def _replay_run(run: Path, seeds: int, env_kwargs: Mapping[str, Any] | None, spe
     world_wake = env.physics.world.wake_scale  # None: every variant on the line
     row = {
         "run": run.name, "policy": policy, "kind": controller.kind, "periods": len(rows),
+        # the environment the run ran, and the one it is replayed in (a later version: the current dynamics)
+        "ran_env": summary["env"], "replayed_env": env.env_spec.id,
         "initial_variant": v0, "seeds": seeds,
         # the world's speed in the replay against the catalog, and where it came from
         "world_service_scale": (float(np.median(list(speeds.values()))) if speeds else env.device.service_scale),
@@ -547,6 +558,18 @@ def by_segment(periods: list[dict]) -> list[dict]:
     return out
 
 
+def _version_line(run_rows: list[dict]) -> list[str]:
+    """Lines saying which runs ran an earlier version of the environment than the one they are replayed in."""
+    moved = sorted({(r["ran_env"], r["replayed_env"]) for r in run_rows if r.get("ran_env", r.get("replayed_env"))
+                    != r.get("replayed_env")})
+    if not moved:
+        return []
+    n = sum(1 for r in run_rows if r.get("ran_env") != r.get("replayed_env"))
+    pairs = "; ".join(f"ran `{a}`, replayed in `{b}`" for a, b in moved)
+    return [f"Versions: {n} run(s) ran an earlier version of the environment's dynamics than the simulator replays "
+            f"them in ({pairs}): the measurements stand, the predictions are the current model's.", ""]
+
+
 def _speed_line(run_rows: list[dict]) -> str:
     """How fast the replayed host served, against the catalog, and from what."""
     if not run_rows:
@@ -598,6 +621,7 @@ def _markdown(rows: list[dict], segments: list[dict], seeds: int, source: Path, 
              f"Live runs: `{source}` (their monitored context replayed as a trace in the simulator, the same "
              f"exported controller deciding, {seeds} latency-noise seeds per run; simulator: "
              f"{'the spec each run names' if env is None else f'`{env}`'}). Machine: {machine}.", "",
+             *_version_line(run_rows or []),
              _speed_line(run_rows or []), "",
              "| policy | kind | runs | return live | return sim | gap | rank live / sim | miss live / sim | "
              "latency ms live / sim | eff. accuracy live / sim | latency error median / p90 (bias) |",

@@ -4,7 +4,7 @@ A sweep file (``agents/sweeps/example.yml``) declares a study over environments 
 presets x trace datasets x training seeds x hyperparameters::
 
     name: example
-    envs: [AdaScale/Rpi4-Vision-v3]        # ids, spec names or spec YAML paths
+    envs: [AdaScale/Rpi4-Vision-v4]        # ids, spec names or spec YAML paths
     rewards: [balanced, energy-saver]      # reward presets; null: the environment's own
     datasets: [null]                       # trace datasets; null: the environment's own
     seeds: [0, 1, 2]                       # training seeds (the CIs are over them)

@@ -15,7 +15,7 @@ and ``python -m rl_zoo3.train --conf-file agents/hyperparams/ppo.yml``::
         - adascale_rl.policies.callbacks.KeepBias: {keep_prob: 0.9}
       ...                          # any other MaskablePPO argument
 
-An environment's entry is looked up by its id (``AdaScale/Rpi4-Vision-v3``, as
+An environment's entry is looked up by its id (``AdaScale/Rpi4-Vision-v4``, as
 rl-zoo3 does), then by its name (``Rpi4-Vision``), then ``default``.
 ``normalize`` and ``policy_kwargs`` may also be rl-zoo3's Python strings
 (``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``); they are read with a

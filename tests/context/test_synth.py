@@ -328,13 +328,13 @@ def test_recipes_refuse_test_seeds_used_in_train(tmp_path):
 
 
 def test_add_trace_creates_then_appends(tmp_path):
-    out = tmp_path / "mine-v3"
+    out = tmp_path / "mine-v4"
     add_trace(out, "pixel4", "gaming", 1, 120, 1.0)
     first = (out / "train" / "gaming-s1.csv").read_bytes()
     add_trace(out, "pixel4", "low-battery", 2, 60, 1.0, split="test")
     assert (out / "train" / "gaming-s1.csv").read_bytes() == first, "adding a file must not rewrite the others"
     ds = load_dataset(out)
-    assert ds.name == "mine-v3" and [len(t) for t in ds.train + ds.test] == [120, 60]
+    assert ds.name == "mine-v4" and [len(t) for t in ds.train + ds.test] == [120, 60]
     assert ds.meta["files"]["test/low-battery-s2.csv"] == {"scenario": "low-battery", "seed": 2, "duration_s": 60.0}
     assert "--scenario low-battery --seed 2" in ds.meta["how_made"]
     assert {"name": "bg_runnable", "unit": "threads"} in ds.meta["columns"]

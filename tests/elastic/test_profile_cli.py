@@ -23,7 +23,7 @@ ENV_KEYS = ["id", "description", "device", "catalog", "dataset", "workload", "re
 def _check_env_spec(path: Path, name: str) -> None:
     spec = yaml.safe_load(path.read_text())
     assert list(spec) == ENV_KEYS
-    assert spec["id"] == "AdaScale/Local-Digits-v3"
+    assert spec["id"] == "AdaScale/Local-Digits-v4"
     assert spec["device"] == spec["catalog"] == name
     assert spec["dataset"] == "host-recorded-v2" and spec["reward"] == "balanced"
     assert spec["workload"] == "local-digits"  # the digits data: the digit reader's modes over the recordings
@@ -177,10 +177,10 @@ def test_shipped_local_digits_environment_runs():
 
     import adascale_rl  # noqa: F401  (registers the environments)
 
-    if "AdaScale/Local-Digits-v3" not in gym.registry:
+    if "AdaScale/Local-Digits-v4" not in gym.registry:
         pytest.skip("Local-Digits not generated yet")
     try:
-        env = gym.make("AdaScale/Local-Digits-v3")
+        env = gym.make("AdaScale/Local-Digits-v4")
     except FileNotFoundError as exc:  # the host-recorded trace dataset is produced elsewhere
         pytest.skip(f"dataset missing: {exc}")
     obs, info = env.reset(seed=0)

@@ -361,9 +361,9 @@ def test_a_folder_in_the_working_directory_does_not_shadow_a_shipped_dataset(tmp
     here = tmp_path / "mine"
     (here / "rpi4-sim-v2").mkdir(parents=True)
     doc = yaml.safe_load(find_spec("Rpi4-Vision").path.read_text())
-    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v3"}))
+    (here / "Mine.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Mine-v4"}))
     assert find_spec(str(here / "Mine.yaml")).dataset_path() == (here / "rpi4-sim-v2").resolve()
-    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v3", "dataset": "nope-v1"}))
+    (here / "Bad.yaml").write_text(yaml.safe_dump({**doc, "id": "AdaScale/Bad-v4", "dataset": "nope-v1"}))
     with pytest.raises(FileNotFoundError, match="neither next to the spec"):
         find_spec(str(here / "Bad.yaml")).dataset_path()
 
@@ -504,7 +504,7 @@ def test_a_device_without_a_temperature_sensor_observes_it_missing_as_its_select
     the simulator must too (a network trained on a temperature it never sees live meets an unseen input)."""
     from adascale_rl.environment.observation import INDEX
 
-    for env_id, sensor in (("AdaScale/Local-Digits-v3", False), ("AdaScale/Rpi4-Vision-v3", True)):
+    for env_id, sensor in (("AdaScale/Local-Digits-v4", False), ("AdaScale/Rpi4-Vision-v4", True)):
         env = gym.make(env_id, split="test").unwrapped
         obs, _ = env.reset(seed=0)
         assert env.device.temp_sensor is sensor

@@ -114,11 +114,11 @@ def test_a_broken_spec_breaks_only_its_own_environment(tmp_path):
     run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)  # noqa: E731
     assert run("-m", "adascale_rl.cli", "--help").returncode == 0
     listed = run("-m", "adascale_rl.cli", "envs", "list")
-    assert listed.returncode == 1 and "AdaScale/Rpi4-Vision-v3" in listed.stdout
+    assert listed.returncode == 1 and "AdaScale/Rpi4-Vision-v4" in listed.stdout
     assert "Broken-Thing.yaml" in listed.stderr and "not valid YAML" in listed.stderr
     code = ("import gymnasium as gym, adascale_rl\n"
-            "gym.make('AdaScale/Rpi4-Vision-v3').reset(seed=0)\n"
-            "try:\n    gym.make('AdaScale/Broken-Thing-v3')\nexcept Exception as exc:\n    print('refused:', exc)\n")
+            "gym.make('AdaScale/Rpi4-Vision-v4').reset(seed=0)\n"
+            "try:\n    gym.make('AdaScale/Broken-Thing-v4')\nexcept Exception as exc:\n    print('refused:', exc)\n")
     res = run("-c", code)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "refused:" in res.stdout and "Broken-Thing.yaml" in res.stdout
@@ -128,12 +128,12 @@ def test_importing_the_package_imports_neither_gymnasium_nor_torch_until_asked()
     code = ("import sys, adascale_rl\n"
             "assert 'gymnasium' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
             "import gymnasium as gym\n"
-            "assert 'AdaScale/Rpi4-Vision-v3' in gym.registry  # registered as Gymnasium is imported\n"
+            "assert 'AdaScale/Rpi4-Vision-v4' in gym.registry  # registered as Gymnasium is imported\n"
             "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
 def test_an_id_of_the_previous_version_is_refused_with_the_one_that_exists():
-    with pytest.raises(SpecError, match="AdaScale/Rpi4-Vision-v3"):
+    with pytest.raises(SpecError, match="AdaScale/Rpi4-Vision-v4"):
         find_spec("AdaScale/Rpi4-Vision-v1")

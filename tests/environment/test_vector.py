@@ -196,9 +196,9 @@ def test_disabled_autoreset_and_partial_resets_match_the_single_envs(tmp_path):
 
 def test_per_env_reset_options_replay_the_single_envs_windows():
     """Validation plays chosen windows at once: options given as sequences go one to each sub-environment."""
-    env = gym.make("AdaScale/Rpi4-Vision-v3", split="val")
+    env = gym.make("AdaScale/Rpi4-Vision-v4", split="val")
     windows = env.unwrapped.evaluation_episodes()[:6]
-    vec = gym.make_vec("AdaScale/Rpi4-Vision-v3", num_envs=len(windows), split="val")
+    vec = gym.make_vec("AdaScale/Rpi4-Vision-v4", num_envs=len(windows), split="val")
     traces, starts = [w[0] for w in windows], [w[1] for w in windows]
     obs, info = vec.reset(seed=[100 + j for j in range(len(windows))], options={"trace": traces, "start": starts})
     np.testing.assert_array_equal(info["start"], starts)
@@ -215,7 +215,7 @@ def test_per_env_reset_options_replay_the_single_envs_windows():
 
 
 def test_make_vec_defaults_to_the_vector_env_and_checks_its_arguments():
-    vec = gym.make_vec("AdaScale/Rpi4-Vision-v3", num_envs=3)
+    vec = gym.make_vec("AdaScale/Rpi4-Vision-v4", num_envs=3)
     assert isinstance(vec, AdaScaleVectorEnv) and vec.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
     assert vec.observation_space.shape == (3, vec.single_observation_space.shape[0])
     with pytest.raises(RuntimeError, match="reset"):
@@ -234,6 +234,6 @@ def test_make_vec_defaults_to_the_vector_env_and_checks_its_arguments():
     with pytest.raises(ValueError, match="one value per sub-environment"):
         vec.reset(options={"trace": [0, 1]})
     # the info keys are the single environment's
-    env = gym.make("AdaScale/Rpi4-Vision-v3")
+    env = gym.make("AdaScale/Rpi4-Vision-v4")
     env.reset(seed=0)
     assert tuple(env.step(0)[4]) == STEP_KEYS

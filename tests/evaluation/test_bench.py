@@ -217,7 +217,7 @@ def test_unknown_policy_names_are_refused_before_anything_is_written(tmp_path):
     # a shipped controller's name is known, but it applies only to its own environment
     res = _cli("bench", "--env", str(spec), "--env", "Rpi4-Vision", "--policies", "ppo", "--out", str(out),
                "--no-progress", cwd=tmp_path)
-    assert res.returncode == 2 and "none of --policies ppo applies to AdaScale/Fixture-Test-v3" in res.stderr
+    assert res.returncode == 2 and "none of --policies ppo applies to AdaScale/Fixture-Test-v4" in res.stderr
     assert not out.exists()
     ev = _cli("evaluate", "--env", str(spec), "--policy", "Planner", cwd=tmp_path)
     assert ev.returncode == 2 and "unknown policy 'Planner' (did you mean 'planner'?)" in ev.stderr
@@ -272,7 +272,7 @@ def test_evaluate_tunes_a_heuristic_as_bench_does_so_the_same_name_gives_the_sam
     tuned = json.loads(row["params"])
     ev = _cli("evaluate", "--env", str(spec), "--policy", "planner", "--seeds", "2", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr[-2000:]
-    said = "margins tuned on the train split of AdaScale/Fixture-Test-v3, as bench tunes them: "
+    said = "margins tuned on the train split of AdaScale/Fixture-Test-v4, as bench tunes them: "
     assert said in ev.stdout
     assert ast.literal_eval(ev.stdout.split(said, 1)[1].splitlines()[0]) == tuned
     assert float(ev.stdout.split("return", 1)[1].split()[0]) == pytest.approx(float(row["mean_return"]), abs=1e-4)

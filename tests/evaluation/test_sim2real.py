@@ -592,3 +592,38 @@ def test_a_run_whose_spec_file_is_gone_is_replayed_by_its_environment_id(greedy,
     (run / "summary.json").write_text(json.dumps(summary))
     (moved,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "moved")
     assert moved["sim_return"] == pytest.approx(here["sim_return"], rel=1e-12)
+
+
+def test_a_run_of_an_earlier_version_is_replayed_in_the_current_dynamics_and_says_so(greedy, tmp_path):
+    """A live run is a measurement: after the dynamics change (a new ``-vN``), the runs logged before are replayed
+    in the current version of their environment (also when the file they ran is gone), and the report says which
+    version they ran; another environment's exported controller is still refused."""
+    from adascale_rl.environment.spec import VERSION
+
+    run = tmp_path / "run"
+    _fake_live_run(run, greedy, steps=8)
+    (now,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "now")
+    assert "Versions:" not in (tmp_path / "now" / "sim2real.md").read_text()
+    old_id = f"AdaScale/Local-Digits-v{VERSION - 1}"
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(env=old_id, env_spec=str(tmp_path / "moved-away" / "Local-Digits.yaml"))
+    (run / "summary.json").write_text(json.dumps(summary))
+    selector = tmp_path / "old-selector"
+    selector.mkdir()
+    for f in greedy.iterdir():
+        (selector / f.name).write_bytes(f.read_bytes())
+    doc = json.loads((selector / "selector.json").read_text())
+    doc["env"]["id"] = old_id
+    (selector / "selector.json").write_text(json.dumps(doc))
+    summary["selector_folder"] = str(selector)
+    (run / "summary.json").write_text(json.dumps(summary))
+    (then,) = s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "then")
+    assert then["sim_return"] == pytest.approx(now["sim_return"], rel=1e-12)
+    md = (tmp_path / "then" / "sim2real.md").read_text()
+    assert f"ran `{old_id}`, replayed in `AdaScale/Local-Digits-v{VERSION}`" in md
+    runs = list(csv.DictReader(open(tmp_path / "then" / "sim2real_runs.csv")))
+    assert runs[0]["ran_env"] == old_id and runs[0]["replayed_env"] == f"AdaScale/Local-Digits-v{VERSION}"
+    doc["env"]["id"] = f"AdaScale/Rpi4-Vision-v{VERSION - 1}"
+    (selector / "selector.json").write_text(json.dumps(doc))
+    with pytest.raises(s2r.Sim2RealError, match="was exported for AdaScale/Rpi4-Vision"):
+        s2r.sim2real(run, seeds=1, progress=False, env_kwargs=QUIET, out=tmp_path / "other")

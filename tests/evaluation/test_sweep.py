@@ -63,7 +63,7 @@ def test_the_example_sweep_file_is_valid():
 
 @pytest.mark.parametrize("over, words", [
     ({"bogus": 1}, "unknown key(s) bogus"),
-    ({"envs": ["AdaScale/Nowhere-v3"]}, "envs: 'AdaScale/Nowhere-v3' is not an environment"),
+    ({"envs": ["AdaScale/Nowhere-v4"]}, "envs: 'AdaScale/Nowhere-v4' is not an environment"),
     ({"rewards": ["frugal"]}, "rewards: 'frugal' is not a reward preset"),
     ({"datasets": ["no/such/folder"]}, "datasets: 'no/such/folder' is neither a folder nor a shipped dataset"),
     ({"seeds": [0, 0]}, "seeds must be distinct whole numbers"),

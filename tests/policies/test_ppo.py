@@ -84,7 +84,7 @@ def test_cli_train_smoke_writes_a_complete_run_folder(tmp_path, env_yaml, tiny_h
         assert (out / f).is_file(), f
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     cfg = yaml.safe_load((out / "config.yml").read_text())
-    assert cfg["env"] == "AdaScale/Fixture-Test-v3" and cfg["seed"] == 0 and cfg["timesteps"] == 512
+    assert cfg["env"] == "AdaScale/Fixture-Test-v4" and cfg["seed"] == 0 and cfg["timesteps"] == 512
     assert cfg["hyperparams"]["n_steps"] == 64 and cfg["hyperparams_key"] == "default"
     assert cfg["state"]["num_timesteps"] == 512 and cfg["state"]["best_val_return"] is not None
     assert {"stable_baselines3", "sb3_contrib", "torch", "gymnasium"} <= set(cfg["versions"])
@@ -166,12 +166,12 @@ def test_progress_bar_shows_time_left_only_once_a_validation_interval_has_passed
 
 
 def test_cli_bad_env_exits_2_with_one_sentence(tmp_path):
-    res = _cli("train", "--env", "AdaScale/NoSuch-Thing-v3", "-n", "64", "--out", str(tmp_path / "run"),
+    res = _cli("train", "--env", "AdaScale/NoSuch-Thing-v4", "-n", "64", "--out", str(tmp_path / "run"),
                "--no-progress", cwd=tmp_path)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("adascale-rl train: error: unknown environment 'AdaScale/NoSuch-Thing-v3'")
+    assert lines[0].startswith("adascale-rl train: error: unknown environment 'AdaScale/NoSuch-Thing-v4'")
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "run").exists()
 
@@ -311,8 +311,8 @@ def test_budget_is_rounded_up_to_whole_rollouts(tmp_path, env_yaml, tiny_hp):
 def test_resume_of_another_environment_is_refused(tmp_path, env_yaml, tiny_hp):
     out = tmp_path / "run"
     train(str(env_yaml), timesteps=128, out=out, hyperparams=tiny_hp, progress=False)
-    with pytest.raises(ValueError, match="is a run on AdaScale/Fixture-Test-v3"):
-        train("AdaScale/Other-Thing-v3", resume=out)
+    with pytest.raises(ValueError, match="is a run on AdaScale/Fixture-Test-v4"):
+        train("AdaScale/Other-Thing-v4", resume=out)
 
 
 # ------------------------------------------------------------------ the loaded controller
@@ -397,10 +397,10 @@ def test_shipped_recipe_is_one_default_for_every_environment():
 def test_recipe_lookup_prefers_id_then_name_then_default(tmp_path):
     f = tmp_path / "hp.yml"
     f.write_text(yaml.safe_dump({"default": {"n_steps": 8}, "Fixture-Test": {"n_steps": 16},
-                                 "AdaScale/Fixture-Test-v3": {"n_steps": 32}}))
-    assert load_recipe("AdaScale/Fixture-Test-v3", "Fixture-Test", f).model_kwargs["n_steps"] == 32
-    assert load_recipe("AdaScale/Fixture-Other-v3", "Fixture-Test", f).model_kwargs["n_steps"] == 16
-    assert load_recipe("AdaScale/X-Y-v3", "X-Y", f).key == "default"
+                                 "AdaScale/Fixture-Test-v4": {"n_steps": 32}}))
+    assert load_recipe("AdaScale/Fixture-Test-v4", "Fixture-Test", f).model_kwargs["n_steps"] == 32
+    assert load_recipe("AdaScale/Fixture-Other-v4", "Fixture-Test", f).model_kwargs["n_steps"] == 16
+    assert load_recipe("AdaScale/X-Y-v4", "X-Y", f).key == "default"
 
 
 @pytest.mark.parametrize("entry, words", [
@@ -472,7 +472,7 @@ def test_validation_windows_are_spread_over_the_split():
 
 
 def test_validation_plays_each_window_from_start_variants_spread_over_the_catalog():
-    env = make_env(find_spec("AdaScale/Rpi4-Vision-v3"), "val").unwrapped
+    env = make_env(find_spec("AdaScale/Rpi4-Vision-v4"), "val").unwrapped
     windows = ppo_run.pick_episodes(env.evaluation_episodes(), 5)
     assert ppo_run.validation_episodes(env, windows, 1) == windows  # the usual start: the episodes as before
     # how many starts fit a recipe's budget: at least the usual one, at most one per variant

@@ -94,9 +94,9 @@ def test_the_sb3_adapter_is_a_dummy_vec_env_of_single_envs(tmp_path):
 def test_validation_in_a_vector_env_gives_the_one_by_one_numbers():
     """The shipped environment's validation windows, a policy that switches (an untrained network) and
     observation normalisation: every metric as run_episodes gives it (to 1e-9), counts exactly."""
-    env = make_env(_spec_of("AdaScale/Rpi4-Vision-v3"), "val")
+    env = make_env(_spec_of("AdaScale/Rpi4-Vision-v4"), "val")
     episodes = pick_episodes(env.unwrapped.evaluation_episodes(), 20)
-    train_env = DummyVecEnv([lambda: make_env(_spec_of("AdaScale/Rpi4-Vision-v3"), "train")])
+    train_env = DummyVecEnv([lambda: make_env(_spec_of("AdaScale/Rpi4-Vision-v4"), "train")])
     vecnorm = VecNormalize(train_env, norm_obs=True, norm_reward=False)
     vecnorm.reset()
     for _ in range(50):  # some statistics to normalise with
@@ -120,9 +120,9 @@ def test_validation_in_a_vector_env_gives_the_one_by_one_numbers():
 
 def test_validation_from_start_variants_in_a_vector_env_gives_the_one_by_one_numbers():
     """(trace, start, variant) episodes: the vector environment starts each where run_episodes does."""
-    env = make_env(_spec_of("AdaScale/Rpi4-Vision-v3"), "val")
+    env = make_env(_spec_of("AdaScale/Rpi4-Vision-v4"), "val")
     episodes = validation_episodes(env, pick_episodes(env.unwrapped.evaluation_episodes(), 4), 3)
-    model = MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(_spec_of("AdaScale/Rpi4-Vision-v3"), "train")]),
+    model = MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(_spec_of("AdaScale/Rpi4-Vision-v4"), "train")]),
                         seed=2, device="cpu", policy_kwargs={"net_arch": [16]})
     one_by_one = run_episodes(model_actor(model, None), env, episodes)
     at_once = run_episodes_vec(model, None, AdaScaleVectorEnv(len(episodes), "Rpi4-Vision", split="val"), episodes)
@@ -169,4 +169,4 @@ def test_the_recipe_key_is_a_boolean_and_the_shipped_recipes_use_the_vector_env(
         parse({**TINY, "vectorized": "yes"})
     root = Path(__file__).resolve().parents[2] / "agents" / "hyperparams"
     for name in ("ppo.yml", "ppo-noprior.yml"):
-        assert load_recipe("AdaScale/Rpi4-Vision-v3", "Rpi4-Vision", root / name).vectorized is True
+        assert load_recipe("AdaScale/Rpi4-Vision-v4", "Rpi4-Vision", root / name).vectorized is True

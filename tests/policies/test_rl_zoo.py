@@ -1,5 +1,5 @@
 """rl-zoo3 trains the AdaScale environments: ``python -m rl_zoo3.train --algo ppo --env
-AdaScale/Rpi4-Vision-v3 --gym-packages adascale_rl``.
+AdaScale/Rpi4-Vision-v4 --gym-packages adascale_rl``.
 
 rl-zoo3 imports the ``--gym-packages`` (``import adascale_rl`` registers the ids),
 then looks the id up in its hyperparameter file and, failing that, uses the
@@ -7,7 +7,7 @@ file's ``default`` entry (its own ``ppo.yml`` has one), so no registration in
 rl-zoo3 is needed. ``--conf-file agents/hyperparams/ppo-rlzoo.yml`` runs our
 plain-PPO recipe instead (same format; rl-zoo3 cannot build the planner-prior
 policy of ``ppo.yml``). The environment data are a small fixture installed as
-``AdaScale/Rpi4-Vision-v3`` through ``ADASCALE_RL_DATA``, so the tests do not
+``AdaScale/Rpi4-Vision-v4`` through ``ADASCALE_RL_DATA``, so the tests do not
 depend on the shipped traces; one more test runs on the shipped data when they
 are present.
 
@@ -43,11 +43,11 @@ if importlib.util.find_spec("rl_zoo3") is None:
     pytest.skip("rl-zoo3 is an optional extra (pip install \".[zoo]\")", allow_module_level=True)
 pytestmark = pytest.mark.slow
 
-ENV_ID = "AdaScale/Rpi4-Vision-v3"
+ENV_ID = "AdaScale/Rpi4-Vision-v4"
 
 
 def _data_root(tmp: Path) -> Path:
-    """A data root whose only environment is a fixture registered as AdaScale/Rpi4-Vision-v3."""
+    """A data root whose only environment is a fixture registered as AdaScale/Rpi4-Vision-v4."""
     root = tmp / "data"
     shutil.copytree(paths.envs_dir() / "devices", root / "envs" / "devices")
     (root / "traces").mkdir()
@@ -69,7 +69,7 @@ def _zoo(args: list[str], cwd: Path, data: Path | None) -> subprocess.CompletedP
 
 
 def _zoo_model(cwd: Path) -> Path:
-    models = list((cwd / "logs" / "ppo").glob("AdaScale-Rpi4-Vision-v3_*/AdaScale-Rpi4-Vision-v3.zip"))
+    models = list((cwd / "logs" / "ppo").glob("AdaScale-Rpi4-Vision-v3_*/AdaScale-Rpi4-Vision-v4.zip"))
     assert len(models) == 1, models
     return models[0]
 
@@ -92,7 +92,7 @@ def test_rl_zoo_runs_our_recipe_with_conf_file_and_we_load_its_model(tmp_path):
     assert "reward_miss" in res.stdout and "effective_accuracy" in res.stdout  # our RolloutInfoLogger ran
     assert "Eval num_timesteps" in res.stdout  # validated on split='val' through --eval-env-kwargs
     model = _zoo_model(tmp_path)
-    assert (model.parent / "AdaScale-Rpi4-Vision-v3" / "vecnormalize.pkl").is_file()
+    assert (model.parent / "AdaScale-Rpi4-Vision-v4" / "vecnormalize.pkl").is_file()
     # the rl-zoo3 model (plain PPO) loads as a masked controller, with its normalisation
     policy = load_policy(model)
     assert policy.obs_norm is not None

@@ -51,7 +51,7 @@ def test_selector_json_describes_the_observation_catalog_and_source(exported, tr
     assert fields[N_CONTEXT]["name"] == "loaded=big" and len(fields) == doc["observation"]["size"]
     assert [v["id"] for v in doc["variants"]] == ["big", "mid", "small", "tiny"]
     assert {"accuracy", "latency_ms", "peak_mem_mb"} <= set(doc["variants"][0])
-    assert doc["env"]["id"] == "AdaScale/Fixture-Test-v3" and doc["env"]["reward"] == "balanced"
+    assert doc["env"]["id"] == "AdaScale/Fixture-Test-v4" and doc["env"]["reward"] == "balanced"
     assert doc["env"]["period_s"] == 1.0 and doc["adascale_rl_version"]
     assert doc["source"]["model_sha256"] == schema.sha256_file(trained_runs["prior-norm"] / "best_model.zip")
     assert doc["source"]["catalog_sha256"] and doc["source"]["device_sha256"]
