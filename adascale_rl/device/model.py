@@ -24,8 +24,10 @@ The model, per variant, for one decision interval:
   between requests (*sleeper*; between 80 % and 100 % of the share the two blend linearly). The
   demand counts the requests the app serves: a sleeper whose wait for a core at wake-up outlasts the
   time to the next request has that one supersede the waiting one (latest-frame semantics), and
-  never runs the superseded request (v4; before, an app beside 6 busy processes at 400 Hz counted as
-  saturated that the Intel VM measured as a sleeper, docs/BENCHMARKS.md):
+  never runs the superseded request, and the wait holds the app only up to the next one's arrival
+  (v4; before, an app beside 6 busy processes at 400 Hz counted as saturated that the Intel VM
+  measured as a sleeper; counting the whole wait, the sleeper regime lost twice the requests
+  measured beside 4, docs/BENCHMARKS.md):
 
   - saturated: preemptions arrive while the thread runs (Poisson, one every
     ``tau = w / m`` ms of running) and each costs a wait ``w = tick x max(1, m)``
@@ -312,7 +314,9 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     extra = (1.0 - theta) * extra_sleep + theta * extra_sat
     base = lat_ms + (1.0 - theta) * idle + theta * queue_sat
     delay = xp.where(p > 1e-12, extra / xp.clip(p, 1e-12, None), 0.0)
-    wall = lat_ms + extra + (1.0 - theta) * idle
+    # the app's time per request: a wait at wake-up that outlasts the time to the next request holds the app once
+    # for the requests it supersedes, so it counts up to one period, E[min(W, period)] (v4)
+    wall = lat_ms + extra + (1.0 - theta) * idle - (1.0 - theta) * superseded * wake_ms
     # the share of the delay that is waiting for a core at wake-up (exponential), not preemption while running
     wake_frac = xp.where(extra > 1e-12, (1.0 - theta) * q * wake_ms / xp.clip(extra, 1e-12, None), 0.0)
     return Contention(p, delay, base, 1000.0 / wall, sched.wake_cv * (1.0 - theta) * idle, wake_frac)

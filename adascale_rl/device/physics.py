@@ -322,7 +322,7 @@ class DevicePhysics:
         p = (1.0 - theta) * p_sleep + theta * p_sat
         extra = (1.0 - theta) * extra_sleep + theta * extra_sat
         base = lat + (1.0 - theta) * idle + theta * queue
-        wall = lat + extra + (1.0 - theta) * idle
+        wall = lat + extra + (1.0 - theta) * idle - (1.0 - theta) * superseded * wake  # E[min(W, period)]
         delay = extra / p if p > 1e-12 else 0.0
         wake_frac = (1.0 - theta) * q * wake / extra if theta < 1.0 and extra > 1e-12 else 0.0
         return p, delay, base, 1000.0 / wall, sched.wake_cv * (1.0 - theta) * idle, wake_frac

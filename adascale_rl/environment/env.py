@@ -328,7 +328,9 @@ class AdaScaleEnv(gym.Env):
 
     * v4: a saturated app serves the latest request, which has waited half the time between two
       requests (it waited half a service, however long); the demand that makes an app saturated
-      counts the requests it serves, not those superseded while it waited for a core at wake-up.
+      counts the requests it serves, not those superseded while it waited for a core at wake-up,
+      and such a wait holds the app up to the next request's arrival (counting all of it, the
+      sleeper regime these apps now fall in lost twice the requests measured beside 4 busy processes).
       Measured at 400 Hz on the Intel VM (benchmarks/contention.py; the live quick runs' replays):
       v3 over-predicted the requests served by up to 118 %, and greedy's replay latency error p90
       was 76-132 % in four of the five quick live runs (v4: 10-25 % in all five; docs/LIVE.md).
