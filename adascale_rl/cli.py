@@ -333,9 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--seeds", type=int, default=5, help="simulator noise seeds per run (default 5)")
     s2.add_argument("--out", default=None, metavar="DIR", help="where sim2real.csv/.md go (default LIVE_DIR)")
     s2.add_argument("--env", default=None, metavar="SPEC",
-                    help="replay in this spec of the runs' environment (the same id, a catalog of the same variants "
-                         "in the same order), e.g. one written by adascale-rl calibrate (default: the spec each run "
-                         "names)")
+                    help="replay in this spec of the runs' environment (the same environment, a catalog of the same "
+                         "variants in the same order), e.g. one written by adascale-rl calibrate (default: the spec "
+                         "each run names; a run of an earlier version of the dynamics is replayed in the current one, "
+                         "and the report says so)")
     s2.add_argument("--host-speed", choices=("run", "run-line", "run-median", "spec"), default="run",
                     help="the simulated host's speed and wake-up cost: each run's own (the probe before it, where "
                          "its summary.json has one; each variant at the ratio and the wake-up cost the probe "
