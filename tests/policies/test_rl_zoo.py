@@ -69,7 +69,7 @@ def _zoo(args: list[str], cwd: Path, data: Path | None) -> subprocess.CompletedP
 
 
 def _zoo_model(cwd: Path) -> Path:
-    models = list((cwd / "logs" / "ppo").glob("AdaScale-Rpi4-Vision-v3_*/AdaScale-Rpi4-Vision-v4.zip"))
+    models = list((cwd / "logs" / "ppo").glob("AdaScale-Rpi4-Vision-v4_*/AdaScale-Rpi4-Vision-v4.zip"))
     assert len(models) == 1, models
     return models[0]
 
