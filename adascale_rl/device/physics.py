@@ -28,6 +28,8 @@ from adascale_rl.device.catalog import Catalog, Variant
 from adascale_rl.device.model import FRAME_SIGMA, SATURATION_ONSET, Serving, VariantTable, erf_scalar
 from adascale_rl.device.presets import DevicePreset
 
+_ONSET_SPAN = 1.0 - SATURATION_ONSET  # the blend's width (as model.contention divides by it)
+
 _SQRT1_2 = math.sqrt(0.5)
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 
@@ -187,6 +189,10 @@ class DevicePhysics:
         self._cores = t.cores
         self._threads = t.threads
         self._sched = t.sched
+        sc = t.sched  # its constants as one tuple: _contention() unpacks them in one go
+        self._sched_consts = (sc.tick_ms, 0.9 * sc.tick_ms, sc.wake_wait, sc.wake_lag_ms, sc.wake_slice_ms,
+                              sc.idle_wake_ms, sc.idle_wake_per_ms, sc.idle_sleep_ms, sc.wake_cv,
+                              float(t.cores), float(t.threads))
         self._dyn_w_max = device.dyn_w_max
         self._freq_exponent = device.freq_exponent
         self._idle_w = device.idle_w
@@ -271,39 +277,38 @@ class DevicePhysics:
     def _contention(self, lat: float, rate: float, b: float,
                     wake_scale: float = 1.0) -> tuple[float, float, float, float, float, float]:
         """:func:`adascale_rl.device.model.contention` for one variant (scalars)."""
-        sched = self._sched
-        tick = sched.tick_ms
-        cores = self._cores
-        over = (b + self._threads) / cores - 1.0
+        tick, wake, wake_wait, wake_lag, wake_slice, idle_wake, idle_per_ms, idle_sleep, wake_cv, cores, threads = (
+            self._sched_consts)
+        runnable = b + threads
+        over = runnable / cores - 1.0
         if over < 0.0:
             over = 0.0
         period = 1000.0 / (rate if rate > 1e-9 else 1e-9)
-        if over > 0.0:  # a sleeper's wait for a core at wake-up: how likely, how long
-            q = (sched.wake_wait * over if sched.wake_wait * over < 1.0 else 1.0) * (
-                1.0 - math.exp(-lat / sched.wake_lag_ms))
-            wake = 0.9 * tick
+        if over > 0.0:  # a sleeper's wait for a core at wake-up (mean ``wake``, 0.9 tick): how likely, how long
+            q = wake_wait * over
+            q = (q if q < 1.0 else 1.0) * (1.0 - math.exp(-lat / wake_lag))
             superseded = q * math.exp(-period / wake)
         else:
-            q = wake = superseded = 0.0
+            q = superseded = 0.0
         # the demand of the requests served over the share (1 / (1 + over))
-        theta = (lat / period * (1.0 - superseded) * (1.0 + over) - SATURATION_ONSET) / (1.0 - SATURATION_ONSET)
+        theta = (lat / period * (1.0 - superseded) * (1.0 + over) - SATURATION_ONSET) / _ONSET_SPAN
         theta = 0.0 if theta < 0.0 else 1.0 if theta > 1.0 else theta
         if theta > 0.0:  # saturated (in part): back to back, preempted while running, waiting for the one before
             if over > 0.0:
-                wait = tick * (over if over > 1.0 else 1.0)
-                p_sat = 1.0 - math.exp(-lat * over / wait)
                 extra_sat = lat * over
+                p_sat = 1.0 - math.exp(-extra_sat / (tick * (over if over > 1.0 else 1.0)))
             else:
                 p_sat = extra_sat = 0.0
-            queue = 0.5 * (lat + extra_sat if lat + extra_sat < period else period)
+            queue = lat + extra_sat
+            queue = 0.5 * (queue if queue < period else period)
         else:
             p_sat = extra_sat = queue = 0.0
         if theta < 1.0:  # a sleeper (in part): waits at wake-up, then after its wake slice
-            run = lat - sched.wake_slice_ms
+            run = lat - wake_slice
             if run < 0.0:
                 run = 0.0
             if over > 0.0:
-                shares = b + self._threads - cores
+                shares = runnable - cores
                 shares = 0.0 if shares < 0.0 else 1.0 if shares > 1.0 else shares
                 p_run = shares * (run / tick if run < tick else 1.0)
                 extra_run = (shares * (run if run < tick else tick) * (over if over > 1.0 else 1.0)
@@ -315,17 +320,17 @@ class DevicePhysics:
             asleep = period - lat
             if asleep < 0.0:
                 asleep = 0.0
-            idle = wake_scale * (sched.idle_wake_ms + sched.idle_wake_per_ms * lat) * (
-                1.0 - math.exp(-asleep / sched.idle_sleep_ms))
+            idle = wake_scale * (idle_wake + idle_per_ms * lat) * (1.0 - math.exp(-asleep / idle_sleep))
         else:
             p_sleep = extra_sleep = idle = 0.0
-        p = (1.0 - theta) * p_sleep + theta * p_sat
-        extra = (1.0 - theta) * extra_sleep + theta * extra_sat
-        base = lat + (1.0 - theta) * idle + theta * queue
-        wall = lat + extra + (1.0 - theta) * idle - (1.0 - theta) * superseded * wake  # E[min(W, period)]
+        awake = 1.0 - theta
+        p = awake * p_sleep + theta * p_sat
+        extra = awake * extra_sleep + theta * extra_sat
+        base = lat + awake * idle + theta * queue
+        wall = lat + extra + awake * idle - awake * superseded * wake  # E[min(W, period)]
         delay = extra / p if p > 1e-12 else 0.0
-        wake_frac = (1.0 - theta) * q * wake / extra if theta < 1.0 and extra > 1e-12 else 0.0
-        return p, delay, base, 1000.0 / wall, sched.wake_cv * (1.0 - theta) * idle, wake_frac
+        wake_frac = awake * q * wake / extra if theta < 1.0 and extra > 1e-12 else 0.0
+        return p, delay, base, 1000.0 / wall, wake_cv * awake * idle, wake_frac
 
     def step(self, state: PhysicsState, target: int, exo: Exo, noise: Noise, dt_s: float) -> tuple[PhysicsState, Outcome]:
         """One interval: :mod:`adascale_rl.device.model` for one variant, composed with the device's
@@ -362,7 +367,14 @@ class DevicePhysics:
         cf = cb * (self.f_max_mhz / freq) + serial_cb
         lat = lat_ref * cf * noise[0]
         p, delay, base, capacity, spread, wake_frac = self._contention(lat, rate, b_run, self._wake_scale[target])
-        mean_ms = self._served_mean(base, p, delay, wake_frac, deadline_ms)
+        # the served requests' mean response time: _served_mean(), inlined (its stale share serves serve() below)
+        sig_corr = self._sig_corr
+        base_mean = base * sig_corr  # the mean service of the requests not delayed
+        wait = delay if delay > 1e-9 else 1e-9
+        tail = math.exp(-deadline_ms / wait)
+        waits = p * wake_frac
+        mean_ms = (base_mean + ((p - waits) * delay + waits * (wait - (deadline_ms + wait) * tail))
+                   / (1.0 - waits * tail))
         served = 0.0
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
@@ -377,25 +389,26 @@ class DevicePhysics:
             capped = rate * open_s
             if capacity * open_s < capped:
                 capped = capacity * open_s
-            wait = delay if delay > 1e-9 else 1e-9
-            waits = p * wake_frac
-            served = capped * (1.0 - waits * math.exp(-deadline_ms / wait))  # less the stale ones (model.serve)
+            served = capped * (1.0 - waits * tail)  # less the stale ones (model.serve)
             issued = rate * dt_s
             # model._log_point() for both points, inlined
             log_d = math.log(deadline_ms)
             half_s2, ef = self._half_s2, self._ef
-            rel = spread / (base * self._sig_corr)
+            rel = spread / base_mean
             s2 = math.log(1.0 + ef + rel * rel)
             z = (log_d - math.log(base) - half_s2 + 0.5 * s2) / math.sqrt(s2)
-            high = base + delay
-            rel = spread / (high * self._sig_corr)
-            s2b = math.log(1.0 + ef + rel * rel)
-            zb = (log_d - math.log(high) - half_s2 + 0.5 * s2b) / math.sqrt(s2b)
             within_lo = 0.5 * (1.0 + erf_scalar(z * _SQRT1_2))
-            slack = deadline_ms - base * self._sig_corr
-            within_wait = within_lo * (1.0 - math.exp(-slack / wait)) if slack > 0.0 else 0.0
-            within = ((1.0 - p) * within_lo + waits * within_wait
-                      + (p - waits) * 0.5 * (1.0 + erf_scalar(zb * _SQRT1_2)))
+            if p > 0.0:  # some requests delayed: their point, and the stale share of those waiting at wake-up
+                high = base + delay
+                rel = spread / (high * sig_corr)
+                s2b = math.log(1.0 + ef + rel * rel)
+                zb = (log_d - math.log(high) - half_s2 + 0.5 * s2b) / math.sqrt(s2b)
+                slack = deadline_ms - base_mean
+                within_wait = within_lo * (1.0 - math.exp(-slack / wait)) if slack > 0.0 else 0.0
+                within = ((1.0 - p) * within_lo + waits * within_wait
+                          + (p - waits) * 0.5 * (1.0 + erf_scalar(zb * _SQRT1_2)))
+            else:
+                within = within_lo
             serving = _new_tuple(Serving, (served / issued, capped / issued * within, mean_ms, served))
         # energy: per served request e_ref x (f / f_max)^k x clock factor x noise; loading keeps one core busy
         dyn_all = self._dyn_all.get(freq)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import itertools
 import math
 import numbers
 from dataclasses import dataclass
@@ -574,7 +575,7 @@ class AdaScaleEnv(gym.Env):
         super().reset(seed=seed)
         ti, start, factors, v0 = self.draw_episode(self.np_random, options)
         window = tuple(self.exo[ti][start:start + self.window])
-        noise = tuple(Noise(x) for x in factors.tolist())
+        noise = tuple(map(tuple.__new__, itertools.repeat(Noise), zip(factors.tolist())))  # Noise(x) each, in C
         self._state = self.physics.initial_state(window[0], v0)
         self._episode = Episode(ti, start, self.traces[ti].name, window, noise, self._state)
         self._rows = window
@@ -652,8 +653,8 @@ class AdaScaleEnv(gym.Env):
             raise ValueError(f"action {action!r} is outside Discrete({self._n_actions})")
         target = state.loaded if a == KEEP else a - 1
         exo = rows[t]
-        noise = self._noises[t]
-        self._state, out = self.physics.step(state, target, exo, noise, self.period_s)
+        _, bg_util, bg_runnable, mem_avail_mb, _, _, plugged, rate_hz, deadline_ms = exo
+        self._state, out = self.physics.step(state, target, exo, self._noises[t], self.period_s)
         (_, freq_mhz, latency_ms, serving, accuracy, energy_j, power_w, mem_mb, switched, oom, temp_c, battery_pct,
          service_ms) = out
         served_frac, on_time, _, _ = serving
@@ -668,19 +669,18 @@ class AdaScaleEnv(gym.Env):
         if not oom and served_frac > 0.0:
             # the app's running estimate of the slow-down its performance model does not explain:
             # log2(measured mean latency / the model's prediction for the context it measured)
-            predicted = self.app_physics.expected_latency_ms(target, freq_mhz, exo.bg_runnable, exo.request_rate_hz,
-                                                             exo.deadline_ms)
+            predicted = self.app_physics.expected_latency_ms(target, freq_mhz, bg_runnable, rate_hz, deadline_ms)
             self._slow_ema += SLOWDOWN_EMA_WEIGHT * (math.log2(latency_ms / predicted) - self._slow_ema)
         fb = (latency_ms, target, miss, energy_j, switched, oom, self._slow_ema)  # a Feedback's fields, in order
-        obs = self.encoder.encode_values(freq_mhz, exo.bg_cpu_util, exo.bg_runnable, exo.mem_avail_mb,
-                                         battery_pct if self._has_battery else None, exo.plugged,
+        obs = self.encoder.encode_values(freq_mhz, bg_util, bg_runnable, mem_avail_mb,
+                                         battery_pct if self._has_battery else None, plugged,
                                          temp_c if self._has_temp else None,
                                          nxt.request_rate_hz, nxt.deadline_ms, target, fb)
-        self._update_mask(target, exo.mem_avail_mb)
+        self._update_mask(target, mem_avail_mb)
         info = {
             "variant": self._ids[target], "accuracy": accuracy,
             "effective_accuracy": accuracy * on_time, "latency_ms": latency_ms, "service_ms": service_ms,
-            "deadline_ms": exo.deadline_ms, "bg_runnable": exo.bg_runnable, "energy_mj": energy_j * 1000.0, "power_w": power_w,
+            "deadline_ms": deadline_ms, "bg_runnable": bg_runnable, "energy_mj": energy_j * 1000.0, "power_w": power_w,
             "mem_mb": mem_mb, "miss_rate": miss, "served_frac": served_frac,
             "switched": switched, "oom": oom, "temp_c": temp_c, "freq_mhz": freq_mhz,
             "battery_pct": battery_pct,

@@ -22,6 +22,7 @@ values are clipped into the declared bounds.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
@@ -114,6 +115,9 @@ class Feedback(NamedTuple):
 
 
 _NO_FEEDBACK = [0.0] * 7
+# writes the N_CONTEXT context values into a new observation's float32 buffer at once (native order, as numpy's
+# float32; each value rounded to the nearest float32 as numpy's assignment does): the step's fast path
+_pack_context = struct.Struct(f"{N_CONTEXT}f").pack_into
 _LN2 = math.log(2.0)
 
 
@@ -222,6 +226,11 @@ class ObservationEncoder:
             )
         if out is None:
             out = self._one_hot[loaded].copy()
+            try:
+                _pack_context(out, 0, *vals)
+                return out
+            except (OverflowError, struct.error):  # a value beyond float32's range: numpy makes it inf
+                pass
         else:
             out[N_CONTEXT:] = 0.0
             out[N_CONTEXT + loaded] = 1.0

@@ -101,6 +101,18 @@ def test_encoder_equals_the_feature_by_feature_statement_exactly(device):
         np.testing.assert_array_equal(buf, want)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_value_beyond_float32_is_encoded_as_numpy_encodes_it():
+    """The fast path packs the context values with struct, which refuses a finite value beyond float32's range;
+    the encoder then writes them as numpy does (inf), the same as into a buffer."""
+    enc = ObservationEncoder(load_device("rpi4"), CAT, 1.0)
+    r = {"bg_cpu_util": 1e39, "freq_mhz": 1000.0}  # bg_cpu_util is not clipped (the schema bounds it)
+    got = enc.encode(r, 0, None)
+    assert got[[f.name for f in FEATURES].index("bg_cpu_util")] == np.inf
+    np.testing.assert_array_equal(got, enc.encode(r, 0, None, out=np.zeros(enc.size, dtype=np.float32)))
+    np.testing.assert_array_equal(got, reference(enc, r, 0, None))
+
+
 @pytest.mark.parametrize("device", ["rpi4", "pixel4"])
 def test_the_batched_encoder_is_the_encoder_row_by_row(device):
     """encode_batch (the vector environment's) against encode_values (the single environment's) on 12,000
