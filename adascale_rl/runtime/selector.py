@@ -30,6 +30,8 @@ most accurate variant whose profiled latency times a margin fits min(deadline, 1
 the fastest before a mode is set; ``fallback=`` fixes one) and logs one warning naming the
 cause (once per cause, on the ``adascale_rl.runtime`` logger); the selector keeps serving
 and returns to the policy when the cause goes away. :attr:`Selector.status` says which.
+A folder exported on an earlier version of the environments' dynamics whose check decisions
+replay keeps its policy, with one warning (the predictions are this version's).
 
 Nothing in an exported folder can run code: JSON, ``.npz`` read with
 ``allow_pickle=False`` after its headers are checked, and ONNX; schema, shapes and
@@ -42,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -195,7 +198,23 @@ class Selector:
             view = heuristic_view(doc, self.catalog, self.device, self.encoder)
             decide, self.backend = heuristic(policy, view, lambda: self._info), "heuristic"
         self._decide = lambda obs, mask: decide(obs, mask)[0]
+        self._note_dynamics(doc["env"]["id"])
         self._start_monitor(pid, monitor)
+
+    def _note_dynamics(self, env_id: str) -> None:
+        """One warning (the policy keeps deciding) when the folder was exported on another version of the
+        environments' dynamics than this package computes: the prior's and the heuristics' predictions and the
+        slow-down feature are this version's. The folder's check decisions replayed, so they did not change any
+        of those; a new export says for sure."""
+        from adascale_rl.environment.spec import VERSION, env_name
+
+        m = re.fullmatch(r"AdaScale/.+-v(\d+)", str(env_id))
+        if m is None or int(m.group(1)) == VERSION:
+            return
+        current = f"AdaScale/{env_name(env_id)}-v{VERSION}"
+        self._warn.warn("dynamics", f"exported on {env_id}; this adascale-rl predicts with the dynamics of "
+                                    f"{current} (the folder's check decisions replay, so the policy serves; "
+                                    f"export it again to match)", fallback=False)
 
     def _set_catalog(self, cat: Any) -> None:
         self.catalog = cat

@@ -215,6 +215,26 @@ def test_selector_json_of_version_1_is_read_with_the_default_wake_up_spread(fold
     assert sel.status == "ok", sel.status
 
 
+def test_a_folder_exported_on_earlier_dynamics_serves_with_one_warning(folder, caplog):
+    """The environment's id names the dynamics' version the folder was exported on; another version keeps the
+    policy (its check decisions replay) and says once that the predictions are this version's."""
+    from adascale_rl.environment.spec import VERSION
+
+    doc = json.loads((folder / "selector.json").read_text())
+    current = doc["env"]["id"]
+    assert current.endswith(f"-v{VERSION}")
+    sel = Selector.load(folder, monitor=FakeMonitor())
+    assert sel.status == "ok" and warnings_of(caplog) == []
+    doc["env"]["id"] = current[: -len(str(VERSION))] + str(VERSION - 1)
+    (folder / "selector.json").write_text(json.dumps(doc))
+    old = Selector.load(folder, monitor=FakeMonitor())
+    old.set_mode(rate_hz=8, deadline_ms=150)
+    assert old.select() in old.ids and old.select() in old.ids
+    w = warnings_of(caplog)
+    assert len(w) == 1 and doc["env"]["id"] in w[0] and current in w[0] and "fallback" not in w[0], w
+    assert old.status == "ok" and old.load_error is None
+
+
 def test_observation_layout_of_another_version(folder, caplog):
     doc = json.loads((folder / "selector.json").read_text())
     doc["observation"]["fields"][3]["name"] = "bg_load"
