@@ -1,0 +1,27 @@
+"""benchmarks/cpu_share.py runs end to end on a tiny budget and refuses bad arguments (its busy processes are
+:class:`adascale_rl.context.load.BusyProcesses`, stopped on exit whatever happens; tests/evaluation/test_live.py
+checks that a run's load children are stopped)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "cpu_share.py"
+
+
+def test_a_tiny_run_prints_every_cell():
+    res = subprocess.run([sys.executable, str(SCRIPT), "--busy", "0", "1", "--periods", "5", "--seconds", "0.2",
+                          "--rounds", "1", "--work-ms", "0.5"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line.split() for line in res.stdout.splitlines() if line.split()[:1] in (["0"], ["1"])]
+    assert [(r[0], r[1]) for r in rows] == [("0", "b2b"), ("0", "5ms"), ("1", "b2b"), ("1", "5ms")]
+    for r in rows:
+        assert 0.0 <= float(r[4]) <= 1.5  # the app's CPU share (a share of one core, with accounting jitter)
+
+
+def test_bad_arguments_are_refused_with_a_message():
+    res = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "0"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--seconds" in res.stderr
