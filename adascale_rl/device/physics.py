@@ -187,9 +187,7 @@ class DevicePhysics:
         # the device and variant constants step() reads, as plain attributes and rows
         t = self.table
         self._cores = t.cores
-        self._threads = t.threads
-        self._sched = t.sched
-        sc = t.sched  # its constants as one tuple: _contention() unpacks them in one go
+        sc = t.sched  # the scheduler's constants as one tuple: _contention() unpacks them in one go
         self._sched_consts = (sc.tick_ms, 0.9 * sc.tick_ms, sc.wake_wait, sc.wake_lag_ms, sc.wake_slice_ms,
                               sc.idle_wake_ms, sc.idle_wake_per_ms, sc.idle_sleep_ms, sc.wake_cv,
                               float(t.cores), float(t.threads))
@@ -264,15 +262,18 @@ class DevicePhysics:
         _, cb, serial_cb, _, _, _, _ = self._variant_rows[variant]
         lat = self._app_latency[variant] * (cb * (self.f_max_mhz / freq_mhz) + serial_cb)
         p, delay, base, _, _, wake_frac = self._contention(lat, rate_hz, bg_runnable)
-        return self._served_mean(base, p, delay, wake_frac, deadline_ms)
+        return self._served_mean(base, p, delay, wake_frac, deadline_ms)[0]
 
-    def _served_mean(self, base: float, p: float, delay: float, wake_frac: float, deadline_ms: float) -> float:
-        """:func:`adascale_rl.device.model.served_mean_ms` (scalars)."""
+    def _served_mean(self, base: float, p: float, delay: float, wake_frac: float,
+                     deadline_ms: float) -> tuple[float, float]:
+        """:func:`adascale_rl.device.model.served_mean_ms` (scalars), and the share of the requests that went
+        stale waiting at wake-up (:func:`adascale_rl.device.model.stale_share`), which :meth:`step` serves less."""
         wait = delay if delay > 1e-9 else 1e-9
         tail = math.exp(-deadline_ms / wait)
         waits = p * wake_frac
+        stale = waits * tail
         return (base * self._sig_corr + ((p - waits) * delay + waits * (wait - (deadline_ms + wait) * tail))
-                / (1.0 - waits * tail))
+                / (1.0 - stale)), stale
 
     def _contention(self, lat: float, rate: float, b: float,
                     wake_scale: float = 1.0) -> tuple[float, float, float, float, float, float]:
@@ -367,14 +368,7 @@ class DevicePhysics:
         cf = cb * (self.f_max_mhz / freq) + serial_cb
         lat = lat_ref * cf * noise[0]
         p, delay, base, capacity, spread, wake_frac = self._contention(lat, rate, b_run, self._wake_scale[target])
-        # the served requests' mean response time: _served_mean(), inlined (its stale share serves serve() below)
-        sig_corr = self._sig_corr
-        base_mean = base * sig_corr  # the mean service of the requests not delayed
-        wait = delay if delay > 1e-9 else 1e-9
-        tail = math.exp(-deadline_ms / wait)
-        waits = p * wake_frac
-        mean_ms = (base_mean + ((p - waits) * delay + waits * (wait - (deadline_ms + wait) * tail))
-                   / (1.0 - waits * tail))
+        mean_ms, stale = self._served_mean(base, p, delay, wake_frac, deadline_ms)
         served = 0.0
         if oom:
             # killed by the low-memory killer: nothing served this interval; the app restarts
@@ -389,16 +383,19 @@ class DevicePhysics:
             capped = rate * open_s
             if capacity * open_s < capped:
                 capped = capacity * open_s
-            served = capped * (1.0 - waits * tail)  # less the stale ones (model.serve)
+            served = capped * (1.0 - stale)  # less the stale ones (model.serve)
             issued = rate * dt_s
             # model._log_point() for both points, inlined
             log_d = math.log(deadline_ms)
-            half_s2, ef = self._half_s2, self._ef
+            half_s2, ef, sig_corr = self._half_s2, self._ef, self._sig_corr
+            base_mean = base * sig_corr  # the mean service of the requests not delayed
             rel = spread / base_mean
             s2 = math.log(1.0 + ef + rel * rel)
             z = (log_d - math.log(base) - half_s2 + 0.5 * s2) / math.sqrt(s2)
             within_lo = 0.5 * (1.0 + erf_scalar(z * _SQRT1_2))
             if p > 0.0:  # some requests delayed: their point, and the stale share of those waiting at wake-up
+                wait = delay if delay > 1e-9 else 1e-9
+                waits = p * wake_frac
                 high = base + delay
                 rel = spread / (high * sig_corr)
                 s2b = math.log(1.0 + ef + rel * rel)

@@ -159,6 +159,11 @@ class Episode:
         return len(self.exo)
 
 
+def _noises(factors: np.ndarray):
+    """One :class:`Noise` per latency factor (an iterator; the tuples are built in C, on every reset's path)."""
+    return map(tuple.__new__, itertools.repeat(Noise), zip(factors.tolist()))
+
+
 class AppDeviceError(ValueError):
     """An ``app_device`` that does not describe the world's device (another name or core count)."""
 
@@ -505,7 +510,7 @@ class AdaScaleEnv(gym.Env):
         probability ``period_s / spike_spell_s`` (so spells last ``spike_spell_s`` on
         average) and starts with the probability that keeps the stationary spike fraction
         at ``spike_prob``; a spell keeps the factor it started with."""
-        return [Noise(x) for x in self.noise_factors(rng, steps).tolist()]
+        return list(_noises(self.noise_factors(rng, steps)))
 
     def noise_factors(self, rng: np.random.Generator, steps: int) -> np.ndarray:
         """:meth:`draw_noise` as an array of the intervals' latency factors (the same draws, the same numbers)."""
@@ -575,7 +580,7 @@ class AdaScaleEnv(gym.Env):
         super().reset(seed=seed)
         ti, start, factors, v0 = self.draw_episode(self.np_random, options)
         window = tuple(self.exo[ti][start:start + self.window])
-        noise = tuple(map(tuple.__new__, itertools.repeat(Noise), zip(factors.tolist())))  # Noise(x) each, in C
+        noise = tuple(_noises(factors))
         self._state = self.physics.initial_state(window[0], v0)
         self._episode = Episode(ti, start, self.traces[ti].name, window, noise, self._state)
         self._rows = window

@@ -131,6 +131,12 @@ def env_name(env_id: str) -> str:
     return env_id.split("/", 1)[-1].rsplit("-v", 1)[0]
 
 
+def env_version(env_id: str) -> int | None:
+    """``4`` for ``AdaScale/Rpi4-Vision-v4``: the version of the dynamics an id names (None if it names none)."""
+    tail = env_id.rsplit("-v", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
 def find_spec(name_or_id: str) -> EnvSpec:
     """A spec by file stem (``Rpi4-Vision``), by id (``AdaScale/Rpi4-Vision-v4``) or by path.
 

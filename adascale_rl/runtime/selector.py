@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ import numpy as np
 from adascale_rl.context.schema import DEFAULTS
 from adascale_rl.device.model import clock_factor, freq_factor
 from adascale_rl.environment.actions import KEEP, target_of
+from adascale_rl.environment import spec
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
 from adascale_rl.runtime import schema
 from adascale_rl.runtime.folder import (FolderError, catalog_of, check_layout, heuristic, heuristic_view, network,
@@ -206,12 +206,10 @@ class Selector:
         environments' dynamics than this package computes: the prior's and the heuristics' predictions and the
         slow-down feature are this version's. The folder's check decisions replayed, so they did not change any
         of those; a new export says for sure."""
-        from adascale_rl.environment.spec import VERSION, env_name
-
-        m = re.fullmatch(r"AdaScale/.+-v(\d+)", str(env_id))
-        if m is None or int(m.group(1)) == VERSION:
+        version = spec.env_version(str(env_id))
+        if version is None or version == spec.VERSION:
             return
-        current = f"AdaScale/{env_name(env_id)}-v{VERSION}"
+        current = spec.id_for(spec.env_name(env_id))
         self._warn.warn("dynamics", f"exported on {env_id}; this adascale-rl predicts with the dynamics of "
                                     f"{current} (the folder's check decisions replay, so the policy serves; "
                                     f"export it again to match)", fallback=False)

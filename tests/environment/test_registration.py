@@ -17,6 +17,7 @@ import adascale_rl  # noqa: F401  (registers the shipped ids)
 from adascale_rl import paths
 from adascale_rl.environment import register_spec
 from adascale_rl.environment.registration import list_command
+from adascale_rl.environment import spec
 from adascale_rl.environment.spec import SpecError, find_spec, load_spec
 from adascale_rl.evaluation.bench import DEFAULT_ENV
 from _envdata import write_env
@@ -137,3 +138,10 @@ def test_importing_the_package_imports_neither_gymnasium_nor_torch_until_asked()
 def test_an_id_of_the_previous_version_is_refused_with_the_one_that_exists():
     with pytest.raises(SpecError, match="AdaScale/Rpi4-Vision-v4"):
         find_spec("AdaScale/Rpi4-Vision-v1")
+
+
+def test_an_id_names_its_environment_and_its_dynamics_version():
+    assert spec.env_name("AdaScale/Rpi4-Vision-v3") == "Rpi4-Vision"
+    assert spec.env_version("AdaScale/Rpi4-Vision-v3") == 3
+    assert spec.env_version(spec.id_for("Rpi4-Vision")) == spec.VERSION
+    assert spec.env_version("AdaScale/Rpi4-Vision") is None and spec.env_version("AdaScale/My-vision-vx") is None

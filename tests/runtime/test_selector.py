@@ -229,7 +229,7 @@ def test_a_folder_exported_on_earlier_dynamics_serves_with_one_warning(folder, c
     (folder / "selector.json").write_text(json.dumps(doc))
     old = Selector.load(folder, monitor=FakeMonitor())
     old.set_mode(rate_hz=8, deadline_ms=150)
-    assert old.select() in old.ids and old.select() in old.ids
+    assert all(old.select() in old.ids for _ in range(2))  # it keeps deciding
     w = warnings_of(caplog)
     assert len(w) == 1 and doc["env"]["id"] in w[0] and current in w[0] and "fallback" not in w[0], w
     assert old.status == "ok" and old.load_error is None
