@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder to write catalogs/, devices/ and the environment spec into (default ./adascale-profile; "
                          "never the shipped envs/)")
     pr.add_argument("--data", default="digits", help="digits (bundled), cifar10:PATH or folder:PATH")
-    pr.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: all cores)")
+    pr.add_argument("--threads", type=int, default=None,
+                    help="torch threads while timing (default: every CPU this process may run on)")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adascale_rl._cpus import usable_cpus
 from adascale_rl.device.presets import SERVICE_SCALE_RANGE
 from adascale_rl.elastic import contention
 
@@ -171,7 +172,7 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
         raise CalibrateError(f"{spec.id}'s catalog {catalog.name} was not profiled on a machine (no saved variants "
                              f"to time): calibrate re-measures a catalog written by adascale-rl profile")
     preset = load_device(spec.device)
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     if preset.cores != cores and not refit:  # a refit times nothing: the samples say which machine (run_calibrate)
         raise CalibrateError(f"{spec.id}'s device {preset.name} has {preset.cores} cores and this machine {cores}: "
                              f"calibrate re-measures the machine a preset describes")

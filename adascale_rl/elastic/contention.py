@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from adascale_rl._cpus import usable_cpus
 from adascale_rl.context.load import BusyProcesses
 
 #: a request whose response exceeds its service by more than this waited for a core at wake-up
@@ -82,7 +83,7 @@ def measure(files: dict[str, Path], shape: Sequence[int], *, threads: int = 1, l
     """Samples per (variant, level): ``{vid: {level: {"b2b", "svc", "resp", "issued", "served"}}}`` (and
     ``"<key>_per_round"``: how many of each list's samples each round took, in order), and at level 0 also per
     extra rate in ``quiet_rates``: ``{vid: {"quiet": {rate: {...}}}}``."""
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()  # the busy processes and the probes inherit this process's CPUs
     levels = list(levels if levels is not None else levels_for(cores))
     by_file = {str(f): vid for vid, f in files.items()}
     out: dict = {vid: {"levels": {}, "quiet": {}} for vid in files}

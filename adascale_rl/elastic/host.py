@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from adascale_rl._cpus import usable_cpus
 from adascale_rl.context.recorder import cpu_model as _cpu_name
 
 # 5th-generation Xeon Scalable parts (CPUID family 6, model 207) have TDPs of ~185-385 W over
@@ -169,6 +170,7 @@ def machine_description(threads: int, background: dict | None = None) -> dict:
         "cpu_model": cpu_model(),
         "cpu_family_model": f"{_cpuinfo_field('cpu family')}/{_cpuinfo_field('model')}",
         "logical_cores": psutil.cpu_count(),
+        "usable_cpus": usable_cpus(),  # the affinity mask's: what the timing and the busy processes ran on
         "threads_used": threads,
         "virtual_machine": is_virtual_machine(),
         "mem_total_mb": round(psutil.virtual_memory().total / 2**20),

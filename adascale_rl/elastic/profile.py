@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from adascale_rl._cpus import usable_cpus
 from adascale_rl.device.catalog import Catalog, Variant
 from adascale_rl.elastic import contention, host
 from adascale_rl.elastic.data import ImageData, load_data
@@ -117,7 +118,7 @@ def _bar(total: int, desc: str, enabled: bool):
 def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, threads: int | None = None,
                 seed: int = 0, progress: bool = True, log=print) -> dict:
     recipe: Recipe = quick_recipe(seed) if quick else full_recipe(seed)
-    threads = threads or psutil.cpu_count() or 1
+    threads = threads or usable_cpus()
     if threads < 1:
         raise ValueError(f"--threads {threads} must be at least 1")
     data = load_data(data_spec, seed)
@@ -142,7 +143,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
             raise RuntimeError(f"variant {b.spec.id}: the saved TorchScript disagrees with the built module")
 
     rapl = bool(host.rapl_files())
-    cores = psutil.cpu_count() or 1
+    cores = usable_cpus()
     fit_n = cores if threads == 1 else threads
     others = tuple(t for t in (1, fit_n) if t != threads)
     sessions = recipe.timing_sessions
@@ -159,7 +160,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
             mem[k] = peak_memory(f, threads=threads, shape=tuple(example.shape))
             bar.update(1)
 
-    levels = contention.levels_for(psutil.cpu_count() or 1) if not quick else [0, 2 * (psutil.cpu_count() or 1)]
+    levels = contention.levels_for(cores) if not quick else [0, 2 * cores]
     c_rounds = 1 if quick else 2
     quiet_rates = () if quick else (400.0, 1000.0)
     log(f"timing {len(files)} variants beside {', '.join(str(x) for x in levels)} busy processes ({c_rounds} "
@@ -239,7 +240,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
     catalog.save(cat_path)
     # --quick measures too little to fit the scheduler: its preset keeps the documented defaults
     fitted = {} if quick else contention.fit_scheduler(load, {v.id: v.latency_ms for v in variants},
-                                                       psutil.cpu_count() or 1, threads)
+                                                       cores, threads)
     write_device_preset(dev_path, name, threads, mem, fitted)
     write_env_spec(env_path, _env_name(data), name, data, device_path=dev_path, catalog_path=cat_path)
     return {"catalog": cat_path, "device": dev_path, "env": env_path, "variants": variants, "machine": machine}
@@ -250,7 +251,7 @@ def _scheduler_yaml(fitted: dict) -> str:
     (or the reference machine's values, said to be assumptions, where this run could not fit them)."""
     from adascale_rl.device.model import Scheduler
 
-    cores = psutil.cpu_count() or 1
+    cores = usable_cpus()
     tick, tick_origin = contention.kernel_tick_ms()
     tick_line = (f'  value: {tick:g}\n  source: "{tick_origin}"' if tick is not None else
                  f'  value: 4\n  derived: "assumption: CONFIG_HZ=250 (not readable here: {tick_origin})"')
@@ -278,7 +279,8 @@ def write_device_preset(path: Path, name: str, threads: int, mem: dict, fitted: 
     from adascale_rl._files import atomic_write_text
     from adascale_rl.device.presets import load_preset_file
 
-    cores = psutil.cpu_count() or 1
+    cores = usable_cpus()
+    machine_cpus = psutil.cpu_count() or cores
     ladder, ladder_origin = host.cpufreq_ladder()
     kind, _, origin = ladder_origin.partition(": ")
     total_mb = round(psutil.virtual_memory().total / 2**20)
@@ -300,7 +302,7 @@ name: {name}
 description: "{host.cpu_model()}, {cores} logical cores{' (virtual machine)' if host.is_virtual_machine() else ''}, {total_mb} MB RAM, mains power"
 cores:
   value: {cores}
-  source: "measured on this host: psutil.cpu_count() = {cores}"
+  source: "measured on this host: the CPUs this process may run on (its affinity mask, os.sched_getaffinity), {cores} of the machine's {machine_cpus}"
 mem_total_mb:
   value: {total_mb}
   source: "measured on this host: psutil.virtual_memory().total"
@@ -372,7 +374,7 @@ def write_env_spec(path: Path, env_name: str, name: str, data: ImageData, *, dev
                 if data.name == "digits" else "")
     text = f"""# Written by `adascale-rl profile` at {time.strftime('%Y-%m-%d %H:%M')}: use it with --env {path.name} (a path)
 id: AdaScale/{env_name}-v{VERSION}
-description: This host ({host.cpu_model()}, {psutil.cpu_count()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
+description: This host ({host.cpu_model()}, {usable_cpus()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
 device: {ref(device_path, "envs/devices/<device>.yaml")}
 catalog: {ref(catalog_path, "envs/catalogs/<catalog>.json")}
 dataset: host-recorded-v2    # a shipped traces/<dataset>, or a path to your own recording (relative: to this file)

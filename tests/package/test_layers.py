@@ -1,7 +1,7 @@
 """No module imports from a layer above it (function-level imports included).
 
-The layers, bottom up: the package's own helpers (``_files``, ``paths``, ``_signals``); ``device`` (catalogs,
-presets, the performance model, the simulator's physics); ``context`` (schema, traces, the live
+The layers, bottom up: the package's own helpers (``_files``, ``paths``, ``_signals``, ``_cpus``); ``device``
+(catalogs, presets, the performance model, the simulator's physics); ``context`` (schema, traces, the live
 monitor, recording, synthesis, load); ``environment``; ``policies`` and ``elastic`` (side by side,
 neither imports the other); ``runtime``; ``evaluation``; ``cli``. The one exception is the package's
 ``__init__``, which registers the environments when Gymnasium is imported.
@@ -15,8 +15,8 @@ from pathlib import Path
 import adascale_rl
 
 PACKAGE = Path(adascale_rl.__file__).resolve().parent
-RANK = {"_files": 0, "paths": 0, "_signals": 0, "device": 1, "context": 2, "environment": 3, "policies": 4,
-        "elastic": 4,
+RANK = {"_files": 0, "paths": 0, "_signals": 0, "_cpus": 0, "device": 1, "context": 2, "environment": 3,
+        "policies": 4, "elastic": 4,
         "runtime": 5, "evaluation": 6, "cli": 7}
 ALLOWED = {("__init__", "environment")}  # the registration hook
 
