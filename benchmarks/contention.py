@@ -3,7 +3,7 @@
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
                                     [--service-scale preset|measured|variant|X] [--wake preset|measured]
-                                    [--json FILE | --from-json FILE]
+                                    [--json FILE | --from-json FILE] [--cpus 0 ...]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
 TorchScript files from the profile's cache) beside 0, 1, 2 and 2 x cores busy processes, levels
@@ -18,6 +18,11 @@ as the deadline) and the relative error, and the share of the requests lost as s
 measured and predicted. The target: within 20 % for the mean and the p95 at every level.
 ``--from-json`` compares the model with samples a ``--json`` run saved (no variant files needed,
 so any machine can re-read a run).
+
+``--cpus`` pins the run (this process, its probes and its busy processes) to those CPUs: a machine of
+fewer cores, as a container's cpuset or ``taskset`` makes one. The model then takes the run's core count
+(the CPUs it ran on, also read back by ``--from-json``) instead of the preset's; the preset's other
+constants stay (the kernel's tick and slice do not change with the affinity mask).
 
 The simulator serves a variant in the catalog's latency times the preset's ``service_scale``
 (the host's speed against its catalog; 1 in a shipped preset, measured by ``adascale-rl
@@ -48,6 +53,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adascale_rl import paths  # noqa: E402
+from adascale_rl._cpus import pin, usable_cpus  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
@@ -145,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(default) or 'measured' in this run at --rate with no busy process (its quiet cells at the "
                          "rate are then fitted)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
+    ap.add_argument("--cpus", type=int, nargs="+", default=None, metavar="CPU",
+                    help="pin the run and its busy processes to these CPUs (a machine of fewer cores); the model "
+                         "takes their count as the cores")
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")
     args = ap.parse_args(argv)
@@ -168,7 +178,18 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{args.from_json} has no samples of {', '.join(map(str, absent))} (it has "
                      f"{' '.join(in_file)} at {' '.join(map(str, file_levels))} busy processes)")
     args.variants = args.variants or list(DEFAULT_VARIANTS)
-    args.levels = args.levels or levels_for(os.cpu_count() or 1)
+    if args.cpus is not None:
+        if args.from_json:
+            ap.error("--cpus pins a measurement; --from-json re-reads one (with the cores it ran on)")
+        try:
+            pinned = pin(args.cpus)
+        except ValueError as exc:
+            ap.error(f"--cpus: {exc}")
+        print(f"pinned to CPU(s) {' '.join(map(str, pinned))}: busy processes and probes run there too")
+    run_cores = usable_cpus()
+    if saved is not None:  # the cores the saved run measured on (its probes' CPUs)
+        run_cores = int(samples.get("_meta", {}).get("cores", run_cores))
+    args.levels = args.levels or levels_for(run_cores)
     if args.service_scale not in ("preset", "measured", "variant"):  # before minutes of timing
         try:
             given = float(args.service_scale)
@@ -185,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("time at least three variants")
     cat = load_catalog(args.catalog)
     device = load_device(args.device)
+    preset_cores = device.cores
+    if run_cores != device.cores:  # the machine the run measures, not the one the preset describes
+        device = replace(device, cores=run_cores)
     threads = cat.threads if cat.threads is not None else device.cores
     missing = [v for v in args.variants if v not in cat.ids]
     if missing:
@@ -235,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--wake measured: {wake_how}")
         device = with_host_constants(device, wake, "measured by benchmarks/contention.py --wake measured")
     load = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; catalog "
+    cores_how = f"{run_cores} cores" + ("" if run_cores == preset_cores else
+                                        f" (the model's; the preset {device.name} has {preset_cores})")
+    print(f"machine: {platform.machine()}, {cores_how}, Python {platform.python_version()}; catalog "
           f"{Path(args.catalog).name}, device {device.name}, {int(threads)} torch thread(s); {args.rounds} interleaved "
           f"rounds; load average after the run {load[0]:.2f}; {secs:.0f} s")
     print(f"prediction: adascale_rl.device.model.contention with the catalog's latency x the host's speed and the "

@@ -1,6 +1,7 @@
 """How this machine's scheduler splits the cores between an app and busy processes: back to back and asleep between requests.
 
     python benchmarks/cpu_share.py [--busy 2 4] [--work-ms 2] [--periods 2.2 3 5] [--seconds 8] [--rounds 2]
+                                   [--cpus 0 ...]
 
 The app is this process: a pure-Python loop of ``--work-ms`` of CPU per request (calibrated on the quiet
 machine first), served back to back or at one request every ``P`` ms (latest-frame: a request superseded while
@@ -14,6 +15,10 @@ The contention model gives a thread its fair share of the cores among the runnab
 shows where a scheduler splits the cores otherwise: an app that sleeps between requests wakes up on a core that
 some busy processes already share, and the kernel's balancer may or may not move it. Run it on a quiet machine;
 it measures the host, not a load. The work loop is Python, not the elastic model: the split is the scheduler's.
+
+``--cpus`` pins the app and its busy processes to those CPUs: the same scheduler on a machine of fewer
+cores. On one CPU there is no core to choose at wake-up, so a sleeper short of its fair share there is
+the scheduler's doing on every core, not where it wakes up.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
+from adascale_rl._cpus import pin, usable_cpus  # noqa: E402
 from adascale_rl.context.load import BusyProcesses  # noqa: E402
 
 
@@ -100,15 +106,23 @@ def main() -> None:
                     help="ms between requests of the open-loop modes (default 2.2 3 5)")
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell (default 8)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds over every cell (default 2)")
+    ap.add_argument("--cpus", type=int, nargs="+", default=None, metavar="CPU",
+                    help="pin the app and its busy processes to these CPUs (default: the CPUs this process may use)")
     args = ap.parse_args()
     if any(b < 0 for b in args.busy) or args.work_ms <= 0 or any(p <= 0 for p in args.periods) \
             or args.seconds <= 0 or args.rounds < 1:
         ap.error("--busy must be >= 0; --work-ms, --periods and --seconds > 0; --rounds >= 1")
-    cores = os.cpu_count() or 1
+    pinned = ""
+    if args.cpus is not None:
+        try:
+            pinned = f"; pinned to CPU(s) {' '.join(map(str, pin(args.cpus)))} with its busy processes"
+        except ValueError as exc:
+            ap.error(f"--cpus: {exc}")
+    cores = usable_cpus()
     per_ms = calibrate()
     n_iter = max(1, int(per_ms * args.work_ms))
     la = os.getloadavg()
-    print(f"machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}; load average "
+    print(f"machine: {platform.machine()}, {cores} cores{pinned}, Python {platform.python_version()}; load average "
           f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1, 5, 15 min) at the start")
     print(f"app: {args.work_ms:g} ms of CPU per request ({n_iter} loop iterations); {args.seconds:g} s per cell, "
           f"{args.rounds} rounds; fair share of a core = cores / (busy + 1), at most 1")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from adascale_rl import paths
 from adascale_rl.device.catalog import load_catalog
@@ -138,3 +139,32 @@ def test_the_predicted_p95_of_an_app_that_keeps_up_in_part_is_the_mixtures_p95()
     kept = 1.0 - float(model.stale_share(c, np.float64(2.5)))
     assert p95 == model.response_quantile(c, 0.95 * kept, model.FRAME_SIGMA)
     assert p95 > model.response_quantile(c, 0.95 * (1.0 - lost), model.FRAME_SIGMA)
+
+
+def test_a_saved_run_on_fewer_cores_is_held_against_the_model_of_that_many(tmp_path):
+    (tmp_path / "one").mkdir()
+    f = _saved(tmp_path / "one")
+    doc = json.loads(f.read_text())
+    doc["samples"]["_meta"]["cores"] = 1  # as a run pinned with --cpus 0 records it
+    f.write_text(json.dumps(doc))
+    one = _bench("--from-json", str(f))
+    two = _bench("--from-json", str(_saved(tmp_path)))
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert "1 cores (the model's; the preset local-x86 has 2)" in one.stdout
+    assert "machine: " in two.stdout and "(the model's" not in two.stdout
+
+    def pred(out: str, level: str) -> float:  # the predicted back-to-back mean of the full model at ``level``
+        row = next(ln.split() for ln in out.splitlines()
+                   if ln.split()[:1] == [VARIANTS[0]] and ln.split()[2:4] == [level, "b2b"])
+        return float(row[6])
+
+    # beside 4 busy processes one core gives the app a fifth of it, two cores 2/5: the prediction doubles
+    assert pred(one.stdout, "4") == pytest.approx(2.0 * pred(two.stdout, "4"), rel=0.02)
+    assert pred(one.stdout, "0") == pytest.approx(pred(two.stdout, "0"), rel=1e-6)
+
+
+def test_cpus_is_refused_with_from_json_and_for_a_cpu_out_of_reach(tmp_path):
+    res = _bench("--from-json", str(_saved(tmp_path)), "--cpus", "0")
+    assert res.returncode == 2 and "--cpus" in res.stderr
+    res = _bench("--cpus", str(10**6))
+    assert res.returncode == 2 and "--cpus" in res.stderr
