@@ -19,10 +19,12 @@ measured and predicted. The target: within 20 % for the mean and the p95 at ever
 ``--from-json`` compares the model with samples a ``--json`` run saved (no variant files needed,
 so any machine can re-read a run).
 
-``--cpus`` pins the run (this process, its probes and its busy processes) to those CPUs: a machine of
-fewer cores, as a container's cpuset or ``taskset`` makes one. The model then takes the run's core count
-(the CPUs it ran on, also read back by ``--from-json``) instead of the preset's; the preset's other
-constants stay (the kernel's tick and slice do not change with the affinity mask).
+The model takes the cores of the machine the run measured (the CPUs this process may run on, its
+affinity mask; saved with the samples and read back by ``--from-json``; a file that does not say, the
+preset's) where they differ from the preset's, and says so in the header; the preset's other constants
+stay (the kernel's tick and slice do not change with a mask). ``--cpus`` pins the run (this process, its
+probes and its busy processes) to those CPUs: a machine of fewer cores, as a container's cpuset or
+``taskset`` makes one.
 
 The simulator serves a variant in the catalog's latency times the preset's ``service_scale``
 (the host's speed against its catalog; 1 in a shipped preset, measured by ``adascale-rl
@@ -74,6 +76,10 @@ from adascale_rl.elastic.variants import variant_files  # noqa: E402
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
 DEFAULT_VARIANTS = ("w1-final-r24-fp32", "w1-e3-r24-fp32", "w1-final-r24-int8", "w1-e2-r16-int8")
 TARGET = 0.20
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: float) -> tuple[float, float, float]:
@@ -186,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             ap.error(f"--cpus: {exc}")
         print(f"pinned to CPU(s) {' '.join(map(str, pinned))}: busy processes and probes run there too")
-    run_cores = usable_cpus()
-    if saved is not None:  # the cores the saved run measured on (its probes' CPUs)
-        run_cores = int(samples.get("_meta", {}).get("cores", run_cores))
+    run_cores: int | None = usable_cpus()
+    if saved is not None:  # the cores the saved run measured on (its probes' CPUs); an older file's: the preset's
+        run_cores = samples.get("_meta", {}).get("cores")
+        if run_cores is not None and (not isinstance(run_cores, int) or isinstance(run_cores, bool)
+                                      or run_cores < 1):
+            ap.error(f"--from-json {args.from_json}: _meta.cores must be a positive integer, not {run_cores!r}")
     args.levels = args.levels or levels_for(run_cores)
     if args.service_scale not in ("preset", "measured", "variant"):  # before minutes of timing
         try:
@@ -207,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     cat = load_catalog(args.catalog)
     device = load_device(args.device)
     preset_cores = device.cores
+    run_cores = run_cores or preset_cores
     if run_cores != device.cores:  # the machine the run measures, not the one the preset describes
         device = replace(device, cores=run_cores)
     threads = cat.threads if cat.threads is not None else device.cores
+    if threads > run_cores:
+        print(f"note: {threads:g} torch threads on {plural(run_cores, 'core')}: the probes oversubscribe them "
+              f"before any busy process starts")
     missing = [v for v in args.variants if v not in cat.ids]
     if missing:
         ap.error(f"not in {args.catalog}: {', '.join(missing)}")
@@ -259,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--wake measured: {wake_how}")
         device = with_host_constants(device, wake, "measured by benchmarks/contention.py --wake measured")
     load = os.getloadavg()
-    cores_how = f"{run_cores} cores" + ("" if run_cores == preset_cores else
+    cores_how = plural(run_cores, "core") + ("" if run_cores == preset_cores else
                                         f" (the model's; the preset {device.name} has {preset_cores})")
     print(f"machine: {platform.machine()}, {cores_how}, Python {platform.python_version()}; catalog "
           f"{Path(args.catalog).name}, device {device.name}, {int(threads)} torch thread(s); {args.rounds} interleaved "

@@ -122,7 +122,7 @@ def main() -> None:
     per_ms = calibrate()
     n_iter = max(1, int(per_ms * args.work_ms))
     la = os.getloadavg()
-    print(f"machine: {platform.machine()}, {cores} cores{pinned}, Python {platform.python_version()}; load average "
+    print(f"machine: {platform.machine()}, {cores} core{'' if cores == 1 else 's'}{pinned}, Python {platform.python_version()}; load average "
           f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1, 5, 15 min) at the start")
     print(f"app: {args.work_ms:g} ms of CPU per request ({n_iter} loop iterations); {args.seconds:g} s per cell, "
           f"{args.rounds} rounds; fair share of a core = cores / (busy + 1), at most 1")

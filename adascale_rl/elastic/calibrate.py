@@ -174,8 +174,9 @@ def prepare(env: str, out: str | os.PathLike, *, variants: int = 6, rounds: int 
     preset = load_device(spec.device)
     cores = usable_cpus()
     if preset.cores != cores and not refit:  # a refit times nothing: the samples say which machine (run_calibrate)
-        raise CalibrateError(f"{spec.id}'s device {preset.name} has {preset.cores} cores and this machine {cores}: "
-                             f"calibrate re-measures the machine a preset describes")
+        raise CalibrateError(f"{spec.id}'s device {preset.name} has {preset.cores} cores and this process may run on "
+                             f"{cores} CPUs (its affinity mask; the machine has {os.cpu_count()}): calibrate "
+                             f"re-measures the machine a preset describes")
     dev_path = Path(preset.path)
     targets = (out / "devices" / dev_path.name, out / spec.file_name)
     for new, old in zip(targets, (dev_path, spec.path)):

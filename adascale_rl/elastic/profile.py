@@ -251,11 +251,11 @@ def _scheduler_yaml(fitted: dict) -> str:
     (or the reference machine's values, said to be assumptions, where this run could not fit them)."""
     from adascale_rl.device.model import Scheduler
 
-    cores = usable_cpus()
+    online = os.cpu_count() or 1  # the kernel scales its base slice by the CPUs online, whatever a mask allows
     tick, tick_origin = contention.kernel_tick_ms()
     tick_line = (f'  value: {tick:g}\n  source: "{tick_origin}"' if tick is not None else
                  f'  value: 4\n  derived: "assumption: CONFIG_HZ=250 (not readable here: {tick_origin})"')
-    slice_ms, slice_rule = contention.eevdf_slice_ms(cores)
+    slice_ms, slice_rule = contention.eevdf_slice_ms(online)
     default = Scheduler()
     lines = ["# How the OS shares the cores (adascale_rl.device.model; docs/ENVIRONMENT.md, \"Contention\").",
              f"tick_ms:\n{tick_line}",
@@ -299,7 +299,7 @@ def write_device_preset(path: Path, name: str, threads: int, mem: dict, fitted: 
 # Every number says where it comes from: `source` = read or measured on this host;
 # `derived` = worked out, or an assumption (said so). See docs/ELASTIC.md.
 name: {name}
-description: "{host.cpu_model()}, {cores} logical cores{' (virtual machine)' if host.is_virtual_machine() else ''}, {total_mb} MB RAM, mains power"
+description: "{host.cpu_model()}, {cores} usable CPUs of the machine's {machine_cpus}{' (virtual machine)' if host.is_virtual_machine() else ''}, {total_mb} MB RAM, mains power"
 cores:
   value: {cores}
   source: "measured on this host: the CPUs this process may run on (its affinity mask, os.sched_getaffinity), {cores} of the machine's {machine_cpus}"
@@ -374,7 +374,7 @@ def write_env_spec(path: Path, env_name: str, name: str, data: ImageData, *, dev
                 if data.name == "digits" else "")
     text = f"""# Written by `adascale-rl profile` at {time.strftime('%Y-%m-%d %H:%M')}: use it with --env {path.name} (a path)
 id: AdaScale/{env_name}-v{VERSION}
-description: This host ({host.cpu_model()}, {usable_cpus()} cores) running the profiled elastic model on {data.name}, in recorded host contexts
+description: This host ({host.cpu_model()}, {usable_cpus()} usable CPUs) running the profiled elastic model on {data.name}, in recorded host contexts
 device: {ref(device_path, "envs/devices/<device>.yaml")}
 catalog: {ref(catalog_path, "envs/catalogs/<catalog>.json")}
 dataset: host-recorded-v2    # a shipped traces/<dataset>, or a path to your own recording (relative: to this file)

@@ -150,7 +150,7 @@ def test_a_saved_run_on_fewer_cores_is_held_against_the_model_of_that_many(tmp_p
     one = _bench("--from-json", str(f))
     two = _bench("--from-json", str(_saved(tmp_path)))
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    assert "1 cores (the model's; the preset local-x86 has 2)" in one.stdout
+    assert "1 core (the model's; the preset local-x86 has 2)" in one.stdout
     assert "machine: " in two.stdout and "(the model's" not in two.stdout
 
     def pred(out: str, level: str) -> float:  # the predicted back-to-back mean of the full model at ``level``
@@ -168,3 +168,17 @@ def test_cpus_is_refused_with_from_json_and_for_a_cpu_out_of_reach(tmp_path):
     assert res.returncode == 2 and "--cpus" in res.stderr
     res = _bench("--cpus", str(10**6))
     assert res.returncode == 2 and "--cpus" in res.stderr
+
+
+def test_a_saved_run_that_does_not_say_its_cores_is_read_with_the_presets_and_a_bad_count_is_refused(tmp_path):
+    f = _saved(tmp_path)
+    doc = json.loads(f.read_text())
+    del doc["samples"]["_meta"]["cores"]  # an older file
+    f.write_text(json.dumps(doc))
+    res = _bench("--from-json", str(f))
+    assert res.returncode == 0, res.stderr
+    assert "machine: " in res.stdout and "(the model's" not in res.stdout
+    doc["samples"]["_meta"]["cores"] = "two"
+    f.write_text(json.dumps(doc))
+    res = _bench("--from-json", str(f))
+    assert res.returncode == 2 and "_meta.cores must be a positive integer" in res.stderr

@@ -165,6 +165,7 @@ def test_shipped_local_x86_files_are_valid():
     cat = load_catalog(cat_path)
     assert len(cat) >= 16
     assert cat.machine["logical_cores"] >= 1 and "background_cpu_util" in cat.machine
+    assert 1 <= cat.machine["usable_cpus"] <= cat.machine["logical_cores"]
     assert all(v.provenance["accuracy"]["kind"] == "measured" for v in cat.variants)
     load_preset_file(envs / "devices" / "local-x86.yaml")
     _check_env_spec(envs / "Local-Digits.yaml", "local-x86")
