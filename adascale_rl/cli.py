@@ -396,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
         return 130
     except _user_errors() as exc:
+        if isinstance(exc, KeyError) and not (exc.args and isinstance(exc.args[0], str) and " " in exc.args[0]):
+            raise  # a bare key is a bug, not a sentence for the user: the traceback says where it is
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"adascale-rl {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -10,6 +10,7 @@ several seeds, on identical traces and noise, and writes ``results.csv``,
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -386,10 +387,14 @@ def evaluate_command(args) -> int:
     seeds = check_seeds(args.seeds)
     env = _env(spec, args.split, args.traces, env_kwargs)
     margins = None
-    tunable = args.policy in BUILTIN and (args.policy == "best-fixed" or bool(_margins(BUILTIN[args.policy]())))
+    name = args.policy
+    shipped = learned_controllers(spec.name)
+    if name not in BUILTIN and name in shipped and not Path(name).expanduser().exists():
+        name = str(shipped[name])  # as bench and run read it: the environment's shipped controller of that name
+    tunable = name in BUILTIN and (name == "best-fixed" or bool(_margins(BUILTIN[name]())))
     if tunable:
         if args.default_margins:
-            policy = make_policy(args.policy)
+            policy = make_policy(name)
             margins = ("--default-margins: the largest variant (not the one the train split picks)"
                        if args.policy == "best-fixed" else f"default margins (--default-margins): {_margins(policy)}")
         else:
@@ -397,7 +402,7 @@ def evaluate_command(args) -> int:
             policy, params = tuned_policy(args.policy, AdaScaleEnv(spec, split="train", **env_kwargs))
             margins = f"margins tuned on the train split of {spec.id}, as bench tunes them: {params}"
     else:
-        policy = make_policy(args.policy)
+        policy = make_policy(name)
     res = evaluate(env, policy, seeds)
     a = aggregate(res, seeds)
     print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"
@@ -411,5 +416,6 @@ def evaluate_command(args) -> int:
         print(f"note: {mismatch}", file=sys.stderr)
     for k in ("return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms", "energy_j",
               "oom_kills", "switches"):
-        print(f"  {k:<20} {a[k]:.4f}")
+        value = "n/a (one seed)" if k == "ci95_return" and math.isnan(a[k]) else f"{a[k]:.4f}"
+        print(f"  {k:<20} {value}")
     return 0

@@ -97,9 +97,19 @@ def resolve_controller(controller: str, spec, out: Path, *, quick: bool = False)
     given = Path(controller).expanduser()
     if (given / schema.SELECTOR_JSON).is_file():  # its kind as the export wrote it: a heuristic or a network
         try:
-            exported = json.loads((given / schema.SELECTOR_JSON).read_text())["policy"]["kind"]
+            doc = json.loads((given / schema.SELECTOR_JSON).read_text())
+            exported, env_id = doc["policy"]["kind"], doc["env"]["id"]
+            ids = [v["id"] for v in doc["variants"]]
         except (OSError, ValueError, KeyError, TypeError):
-            exported = None  # the Selector says what is wrong with the folder when it loads it
+            exported = env_id = ids = None  # the Selector says what is wrong with the folder when it loads it
+        if ids is not None:
+            from adascale_rl.device.catalog import load_catalog
+
+            catalog = load_catalog(spec.catalog_path())
+            if ids != list(catalog.ids):  # its decisions name variants this model does not have (or in another order)
+                raise LiveError(f"--controller {controller} was exported for {env_id}, whose catalog's variants are "
+                                f"not {spec.id}'s ({catalog.name}): export a controller of {spec.name} "
+                                f"(adascale-rl export --agent <its folder> --out DIR), or pass --env {env_id}")
         return given.resolve(), "heuristic" if exported == "heuristic" else "learned"
     if controller in schema.HEURISTICS:
         from adascale_rl.evaluation.bench import tuned_policy

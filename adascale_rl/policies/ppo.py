@@ -353,7 +353,7 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             if tuned:
                 config["tuned_on_train"] = tuned
                 print(f"planner prior: {_plain_kv(tuned)}, tuned on the train split")
-            said = expectation(recipe, model_kwargs)
+            said = expectation(recipe, model_kwargs, total)
             if said:
                 print(said)
             agent = MaskablePPO(recipe.policy, venv, seed=seed, device="cpu", verbose=0,
@@ -431,9 +431,10 @@ def _plain_kv(d: dict) -> str:
     return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def expectation(recipe: Recipe, model_kwargs: dict) -> str | None:
+def expectation(recipe: Recipe, model_kwargs: dict, total_steps: int | None = None) -> str | None:
     """What a run that starts from a prior should (not) show, said before it starts: with a
-    prior, the validation return barely moves, and that is not a fault. None without a prior."""
+    prior, the validation return barely moves, and that is not a fault; a run of ``total_steps`` within the
+    critic's warm-up never moves the actor. None without a prior."""
     pk = model_kwargs.get("policy_kwargs") or {}
     cls = pk.get("features_extractor_class")
     if cls is None or not hasattr(cls, "TUNED"):
@@ -445,7 +446,10 @@ def expectation(recipe: Recipe, model_kwargs: dict) -> str | None:
             + " and PPO learns a residual on it"
             + (f"; the actor is frozen for the first {warmup} steps while the critic warms up" if warmup else "")
             + ". In the shipped runs the residual moved the validation return by a few tenths at most in 100k "
-              "steps (docs/TRAINING.md): a flat validation return is expected, not a fault.")
+              "steps (docs/TRAINING.md): a flat validation return is expected, not a fault."
+            + (f" This run's {total_steps} steps end within the warm-up: its policy stays the prior (give -n more "
+               f"than {warmup} to learn a residual)." if warmup and total_steps is not None
+               and total_steps <= warmup else ""))
 
 
 def train_command(args) -> int:

@@ -58,8 +58,8 @@ from adascale_rl.environment.actions import KEEP, target_of
 from adascale_rl.environment import spec
 from adascale_rl.environment.observation import SLOWDOWN_EMA_WEIGHT, Feedback
 from adascale_rl.runtime import schema
-from adascale_rl.runtime.folder import (FolderError, catalog_of, check_layout, heuristic, heuristic_view, network,
-                                        read_document)
+from adascale_rl.runtime.folder import (BACKENDS, FolderError, catalog_of, check_layout, heuristic, heuristic_view,
+                                        network, read_document)
 from adascale_rl.runtime.live import REQUIRED
 
 log = logging.getLogger("adascale_rl.runtime")
@@ -138,8 +138,10 @@ class Selector:
     def load(cls, folder: str | os.PathLike, *, backend: str = "numpy", fallback: str | None = None,
              fallback_margin: float | None = None, initial: str | None = None, pid: int | None = None,
              monitor: Any = None, logger: logging.Logger | None = None) -> "Selector":
-        """The selector of an exported folder. Never raises: a folder it cannot use gives a selector that
-        returns the fallback variant (:attr:`status` and one warning say why).
+        """The selector of an exported folder. Never raises for the folder or the device: a folder it cannot use
+        gives a selector that returns the fallback variant (:attr:`status` and one warning say why). An argument
+        no folder could make valid (a ``backend`` other than the two, a ``fallback_margin`` that is not a positive
+        number) is the app's bug, not the device's: ``ValueError`` at once, where its developer sees it.
 
         ``backend``: ``"numpy"`` (default) or ``"onnxruntime"`` (falls back to numpy, with a warning, where
         ONNX Runtime is not installed or cannot run the graph). ``fallback``: a variant id to use instead of
@@ -149,12 +151,22 @@ class Selector:
         background load (default: this process). ``monitor``: a context reader with ``read()`` returning a
         :class:`~adascale_rl.context.monitor.Reading` (default: a Monitor with its run-queue sampler).
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: one of {', '.join(map(repr, BACKENDS))}")
+        if fallback_margin is not None:
+            try:
+                fallback_margin = float(fallback_margin)
+            except (TypeError, ValueError):
+                fallback_margin = math.nan
+            if not 0.0 < fallback_margin < math.inf:
+                raise ValueError(f"fallback_margin must be a positive number (profiled latency x margin within the "
+                                 f"deadline), not {fallback_margin!r}")
         self = cls()
         if logger is not None:
             self._warn.logger = logger
         self.fallback_variant = fallback
         if fallback_margin is not None:
-            self.fallback_margin = float(fallback_margin)
+            self.fallback_margin = fallback_margin
             self._margin_given = True
         try:
             self._load(Path(folder), backend, initial, pid, monitor)
@@ -162,8 +174,13 @@ class Selector:
             self.load_error = _describe(exc)
             self._decide = None
             self.variant = self._fallback_choice(quiet=True)
-            serve = (f"serving the fallback variant {self.variant}" if self.variant is not None else
-                     "no catalog to fall back on and no fallback= variant: select() returns None")
+            if self.variant is None:
+                serve = "no catalog to fall back on and no fallback= variant: select() returns None"
+            elif fallback is not None:
+                serve = f"serving the fallback variant {self.variant}"
+            else:  # the rule's choice moves with the app's deadline (set_mode)
+                serve = (f"serving the fallback rule's variant (the most accurate whose profiled latency x "
+                         f"{self.fallback_margin:g} meets the deadline; {self.variant} until set_mode gives one)")
             self._warn.warn("load", f"{self.load_error}; {serve}")
             self.doc = None
             self.close()

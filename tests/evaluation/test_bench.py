@@ -337,3 +337,10 @@ def test_local_digits_is_slowed_by_a_busy_run_queue(tmp_path):
                     progress=False)
         latency[name] = next(r["mean_latency_ms"] for r in out if r["policy"] == "static-largest")
     assert latency["busy"] >= 1.5 * latency["quiet"], latency
+
+
+def test_evaluate_reads_a_shipped_controller_by_its_name_as_bench_does(tmp_path):
+    res = _cli("evaluate", "--env", "Rpi4-Vision", "--policy", "ppo", "--seeds", "1", "--env-kwargs",
+               "max_episode_steps=20", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "policy=ppo" in res.stdout and "ci95_return          n/a (one seed)" in res.stdout

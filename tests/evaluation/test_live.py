@@ -249,3 +249,16 @@ def test_an_interrupted_live_bench_still_tables_the_runs_it_finished(profiled, t
     assert sum(int(r["episodes"]) for r in rows) == len(finished) >= 2
     assert "Interrupted after" in (out / "results.md").read_text() and "Interrupted after" in err
     assert "\ninterrupted\n" not in "\n" + err  # one message, not the CLI's bare "interrupted" line too
+
+
+def test_a_controller_exported_for_another_catalog_is_refused_before_any_work(profiled, tmp_path):
+    folder = tmp_path / "rpi4-selector"  # what export writes for a Raspberry Pi controller, as far as run reads it
+    folder.mkdir()
+    (folder / "selector.json").write_text(json.dumps({
+        "env": {"id": "AdaScale/Rpi4-Vision-v4"}, "policy": {"kind": "network"},
+        "variants": [{"id": "w0.35-r96-fp32"}, {"id": "w1.0-r224-fp32"}]}))
+    out = tmp_path / "live"
+    r = _run(profiled, "--controller", str(folder), "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "was exported for AdaScale/Rpi4-Vision-v4" in r.stderr and "--env AdaScale/Rpi4-Vision-v4" in r.stderr
+    assert not (out / "intervals.csv").exists()

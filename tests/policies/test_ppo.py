@@ -527,3 +527,19 @@ def test_bench_notes_a_controller_trained_under_other_env_kwargs(tmp_path, env_y
     bench([str(env_yaml)], out=tmp_path / "b2", env_kwargs={"reward": "energy-saver"}, **common)
     md = (tmp_path / "b2" / "results.md").read_text()
     assert "was trained with" not in md and "environment arguments: {'reward': 'energy-saver'}" in md
+
+
+def test_a_run_within_the_critics_warm_up_is_told_its_policy_stays_the_prior():
+    from types import SimpleNamespace
+
+    from adascale_rl.policies.ppo import expectation
+
+    class Prior:  # what expectation() asks of a features extractor: that it carries a tuned prior
+        TUNED = ("horizon", "sigma")
+
+    recipe = SimpleNamespace(callbacks=[("adascale_rl.policies.callbacks.CriticWarmup", {"steps": 20480})])
+    kwargs = {"policy_kwargs": {"features_extractor_class": Prior, "features_extractor_kwargs": {"temperature": 0.003}}}
+    short = expectation(recipe, kwargs, 4096)
+    assert "This run's 4096 steps end within the warm-up: its policy stays the prior" in short
+    assert "end within the warm-up" not in expectation(recipe, kwargs, 100_000)
+    assert "end within the warm-up" not in expectation(recipe, kwargs)

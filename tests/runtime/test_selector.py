@@ -167,6 +167,23 @@ def test_fallback_rule_is_the_most_accurate_variant_within_the_budget(folder, ca
     assert fixed.select() == "small"
 
 
+def test_the_warning_of_a_folder_it_cannot_use_says_the_rule_moves_with_the_deadline(folder, caplog):
+    (folder / "policy.npz").unlink()
+    sel = Selector.load(folder, monitor=FakeMonitor())
+    (w,) = warnings_of(caplog)
+    assert "fallback rule's variant" in w and "tiny until set_mode gives one" in w, w
+    sel.set_mode(rate_hz=8, deadline_ms=150)
+    assert sel.select() == "mid"  # what the warning promised: the rule's choice for the deadline
+
+
+@pytest.mark.parametrize("kwargs, words", [({"backend": "onnx"}, "backend='onnx'"),
+                                           ({"fallback_margin": -1}, "fallback_margin must be a positive"),
+                                           ({"fallback_margin": "wide"}, "fallback_margin must be a positive")])
+def test_an_argument_no_folder_could_make_valid_is_the_apps_bug_and_raises(folder, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        Selector.load(folder, monitor=FakeMonitor(), **kwargs)
+
+
 # ------------------------------------------------------------------ every failure: the fallback and one warning
 
 def _expect_fallback(sel, caplog, words, selects=3, variant="mid"):
