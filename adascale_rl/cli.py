@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
     ev.add_argument("--default-margins", action="store_true",
                     help="run a heuristic with its default margins (default: tuned on the train split, as bench does)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
     # bench
     b = cmd("bench", _bench, "benchmark every heuristic, the references and the trained controllers")

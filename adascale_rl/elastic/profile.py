@@ -431,6 +431,11 @@ def profile_command(args) -> int:
     env_id = load_spec(res["env"]).id
     print(f"wrote {_shown(res['catalog'])} ({len(res['variants'])} variants)\nwrote {_shown(res['device'])}\n"
           f"wrote {_shown(res['env'])} (environment {env_id})")
+    if args.quick:
+        best = max(v.accuracy for v in res["variants"])
+        print(f"note: --quick trains the network for seconds and times it briefly (best accuracy {best:.2f}): a "
+              f"check that the pipeline runs on this machine, not an environment to train or judge controllers "
+              f"on; run profile without --quick for that")
     for line in usage_lines(res["env"], env_id):
         print(line)
     return 0

@@ -56,6 +56,8 @@ def _dataset(path: str, workload: str | None = None) -> TraceDataset:
 
 def _load_dataset(path: str) -> TraceDataset:
     p = Path(path)
+    if not p.exists():
+        raise TraceError("no such file or folder (a trace dataset, a folder of trace CSV files or one CSV)", file=p)
     if p.is_dir() and (p / "schema.json").exists():
         return load_dataset(p)
     files = sorted(p.glob("*.csv")) if p.is_dir() else [p]

@@ -398,12 +398,18 @@ def evaluate_command(args) -> int:
             margins = ("--default-margins: the largest variant (not the one the train split picks)"
                        if args.policy == "best-fixed" else f"default margins (--default-margins): {_margins(policy)}")
         else:
+            if not args.no_progress:
+                print(f"tuning {name}'s margins on the train split of {spec.id}", file=sys.stderr, flush=True)
             # as bench does, so that a name means the same policy (and gives the same numbers) in both
-            policy, params = tuned_policy(args.policy, AdaScaleEnv(spec, split="train", **env_kwargs))
+            policy, params = tuned_policy(name, AdaScaleEnv(spec, split="train", **env_kwargs))
             margins = f"margins tuned on the train split of {spec.id}, as bench tunes them: {params}"
     else:
         policy = make_policy(name)
-    res = evaluate(env, policy, seeds)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(seeds) * len(env.evaluation_episodes()), desc=f"{args.policy} on {spec.name}", unit="ep",
+              disable=args.no_progress, leave=False) as bar:
+        res = evaluate(env, policy, seeds, progress=bar.update)
     a = aggregate(res, seeds)
     print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"
           + (f" env_kwargs={env_kwargs}" if env_kwargs else ""))

@@ -123,7 +123,13 @@ def resolve_controller(controller: str, spec, out: Path, *, quick: bool = False)
             continue
         if (agent / "best_model.zip").exists() or (agent / "model.zip").exists():
             return export_controller(agent, out, env_id=str(spec.path)), "learned"
-    raise LiveError(f"--controller {controller!r} is not an exported folder (no {schema.SELECTOR_JSON}), not a "
+    import difflib
+
+    from adascale_rl.evaluation.bench import learned_controllers
+
+    close = difflib.get_close_matches(controller, [*schema.HEURISTICS, *learned_controllers(spec.name)], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise LiveError(f"--controller {controller!r}{hint} is not an exported folder (no {schema.SELECTOR_JSON}), not a "
                     f"heuristic ({', '.join(schema.HEURISTICS)}) and not a trained controller (a run folder, "
                     f"agents/<env>/<algo>, or a shipped one of {spec.name})")
 

@@ -344,3 +344,10 @@ def test_evaluate_reads_a_shipped_controller_by_its_name_as_bench_does(tmp_path)
                "max_episode_steps=20", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "policy=ppo" in res.stdout and "ci95_return          n/a (one seed)" in res.stdout
+
+
+def test_bench_on_traces_that_do_not_exist_says_so(tmp_path):
+    res = _cli("bench", "--traces", str(tmp_path / "my-recording"), "--policies", "greedy", "--out",
+               str(tmp_path / "b"), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 2 and "my-recording: no such file or folder" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "b").exists()

@@ -163,6 +163,7 @@ def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profil
 
 @pytest.mark.parametrize("args, words", [
     (("--controller", "nosuch"), "--controller 'nosuch' is not an exported folder"),
+    (("--controller", "planr"), "--controller 'planr' (did you mean 'planner'?) is not an exported folder"),
     (("--duration", "-1"), "--duration must be a positive number"),
     (("--threads", "0"), "--threads must be at least 1"),
     (("--host-probe", "-1"), "--host-probe must be a number of seconds"),
