@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--traces", default=None, metavar="PATH", help="a trace dataset or folder of trace CSVs (e.g. your recordings)")
     b.add_argument("--quick", action="store_true", help="fewer seeds and episodes: a smoke run")
     b.add_argument("--out", default="bench-out", metavar="DIR", help="where results.csv, results.md and plots go")
-    b.add_argument("--policies", default=None, help="comma-separated subset of policy names "
-                   "(context-oracle, a slow diagnostic, runs only when named)")
+    b.add_argument("--policies", default=None, help="comma-separated subset of policy names, shipped "
+                   "controllers (ppo) and trained run folders (context-oracle, a slow diagnostic, runs only when "
+                   "named)")
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment arguments for every policy, as for train (heuristics are tuned under them too)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

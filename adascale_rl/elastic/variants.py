@@ -217,7 +217,9 @@ def _profiled(catalog):
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     meta = cat.extra.get("elastic")
     if not isinstance(meta, dict):
-        raise ValueError(f"catalog {cat.name} was not written by adascale-rl profile (no 'elastic' entry)")
+        raise ValueError(f"catalog {cat.name} was not written by adascale-rl profile (no 'elastic' entry): the "
+                         f"real model runs on a profiled environment (the shipped Local-Digits, or the one "
+                         f"adascale-rl profile writes for this machine)")
     recipe = quick_recipe(meta["seed"]) if meta.get("recipe") == "quick" else full_recipe(meta["seed"])
     data = load_data(meta["data"], meta["seed"])
     if recipe.subset:

@@ -186,6 +186,7 @@ class LiveSetup:
     def __init__(self, env: str, *, threads: int = 1, seed: int = 0):
         import torch
 
+        from adascale_rl.elastic.profilers import load_torchscript
         from adascale_rl.elastic.variants import catalog_data, variant_files
         from adascale_rl.environment.env import AdaScaleEnv
         from adascale_rl.environment.spec import find_spec
@@ -199,7 +200,7 @@ class LiveSetup:
         data = catalog_data(self.catalog)
         self.rate_hz, self.deadline_ms = _default_mode(self.spec)
         torch.set_num_threads(threads)
-        self.models = {vid: torch.jit.load(str(f)).eval() for vid, f in files.items()}
+        self.models = {vid: load_torchscript(f) for vid, f in files.items()}  # torch's TorchScript warning: not news
         self.order = np.random.default_rng(seed).permutation(len(data.y_test))
         self.xs = [data.x_test[i:i + 1] for i in self.order]
         self.ys = [int(data.y_test[i]) for i in self.order]

@@ -347,6 +347,13 @@ def export_controller(agent: str | os.PathLike, out: str | os.PathLike, *, env_i
     if section["slack"]:
         mine, theirs = env.app_physics.table.to_dict(), section["table"]
         if not _same_numbers(mine, theirs) or section["encoder"] != env.encoder.constants():
+            try:
+                trained_on = ppo._spec_of(config).id if config and env_id is not None else None
+            except (KeyError, ValueError, OSError):  # its environment is gone: the message below says enough
+                trained_on = None
+            if trained_on is not None and trained_on != spec.id:  # the --env given is the mistake, not the model
+                raise ExportError(f"{folder} was trained on {trained_on}, not on --env {env_id} ({spec.id}): "
+                                  f"leave --env out, its {ppo_run.CONFIG} names the environment")
             raise ExportError(f"{model_file} was trained with another catalog or device than {spec.id} has now "
                               f"({env.catalog.path}, {env.device.path}); retrain it, or export it with the files "
                               f"it was trained on")

@@ -133,6 +133,8 @@ def test_cli_export_of_a_heuristic_writes_selector_json_with_tuned_margins(fixtu
     (["--agent", "no/such/folder", "--out", "X"], "no/such/folder"),
     (["--policy", "planner", "--out", "X"], "needs --env"),
     (["--policy", "oracle", "--env", "Rpi4-Vision", "--out", "X"], "not a deployable heuristic"),
+    (["--agent", "Rpi4-Vision/ppo", "--env", "Pixel4-Vision", "--out", "X"],
+     "was trained on AdaScale/Rpi4-Vision-v4, not on --env Pixel4-Vision"),
 ])
 def test_cli_export_user_errors_exit_2_in_one_sentence(tmp_path, args, words):
     res = _cli("export", *args, cwd=tmp_path)
