@@ -97,11 +97,17 @@ def _bench(args) -> int:
     if args.live:
         from adascale_rl.evaluation.live import bench_live_command
 
+        if args.jobs is not None:
+            raise UserError("--jobs goes with the simulated bench; --live runs one controller at a time on this "
+                            "machine (a second process would be load)")
+
         return bench_live_command(args)
     if args.load is not None:
         raise UserError("--load goes with --live (a load schedule for the real model)")
     if args.host_probe is not None:
         raise UserError("--host-probe goes with --live (it times the real model)")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give at least 1 (1 plays every policy in this process)")
     return bench_command(args)
 
 
@@ -260,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment arguments for every policy, as for train (heuristics are tuned under them too)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes that play the policies (default: the CPUs this process may use; 1: all "
+                        "in this process); the numbers are the same whatever N")
     b.add_argument("--live", action="store_true",
                    help="run the controllers on the real elastic model on this machine under a load schedule "
                         "instead of the simulator (--env: one environment with a profiled catalog, default "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -21,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from adascale_rl import paths
+from adascale_rl._cpus import usable_cpus
 from adascale_rl._files import command_line
 from adascale_rl.environment.env import AdaScaleEnv, replay_note
 from adascale_rl.environment.spec import find_spec
@@ -184,32 +187,50 @@ def trained_with(policy: Any, env_kwargs: Mapping[str, Any]) -> str | None:
             f"here with {dict(env_kwargs) or 'none'}")
 
 
-def tuned_policy(name: str, train_env: AdaScaleEnv, quick: bool = False) -> tuple[object, dict]:
-    """A built-in policy with its margins tuned on ``train_env`` as bench tunes them; (policy, params)."""
-    factory = BUILTIN[name]
-    probe = factory()
+def tuned_params(name: str, train_env: AdaScaleEnv, quick: bool = False) -> dict | None:
+    """The margins of built-in ``name`` tuned on ``train_env`` as bench tunes them (None: nothing to tune)."""
+    probe = BUILTIN[name]()
     if name == "best-fixed":
         grid = {"variant": list(range(len(train_env.catalog)))}
     else:
         grid = dict(getattr(probe, "PARAM_GRID", {}))
     if not grid or probe.kind != "heuristic":
-        return probe, {}
+        return None
     params, _ = tune(train_env, lambda **kw: make_policy(name, **kw), grid, max_episodes=3 if quick else 8)
+    return params
+
+
+def built_policy(name: str, params: dict | None, catalog) -> tuple[object, dict]:
+    """Built-in ``name`` with the :func:`tuned_params` ``params``; (policy, params as the results show them)."""
+    if params is None:
+        return BUILTIN[name](), {}
     policy = make_policy(name, **params)
     if name == "best-fixed":
-        params = {"variant": train_env.catalog.variants[params["variant"]].id}
-    return policy, params
+        return policy, {"variant": catalog.variants[params["variant"]].id}
+    return policy, dict(params)
+
+
+def tuned_policy(name: str, train_env: AdaScaleEnv, quick: bool = False) -> tuple[object, dict]:
+    """A built-in policy with its margins tuned on ``train_env`` as bench tunes them; (policy, params)."""
+    return built_policy(name, tuned_params(name, train_env, quick), train_env.catalog)
 
 
 def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, quick: bool = False,
           out: str | Path = "bench-out", policies: Sequence[str] | None = None, progress: bool = True,
-          command: str = "adascale-rl bench", env_kwargs: Mapping[str, Any] | None = None) -> list[dict]:
+          command: str = "adascale-rl bench", env_kwargs: Mapping[str, Any] | None = None,
+          jobs: int = 1) -> list[dict]:
     """Every built-in policy (margins tuned on the train split) and the learned controllers
     on the test split, paired over ``seeds``; ``env_kwargs`` go to every environment
     (train and test) as ``train --env-kwargs`` does. Writes ``results.csv``, ``results.md``,
-    ``returns.png`` and ``timeline-<env>.png`` into ``out``, replacing a previous bench's."""
+    ``returns.png`` and ``timeline-<env>.png`` into ``out``, replacing a previous bench's.
+
+    ``jobs`` > 1 plays the policies in that many worker processes (``spawn``: a script that calls
+    this needs the ``if __name__ == "__main__":`` guard); the results are the same numbers as with
+    one (every episode is played by the same code from the same seed; a test checks it)."""
     env_kwargs = dict(env_kwargs or {})
     seed_list = check_seeds(seeds)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1 (1: everything in this process), not {jobs!r}")
     specs = [find_spec(e) for e in envs]
     check_policies(specs, policies)
     out = Path(out)
@@ -220,7 +241,7 @@ def bench(envs: Sequence[str], *, seeds: int = 5, traces: str | None = None, qui
     # fails or is interrupted leaves `out` as it was, and a finished one replaces the previous results
     work = Path(tempfile.mkdtemp(prefix="adascale-bench-"))
     try:
-        rows, beaten = _bench(specs, seed_list, traces, quick, work, policies, progress, command, env_kwargs)
+        rows, beaten = _bench(specs, seed_list, traces, quick, work, policies, progress, command, env_kwargs, jobs)
         publish(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -244,72 +265,207 @@ def publish(work: Path, out: Path) -> None:
         shutil.move(str(f), str(out / f.name))
 
 
-def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, command, env_kwargs) -> list[dict]:
+#: built-ins whose episodes depend on the episode alone (they plan at reset and carry nothing from one
+#: episode to the next): with jobs > 1 each evaluation seed is its own job, as for the learned controllers.
+#: Every other built-in is one job (tuning, then every seed in order), so one that carries state across
+#: episodes (random's generator) plays exactly the episodes it plays in one process.
+SPLIT_BY_SEED = ("oracle", "context-oracle")
+
+_WORKER: dict[str, Any] = {}  # a worker process's progress queue and environments
+
+
+def _worker_init(progress) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the processes are the parallelism: one thread each
+        os.environ.setdefault(var, "1")
+    _WORKER.update(progress=progress, envs={})
+
+
+def _worker_env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any]) -> AdaScaleEnv:
+    key = (pickle.dumps(spec), split)
+    env = _WORKER["envs"].get(key)
+    if env is None:
+        env = _WORKER["envs"][key] = (AdaScaleEnv(spec, split="train", **env_kwargs) if split == "train"
+                                      else _env(spec, split, traces, env_kwargs))
+    return env
+
+
+def _worker_progress(n: int) -> None:
+    _WORKER["progress"].put((_WORKER["token"], n))
+
+
+def _play_builtin(token, spec, traces, env_kwargs, name, quick, seeds, episodes):
+    """In a worker: tune built-in ``name`` on the train split, then play ``seeds`` x ``episodes``; (params, results).
+    Progress goes to the parent's queue as (``token``, episodes)."""
+    _WORKER["token"] = token
+    train_env = _worker_env(spec, "train", traces, env_kwargs)
+    params = tuned_params(name, train_env, quick)
+    policy, _ = built_policy(name, params, train_env.catalog)
+    policy.name = name
+    test_env = _worker_env(spec, "test", traces, env_kwargs)
+    return params, evaluate(test_env, policy, seeds, episodes, progress=_worker_progress)
+
+
+def _play_learned(token, spec, traces, env_kwargs, label, path, seeds, episodes):
+    """In a worker: the learned controller in ``path`` on ``seeds`` x ``episodes``; (None, results)."""
+    from adascale_rl.policies.ppo import load_policy
+
+    _WORKER["token"] = token
+    policy = load_policy(path)
+    policy.name = label
+    return None, evaluate(_worker_env(spec, "test", traces, env_kwargs), policy, seeds, episodes,
+                          progress=_worker_progress)
+
+
+class _Workers:
+    """``jobs`` worker processes for :func:`bench` (none for one job: everything runs in this process)."""
+
+    def __init__(self, jobs: int):
+        self.jobs, self.pool, self._progress, self._token = jobs, None, None, 0
+
+    def __enter__(self) -> "_Workers":
+        if self.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")  # not fork: the parent may hold torch's threads
+            self._progress = ctx.Queue()
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_worker_init,
+                                            initargs=(self._progress,))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.pool is None:
+            return
+        if exc_type is not None:  # an error or ^C: the other jobs' results are not wanted
+            running = list((getattr(self.pool, "_processes", None) or {}).values())  # no public way to stop them
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for proc in running:
+                proc.terminate()
+        self.pool.shutdown(wait=True)
+
+    def _drain(self, bar) -> None:
+        import queue
+
+        while True:
+            try:
+                token, n = self._progress.get_nowait()
+            except queue.Empty:
+                return
+            if token == self._token:  # not a late count of an earlier environment's
+                bar.update(n)
+
+    def play(self, spec, traces, env_kwargs, quick, names, learned, seeds, episodes, bar):
+        """Every built-in in ``names`` (tuned) and every learned controller, as :func:`_bench` plays them in one
+        process; returns (results by policy in the order of ``names`` then ``learned``, tuned params by name)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        self._token += 1
+        args = (self._token, spec, traces, env_kwargs)
+        pending = {}
+        # the longest first (the oracle's planning, the learned controllers' torch forward): split by seed
+        for name in (n for n in names if n in SPLIT_BY_SEED):
+            for s in seeds:
+                pending[self.pool.submit(_play_builtin, *args, name, quick, [s], episodes)] = (name, s)
+        for label, path in learned.items():
+            for s in seeds:
+                pending[self.pool.submit(_play_learned, *args, label, str(path), [s], episodes)] = (label, s)
+        for name in (n for n in names if n not in SPLIT_BY_SEED):
+            pending[self.pool.submit(_play_builtin, *args, name, quick, list(seeds), episodes)] = (name, None)
+        parts, tuned = {}, {}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            self._drain(bar)
+            for future in done:
+                label, s = pending.pop(future)
+                params, parts[label, s] = future.result()  # a worker's exception is raised here
+                tuned.setdefault(label, params)
+        self._drain(bar)
+        bar.update(bar.total - bar.n)  # progress still in the queue's pipe when the last result came
+        results = {}
+        for label in [*names, *learned]:
+            split = label in learned or label in SPLIT_BY_SEED
+            results[label] = [r for s in seeds for r in parts[label, s]] if split else parts[label, None]
+        return results, tuned
+
+
+def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, command, env_kwargs,
+           jobs: int = 1) -> list[dict]:
     from tqdm.auto import tqdm
 
     rows: list[dict] = []
     notes: list[str] = [f"environment arguments: {env_kwargs}"] if env_kwargs else []
     beaten: list[str] = []
     windows: dict[str, tuple[int, float]] = {}
-    for spec in specs:
-        test_env = _env(spec, "test", traces, env_kwargs)
-        windows[spec.id] = (test_env.window, test_env.period_s)
-        train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
-        said = data_notes(spec, test_env, traces)
-        for n in said[1:] if traces is None else said:  # what a user should know before the table
-            print(f"note: {n}", file=sys.stderr)
-        notes += said
-        episodes = test_env.evaluation_episodes()
-        if quick:
-            every = len(episodes)
-            episodes = episodes[: max(2, len(episodes) // 4)]
-            if len(episodes) < every:
-                notes.append(f"{spec.id}: --quick: the first {len(episodes)} of the {every} evaluation windows")
-        names = builtin_names(policies)
-        learned = learned_for(spec, policies)
-        total = (len(names) + len(learned)) * len(seed_list) * len(episodes)
-        bar = tqdm(total=total, desc=spec.name, disable=not progress, unit="ep")
-        results, kinds, params_of, objs = {}, {}, {}, {}
-        for name in names:
-            bar.set_postfix_str(f"tuning {name}" if BUILTIN[name]().kind == "heuristic" else name)
-            policy, params = tuned_policy(name, train_env, quick)
-            policy.name = name
-            params_of[name] = params
-            kinds[name] = policy.kind
-            objs[name] = policy
-            results[name] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
-        for label, path in learned.items():
-            from adascale_rl.policies.ppo import load_policy
+    with _Workers(jobs) as workers:
+        for spec in specs:
+            test_env = _env(spec, "test", traces, env_kwargs)
+            windows[spec.id] = (test_env.window, test_env.period_s)
+            train_env = AdaScaleEnv(spec, split="train", **env_kwargs)
+            said = data_notes(spec, test_env, traces)
+            for n in said[1:] if traces is None else said:  # what a user should know before the table
+                print(f"note: {n}", file=sys.stderr)
+            notes += said
+            episodes = test_env.evaluation_episodes()
+            if quick:
+                every = len(episodes)
+                episodes = episodes[: max(2, len(episodes) // 4)]
+                if len(episodes) < every:
+                    notes.append(f"{spec.id}: --quick: the first {len(episodes)} of the {every} evaluation windows")
+            names = builtin_names(policies)
+            learned = learned_for(spec, policies)
+            total = (len(names) + len(learned)) * len(seed_list) * len(episodes)
+            bar = tqdm(total=total, desc=spec.name, disable=not progress, unit="ep")
+            kinds, params_of, objs = {}, {}, {}
+            if workers.pool is not None:
+                bar.set_postfix_str(f"{workers.jobs} processes")
+                results, tuned = workers.play(spec, traces, env_kwargs, quick, names, learned, seed_list, episodes,
+                                              bar)
+            else:
+                results, tuned = {}, {}
+            for name in names:
+                if workers.pool is None:
+                    bar.set_postfix_str(f"tuning {name}" if BUILTIN[name]().kind == "heuristic" else name)
+                    tuned[name] = tuned_params(name, train_env, quick)
+                policy, params = built_policy(name, tuned[name], train_env.catalog)
+                policy.name = name
+                params_of[name] = params
+                kinds[name] = policy.kind
+                objs[name] = policy
+                if workers.pool is None:
+                    results[name] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
+            for label, path in learned.items():
+                from adascale_rl.policies.ppo import load_policy
 
-            policy = load_policy(path)
-            policy.name = label
-            mismatch = trained_with(policy, env_kwargs)
-            if mismatch:
-                notes.append(f"{spec.id}: {mismatch}")
-            kinds[label] = "learned"
-            params_of[label] = {"path": str(path)}
-            objs[label] = policy
-            results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
-        bar.close()
-        agg = {k: aggregate(v, seed_list) for k, v in results.items()}
-        oracle = agg.get("oracle", {}).get("return")
-        largest = agg.get("static-largest")
-        for name, a in agg.items():
-            rows.append({
-                "env": spec.id, "policy": name, "kind": kinds[name], "mean_return": a["return"],
-                "ci95_return": a["ci95_return"], "effective_accuracy": a["effective_accuracy"],
-                "miss_rate": a["miss_rate"], "mean_latency_ms": a["mean_latency_ms"], "energy_j": a["energy_j"],
-                "oom_kills": a["oom_kills"], "switches": a["switches"],
-                "return_vs_oracle": a["return"] / oracle if oracle else float("nan"),
-                **report.vs_largest(a, largest),
-                "episodes": a["episodes"], "params": json.dumps(params_of[name], sort_keys=True),
-                "env_kwargs": json.dumps(env_kwargs, sort_keys=True, default=_plain),
-            })
-        if "oracle" in results:
-            note, bad = _oracle_check(spec.id, results, test_env)
-            notes.append(note)
-            beaten += bad
-        _timeline(spec, test_env, episodes[0], objs, kinds, agg, out)
+                policy = load_policy(path)
+                policy.name = label
+                mismatch = trained_with(policy, env_kwargs)
+                if mismatch:
+                    notes.append(f"{spec.id}: {mismatch}")
+                kinds[label] = "learned"
+                params_of[label] = {"path": str(path)}
+                objs[label] = policy
+                if workers.pool is None:
+                    results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
+            bar.close()
+            agg = {k: aggregate(v, seed_list) for k, v in results.items()}
+            oracle = agg.get("oracle", {}).get("return")
+            largest = agg.get("static-largest")
+            for name, a in agg.items():
+                rows.append({
+                    "env": spec.id, "policy": name, "kind": kinds[name], "mean_return": a["return"],
+                    "ci95_return": a["ci95_return"], "effective_accuracy": a["effective_accuracy"],
+                    "miss_rate": a["miss_rate"], "mean_latency_ms": a["mean_latency_ms"], "energy_j": a["energy_j"],
+                    "oom_kills": a["oom_kills"], "switches": a["switches"],
+                    "return_vs_oracle": a["return"] / oracle if oracle else float("nan"),
+                    **report.vs_largest(a, largest),
+                    "episodes": a["episodes"], "params": json.dumps(params_of[name], sort_keys=True),
+                    "env_kwargs": json.dumps(env_kwargs, sort_keys=True, default=_plain),
+                })
+            if "oracle" in results:
+                note, bad = _oracle_check(spec.id, results, test_env)
+                notes.append(note)
+                beaten += bad
+            _timeline(spec, test_env, episodes[0], objs, kinds, agg, out)
     report.write_csv(rows, out / "results.csv")
     (out / "results.md").write_text(report.markdown(rows, command=command, seeds=seed_list, notes=notes,
                                                     episodes=windows))
@@ -371,7 +527,8 @@ def bench_command(args) -> int:
     out = Path(args.out)
     try:
         bench(envs, seeds=seeds, traces=args.traces, quick=args.quick, out=args.out, policies=policies,
-              progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs))
+              progress=not args.no_progress, command=command, env_kwargs=env_kwargs_from(args.env_kwargs),
+              jobs=args.jobs if args.jobs is not None else usable_cpus())
     except OracleBeaten as exc:
         print(report.without_definitions((out / "results.md").read_text()))
         print(f"adascale-rl bench: error: {exc}", file=sys.stderr)

@@ -164,13 +164,13 @@ def test_bench_tunes_the_heuristics_under_the_env_kwargs(tmp_path, monkeypatch):
     from adascale_rl.environment.spec import load_spec
 
     seen = []
-    real = bench_mod.tuned_policy
+    real = bench_mod.tuned_params
 
     def spy(name, train_env, quick=False):
         seen.append((name, train_env.split, train_env.spike_spell_s, train_env.reward_fn))
         return real(name, train_env, quick)
 
-    monkeypatch.setattr(bench_mod, "tuned_policy", spy)
+    monkeypatch.setattr(bench_mod, "tuned_params", spy)
     spec = load_spec(_spec_file(tmp_path))
     bench_mod.bench([str(spec.path)], seeds=1, quick=True, out=tmp_path / "b", policies=["greedy"], progress=False,
                     env_kwargs={"spike_spell_s": 4, "reward": "energy-saver"})
@@ -201,6 +201,41 @@ def test_seed_counts_below_one_are_refused_not_replaced_or_nan(tmp_path):
         ev = _cli("evaluate", "--env", str(spec), "--policy", "greedy", "--seeds", seeds, cwd=tmp_path)
         assert ev.returncode == 2 and f"--seeds {seeds}: give at least 1" in ev.stderr and "nan" not in ev.stdout
     assert not out.exists()
+
+
+def test_bench_in_worker_processes_gives_the_numbers_of_one_process(tmp_path):
+    """--jobs splits the oracle and the learned controllers by seed and runs every other policy (tuning included)
+    as one job: the same numbers, in the same order, as in one process. random carries its generator across
+    episodes and best-fixed shows its tuned variant's id: both must come out the same."""
+    from adascale_rl.evaluation.bench import bench
+
+    spec = _spec_file(tmp_path)
+    common = dict(seeds=2, quick=True, progress=False, policies=["random", "greedy", "best-fixed", "oracle"])
+    one = bench([str(spec)], out=tmp_path / "one", jobs=1, **common)
+    two = bench([str(spec)], out=tmp_path / "two", jobs=2, **common)
+    assert [r["policy"] for r in one] == [r["policy"] for r in two]
+    assert sorted(r["policy"] for r in two) == sorted(common["policies"])
+    assert repr(one) == repr(two)  # every number (nan where there is no static-largest) and the params, exactly
+    assert (tmp_path / "one" / "results.csv").read_text() == (tmp_path / "two" / "results.csv").read_text()
+    assert "best-fixed" in (tmp_path / "two" / "results.md").read_text()
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_bench_refuses_a_jobs_count_below_one(tmp_path, jobs):
+    from adascale_rl.evaluation.bench import bench
+
+    with pytest.raises(ValueError, match="jobs must be a whole number of at least 1"):
+        bench([str(_spec_file(tmp_path))], seeds=1, quick=True, out=tmp_path / "b", progress=False, jobs=jobs)
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_jobs_errors_are_one_sentence(tmp_path):
+    spec = _spec_file(tmp_path)
+    res = _cli("bench", "--env", str(spec), "--jobs", "0", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert res.returncode == 2 and "--jobs 0: give at least 1" in res.stderr and "Traceback" not in res.stderr
+    res = _cli("bench", "--live", "--jobs", "2", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert res.returncode == 2 and "--jobs goes with the simulated bench" in res.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_unknown_policy_names_are_refused_before_anything_is_written(tmp_path):
