@@ -29,7 +29,7 @@ from adascale_rl.environment.env import AdaScaleEnv, replay_note
 from adascale_rl.environment.spec import find_spec
 from adascale_rl.evaluation import plots, report
 from adascale_rl.evaluation.core import aggregate, evaluate, run_episode, episode_seed, tune
-from adascale_rl.policies import BUILTIN, make_policy
+from adascale_rl.policies import BUILTIN, did_you_mean, make_policy
 
 DEFAULT_ENV = "AdaScale/Rpi4-Vision-v4"
 
@@ -59,14 +59,6 @@ def parse_policies(text: str | None) -> list[str] | None:
     if not names:
         raise ValueError(f"--policies {text!r} names no policy")
     return names
-
-
-def _suggest(name: str, known: Sequence[str]) -> str:
-    import difflib
-
-    same = [k for k in known if k.lower() == name.lower()]
-    close = same or difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def builtin_names(policies: Sequence[str] | None) -> list[str]:
@@ -115,7 +107,7 @@ def check_policies(specs: Sequence[Any], policies: Sequence[str] | None) -> None
         if name in BUILTIN or name in labels or Path(name).exists():
             continue
         known = [*BUILTIN, *sorted(labels)]
-        raise ValueError(f"unknown policy {name!r} in --policies{_suggest(name, known)}; known: "
+        raise ValueError(f"unknown policy {name!r} in --policies{did_you_mean(name, known)}; known: "
                          f"{', '.join(known)}, or a trained run folder")
     for spec in specs:
         if not builtin_names(policies) and not learned_for(spec, policies):

@@ -123,12 +123,10 @@ def resolve_controller(controller: str, spec, out: Path, *, quick: bool = False)
             continue
         if (agent / "best_model.zip").exists() or (agent / "model.zip").exists():
             return export_controller(agent, out, env_id=str(spec.path)), "learned"
-    import difflib
-
     from adascale_rl.evaluation.bench import learned_controllers
+    from adascale_rl.policies import did_you_mean
 
-    close = difflib.get_close_matches(controller, [*schema.HEURISTICS, *learned_controllers(spec.name)], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(controller, [*schema.HEURISTICS, *learned_controllers(spec.name)])
     raise LiveError(f"--controller {controller!r}{hint} is not an exported folder (no {schema.SELECTOR_JSON}), not a "
                     f"heuristic ({', '.join(schema.HEURISTICS)}) and not a trained controller (a run folder, "
                     f"agents/<env>/<algo>, or a shipped one of {spec.name})")

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from adascale_rl.policies.base import KINDS, BasePolicy, Policy
 from adascale_rl.policies.heuristics import HEURISTICS
 from adascale_rl.policies.oracle import REFERENCES
 
 BUILTIN = {**HEURISTICS, **REFERENCES}
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the name in ``known`` a mistyped ``name`` most likely meant (the same name in
+    another case first), else ``""``: the hint every "unknown policy/controller" message carries."""
+    import difflib
+
+    same = [k for k in known if k.lower() == str(name).lower()]
+    close = same or difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def make_policy(name_or_path: str, **params: Any) -> Policy:
@@ -26,12 +36,8 @@ def make_policy(name_or_path: str, **params: Any) -> Policy:
     try:
         p = paths.resolve(name_or_path, "agents")  # a path, or a shipped agents/<env>/<algo>
     except FileNotFoundError:
-        import difflib
-
-        close = [k for k in BUILTIN if k.lower() == str(name_or_path).lower()] or \
-            difflib.get_close_matches(str(name_or_path), list(BUILTIN), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown policy {name_or_path!r}{hint}: not one of {', '.join(BUILTIN)}, not a folder, "
+        raise ValueError(f"unknown policy {name_or_path!r}{did_you_mean(name_or_path, BUILTIN)}: not one of "
+                         f"{', '.join(BUILTIN)}, not a folder, "
                          f"and not a shipped agent (agents/<env-name>/ppo)") from None
     from adascale_rl.policies.ppo import load_policy
 
