@@ -16,6 +16,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -266,10 +267,19 @@ SPLIT_BY_SEED = ("oracle", "context-oracle")
 _WORKER: dict[str, Any] = {}  # a worker process's progress queue and environments
 
 
-def _worker_init(progress) -> None:
+def _worker_init(progress, parent: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the processes are the parallelism: one thread each
         os.environ.setdefault(var, "1")
     _WORKER.update(progress=progress, envs={})
+    # a bench killed outright (SIGKILL, an OOM kill) cannot stop its workers: each stops itself, as the load
+    # children of adascale_rl.context.load do, once its parent is gone (mid-episode, not a job later)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def _worker_env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any]) -> AdaScaleEnv:
@@ -322,7 +332,7 @@ class _Workers:
             ctx = multiprocessing.get_context("spawn")  # not fork: the parent may hold torch's threads
             self._progress = ctx.Queue()
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_worker_init,
-                                            initargs=(self._progress,))
+                                            initargs=(self._progress, os.getpid()))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -370,7 +380,8 @@ class _Workers:
             for future in done:
                 label, s = pending.pop(future)
                 params, parts[label, s] = future.result()  # a worker's exception is raised here
-                tuned.setdefault(label, params)
+                if label not in learned:
+                    tuned.setdefault(label, params)
         self._drain(bar)
         bar.update(bar.total - bar.n)  # progress still in the queue's pipe when the last result came
         results = {}

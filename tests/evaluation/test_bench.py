@@ -389,3 +389,46 @@ def test_bench_on_traces_that_do_not_exist_says_so(tmp_path):
                str(tmp_path / "b"), "--no-progress", cwd=tmp_path)
     assert res.returncode == 2 and "my-recording: no such file or folder" in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_workers_stop_when_bench_is_killed_outright(tmp_path):
+    """SIGKILL gives bench no chance to stop its workers: each notices its parent is gone and exits mid-job (an
+    oracle seed of the default environment is tens of seconds of work; the workers are gone well before)."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "adascale_rl.cli", "bench", "--policies", "oracle", "--jobs", "2",
+                             "--out", str(tmp_path / "b"), "--no-progress"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    found = []
+    try:
+        parent = psutil.Process(proc.pid)
+
+        def workers():
+            return [c for c in parent.children(recursive=True)
+                    if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())]
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(found) < 2 and proc.poll() is None:
+            try:
+                found = workers()
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+        assert len(found) == 2, "bench did not start its two workers"
+        time.sleep(2.0)  # inside their first jobs
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        gone, alive = psutil.wait_procs(found, timeout=20)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in found:  # whatever the assertion said, leave no worker behind
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
