@@ -3,7 +3,8 @@
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
                                     [--service-scale preset|measured|variant|X] [--wake preset|measured]
-                                    [--json FILE | --from-json FILE] [--cpus 0 ...]
+                                    [--corun preset|measured]
+                                    [--json FILE | --from-json FILE] [--cpus 0 ...] [--compare FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
 TorchScript files from the profile's cache) beside 0, 1, 2 and 2 x cores busy processes, levels
@@ -45,6 +46,18 @@ over the service the prediction gives each variant (each weighted by 1 / the squ
 error of its excess); and how far it spreads (``wake_cv``: the ratio of what the quiet responses
 spread beyond the back-to-back service to the cost the line gives each variant). The quiet cells
 at the rate are then fitted too, and the table checks the contention model beside the busy processes.
+
+``--corun measured`` likewise takes the service's lengthening beside co-runners (``corun_stretch``,
+:func:`adascale_rl.device.model.corun_ms`) from the run, as ``profile`` and ``calibrate`` fit it
+(:func:`adascale_rl.elastic.contention.fit_corun`): from the back-to-back means beside the busy
+processes that leave the app's threads their cores (1 on two cores), over the quiet ones; those cells
+are then fitted.
+
+``--compare FILE`` holds the measurement against itself: it sets this run's measured mean and p95 of
+every cell beside those of another ``--json`` run of the same cells (the same command minutes or days
+apart) and counts how many differ by more than the target. Where two runs of the measurement differ by
+more than a factor (1 + 20 %) / (1 - 20 %) = 1.5, no prediction, whatever the model, is within 20 % of
+both; the table says which cells those are.
 """
 
 from __future__ import annotations
@@ -69,13 +82,15 @@ from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
-from adascale_rl.elastic.contention import (fit_wake, levels_for, measure, samples_from_json,  # noqa: E402
-                                             samples_to_json)
+from adascale_rl.elastic.contention import (fit_corun, fit_wake, levels_for, measure,  # noqa: E402
+                                             samples_from_json, samples_to_json)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
 DEFAULT_VARIANTS = ("w1-final-r24-fp32", "w1-e3-r24-fp32", "w1-final-r24-int8", "w1-e2-r16-int8")
 TARGET = 0.20
+#: two measurements further apart than this factor cannot both be within TARGET of one prediction
+APART = (1.0 + TARGET) / (1.0 - TARGET)
 
 
 def plural(n: int, word: str) -> str:
@@ -91,7 +106,8 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
     c = model.contention(np.float64(lat_ms), np.float64(rate_hz or 1e9), np.float64(busy), float(device.cores),
                          float(threads), sched)
     if rate_hz is None:  # the app times the call itself: no queueing before it, no request to lose
-        c = c._replace(base_ms=np.float64(lat_ms))
+        c = c._replace(base_ms=np.float64(model.corun_ms(lat_ms, float(busy), float(device.cores), float(threads),
+                                                         sched)))
         stale_ms = 1e9
     else:
         stale_ms = 1000.0 / rate_hz
@@ -137,6 +153,56 @@ def round_means(xs, per_round) -> list[float]:
     return [float(np.mean(xs[e - n:e])) for n, e in zip(per_round, ends) if n]
 
 
+def load_run(path: str) -> tuple[dict, dict]:
+    """(the file's JSON, its samples) of a ``--json`` run; ValueError naming what is wrong."""
+    import json
+
+    try:
+        saved = json.loads(Path(path).read_text())
+        return saved, samples_from_json(saved["samples"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not the samples of a --json run ({type(exc).__name__}: {exc})") from exc
+
+
+def cell_stats(cell: dict, key: str) -> tuple[float, float]:
+    """(mean, p95) of one cell's samples of ``key`` (``b2b`` or ``resp``)."""
+    a = np.asarray(cell[key], dtype=np.float64)
+    return float(a.mean()), float(np.percentile(a, 95))
+
+
+def compare_runs(samples: dict, other: dict, variants, levels, rate_hz: float) -> list[dict]:
+    """Each cell's measured (mean, p95) in two runs, ``other``'s over ``samples``' minus one, and whether the two
+    are more than :data:`APART` apart (no prediction within :data:`TARGET` of both)."""
+    rows = []
+    for vid in variants:
+        for level in levels:
+            for mode, key in (("b2b", "b2b"), (f"{rate_hz:g}Hz", "resp")):
+                (m1, q1), (m2, q2) = (cell_stats(s[vid]["levels"][level], key) for s in (samples, other))
+                rows.append({"variant": vid, "busy": level, "mode": mode, "mean": m1, "other_mean": m2,
+                             "diff_mean": m2 / m1 - 1.0, "p95": q1, "other_p95": q2, "diff_p95": q2 / q1 - 1.0,
+                             "apart_mean": max(m1, m2) / min(m1, m2) > APART,
+                             "apart_p95": max(q1, q2) / min(q1, q2) > APART})
+    return rows
+
+
+def print_comparison(rows: list[dict], name: str, measured_at: str) -> None:
+    print(f"\nthe measurement against itself: this run's cells beside those of {name} (measured {measured_at}); "
+          f"diff = {name} / this run - 1; '!' marks two runs more than {APART:.2f}x apart, which no prediction "
+          f"can be within {TARGET:.0%} of both")
+    print(f"{'variant':<20} {'busy':>4} {'mode':>6} {'mean':>8} {'other':>8} {'diff':>6}  {'p95':>8} {'other':>8} "
+          f"{'diff':>6}")
+    for r in rows:
+        print(f"{r['variant']:<20} {r['busy']:>4} {r['mode']:>6} {r['mean']:>8.3f} {r['other_mean']:>8.3f} "
+              f"{r['diff_mean']:>+6.0%}{'!' if r['apart_mean'] else ' '} {r['p95']:>8.3f} {r['other_p95']:>8.3f} "
+              f"{r['diff_p95']:>+6.0%}{'!' if r['apart_p95'] else ''}")
+    n = len(rows)
+    far = {k: sum(abs(r[f"diff_{k}"]) > TARGET for r in rows) for k in ("mean", "p95")}
+    apart = {k: sum(r[f"apart_{k}"] for r in rows) for k in ("mean", "p95")}
+    print(f"two runs of the measurement: beyond {TARGET:.0%} of each other {far['mean']} of {n} means and "
+          f"{far['p95']} of {n} p95s; more than {APART:.2f}x apart (no prediction within {TARGET:.0%} of both) "
+          f"{apart['mean']} means and {apart['p95']} p95s")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", default=str(paths.envs_dir() / "catalogs" / "local-x86.json"))
@@ -157,22 +223,27 @@ def main(argv: list[str] | None = None) -> int:
                     help="the wake-up cost (and its spread, wake_cv) the prediction uses: the device preset's "
                          "(default) or 'measured' in this run at --rate with no busy process (its quiet cells at the "
                          "rate are then fitted)")
+    ap.add_argument("--corun", default="preset", metavar="preset|measured|X",
+                    help="the service's lengthening beside busy processes that leave the app its cores "
+                         "(corun_stretch) the prediction uses: the device preset's (default), 'measured' in this "
+                         "run, as profile and calibrate fit it (its cells back to back at those levels are then "
+                         "fitted), or a number (another run's, to check it on this one)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
     ap.add_argument("--cpus", type=int, nargs="+", default=None, metavar="CPU",
                     help="pin the run and its busy processes to these CPUs (a machine of fewer cores); the model "
                          "takes their count as the cores")
     ap.add_argument("--from-json", default=None, metavar="FILE",
                     help="measure nothing: compare the model with the samples a previous --json run saved")
+    ap.add_argument("--compare", default=None, metavar="FILE",
+                    help="also set the measured cells beside another --json run's of the same variants and levels "
+                         "(the measurement's own reproducibility)")
     args = ap.parse_args(argv)
     saved = None
     if args.from_json:
-        import json
-
         try:
-            saved = json.loads(Path(args.from_json).read_text())
-            samples = samples_from_json(saved["samples"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            ap.error(f"--from-json {args.from_json}: not the samples of a --json run ({type(exc).__name__}: {exc})")
+            saved, samples = load_run(args.from_json)
+        except ValueError as exc:
+            ap.error(f"--from-json {args.from_json}: {exc}")
         in_file = [v for v in samples if v != "_meta"]
         file_levels = sorted({int(lv) for v in in_file for lv in samples[v]["levels"]})
         args.variants = args.variants or in_file
@@ -211,8 +282,34 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--service-scale {args.service_scale} needs the level with no busy process (0) in --levels")
     if args.wake == "measured" and 0 not in args.levels:
         ap.error("--wake measured needs the level with no busy process (0) in --levels")
+    if args.corun == "measured" and 0 not in args.levels:
+        ap.error("--corun measured needs the level with no busy process (0) in --levels")
+    corun_given = None
+    if args.corun not in ("preset", "measured"):
+        from adascale_rl.device.presets import CORUN_STRETCH_RANGE
+
+        try:
+            corun_given = float(args.corun)
+        except ValueError:
+            corun_given = math.nan
+        lo, hi = CORUN_STRETCH_RANGE
+        if not lo <= corun_given <= hi:
+            ap.error(f"--corun must be 'preset', 'measured' or a number in [{lo:g}, {hi:g}], not {args.corun!r}")
     if len(args.variants) < 3:
         ap.error("time at least three variants")
+    other = None
+    if args.compare:  # before minutes of timing
+        try:
+            other_saved, other = load_run(args.compare)
+        except ValueError as exc:
+            ap.error(f"--compare {args.compare}: {exc}")
+        lacking = [f"{v} at {lv} busy" for v in args.variants for lv in args.levels
+                   if lv not in other.get(v, {}).get("levels", {})]
+        if lacking:
+            ap.error(f"--compare {args.compare} has no samples of {', '.join(lacking)}")
+        if float(other_saved.get("rate", args.rate)) != float(saved["rate"] if saved else args.rate):
+            ap.error(f"--compare {args.compare} served requests at {other_saved.get('rate')} Hz, this run at "
+                     f"{saved['rate'] if saved else args.rate:g} Hz")
     cat = load_catalog(args.catalog)
     device = load_device(args.device)
     preset_cores = device.cores
@@ -271,6 +368,21 @@ def main(argv: list[str] | None = None) -> int:
         if wake is None:
             ap.error(f"--wake measured: {wake_how}")
         device = with_host_constants(device, wake, "measured by benchmarks/contention.py --wake measured")
+    corun_how = f"the preset's (corun_stretch {device.corun_stretch:g})"
+    corun_fitted: set = set()
+    if args.corun == "measured":
+        fit = fit_corun({**samples, "_meta": {**samples.get("_meta", {}), "levels": args.levels}}, int(run_cores),
+                        int(threads), args.variants)
+        if fit is None:
+            ap.error(f"--corun measured: no level of {' '.join(map(str, args.levels))} busy processes leaves the app's "
+                     f"{int(threads)} thread(s) a core of their own on {plural(run_cores, 'core')}")
+        device = with_host_constants(device, {"corun_stretch": fit[0]}, "measured by benchmarks/contention.py --corun "
+                                                                         "measured")
+        corun_how = f"measured in this run: {fit[0]:g}, {fit[1]}; those cells back to back are fitted"
+        corun_fitted = {lv for lv in args.levels if 0 < lv <= run_cores - threads}
+    elif corun_given is not None:
+        device = with_host_constants(device, {"corun_stretch": corun_given}, "given to benchmarks/contention.py")
+        corun_how = f"given ({corun_given:g})"
     load = os.getloadavg()
     cores_how = plural(run_cores, "core") + ("" if run_cores == preset_cores else
                                         f" (the model's; the preset {device.name} has {preset_cores})")
@@ -281,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
           f"preset's scheduler constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
     print(f"host's speed against the catalog: {how}")
     print(f"wake-up cost: {wake_how}")
+    print(f"co-runners' lengthening of the service: {corun_how}")
     print("rounds: the range of the per-round measured means over their mean (the measurement's own spread "
           "between rounds minutes apart)")
     header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "
@@ -306,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                 misses["cells"] += 1
                 misses["mean"] += abs(e1) > TARGET
                 misses["p95"] += abs(e2) > TARGET
-                fitted = level == 0 and (rate is not None and args.wake == "measured" and vid in wake_fitted
-                                         or rate is None and args.service_scale == "variant")
+                fitted = (level == 0 and (rate is not None and args.wake == "measured" and vid in wake_fitted
+                                          or rate is None and args.service_scale == "variant")
+                          or rate is None and level in corun_fitted)
                 misses["fitted"] += fitted
                 misses["fitted_out"] += fitted and abs(e1) > TARGET
                 misses["fitted_out"] += fitted and abs(e2) > TARGET
@@ -326,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         out = misses["mean"] + misses["p95"] - misses["fitted_out"]
         print(f"the cells no fit saw (beside busy processes, and quiet ones the fits left out): {n - out} of {n} "
               f"numbers within {TARGET:.0%}")
+    comparison = None
+    if other is not None:
+        comparison = compare_runs(samples, other, args.variants, args.levels, args.rate)
+        print_comparison(comparison, Path(args.compare).name, other_saved.get("measured_at", "?"))
     if args.json:
         import json
 
@@ -335,10 +453,12 @@ def main(argv: list[str] | None = None) -> int:
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "service_scale": scale,
             "wake": {"how": args.wake, "idle_wake_ms": device.idle_wake_ms, "idle_wake_per_ms": device.idle_wake_per_ms,
                      "wake_cv": device.wake_cv},
+            "corun": {"how": args.corun, "corun_stretch": device.corun_stretch},
             "samples": keep,
             "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean",
                                "round_mean_min", "round_mean_max", "p95", "pred_p95", "err_p95", "lost", "pred_lost"),
-                              r)) for r in rows]}))
+                              r)) for r in rows],
+            **({"compared_with": str(args.compare), "comparison": comparison} if comparison is not None else {})}))
         print(f"wrote {args.json}")
     return 0
 

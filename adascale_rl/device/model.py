@@ -46,6 +46,16 @@ The model, per variant, for one decision interval:
     measured beside 6 busy processes on 2 cores, m = 2.5: the live loop's full fp32 model,
     2.78 ms in the catalog, answered in 12.6-15.2 ms on average where a wait of one tick
     predicted 7.8 ms (this form: 9.4), see docs/LIVE.md);
+  - **co-runners slow the service itself** (``corun_stretch``, a host constant, 0 by default): while
+    other threads keep the cores the app does not use busy, its service takes
+    ``L x (1 + corun_stretch x b)``, ``b = min(1, bg_runnable / max(1, cores - threads))`` the share of
+    those cores kept busy (caches, memory bandwidth, a virtual machine's SMT siblings or shared
+    clock; the energy of the work stays as profiled). Measured on the 2-vCPU AMD EPYC VM on
+    2026-12-03 (``benchmarks/contention.py --corun measured``): one busy process beside the
+    inference, which leaves it a core of its own, lengthened the back-to-back service by 3-21 %
+    (medians over four variants 0.199 and 0.148 in two runs, docs/BENCHMARKS.md); the profile of
+    2026-12-01 on the same kind of VM had found none (0.004). ``adascale-rl profile`` and ``calibrate``
+    fit it;
   - a thread that slept pays a wake-up cost, whether its core idled meanwhile (idle-state
     exit) or ran another thread (caches that thread left cold): measured on the reference
     machine with and without busy processes,
@@ -235,12 +245,30 @@ class Scheduler:
     idle_wake_per_ms: float = 0.1   # ... plus this much per ms of service (cache refill)
     idle_sleep_ms: float = 2.3      # ... reached after sleeping this long (shallower idle states before)
     wake_cv: float = WAKE_CV        # the wake-up cost's standard deviation over its mean
+    corun_stretch: float = 0.0      # the service's lengthening with every core the app does not use kept busy
 
     @classmethod
     def of(cls, device: Any) -> "Scheduler":
-        """The device's constants (``wake_cv`` optional: a device that does not carry it has the default)."""
-        return cls(**{k: float(getattr(device, k) if k != "wake_cv" else getattr(device, k, WAKE_CV))
-                      for k in cls.__dataclass_fields__})
+        """The device's constants (``wake_cv`` and ``corun_stretch`` optional: a device that does not carry them has
+        the defaults)."""
+        fields = cls.__dataclass_fields__
+        return cls(**{k: float(getattr(device, k) if k not in OPTIONAL_SCHEDULER else
+                                getattr(device, k, fields[k].default)) for k in fields})
+
+
+#: the scheduler's constants a device (and an exported table) may leave out, taking their defaults
+OPTIONAL_SCHEDULER = ("wake_cv", "corun_stretch")
+
+
+def corun_ms(lat_ms, bg_runnable, cores: float, threads: float, sched: Scheduler, xp=None):
+    """The service time ``lat_ms`` beside ``bg_runnable`` other runnable threads: lengthened by
+    ``corun_stretch`` x the share of the cores the app's ``threads`` leave that those threads keep busy (the
+    module doc). ``lat_ms`` itself where the host has no stretch."""
+    if not sched.corun_stretch:
+        return lat_ms
+    xp = xp or namespace(lat_ms, bg_runnable)
+    busy = xp.clip(bg_runnable / max(cores - threads, 1.0), 0.0, 1.0)
+    return lat_ms * (1.0 + sched.corun_stretch * busy)
 
 
 #: the range a variant's wake-up cost over the scheduler's line may take in a world (``VariantTable.on_host``'s
@@ -277,6 +305,7 @@ def contention(lat_ms, rate_hz, bg_runnable, cores: float, threads: float, sched
     ``idle_wake + idle_wake_per_ms x L``: a world's table, :meth:`VariantTable.on_host`; 1 in an app's model).
     """
     xp = xp or namespace(lat_ms, rate_hz, bg_runnable)
+    lat_ms = corun_ms(lat_ms, bg_runnable, cores, threads, sched, xp)
     tick = sched.tick_ms
     over = xp.clip((bg_runnable + threads) / cores - 1.0, 0.0, None)          # m: extra runnable per core
     share = 1.0 / (1.0 + over)

@@ -190,7 +190,8 @@ class DevicePhysics:
         sc = t.sched  # the scheduler's constants as one tuple: _contention() unpacks them in one go
         self._sched_consts = (sc.tick_ms, 0.9 * sc.tick_ms, sc.wake_wait, sc.wake_lag_ms, sc.wake_slice_ms,
                               sc.idle_wake_ms, sc.idle_wake_per_ms, sc.idle_sleep_ms, sc.wake_cv,
-                              float(t.cores), float(t.threads))
+                              float(t.cores), float(t.threads), sc.corun_stretch,
+                              max(float(t.cores) - float(t.threads), 1.0))
         self._dyn_w_max = device.dyn_w_max
         self._freq_exponent = device.freq_exponent
         self._idle_w = device.idle_w
@@ -278,8 +279,11 @@ class DevicePhysics:
     def _contention(self, lat: float, rate: float, b: float,
                     wake_scale: float = 1.0) -> tuple[float, float, float, float, float, float]:
         """:func:`adascale_rl.device.model.contention` for one variant (scalars)."""
-        tick, wake, wake_wait, wake_lag, wake_slice, idle_wake, idle_per_ms, idle_sleep, wake_cv, cores, threads = (
-            self._sched_consts)
+        (tick, wake, wake_wait, wake_lag, wake_slice, idle_wake, idle_per_ms, idle_sleep, wake_cv, cores, threads,
+         corun, free_cores) = self._sched_consts
+        if corun and b > 0.0:  # model.corun_ms: co-runners on the cores the app leaves lengthen its service
+            busy = b / free_cores
+            lat = lat * (1.0 + corun * (busy if busy < 1.0 else 1.0))
         runnable = b + threads
         over = runnable / cores - 1.0
         if over < 0.0:

@@ -15,6 +15,9 @@ observation's prediction, the heuristics' and the prior's tables) keeps the cata
 as an app on a host that has slowed down does; ``adascale-rl calibrate`` measures it.
 ``wake_cv`` (optional, sqrt(1/2) without the key) is the wake-up cost's standard deviation over
 its mean; a live run's probe measures the host's own (``adascale-rl run``, ``sim2real``).
+``corun_stretch`` (optional, 0 without the key) lengthens the service while other threads keep
+busy the cores the app does not use (:func:`adascale_rl.device.model.corun_ms`); ``adascale-rl
+profile`` and ``calibrate`` fit it.
 """
 
 from __future__ import annotations
@@ -62,8 +65,13 @@ SERVICE_SCALE_RANGE = (0.05, 20.0)
 #: ``adascale_rl.device.model.WAKE_CV``, a gamma of shape 2) may take: 0 is a fixed cost; the upper end is an
 #: assumption, wider than a fit may give (``adascale_rl.elastic.contention.PLAUSIBLE``), as for the other constants
 WAKE_CV_RANGE = (0.0, 5.0)
+#: the range of the service's lengthening beside co-runners (``corun_stretch``, optional in a preset, default 0): at
+#: most 3 (a service 4x as long with every free core busy; an assumption, far beyond the 0.03-0.21 measured on the
+#: reference VM, ``adascale_rl.device.model``)
+CORUN_STRETCH_RANGE = (0.0, 3.0)
 #: the optional numbers of a preset, with their default and range
-_OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV, WAKE_CV_RANGE)}
+_OPTIONAL = {"service_scale": (1.0, SERVICE_SCALE_RANGE), "wake_cv": (WAKE_CV, WAKE_CV_RANGE),
+             "corun_stretch": (0.0, CORUN_STRETCH_RANGE)}
 
 
 class PresetError(ValueError):
@@ -101,6 +109,7 @@ class DevicePreset:
     temp_sensor: bool = True             # False: software cannot read the chip temperature (the observation says missing)
     service_scale: float = 1.0           # the world's service time / the catalog's latency (the app's model keeps 1)
     wake_cv: float = WAKE_CV             # the wake-up cost's standard deviation over its mean
+    corun_stretch: float = 0.0           # the service's lengthening with every free core busy (model.corun_ms)
 
     @property
     def f_max_mhz(self) -> float:
@@ -178,7 +187,7 @@ def parse_preset(doc: Any, where: str = "preset") -> DevicePreset:
 #: the constants of how a host serves (``adascale_rl.device.model.Scheduler``'s and ``service_scale``): what
 #: :func:`with_host_constants` may replace, since a measurement on the host at another time may move them
 HOST_CONSTANTS = ("tick_ms", "wake_slice_ms", "wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms",
-                  "idle_sleep_ms", "wake_cv", "service_scale")
+                  "idle_sleep_ms", "wake_cv", "corun_stretch", "service_scale")
 
 
 def with_host_constants(preset: DevicePreset, constants: dict[str, Any], source: str) -> DevicePreset:

@@ -1,7 +1,8 @@
 """Re-measure how this machine shares its cores, without re-profiling: ``adascale-rl calibrate``.
 
 The scheduler constants of a device preset (the idle wake-up cost of a thread that slept,
-the wait for a core at wake-up; :class:`adascale_rl.device.model.Scheduler`) are fitted once
+the wait for a core at wake-up, the service's lengthening beside co-runners on the other cores;
+:class:`adascale_rl.device.model.Scheduler`) are fitted once
 by ``adascale-rl profile``. On a virtual machine they move with what the host runs: on the
 reference VM the extra time of a request served after a 16 ms sleep went from 0.5-0.9 ms to
 0.6-1.1 ms for the same variants between two measurements six hours apart
@@ -43,7 +44,7 @@ from adascale_rl.device.presets import SERVICE_SCALE_RANGE
 from adascale_rl.elastic import contention
 
 #: the scheduler constants calibrate refits (the tick and the wake slice are read from the kernel by profile)
-FITTED = ("idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_cv", "wake_wait", "wake_lag_ms")
+FITTED = ("idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_cv", "wake_wait", "wake_lag_ms", "corun_stretch")
 #: the request rates with no load at which the idle wake-up's growth with the sleep is measured
 QUIET_RATES = (400.0, 1000.0)
 

@@ -175,7 +175,8 @@ def eevdf_slice_ms(cores: int) -> tuple[float, str]:
 #: median speed, also carried the full model's speed above that median)
 PLAUSIBLE = {"idle_wake_ms": (0.0, 5.0), "idle_wake_per_ms": (0.0, 2.0), "idle_sleep_ms": (0.1, 50.0),
              "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0),
-             "wake_cv": (0.0, 3.0)}  # wake_cv: an assumption (the probes measured 0.03-0.93; 3 is a timing gone wrong)
+             "wake_cv": (0.0, 3.0),  # wake_cv: an assumption (the probes measured 0.03-0.93; 3 is a timing gone wrong)
+             "corun_stretch": (0.0, 3.0)}  # the preset's range (adascale_rl.device.presets.CORUN_STRETCH_RANGE)
 #: requests per (variant, busy-process count) a fit needs
 MIN_SAMPLES = 20
 
@@ -400,9 +401,40 @@ def by_precision(values: dict[str, float], catalog: Any, bounds: tuple[float, fl
     return out
 
 
+def fit_corun(samples: dict, cores: int, threads: int, variants: Sequence[str] | None = None
+              ) -> tuple[float, str] | None:
+    """``(corun_stretch, how)``: how much longer the back-to-back service gets beside busy processes that leave the
+    app's threads their cores (the levels ``0 < busy <= cores - threads``, where nothing time-shares a core), per
+    share of the free cores they keep busy: the median over (variant, level) of ``(mean at the level / mean with
+    no busy process - 1) / (busy / (cores - threads))`` (:func:`adascale_rl.device.model.corun_ms`); held at 0 when
+    that median is negative (none beyond the noise). None where no level qualifies (the app's threads fill every
+    core, or the samples hold no such level) or no variant has :data:`MIN_SAMPLES` calls at both."""
+    free = cores - threads
+    levels = [lv for lv in samples["_meta"]["levels"] if 0 < lv <= free]
+    vids = [v for v in (variants or samples) if v != "_meta" and v in samples]
+    ratios = []
+    for v in vids:
+        quiet = samples[v]["levels"].get(0, {}).get("b2b", [])
+        for lv in levels:
+            loaded = samples[v]["levels"].get(lv, {}).get("b2b", [])
+            if len(quiet) >= MIN_SAMPLES and len(loaded) >= MIN_SAMPLES:
+                ratios.append((float(np.mean(loaded)) / float(np.mean(quiet)) - 1.0) / (lv / free))
+    if not ratios:
+        return None
+    med = float(np.median(ratios))
+    how = (f"median over {len(ratios)} (variant, busy-process count) pairs with busy processes that leave the app's "
+           f"{threads:g} thread(s) their cores ({', '.join(map(str, levels))} of {cores} cores) of (mean back-to-back "
+           f"service beside them / with none - 1) / (busy / {free:g}): {med:.4f} (range {min(ratios):.3f}-"
+           f"{max(ratios):.3f})")
+    if med < 0.0:
+        return 0.0, how + "; held at 0 (negative: no lengthening beyond the noise)"
+    return round(med, 4), how
+
+
 def fit_scheduler(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) -> dict:
-    """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``, its spread ``wake_cv``) and the wake-up wait
-    (``wake_wait``, ``wake_lag_ms``) of :class:`adascale_rl.device.model.Scheduler` to measured samples.
+    """Fit the idle wake-up (``idle_wake_ms``, ``idle_wake_per_ms``, ``idle_sleep_ms``, its spread ``wake_cv``), the wake-up wait
+    (``wake_wait``, ``wake_lag_ms``) and the co-runners' lengthening of the service (``corun_stretch``,
+    :func:`fit_corun`) of :class:`adascale_rl.device.model.Scheduler` to measured samples.
 
     ``latency_ms``: each variant's isolated latency (the catalog's). Returns
     ``{name: (value, how it was fitted)}`` for the constants the samples determine well enough:
@@ -492,4 +524,7 @@ def _fit(samples: dict, latency_ms: dict[str, float], cores: int, threads: int) 
                                                     f"per core, over {len(pts)} (variant, busy-process count) points "
                                                     f"at {rate:g} Hz (rms error {math.sqrt(err):.3f})")
         out["wake_lag_ms"] = (round(float(lag), 4), "fitted with wake_wait")
+    corun = fit_corun(samples, cores, threads, vids)
+    if corun is not None:
+        out["corun_stretch"] = corun
     return out

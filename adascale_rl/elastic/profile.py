@@ -260,10 +260,15 @@ def _scheduler_yaml(fitted: dict) -> str:
     lines = ["# How the OS shares the cores (adascale_rl.device.model; docs/ENVIRONMENT.md, \"Contention\").",
              f"tick_ms:\n{tick_line}",
              f'wake_slice_ms:\n  value: {slice_ms:g}\n  derived: "{slice_rule}; assumes an EEVDF kernel (Linux 6.6 or later)"']
-    for key in ("wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_cv"):
+    for key in ("wake_wait", "wake_lag_ms", "idle_wake_ms", "idle_wake_per_ms", "idle_sleep_ms", "wake_cv",
+                "corun_stretch"):
         if key in fitted:
             value, how = fitted[key]
             lines.append(f'{key}:\n  value: {value:g}\n  source: "measured on this host by adascale-rl profile: {how}"')
+        elif key == "corun_stretch":
+            lines.append(f'{key}:\n  value: 0\n  derived: "assumption: no lengthening of the service beside '
+                         f'co-runners (the default); this profile run did not fit it (--quick, no busy-process level '
+                         f'that leaves the app its cores, or too few samples)"')
         elif key == "wake_cv":
             lines.append(f'{key}:\n  value: {getattr(default, key):g}\n  derived: "assumption: the default of '
                          f'adascale_rl.device.model.WAKE_CV (a gamma of shape 2, derived from the spread measured on the '

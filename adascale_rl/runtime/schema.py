@@ -30,8 +30,9 @@ from typing import Any, Mapping
 FORMAT = "adascale-selector"
 #: 2: the device's and the policy table's scheduler may carry ``wake_cv`` (the wake-up cost's spread), which a
 #: reader of version 1 does not know; a version-1 folder is read as the spread's default
-FORMAT_VERSION = 2
-READS_VERSIONS = (1, 2)
+#: 3: the same for ``corun_stretch`` (the service's lengthening beside co-runners); an earlier folder is read as 0
+FORMAT_VERSION = 3
+READS_VERSIONS = (1, 2, 3)
 SELECTOR_JSON = "selector.json"
 POLICY_NPZ = "policy.npz"
 POLICY_ONNX = "policy.onnx"

@@ -182,3 +182,63 @@ def test_a_saved_run_that_does_not_say_its_cores_is_read_with_the_presets_and_a_
     f.write_text(json.dumps(doc))
     res = _bench("--from-json", str(f))
     assert res.returncode == 2 and "_meta.cores must be a positive integer" in res.stderr
+
+
+def test_compare_sets_the_measurement_beside_another_run_and_marks_cells_no_prediction_can_meet(tmp_path):
+    f = _saved(tmp_path)
+    other = json.loads(f.read_text())
+    cells = other["samples"]
+    cells["w1-final-r24-int8"]["levels"]["4"]["resp"] = [x * 1.6 for x in cells["w1-final-r24-int8"]["levels"]["4"]["resp"]]
+    cells["w1-final-r24-fp32"]["levels"]["0"]["b2b"] = [x * 1.3 for x in cells["w1-final-r24-fp32"]["levels"]["0"]["b2b"]]
+    g = tmp_path / "other.json"
+    g.write_text(json.dumps(other))
+    res = _bench("--from-json", str(f), "--compare", str(g), "--json", str(tmp_path / "out.json"))
+    assert res.returncode == 0, res.stderr
+    after = res.stdout.split("the measurement against itself")[1]
+    rows = {(r[0], r[1], r[2]): r for r in (ln.split() for ln in after.splitlines()) if r[:1] and r[0] in VARIANTS}
+    assert len(rows) == 12
+    assert rows[("w1-final-r24-int8", "4", "60Hz")][5] == "+60%!"  # 1.6x apart: beyond the 1.5x no model can meet
+    assert rows[("w1-final-r24-fp32", "0", "b2b")][5] == "+30%"    # beyond 20 %, but one prediction could meet both
+    assert rows[("w1-final-r24-prune", "4", "b2b")][5] == "+0%"
+    assert ("beyond 20% of each other 2 of 12 means and 2 of 12 p95s; more than 1.50x apart (no prediction "
+            "within 20% of both) 1 means and 1 p95s") in res.stdout
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["compared_with"] == str(g) and sum(r["apart_mean"] for r in saved["comparison"]) == 1
+
+
+def test_compare_names_what_the_other_run_lacks_before_any_timing(tmp_path):
+    f = _saved(tmp_path)
+    (tmp_path / "quiet").mkdir()
+    g = _saved(tmp_path / "quiet", levels=(0,))
+    res = _bench("--from-json", str(f), "--compare", str(g))
+    assert res.returncode == 2 and "--compare" in res.stderr and "has no samples of w1-final-r24-fp32 at 4 busy" in res.stderr
+    res = _bench("--from-json", str(f), "--compare", str(tmp_path / "missing.json"))
+    assert res.returncode == 2 and "--compare" in res.stderr and "FileNotFoundError" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_corun_measured_fits_the_stretch_beside_a_busy_process_that_leaves_the_app_its_core(tmp_path):
+    """Measured 1.2x back to back beside 1 busy process on 2 cores: --corun measured fits 0.2, predicts those cells to
+    the sample and counts them fitted; a given number is used as given; no qualifying level is a one-line error."""
+    f = _saved(tmp_path, levels=(0, 1, 4))
+    doc = json.loads(f.read_text())
+    for v in VARIANTS:
+        cell = doc["samples"][v]["levels"]["1"]
+        cell["b2b"] = [x * 1.2 for x in cell["b2b"]]
+    f.write_text(json.dumps(doc))
+    res = _bench("--from-json", str(f), "--service-scale", "variant", "--corun", "measured")
+    assert res.returncode == 0, res.stderr
+    assert "measured in this run: 0.2, median over 3 (variant, busy-process count) pairs" in res.stdout
+    rows = [ln.split() for ln in res.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in VARIANTS]
+    b2b_1 = [r for r in rows if r[2] == "1" and r[3] == "b2b"]
+    # the model's mean is its median (the run's, through the variant's speed) x exp(sigma^2 / 2): +1 %
+    assert len(b2b_1) == 3 and all(r[7] in ("+0%", "+1%") for r in b2b_1), b2b_1
+    plain = _bench("--from-json", str(f), "--service-scale", "variant")
+    rows0 = [ln.split() for ln in plain.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in VARIANTS]
+    assert all(r[7] in ("-17%", "-16%") for r in rows0 if r[2] == "1" and r[3] == "b2b")  # 1 / 1.2 - 1
+    given = _bench("--from-json", str(f), "--service-scale", "variant", "--corun", "0.1")
+    assert given.returncode == 0 and "co-runners' lengthening of the service: given (0.1)" in given.stdout
+    res = _bench("--from-json", str(_saved(tmp_path / "..", levels=(0, 4))), "--corun", "measured")
+    assert res.returncode == 2 and "no level of 0 4 busy processes leaves the app's 1 thread(s) a core" in res.stderr
+    res = _bench("--from-json", str(f), "--corun", "-1")
+    assert res.returncode == 2 and "--corun must be" in res.stderr

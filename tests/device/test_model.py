@@ -212,15 +212,18 @@ def _random_case(rng, physics):
 @pytest.mark.parametrize("device", ["rpi4", "pixel4", "local-x86"])
 def test_the_simulators_fast_path_is_the_batched_model_on_random_cases(device):
     """10,000 random (state, context, variant) cases over the three presets (3,334 each), two of them on hosts
-    slower or faster than their catalog, one with variants that wake up off the scheduler's line."""
+    slower or faster than their catalog, one with variants that wake up off the scheduler's line, two whose
+    co-runners lengthen the service (``corun_stretch``)."""
     doc = make_catalog_doc(LADDER + [{"id": "fast", "accuracy": 0.3, "latency_ms": 0.2, "peak_mem_mb": 5.0,
                                       "size_mb": 0.1, "energy_mj": 0.5}])
     doc["runtime_overhead_mb"] = {"value": 3.0, "derived": "test"}
     doc["threads"] = {"value": 1 if device == "local-x86" else 4, "derived": "test"}
     scale = {"rpi4": 1.0, "pixel4": 0.8, "local-x86": 1.7}[device]  # hosts slower or faster than the catalog
     wake = {"fast": 2.5, "mid": 0.6} if device == "local-x86" else None  # measured off the line
-    physics = ph.DevicePhysics(dataclasses.replace(load_device(device), service_scale=scale), validate(doc),
-                               variant_wake=wake)
+    corun = {"rpi4": 0.35, "local-x86": 0.2}.get(device, 0.0)  # co-runners lengthen the service on two of them
+    physics = ph.DevicePhysics(dataclasses.replace(load_device(device), service_scale=scale, corun_stretch=corun),
+                               validate(doc), variant_wake=wake)
+    assert physics.table.sched.corun_stretch == corun
     t, arrays = physics.table, physics.world_arrays
     np.testing.assert_array_equal(arrays["latency_ms"], t.latency_ms * scale)
     assert ("wake_scale" in arrays) == (wake is not None)
@@ -292,3 +295,25 @@ def test_a_worlds_table_keeps_its_wake_up_factors_through_copies_and_plain_numbe
     back = model.VariantTable.from_dict(json.loads(json.dumps(w.to_dict())))
     np.testing.assert_array_equal(back.wake_scale, w.wake_scale)
     assert back.to_dict() == w.to_dict()
+
+
+def test_co_runners_lengthen_the_service_by_the_share_of_the_free_cores_they_keep_busy():
+    """``corun_stretch``: the service beside ``b`` other runnable threads is ``L (1 + k min(1, b / (cores -
+    threads)))``; none without the constant (the same array back), in numpy and torch alike; back to back beside
+    one busy process on two cores (no core shared) the mean response is the stretched service."""
+    none = model.Scheduler()
+    k = model.Scheduler(corun_stretch=0.2)
+    lat = np.array([1.0, 4.0])
+    assert model.corun_ms(lat, 3.0, 2.0, 1.0, none) is lat
+    for b, want in ((0.0, 1.0), (0.5, 1.1), (1.0, 1.2), (4.0, 1.2)):
+        np.testing.assert_allclose(model.corun_ms(lat, b, 2.0, 1.0, k), lat * want, rtol=1e-15)
+    # four cores, one app thread: three free cores; an app whose threads fill the cores counts one
+    np.testing.assert_allclose(model.corun_ms(lat, 1.5, 4.0, 1.0, k), lat * 1.1, rtol=1e-15)
+    np.testing.assert_allclose(model.corun_ms(lat, 0.5, 4.0, 4.0, k), lat * 1.1, rtol=1e-15)
+    np.testing.assert_allclose(model.corun_ms(th.as_tensor(lat), th.as_tensor(1.0), 2.0, 1.0, k).numpy(), lat * 1.2)
+    quiet = model.contention(np.float64(2.0), np.float64(1e9), np.float64(1.0), 2.0, 1.0, k)
+    assert float(quiet.p_delay) == 0.0 and float(quiet.capacity_hz) == pytest.approx(1000.0 / 2.4)
+    # beside time-sharing the stretched service is what the fair share stretches further
+    shared = model.contention(np.float64(2.0), np.float64(1e9), np.float64(3.0), 2.0, 1.0, k)
+    plain = model.contention(np.float64(2.0), np.float64(1e9), np.float64(3.0), 2.0, 1.0, none)
+    assert float(shared.capacity_hz) == pytest.approx(float(plain.capacity_hz) / 1.2)

@@ -27,11 +27,14 @@ HOST_SCALE = {"rpi4": 1.0, "pixel4": 0.8, "local-x86": 1.7}
 HOST_WAKE_CV = {"local-x86": 0.2}
 #: a host whose variants wake up off the scheduler's line (``variant_wake``; the others on it)
 HOST_WAKE_SCALE = {"local-x86": {"fast": 2.5, "mid": 0.6}}
+#: hosts whose service co-runners lengthen (``corun_stretch``; the others' presets have none)
+HOST_CORUN = {"local-x86": 0.2, "rpi4": 0.35}
 
 
 def on_host(device):
     return dataclasses.replace(device, service_scale=HOST_SCALE.get(device.name, 1.0),
-                               wake_cv=HOST_WAKE_CV.get(device.name, device.wake_cv))
+                               wake_cv=HOST_WAKE_CV.get(device.name, device.wake_cv),
+                               corun_stretch=HOST_CORUN.get(device.name, device.corun_stretch))
 
 
 def exo(**kw) -> ph.Exo:
@@ -457,6 +460,13 @@ def test_the_single_step_is_the_batched_step_on_random_cases(device):
                                    validate(doc), variant_wake=HOST_WAKE_SCALE.get(device))
         _, out_d = default.step_batch(bstate, btarget, bexo, bnoise, dt)
         assert not np.allclose(out_d.serving.on_time_frac, out_b.serving.on_time_frac, rtol=1e-9, atol=1e-12)
+    if device in HOST_CORUN:  # the co-runners' lengthening of the service reaches it beside busy processes only
+        plain = ph.DevicePhysics(dataclasses.replace(on_host(load_device(device)), corun_stretch=0.0), validate(doc),
+                                 variant_wake=HOST_WAKE_SCALE.get(device))
+        _, out_p = plain.step_batch(bstate, btarget, bexo, bnoise, dt)
+        busy = (bexo.bg_runnable > 0) & ~out_b.oom
+        assert np.all(out_b.latency_ms[busy] > out_p.latency_ms[busy])
+        np.testing.assert_array_equal(out_p.latency_ms[~busy & ~out_b.oom], out_b.latency_ms[~busy & ~out_b.oom])
     if device in HOST_WAKE_SCALE:  # and so do the variants' own wake-up costs
         line = ph.DevicePhysics(on_host(load_device(device)), validate(doc))
         _, out_l = line.step_batch(bstate, btarget, bexo, bnoise, dt)

@@ -226,3 +226,38 @@ def test_a_device_may_say_how_far_its_wake_up_cost_spreads():
 
     bare = SimpleNamespace(**{k: getattr(shipped, k) for k in model.Scheduler.__dataclass_fields__ if k != "wake_cv"})
     assert model.Scheduler.of(bare).wake_cv == model.WAKE_CV
+
+
+def test_a_device_may_say_how_much_co_runners_lengthen_its_service():
+    """``corun_stretch`` is optional (0 without it: the shipped presets), checked against its range, a host
+    constant, carried into the scheduler and exported tables (an older table without it reads as 0)."""
+    from types import SimpleNamespace
+
+    from adascale_rl.device import model
+    from adascale_rl.device.presets import HOST_CONSTANTS, with_host_constants
+
+    for name in ("local-x86", "rpi4", "pixel4", "jetson-nano"):
+        shipped = load_device(name)
+        assert shipped.corun_stretch == 0.0 and model.Scheduler.of(shipped).corun_stretch == 0.0
+    doc = _doc()
+    doc["corun_stretch"] = {"value": 0.2, "source": "measured: benchmarks/contention.py --corun measured"}
+    assert parse_preset(doc, "rpi4.yaml").corun_stretch == 0.2
+    for bad in ({"value": -0.1, "derived": "negative"}, {"value": 3.5, "derived": "too much"},
+                {"value": None, "derived": "null"}, 0.3):
+        doc["corun_stretch"] = bad
+        with pytest.raises(PresetError, match="corun_stretch"):
+            parse_preset(doc, "rpi4.yaml")
+    assert "corun_stretch" in HOST_CONSTANTS
+    host = with_host_constants(load_device("local-x86"), {"corun_stretch": 0.15}, "calibrate")
+    assert model.Scheduler.of(host).corun_stretch == 0.15 and "calibrate" in host.sources["corun_stretch"]
+    with pytest.raises(PresetError, match="corun_stretch = 4"):
+        with_host_constants(host, {"corun_stretch": 4.0}, "a probe")
+    bare = SimpleNamespace(**{k: getattr(host, k) for k in model.Scheduler.__dataclass_fields__
+                              if k != "corun_stretch"})
+    assert model.Scheduler.of(bare).corun_stretch == 0.0
+    from adascale_rl.device.catalog import load_catalog
+
+    table = model.VariantTable(host, load_catalog(paths.envs_dir() / "catalogs" / "local-x86.json"), 0.1).to_dict()
+    assert table["scheduler"]["corun_stretch"] == 0.15
+    del table["scheduler"]["corun_stretch"]  # a folder exported before the constant
+    assert model.VariantTable.from_dict(table).sched.corun_stretch == 0.0

@@ -189,6 +189,33 @@ def test_a_fit_on_saved_and_pooled_samples_is_the_fit_on_the_samples():
     assert {k: v[0] for k, v in again.items()} == pytest.approx({k: v[0] for k, v in whole.items()}, abs=1e-3)
 
 
+def test_the_co_runners_stretch_is_fitted_where_busy_processes_leave_the_app_its_cores():
+    """``fit_corun``: the median over variants of (back to back beside 1 busy process / quiet - 1) on 2 cores, per
+    share of the free core; a level that time-shares a core (4 busy) is not read; none on a machine the app's threads
+    fill, or without such a level; a negative median is held at 0; fit_scheduler carries it."""
+    from adascale_rl.elastic.contention import fit_corun
+
+    def cells(quiet, busy1, busy4):
+        return {0: {"b2b": [quiet] * 30, "svc": [], "resp": [], "issued": 0, "served": 0},
+                1: {"b2b": [busy1] * 30, "svc": [], "resp": [], "issued": 0, "served": 0},
+                4: {"b2b": [busy4] * 30, "svc": [], "resp": [], "issued": 0, "served": 0}}
+
+    s = {"_meta": {"levels": [0, 1, 4], "rate_hz": 60.0, "quiet_rates": []},
+         "a": {"levels": cells(1.0, 1.1, 9.0), "quiet": {}}, "b": {"levels": cells(2.0, 2.5, 9.0), "quiet": {}},
+         "c": {"levels": cells(4.0, 4.8, 9.0), "quiet": {}}}
+    value, how = fit_corun(s, 2, 1)
+    assert value == pytest.approx(0.2) and "median over 3" in how and "1 of 2 cores" in how
+    assert fit_corun(s, 2, 1, ["a"])[0] == pytest.approx(0.1)
+    assert fit_corun(s, 2, 2) is None  # two app threads fill both cores: every busy process time-shares one
+    assert fit_corun({**s, "_meta": {**s["_meta"], "levels": [0, 4]}}, 2, 1) is None
+    # on 8 cores 1 busy process keeps a seventh of the 7 free cores busy (and 4 busy processes time-share none)
+    assert fit_corun({**s, "_meta": {**s["_meta"], "levels": [0, 1]}}, 8, 1)[0] == pytest.approx(0.2 * 7)
+    assert "pairs" in fit_corun(s, 8, 1)[1] and "1, 4 of 8 cores" in fit_corun(s, 8, 1)[1]
+    faster = {**s, "a": {"levels": cells(1.0, 0.9, 9.0), "quiet": {}}, "b": {"levels": cells(2.0, 1.9, 9.0), "quiet": {}}}
+    value, how = fit_corun(faster, 2, 1)
+    assert value == 0.0 and "held at 0" in how
+
+
 def test_a_refit_fits_the_saved_samples_at_their_speed_on_their_machine(tmp_path):
     """--refit on samples saved for the shipped Local-Digits catalog (written here, nothing timed): the newest run's
     host speed is written, the header says it was a refit; a ratio no host has is not used, and says why; samples

@@ -214,7 +214,9 @@ def test_policy_arrays_of_the_wrong_shape(folder, caplog):
 
 def test_selector_json_from_another_version(folder, caplog):
     doc = json.loads((folder / "selector.json").read_text())
-    doc["format_version"] = 3
+    from adascale_rl.runtime.schema import FORMAT_VERSION
+
+    doc["format_version"] = FORMAT_VERSION + 1
     (folder / "selector.json").write_text(json.dumps(doc))
     _expect_fallback(Selector.load(folder, monitor=FakeMonitor()), caplog, "format_version")
 
@@ -223,13 +225,30 @@ def test_selector_json_of_version_1_is_read_with_the_default_wake_up_spread(fold
     """A folder exported before the wake-up spread existed (format 1, no wake_cv anywhere) still serves."""
     doc = json.loads((folder / "selector.json").read_text())
     doc["format_version"] = 1
-    doc["device"].pop("wake_cv", None)
+    for key in ("wake_cv", "corun_stretch"):
+        doc["device"].pop(key, None)
     table = (doc.get("policy") or {}).get("table")
     if table:
-        table["scheduler"].pop("wake_cv", None)
+        for key in ("wake_cv", "corun_stretch"):
+            table["scheduler"].pop(key, None)
     (folder / "selector.json").write_text(json.dumps(doc))
     sel = Selector.load(folder, monitor=FakeMonitor())
     assert sel.status == "ok", sel.status
+
+
+def test_selector_json_of_version_2_is_read_without_the_co_runners_stretch(folder, caplog):
+    """A folder exported before ``corun_stretch`` existed (format 2) serves, its table's scheduler taking 0."""
+    doc = json.loads((folder / "selector.json").read_text())
+    table = (doc.get("policy") or {}).get("table")
+    assert table is None or table["scheduler"]["corun_stretch"] == 0.0  # this version writes it
+    doc["format_version"] = 2
+    doc["device"].pop("corun_stretch", None)
+    if table:
+        table["scheduler"].pop("corun_stretch")
+    (folder / "selector.json").write_text(json.dumps(doc))
+    sel = Selector.load(folder, monitor=FakeMonitor())
+    assert sel.status == "ok", sel.status
+    assert sel.select() in sel.ids
 
 
 def test_a_folder_exported_on_earlier_dynamics_serves_with_one_warning(folder, caplog):
