@@ -1,0 +1,72 @@
+"""The learned controllers' evaluation: episodes side by side (one batched forward per step) against one after
+the other, in one run, with the same results.
+
+    python benchmarks/evaluate_batch.py [--envs Rpi4-Vision ...] [--recipes ppo ppo-noprior] [--seeds 5]
+
+For each shipped environment and controller (``agents/<env>/<recipe>/``) it plays the test split's episodes
+for ``--seeds`` evaluation seeds with :func:`adascale_rl.policies.rollout.evaluate` twice in this process, one
+torch thread: side by side (the default: every episode of a seed on its own fork of the environment, one
+``act_batch`` per step) and one after the other (``batch=False``: one forward per observation, as before),
+the order alternating between controllers. It prints both wall times, their ratio, and whether every
+episode's results are identical (the batched forward may round the last float32 bits of a logit
+differently; the results are identical as long as no decision changes). The machine and the load average
+before and after are printed: the times mean something on a quiet machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import gymnasium as gym
+import torch
+
+import adascale_rl  # noqa: F401  (registers the ids)
+from adascale_rl import paths
+from adascale_rl.context.recorder import cpu_model
+from adascale_rl.environment.spec import VERSION
+from adascale_rl.policies.ppo import load_policy
+from adascale_rl.policies.rollout import evaluate
+
+ENVS = ("Rpi4-Vision", "Pixel4-Vision", "JetsonNano-Vision", "Local-Digits")
+
+
+def _key(results):
+    return [(r.seed, r.eval_seed, r.trace, r.start, r.steps, r.metrics) for r in results]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--envs", nargs="+", default=list(ENVS))
+    ap.add_argument("--recipes", nargs="+", default=["ppo", "ppo-noprior"])
+    ap.add_argument("--seeds", type=int, default=5)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    load = lambda: ", ".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
+          f"{platform.python_version()}, torch {torch.__version__}, 1 torch thread; load average before: {load()}")
+    print(f"{'environment':<20} {'controller':<12} {'episodes':>8} {'side by side':>13} {'one by one':>11} "
+          f"{'ratio':>6}  identical")
+    all_same = True
+    for i, name in enumerate(args.envs):
+        for j, recipe in enumerate(args.recipes):
+            policy = load_policy(paths.agents_dir() / name / recipe)
+            env = gym.make(f"AdaScale/{name}-v{VERSION}", split="test").unwrapped
+            times, results = {}, {}
+            order = (True, False) if (i + j) % 2 == 0 else (False, True)
+            for batch in order:
+                t0 = time.perf_counter()
+                results[batch] = evaluate(env, policy, range(args.seeds), batch=batch)
+                times[batch] = time.perf_counter() - t0
+            same = _key(results[True]) == _key(results[False])
+            all_same &= same
+            print(f"{name:<20} {recipe:<12} {len(results[True]):>8} {times[True]:>12.1f}s {times[False]:>10.1f}s "
+                  f"{times[False] / times[True]:>5.1f}x  {'yes' if same else 'NO'}", flush=True)
+    print(f"load average after: {load()}")
+    return 0 if all_same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
