@@ -3,7 +3,7 @@
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
                                     [--service-scale preset|measured|variant|X] [--wake preset|measured]
-                                    [--corun preset|measured]
+                                    [--corun preset|measured|X]
                                     [--json FILE | --from-json FILE] [--cpus 0 ...] [--compare FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
@@ -80,7 +80,7 @@ from adascale_rl import paths  # noqa: E402
 from adascale_rl._cpus import pin, usable_cpus  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
-from adascale_rl.device.presets import load_device, with_host_constants  # noqa: E402
+from adascale_rl.device.presets import PresetError, load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
 from adascale_rl.elastic.contention import (fit_corun, fit_wake, levels_for, measure,  # noqa: E402
                                              samples_from_json, samples_to_json)
@@ -375,9 +375,13 @@ def main(argv: list[str] | None = None) -> int:
                         int(threads), args.variants)
         if fit is None:
             ap.error(f"--corun measured: no level of {' '.join(map(str, args.levels))} busy processes leaves the app's "
-                     f"{int(threads)} thread(s) a core of their own on {plural(run_cores, 'core')}")
-        device = with_host_constants(device, {"corun_stretch": fit[0]}, "measured by benchmarks/contention.py --corun "
-                                                                         "measured")
+                     f"{int(threads)} thread(s) a core of their own on {plural(run_cores, 'core')}, or no variant has "
+                     f"enough back-to-back calls at such a level and with none")
+        try:
+            device = with_host_constants(device, {"corun_stretch": fit[0]}, "measured by benchmarks/contention.py "
+                                                                             "--corun measured")
+        except PresetError as exc:
+            ap.error(f"--corun measured: the fit is implausible ({exc}); {fit[1]}")
         corun_how = f"measured in this run: {fit[0]:g}, {fit[1]}; those cells back to back are fitted"
         corun_fitted = {lv for lv in args.levels if 0 < lv <= run_cores - threads}
     elif corun_given is not None:

@@ -54,8 +54,8 @@ The model, per variant, for one decision interval:
     2026-12-03 (``benchmarks/contention.py --corun measured``): one busy process beside the
     inference, which leaves it a core of its own, lengthened the back-to-back service by 3-21 %
     (medians over four variants 0.199 and 0.148 in two runs, docs/BENCHMARKS.md); the profile of
-    2026-12-01 on the same kind of VM had found none (0.004). ``adascale-rl profile`` and ``calibrate``
-    fit it;
+    2026-12-01 on the same kind of VM had found none (0.004). ``adascale-rl calibrate`` (one thread by
+    default) and ``profile`` (where its catalog's threads leave a core free) fit it;
   - a thread that slept pays a wake-up cost, whether its core idled meanwhile (idle-state
     exit) or ran another thread (caches that thread left cold): measured on the reference
     machine with and without busy processes,

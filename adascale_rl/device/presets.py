@@ -17,7 +17,7 @@ as an app on a host that has slowed down does; ``adascale-rl calibrate`` measure
 its mean; a live run's probe measures the host's own (``adascale-rl run``, ``sim2real``).
 ``corun_stretch`` (optional, 0 without the key) lengthens the service while other threads keep
 busy the cores the app does not use (:func:`adascale_rl.device.model.corun_ms`); ``adascale-rl
-profile`` and ``calibrate`` fit it.
+calibrate`` fits it (and ``profile``, where its catalog's threads leave a core free).
 """
 
 from __future__ import annotations
