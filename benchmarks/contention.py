@@ -82,7 +82,7 @@ from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import PresetError, load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
-from adascale_rl.elastic.contention import (fit_corun, fit_wake, levels_for, measure,  # noqa: E402
+from adascale_rl.elastic.contention import (corun_levels, fit_corun, fit_wake, levels_for, measure,  # noqa: E402
                                              samples_from_json, samples_to_json)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         except PresetError as exc:
             ap.error(f"--corun measured: the fit is implausible ({exc}); {fit[1]}")
         corun_how = f"measured in this run: {fit[0]:g}, {fit[1]}; those cells back to back are fitted"
-        corun_fitted = {lv for lv in args.levels if 0 < lv <= run_cores - threads}
+        corun_fitted = set(corun_levels(args.levels, int(run_cores), int(threads)))
     elif corun_given is not None:
         device = with_host_constants(device, {"corun_stretch": corun_given}, "given to benchmarks/contention.py")
         corun_how = f"given ({corun_given:g})"
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             cell = samples[vid]["levels"][level]
             for mode, key, rate in (("b2b", "b2b", None), (f"{args.rate:g}Hz", "resp", args.rate)):
                 a = np.asarray(cell[key])
-                m_mean, m_p95 = float(a.mean()), float(np.percentile(a, 95))
+                m_mean, m_p95 = cell_stats(cell, key)
                 m_lost = 1.0 - cell["served"] / cell["issued"] if rate is not None and cell["issued"] else 0.0
                 p_mean, p_p95, p_lost = predict(lat * scale_of(vid), level, rate, device, threads)
                 e1, e2 = p_mean / m_mean - 1.0, p_p95 / m_p95 - 1.0

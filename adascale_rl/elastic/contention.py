@@ -401,6 +401,12 @@ def by_precision(values: dict[str, float], catalog: Any, bounds: tuple[float, fl
     return out
 
 
+def corun_levels(levels: Sequence[int], cores: int, threads: int) -> list[int]:
+    """The busy-process counts of ``levels`` that leave the app's ``threads`` their cores (``0 < busy <= cores -
+    threads``): where a slow-down is co-running alone, nothing time-shared (:func:`fit_corun` reads these)."""
+    return [lv for lv in levels if 0 < lv <= cores - threads]
+
+
 def fit_corun(samples: dict, cores: int, threads: int, variants: Sequence[str] | None = None
               ) -> tuple[float, str] | None:
     """``(corun_stretch, how)``: how much longer the back-to-back service gets beside busy processes that leave the
@@ -410,7 +416,7 @@ def fit_corun(samples: dict, cores: int, threads: int, variants: Sequence[str] |
     that median is negative (none beyond the noise). None where no level qualifies (the app's threads fill every
     core, or the samples hold no such level) or no variant has :data:`MIN_SAMPLES` calls at both."""
     free = cores - threads
-    levels = [lv for lv in samples["_meta"]["levels"] if 0 < lv <= free]
+    levels = corun_levels(samples["_meta"]["levels"], cores, threads)
     vids = [v for v in (variants or samples) if v != "_meta" and v in samples]
     ratios = []
     for v in vids:

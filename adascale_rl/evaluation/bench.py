@@ -364,7 +364,8 @@ class _Workers:
         self._token += 1
         args = (self._token, spec, traces, env_kwargs)
         pending = {}
-        # the longest first (the oracle's planning, the learned controllers' torch forward): split by seed
+        # split by seed, submitted first: the oracle's planning (the longest job) and the learned controllers
+        # (each seed's episodes one batched forward per step, rollout.evaluate)
         for name in (n for n in names if n in SPLIT_BY_SEED):
             for s in seeds:
                 pending[self.pool.submit(_play_builtin, *args, name, quick, [s], episodes)] = (name, s)
