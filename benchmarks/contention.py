@@ -3,7 +3,7 @@
     python benchmarks/contention.py [--catalog envs/catalogs/local-x86.json] [--device local-x86]
                                     [--variants ID ...] [--levels 0 1 2 4] [--rounds 4] [--rate 60]
                                     [--service-scale preset|measured|variant|X] [--wake preset|measured]
-                                    [--corun preset|measured|X]
+                                    [--corun preset|measured|X] [--noise env|none]
                                     [--json FILE | --from-json FILE] [--cpus 0 ...] [--compare FILE]
 
 Times at least three variants of a catalog written by ``adascale-rl profile`` (their
@@ -53,6 +53,13 @@ at the rate are then fitted too, and the table checks the contention model besid
 processes that leave the app's threads their cores (1 on two cores), over the quiet ones; those cells
 are then fitted.
 
+The prediction is the simulator's over many intervals in the cell's context (``--noise env``, the default):
+the environments draw each interval's latency factor (log-normal, sigma 0.08, and a spike of 1.5-2.5x in 3 %
+of the intervals: ``adascale_rl.environment.env``), so the latencies they give one context over many
+intervals are a mixture over those factors (:func:`adascale_rl.environment.env.noise_quadrature`), as a
+cell's samples are one over its rounds, each a fresh process at the host's speed of that minute.
+``--noise none`` predicts one interval at factor 1 (what this benchmark printed before 2026-12-03 13:00).
+
 ``--compare FILE`` holds the measurement against itself: it sets this run's measured mean and p95 of
 every cell beside those of another ``--json`` run of the same cells (the same command minutes or days
 apart) and counts how many differ by more than the target. Where two runs of the measurement differ by
@@ -70,6 +77,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -85,6 +93,7 @@ from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
 from adascale_rl.elastic.contention import (corun_levels, fit_corun, fit_wake, levels_for, measure,  # noqa: E402
                                              samples_from_json, samples_to_json)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
+from adascale_rl.environment.env import LATENCY_SIGMA, SPIKE_PROB, SPIKE_RANGE, noise_quadrature  # noqa: E402
 
 #: the variants timed by default: the full model, a mid-size early exit, the int8 full model, a small int8 exit
 DEFAULT_VARIANTS = ("w1-final-r24-fp32", "w1-e3-r24-fp32", "w1-final-r24-int8", "w1-e2-r16-int8")
@@ -97,26 +106,32 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: float) -> tuple[float, float, float]:
+def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: float,
+            noise: tuple[Sequence[float], Sequence[float]] = ((1.0,), (1.0,))) -> tuple[float, float, float]:
     """(mean, p95, lost share) the model predicts: back to back (``rate_hz`` None: the call alone, nothing lost)
     or the response time of the requests served at ``rate_hz``, the probe dropping a request once the next
-    one has arrived (a stale frame: the model's deadline is the time between two requests)."""
+    one has arrived (a stale frame: the model's deadline is the time between two requests). ``noise``
+    (factors, weights): the intervals' latency factors the prediction mixes (the simulator's over many intervals,
+    :func:`adascale_rl.environment.env.noise_quadrature`; by default one interval at factor 1)."""
     sched = model.Scheduler.of(device)
     sigma = model.FRAME_SIGMA
-    c = model.contention(np.float64(lat_ms), np.float64(rate_hz or 1e9), np.float64(busy), float(device.cores),
-                         float(threads), sched)
-    if rate_hz is None:  # the app times the call itself: no queueing before it, no request to lose
-        c = c._replace(base_ms=np.float64(model.corun_ms(lat_ms, float(busy), float(device.cores), float(threads),
-                                                         sched)))
-        stale_ms = 1e9
-    else:
-        stale_ms = 1000.0 / rate_hz
-    s = model.serve(c, np.float64(rate_hz or 1.0), np.float64(stale_ms), 1.0, 1.0, sigma)
-    served = float(s.served_frac)
-    # the served requests' p95: the mixture's quantile below the stale ones (the top of the mixture); the requests
-    # beyond the app's capacity are lost whatever their response time, so they leave the quantiles as they are
-    kept = 1.0 - float(model.stale_share(c, np.float64(stale_ms)))
-    return float(s.mean_ms), model.response_quantile(c, 0.95 * kept, sigma), 1.0 - served
+    stale_ms = 1e9 if rate_hz is None else 1000.0 / rate_hz
+    mean = lost = kept = 0.0
+    parts = []
+    for f, w in zip(*noise):
+        service = lat_ms * float(f)
+        c = model.contention(np.float64(service), np.float64(rate_hz or 1e9), np.float64(busy), float(device.cores),
+                             float(threads), sched)
+        if rate_hz is None:  # the app times the call itself: no queueing before it, no request to lose
+            c = c._replace(base_ms=np.float64(model.corun_ms(service, float(busy), float(device.cores),
+                                                             float(threads), sched)))
+        s = model.serve(c, np.float64(rate_hz or 1.0), np.float64(stale_ms), 1.0, 1.0, sigma)
+        mean, lost = mean + w * float(s.mean_ms), lost + w * (1.0 - float(s.served_frac))
+        # the served requests' p95: the mixture's quantile below the stale ones (the top of the mixture); the
+        # requests beyond the app's capacity are lost whatever their response time, so they leave the quantiles
+        kept += w * (1.0 - float(model.stale_share(c, np.float64(stale_ms))))
+        parts.append((float(w), c))
+    return mean, model.mixture_quantile(parts, 0.95 * kept, sigma), lost
 
 
 def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, device) -> tuple[dict | None, str, set]:
@@ -228,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                          "(corun_stretch) the prediction uses: the device preset's (default), 'measured' in this "
                          "run, as profile and calibrate fit it (its cells back to back at those levels are then "
                          "fitted), or a number (another run's, to check it on this one)")
+    ap.add_argument("--noise", default="env", choices=("env", "none"),
+                    help="the intervals' latency noise the prediction mixes over: the environments' (default; the "
+                         "simulator over many intervals, as a cell pools its rounds) or none (one interval at "
+                         "factor 1)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the samples and the table as JSON")
     ap.add_argument("--cpus", type=int, nargs="+", default=None, metavar="CPU",
                     help="pin the run and its busy processes to these CPUs (a machine of fewer cores); the model "
@@ -360,11 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         how = f"given ({scale:g})"
     scale_of = (lambda v: scale[v]) if isinstance(scale, dict) else (lambda v: scale)  # noqa: E731
     wake_fitted: set = set()
+    noise = noise_quadrature() if args.noise == "env" else ((1.0,), (1.0,))
+    noise_mean = float(np.dot(*noise))  # the mean interval's latency factor: the mean service the prediction gives
     wake_how = (f"the preset's (idle_wake_ms {device.idle_wake_ms:g} + idle_wake_per_ms {device.idle_wake_per_ms:g}"
                 f" x service)")
     if args.wake == "measured":
-        wake, wake_how, wake_fitted = wake_cost(samples, {v: catalog_ms[v] * scale_of(v) for v in args.variants},
-                                                args.rate, device)
+        wake, wake_how, wake_fitted = wake_cost(samples, {v: catalog_ms[v] * scale_of(v) * noise_mean
+                                                          for v in args.variants}, args.rate, device)
         if wake is None:
             ap.error(f"--wake measured: {wake_how}")
         device = with_host_constants(device, wake, "measured by benchmarks/contention.py --wake measured")
@@ -387,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     elif corun_given is not None:
         device = with_host_constants(device, {"corun_stretch": corun_given}, "given to benchmarks/contention.py")
         corun_how = f"given ({corun_given:g})"
+    noise_how = (f"the environments' (log-normal sigma {LATENCY_SIGMA:g}, spikes of {SPIKE_RANGE[0]:g}-"
+                 f"{SPIKE_RANGE[1]:g}x in {SPIKE_PROB:.0%} of the intervals), mixed over {len(noise[0])} points"
+                 if args.noise == "env" else "none (one interval at factor 1)")
     load = os.getloadavg()
     cores_how = plural(run_cores, "core") + ("" if run_cores == preset_cores else
                                         f" (the model's; the preset {device.name} has {preset_cores})")
@@ -398,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host's speed against the catalog: {how}")
     print(f"wake-up cost: {wake_how}")
     print(f"co-runners' lengthening of the service: {corun_how}")
+    print(f"intervals' latency noise: {noise_how}")
     print("rounds: the range of the per-round measured means over their mean (the measurement's own spread "
           "between rounds minutes apart)")
     header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "
@@ -414,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                 a = np.asarray(cell[key])
                 m_mean, m_p95 = cell_stats(cell, key)
                 m_lost = 1.0 - cell["served"] / cell["issued"] if rate is not None and cell["issued"] else 0.0
-                p_mean, p_p95, p_lost = predict(lat * scale_of(vid), level, rate, device, threads)
+                p_mean, p_p95, p_lost = predict(lat * scale_of(vid), level, rate, device, threads, noise)
                 e1, e2 = p_mean / m_mean - 1.0, p_p95 / m_p95 - 1.0
                 worst = max(worst, abs(e1), abs(e2))
                 per = round_means(a, cell.get(f"{key}_per_round"))
@@ -457,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "service_scale": scale,
             "wake": {"how": args.wake, "idle_wake_ms": device.idle_wake_ms, "idle_wake_per_ms": device.idle_wake_per_ms,
                      "wake_cv": device.wake_cv},
-            "corun": {"how": args.corun, "corun_stretch": device.corun_stretch},
+            "corun": {"how": args.corun, "corun_stretch": device.corun_stretch}, "noise": args.noise,
             "samples": keep,
             "rows": [dict(zip(("variant", "catalog_ms", "busy", "mode", "n", "mean", "pred_mean", "err_mean",
                                "round_mean_min", "round_mean_max", "p95", "pred_p95", "err_p95", "lost", "pred_lost"),

@@ -423,6 +423,26 @@ def _log_point(center_ms, spread_ms, sigma: float, xp):
 def response_quantile(c: Contention, q: float, sigma: float) -> float:
     """The ``q`` quantile of one request's response time (scalars; by bisection, for reports and tests): the
     mixture :func:`serve` uses, a stale request counted at its wait."""
+    return mixture_quantile(((1.0, c),), q, sigma)
+
+
+def mixture_quantile(parts: Sequence[tuple[float, Contention]], q: float, sigma: float) -> float:
+    """The ``q`` quantile of the response time of requests drawn from several contexts' mixtures, ``(weight,
+    Contention)`` each (the weights summing to 1): :func:`response_quantile` over intervals whose service differs
+    (the simulator's latency noise, ``adascale_rl.environment.env.noise_quadrature``). Scalars, by bisection."""
+    cdfs = [(float(w), _response_cdf(c, sigma)) for w, c in parts]
+    if not cdfs:
+        raise ValueError("mixture_quantile needs at least one part")
+    lo = min(float(c.base_ms) for _, c in parts) * 0.1
+    hi = max(float(c.base_ms) + 50.0 * max(float(c.delay_ms), 1e-9) for _, c in parts) * 10.0
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if sum(w * cdf(mid) for w, cdf in cdfs) < q else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def _response_cdf(c: Contention, sigma: float):
+    """The distribution function of one request's response time under ``c`` (ms -> probability; scalars)."""
     lo_z, lo_s = (float(v) for v in _log_point(np.float64(c.base_ms), np.float64(c.spread_ms), sigma, _NUMPY))
     hi_z, hi_s = (float(v) for v in _log_point(np.float64(c.base_ms + c.delay_ms), np.float64(c.spread_ms), sigma,
                                                _NUMPY))
@@ -436,11 +456,7 @@ def response_quantile(c: Contention, q: float, sigma: float) -> float:
         hi = 0.5 * (1.0 + math.erf((lx - hi_z) / hi_s * _SQRT1_2))
         return (1.0 - p) * lo + waits * lo * (1.0 - math.exp(-max(x - mean_lo, 0.0) / delay)) + (p - waits) * hi
 
-    lo, hi = float(c.base_ms) * 0.1, (float(c.base_ms) + 50.0 * delay) * 10.0
-    for _ in range(100):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
-    return math.sqrt(lo * hi)
+    return cdf
 
 
 def clock_factor(compute_bound_frac, freq_mhz, f_max_mhz: float):

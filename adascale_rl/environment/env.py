@@ -161,6 +161,34 @@ class Episode:
         return len(self.exo)
 
 
+def noise_quadrature(latency_sigma: float = LATENCY_SIGMA, spike_prob: float = SPIKE_PROB,
+                     host_speed: Sequence[float] | None = None, nodes: int = 12,
+                     spike_nodes: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """(factors, weights): a quadrature of one interval's latency factor as :meth:`AdaScaleEnv.noise_factors` draws
+    it (a spell of spikes keeps the share ``spike_prob``, so the marginal is the same with ``spike_spell_s``): the
+    log-normal by Gauss-Hermite on ``nodes`` points, a spike's factor (uniform in :data:`SPIKE_RANGE`) on
+    ``spike_nodes`` midpoints and, with ``host_speed``, the episode's log-uniform speed on ``spike_nodes``
+    Gauss-Legendre points. The weights sum to 1. What the simulator's latency in one context spreads to over many
+    intervals: ``benchmarks/contention.py`` predicts a measurement of several rounds with it."""
+    if not latency_sigma >= 0 or not 0.0 <= spike_prob <= 1.0 or nodes < 1 or spike_nodes < 1:
+        raise ValueError(f"latency_sigma >= 0, spike_prob in [0, 1] and nodes >= 1, not {latency_sigma!r}, "
+                         f"{spike_prob!r}, {nodes!r}, {spike_nodes!r}")
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)  # probabilists' Hermite: weight exp(-x^2 / 2)
+    factors, weights = np.exp(latency_sigma * x), w / w.sum()
+    if spike_prob > 0.0:
+        lo, hi = SPIKE_RANGE
+        u = lo + (hi - lo) * (np.arange(spike_nodes) + 0.5) / spike_nodes
+        factors = np.concatenate([factors, np.outer(factors, u).ravel()])
+        weights = np.concatenate([weights * (1.0 - spike_prob), np.repeat(weights, spike_nodes) * spike_prob
+                                  / spike_nodes])
+    if host_speed is not None:
+        lo, hi = (math.log(float(s)) for s in host_speed)
+        g, gw = np.polynomial.legendre.leggauss(spike_nodes)
+        speed = np.exp(lo + (hi - lo) * (g + 1.0) / 2.0)
+        factors, weights = np.outer(factors, speed).ravel(), np.outer(weights, gw / gw.sum()).ravel()
+    return factors, weights
+
+
 def _noises(factors: np.ndarray):
     """One :class:`Noise` per latency factor (an iterator; the tuples are built in C, on every reset's path)."""
     return map(tuple.__new__, itertools.repeat(Noise), zip(factors.tolist()))

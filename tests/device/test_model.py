@@ -195,6 +195,24 @@ def test_the_delay_tail_is_exponential_whatever_the_deadline():
         assert q == pytest.approx(d, rel=1e-3), d
 
 
+def test_a_mixtures_quantile_weighs_its_parts_distributions():
+    """:func:`model.mixture_quantile`: one part is :func:`model.response_quantile`; at the returned quantile the
+    parts' distributions, weighted, give the asked probability (checked against ``serve``'s on-time share, which
+    is the same distribution at a deadline)."""
+    sched = model.Scheduler()
+    fast = model.contention(np.float64(1.0), np.float64(60.0), np.float64(4.0), 2.0, 1.0, sched)
+    slow = model.contention(np.float64(3.0), np.float64(60.0), np.float64(4.0), 2.0, 1.0, sched)
+    assert model.mixture_quantile([(1.0, fast)], 0.9, 0.1) == model.response_quantile(fast, 0.9, 0.1)
+    for q in (0.5, 0.95):
+        x = model.mixture_quantile([(0.7, fast), (0.3, slow)], q, 0.1)
+        assert model.response_quantile(fast, q, 0.1) < x < model.response_quantile(slow, q, 0.1)
+        # a request within x: on time at deadline x (a rate the app keeps up with, so capacity loses nothing)
+        within = [float(model.serve(c, np.float64(1.0), np.float64(x), 1.0, 1.0, 0.1).on_time_frac) for c in (fast, slow)]
+        assert 0.7 * within[0] + 0.3 * within[1] == pytest.approx(q, abs=2e-3)
+    with pytest.raises(ValueError, match="at least one part"):
+        model.mixture_quantile([], 0.5, 0.1)
+
+
 def _random_case(rng, physics):
     n = len(physics.catalog)
     exo = ph.Exo(freq_cap_mhz=float(rng.choice([math.inf, rng.uniform(500, 2000)])), bg_cpu_util=float(rng.uniform(0, 1)),

@@ -574,3 +574,35 @@ def test_variant_wake_scale_gives_the_named_variants_their_own_wake_up_cost_in_t
                        ((1.0,), "mapping")):
         with pytest.raises(ValueError, match=words):
             AdaScaleEnv(fixture_spec, variant_wake_scale=bad)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"spike_spell_s": 8.0}, {"latency_sigma": 0.2, "spike_prob": 0.1},
+                                    {"host_speed": (0.8, 1.6)}])
+def test_noise_quadrature_has_the_moments_and_quantiles_of_the_draws(fixture_spec, kwargs):
+    """What benchmarks/contention.py predicts a pooled measurement with: the quadrature of one interval's latency
+    factor has the mean, spread and tail of the factors the environment draws (spells keep the marginal)."""
+    from adascale_rl.environment.env import noise_quadrature
+
+    env = AdaScaleEnv(fixture_spec, split="test", **kwargs)
+    rng = np.random.default_rng(5)
+    x = np.concatenate([env.noise_factors(rng, 300) * (np.exp(rng.uniform(*np.log(kwargs["host_speed"])))
+                                                       if "host_speed" in kwargs else 1.0)
+                        for _ in range(2000)])
+    f, w = noise_quadrature(env.latency_sigma, env.spike_prob, kwargs.get("host_speed"))
+    assert abs(w.sum() - 1.0) < 1e-12 and np.all(w > 0)
+    mean = float(np.dot(f, w))
+    assert abs(mean / x.mean() - 1.0) < 0.01
+    assert abs(np.sqrt(np.dot((f - mean) ** 2, w)) / x.std() - 1.0) < 0.05
+    # as the benchmark uses it: each point smoothed by the frame jitter (log-normal, sigma 0.1); its median and p95
+    # within the draws' (times the same jitter) 1 point around them
+    from math import erf, sqrt
+
+    def cdf(v: float) -> float:
+        return float(np.dot(w, [0.5 * (1.0 + erf((np.log(v) - np.log(fi)) / (0.1 * sqrt(2.0)))) for fi in f]))
+
+    y = x * np.exp(0.1 * rng.standard_normal(x.size))
+    for q in (0.5, 0.95):
+        lo, hi = np.quantile(y, [q - 0.01, q + 0.01])
+        assert cdf(lo) <= q <= cdf(hi), (q, cdf(lo), cdf(hi))
+    with pytest.raises(ValueError, match="spike_prob in"):
+        noise_quadrature(0.08, 1.5)
