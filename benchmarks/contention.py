@@ -58,7 +58,10 @@ the environments draw each interval's latency factor (log-normal, sigma 0.08, an
 of the intervals: ``adascale_rl.environment.env``), so the latencies they give one context over many
 intervals are a mixture over those factors (:func:`adascale_rl.environment.env.noise_quadrature`), as a
 cell's samples are one over its rounds, each a fresh process at the host's speed of that minute.
-``--noise none`` predicts one interval at factor 1 (what this benchmark printed before 2026-12-03 13:00).
+Each factor counts by the requests it serves (a slow interval beyond the app's capacity serves fewer), as the
+samples do. ``--noise none`` predicts one interval at factor 1 (what this benchmark printed before 2026-12-03
+13:00). With the noise the quiet back-to-back mean is predicted 3.3 % above the service at factor 1 (the noise's
+mean), besides the frame jitter's 0.5 %.
 
 ``--compare FILE`` holds the measurement against itself: it sets this run's measured mean and p95 of
 every cell beside those of another ``--json`` run of the same cells (the same command minutes or days
@@ -116,8 +119,7 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
     sched = model.Scheduler.of(device)
     sigma = model.FRAME_SIGMA
     stale_ms = 1e9 if rate_hz is None else 1000.0 / rate_hz
-    mean = lost = kept = 0.0
-    parts = []
+    points = []
     for f, w in zip(*noise):
         service = lat_ms * float(f)
         c = model.contention(np.float64(service), np.float64(rate_hz or 1e9), np.float64(busy), float(device.cores),
@@ -126,12 +128,18 @@ def predict(lat_ms: float, busy: int, rate_hz: float | None, device, threads: fl
             c = c._replace(base_ms=np.float64(model.corun_ms(service, float(busy), float(device.cores),
                                                              float(threads), sched)))
         s = model.serve(c, np.float64(rate_hz or 1.0), np.float64(stale_ms), 1.0, 1.0, sigma)
-        mean, lost = mean + w * float(s.mean_ms), lost + w * (1.0 - float(s.served_frac))
-        # the served requests' p95: the mixture's quantile below the stale ones (the top of the mixture); the
-        # requests beyond the app's capacity are lost whatever their response time, so they leave the quantiles
-        kept += w * (1.0 - float(model.stale_share(c, np.float64(stale_ms))))
-        parts.append((float(w), c))
-    return mean, model.mixture_quantile(parts, 0.95 * kept, sigma), lost
+        stale = float(model.stale_share(c, np.float64(stale_ms)))
+        reached = float(s.served_frac) / (1.0 - stale)  # the requests within the app's capacity
+        points.append((float(w), c, float(s.served_frac), float(s.mean_ms), reached, stale))
+    # the measurement pools the requests served: a point counts by the requests it serves (a slow one, beyond the
+    # app's capacity, serves fewer); the p95 of those served is the mixture's quantile below the stale ones (the
+    # top of each part), and the requests beyond capacity are lost whatever their response time
+    served = sum(w * sf for w, _, sf, _, _, _ in points)
+    mean = sum(w * sf * m for w, _, sf, m, _, _ in points) / max(served, 1e-12)
+    reached = max(sum(w * r for w, _, _, _, r, _ in points), 1e-12)
+    parts = [(w * r / reached, c) for w, c, _, _, r, _ in points]
+    kept = sum(w * r * (1.0 - st) for w, _, _, _, r, st in points) / reached
+    return mean, model.mixture_quantile(parts, 0.95 * kept, sigma), 1.0 - served
 
 
 def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, device) -> tuple[dict | None, str, set]:

@@ -433,6 +433,10 @@ def mixture_quantile(parts: Sequence[tuple[float, Contention]], q: float, sigma:
     cdfs = [(float(w), _response_cdf(c, sigma)) for w, c in parts]
     if not cdfs:
         raise ValueError("mixture_quantile needs at least one part")
+    total = sum(w for w, _ in cdfs)
+    if not (all(w >= 0.0 for w, _ in cdfs) and abs(total - 1.0) <= 1e-9 and 0.0 < q < 1.0):
+        raise ValueError(f"mixture_quantile needs weights >= 0 summing to 1 (they sum to {total!r}) and 0 < q < 1 "
+                         f"(q = {q!r})")
     lo = min(float(c.base_ms) for _, c in parts) * 0.1
     hi = max(float(c.base_ms) + 50.0 * max(float(c.delay_ms), 1e-9) for _, c in parts) * 10.0
     for _ in range(100):

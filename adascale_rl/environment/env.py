@@ -171,8 +171,10 @@ def noise_quadrature(latency_sigma: float = LATENCY_SIGMA, spike_prob: float = S
     Gauss-Legendre points. The weights sum to 1. What the simulator's latency in one context spreads to over many
     intervals: ``benchmarks/contention.py`` predicts a measurement of several rounds with it."""
     if not latency_sigma >= 0 or not 0.0 <= spike_prob <= 1.0 or nodes < 1 or spike_nodes < 1:
-        raise ValueError(f"latency_sigma >= 0, spike_prob in [0, 1] and nodes >= 1, not {latency_sigma!r}, "
-                         f"{spike_prob!r}, {nodes!r}, {spike_nodes!r}")
+        raise ValueError(f"noise_quadrature needs latency_sigma >= 0, spike_prob in [0, 1], nodes >= 1 and "
+                         f"spike_nodes >= 1, not {latency_sigma!r}, {spike_prob!r}, {nodes!r}, {spike_nodes!r}")
+    if host_speed is not None and not (len(host_speed) == 2 and all(0.0 < float(x) < math.inf for x in host_speed)):
+        raise ValueError(f"host_speed must be two positive finite factors (lo, hi), not {host_speed!r}")
     x, w = np.polynomial.hermite_e.hermegauss(nodes)  # probabilists' Hermite: weight exp(-x^2 / 2)
     factors, weights = np.exp(latency_sigma * x), w / w.sum()
     if spike_prob > 0.0:

@@ -211,6 +211,8 @@ def test_a_mixtures_quantile_weighs_its_parts_distributions():
         assert 0.7 * within[0] + 0.3 * within[1] == pytest.approx(q, abs=2e-3)
     with pytest.raises(ValueError, match="at least one part"):
         model.mixture_quantile([], 0.5, 0.1)
+    with pytest.raises(ValueError, match="summing to 1"):
+        model.mixture_quantile([(0.7, fast), (0.7, slow)], 0.5, 0.1)
 
 
 def _random_case(rng, physics):

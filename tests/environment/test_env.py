@@ -606,3 +606,5 @@ def test_noise_quadrature_has_the_moments_and_quantiles_of_the_draws(fixture_spe
         assert cdf(lo) <= q <= cdf(hi), (q, cdf(lo), cdf(hi))
     with pytest.raises(ValueError, match="spike_prob in"):
         noise_quadrature(0.08, 1.5)
+    with pytest.raises(ValueError, match="host_speed must be two positive"):
+        noise_quadrature(0.08, 0.03, (0.0, 2.0))
