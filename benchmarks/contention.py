@@ -94,7 +94,7 @@ from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import PresetError, load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
 from adascale_rl.elastic.contention import (corun_levels, fit_corun, fit_wake, levels_for, measure,  # noqa: E402
-                                             samples_from_json, samples_to_json)
+                                             round_splits, samples_from_json, samples_to_json)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 from adascale_rl.environment.env import LATENCY_SIGMA, SPIKE_PROB, SPIKE_RANGE, noise_quadrature  # noqa: E402
 
@@ -170,10 +170,7 @@ def wake_cost(samples: dict, service_ms: dict[str, float], rate_hz: float, devic
 def round_means(xs, per_round) -> list[float]:
     """The mean of each round's samples (``per_round``: how many each round took, in order); [] when the samples
     do not say (a --json file of an older run)."""
-    if not per_round or sum(per_round) != len(xs):
-        return []
-    ends = np.cumsum(per_round)
-    return [float(np.mean(xs[e - n:e])) for n, e in zip(per_round, ends) if n]
+    return [float(r.mean()) for r in round_splits(xs, per_round)]
 
 
 def load_run(path: str) -> tuple[dict, dict]:

@@ -263,6 +263,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     pooled = merge_samples([s for _, s in earlier] + [samples]) if earlier else samples
     drift = service_drift(samples, {v: latency[v] for v in chosen})
     ratio, scale = host_speed(drift)  # the machine's speed against the catalog, this run's (the one written)
+    spread = contention.speed_spread(samples, chosen)
+    moved = float(np.median(list(spread.values()))) if spread else math.nan
+    warning = contention.moved_warning(spread, "The constants fitted and the host's speed")
+    if warning:
+        log(warning + " (more rounds, --rounds, or runs pooled over the hours average more)")
     # the scheduler's constants act on the world's service time (the catalog's x the host's speed): fitted on it,
     # at the speed of the samples fitted (the pooled runs', which may differ from this run's)
     timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
@@ -291,7 +296,9 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
         doc["service_scale"] = {"value": scale, "source": (
             f"measured on this host by adascale-rl calibrate at {started}: median over {len(drift)} variants of "
             f"(median back-to-back service with no load / the catalog's latency), this run's samples only (the "
-            f"host's speed at the time; range {min(drift.values()):.3f}-{max(drift.values()):.3f})")}
+            f"host's speed at the time; range {min(drift.values()):.3f}-{max(drift.values()):.3f}"
+            + (f"; a variant's rounds {moved:.2f}x apart, median over {len(spread)} variants" if spread else "")
+            + ")")}
         speed = (f"# latency, median over the timed variants: {ratio:.3f}: the simulator serves every variant that\n"
                  f"# much slower than the catalog says, while the app's model keeps the catalog (re-profile to\n"
                  f"# rewrite it).\n")
@@ -317,7 +324,8 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     atomic_write_text(spec_file, spec_text)
     load_spec(spec_file)
     return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "before": before,
-            "drift": drift, "drift_median": ratio, "service_scale": scale, "runs": runs, "samples": pooled,
+            "drift": drift, "drift_median": ratio, "speed_spread": spread, "service_scale": scale, "runs": runs,
+            "samples": pooled,
             "refit": refit}
 
 
@@ -352,6 +360,10 @@ def calibrate_command(args) -> int:
         d = res["drift"]
         print(f"\nmedian back-to-back service / catalog latency: median {res['drift_median']:.3f} "
               f"(range {min(d.values()):.3f}-{max(d.values()):.3f} over {len(d)} variants)")
+    if res["speed_spread"]:
+        sp = res["speed_spread"]
+        print(f"the same between this run's rounds, the largest round's median over the smallest: median "
+              f"{float(np.median(list(sp.values()))):.2f}x (range {min(sp.values()):.2f}-{max(sp.values()):.2f}x)")
     print(f"\nwrote {res['device']} and {res['spec']}; replay live runs against it with:\n"
           f"  adascale-rl sim2real LIVE_DIR --env {res['spec']}")
     return 0

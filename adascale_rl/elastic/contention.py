@@ -48,6 +48,52 @@ def add_cell(cells: dict, key, src: dict, keys: Sequence[str] = SAMPLE_KEYS, per
     return cell
 
 
+def round_splits(xs: Sequence[float], per_round: Sequence[int] | None) -> list[np.ndarray]:
+    """A cell's samples ``xs`` split by round (``per_round``: how many each round added, :func:`add_cell`); [] when
+    the counts do not say (no counts, or counts that do not add up to the samples)."""
+    if not per_round or sum(per_round) != len(xs):
+        return []
+    a = np.asarray(xs, dtype=np.float64)
+    ends = np.cumsum(per_round)
+    return [a[e - n:e] for n, e in zip(per_round, ends) if n]
+
+
+#: a calibration warns when the rounds' quiet back-to-back medians are further apart than this factor (the median
+#: over the variants): the host's speed moved while it measured (derived: the 20 % the contention benchmark's target
+#: allows; on 2026-12-03 the AMD VM's rounds were 1.2-2.1x apart, docs/BENCHMARKS.md "Contention")
+SPEED_SPREAD_WARN = 1.2
+
+
+def speed_spread(samples: dict, variants: Sequence[str] | None = None) -> dict[str, float]:
+    """Each variant's quiet back-to-back medians round by round, the largest over the smallest: how far the host's
+    speed moved between the rounds of one measurement (1 = not at all). Variants without the per-round counts or with
+    fewer than two rounds are left out."""
+    out = {}
+    for v in variants or [k for k in samples if k != "_meta"]:
+        cell = samples.get(v, {}).get("levels", {}).get(0)
+        if not cell:
+            continue
+        medians = [float(np.median(r)) for r in round_splits(cell.get("b2b", []), cell.get("b2b_per_round"))]
+        if len(medians) >= 2 and min(medians) > 0.0:
+            out[v] = max(medians) / min(medians)
+    return out
+
+
+def moved_warning(spread: dict[str, float], what: str) -> str | None:
+    """One warning line when :func:`speed_spread`'s median is beyond :data:`SPEED_SPREAD_WARN` (None otherwise):
+    the rounds of a measurement ran at different speeds, so what is fitted from it (``what``) averages over them."""
+    if not spread:
+        return None
+    moved = float(np.median(list(spread.values())))
+    if moved <= SPEED_SPREAD_WARN:
+        return None
+    worst = max(spread, key=spread.get)
+    return (f"warning: the service moved between this run's rounds (each a fresh process): the quiet back-to-back "
+            f"medians of a variant's rounds are {moved:.2f}x apart (median over {len(spread)} variants; {worst} "
+            f"{spread[worst]:.2f}x). {what} average over it; a replay or a bench against them is as good as the "
+            f"host is steady")
+
+
 def samples_to_json(samples: dict) -> dict:
     """:func:`measure`'s samples as JSON takes them: string keys, times rounded to 0.1 us."""
     def cell(c: dict) -> dict:

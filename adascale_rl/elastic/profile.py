@@ -170,6 +170,10 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
                                   calls=20 if quick else 200, duration_s=0.2 if quick else 1.0,
                                   rate_hz=CONTENTION_RATE_HZ, quiet_rates=quiet_rates, seed=seed,
                                   progress=bar.update)
+    warning = contention.moved_warning(contention.speed_spread(load), "The contention curves and the scheduler "
+                                                                      "constants fitted from them")
+    if warning:
+        log(warning + " (adascale-rl calibrate re-measures them)")
 
     n_test = len(data.y_test)
     t_rule = (f"median of {sessions * recipe.timing_rounds * recipe.timing_calls} batch-1 calls of the TorchScript "

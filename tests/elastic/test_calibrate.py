@@ -263,6 +263,54 @@ def test_a_refit_fits_the_saved_samples_at_their_speed_on_their_machine(tmp_path
         run_calibrate("Local-Digits", tmp_path, refit=True, log=said.append)
 
 
+def test_a_calibration_whose_rounds_ran_at_different_speeds_says_so(tmp_path):
+    """Saved samples of two rounds (nothing timed): the second round's quiet back-to-back service 1.5x the first's
+    gives one warning naming the spread and a note in service_scale's source; rounds at one speed give neither."""
+    from adascale_rl.device.catalog import load_catalog
+    from adascale_rl.elastic.calibrate import catalog_key, run_calibrate
+    from adascale_rl.elastic.contention import add_cell, speed_spread
+    from adascale_rl.environment.spec import find_spec
+
+    spec = find_spec("Local-Digits")
+    cat = load_catalog(spec.catalog_path())
+    lat = {v.id: v.latency_ms for v in cat.variants}
+    ids = pick_variants(lat, 4)
+    rng = np.random.default_rng(3)
+
+    def save(folder, second_round, n=40):
+        s = {"_meta": {"levels": [0, 4], "rounds": 2, "calls": n, "rate_hz": 60.0, "duration_s": 1.0, "threads": 1,
+                       "cores": 2, "quiet_rates": [400.0]}}
+        for v in ids:
+            s[v] = {"levels": {}, "quiet": {}}
+            for factor in (1.5, 1.5 * second_round):  # one round, then the other
+                service = lat[v] * factor
+                b2b = list(service * (1.0 + 0.01 * rng.random(n)))
+                wake = list(service + 0.6 + 0.1 * service + 0.05 * rng.random(n))
+                for lv in (0, 4):
+                    add_cell(s[v]["levels"], lv, {"b2b": b2b, "svc": wake, "resp": wake, "issued": n, "served": n},
+                             per_round=True)
+                add_cell(s[v]["quiet"], 400.0, {"b2b": [], "svc": [service + 0.25] * n,
+                                                "resp": [service + 0.25] * n, "issued": n, "served": n},
+                         per_round=True)
+        (folder / "samples").mkdir(parents=True)
+        (folder / "samples" / "20261203-000001.json").write_text(json.dumps(
+            {"env": spec.id, "catalog": cat.name, "catalog_key": catalog_key(cat), "measured_at": "20261203-000001",
+             "samples": samples_to_json(s)}))
+        return s
+
+    s = save(tmp_path / "moved", 1.5)
+    assert len(speed_spread(s)) == 4 and all(1.45 < x < 1.55 for x in speed_spread(s).values())
+    said = []
+    res = run_calibrate("Local-Digits", tmp_path / "moved", refit=True, log=said.append)
+    warned = [m for m in said if m.startswith("warning: the service moved between this run's rounds")]
+    assert len(warned) == 1 and "1.5" in warned[0], said
+    assert res["speed_spread"] and "rounds 1.5" in res["device"].read_text()
+    save(tmp_path / "steady", 1.0)
+    said = []
+    res = run_calibrate("Local-Digits", tmp_path / "steady", refit=True, log=said.append)
+    assert not any(m.startswith("warning") for m in said) and all(x < 1.05 for x in res["speed_spread"].values())
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_sigterm_stops_calibrate_and_every_process_it_started(profiled, tmp_path):
