@@ -276,6 +276,16 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     if len(runs) > 1:
         fitted = {k: (v, f"{how}; samples of {len(runs)} calibration runs ({runs[0]} to {runs[-1]}) pooled")
                   for k, (v, how) in fitted.items()}
+    # the stretch is the lengthening beside busy processes on the cores the probe's threads leave; the simulator
+    # applies it at the catalog's threads (model.corun_ms): a stretch probed at other threads is not that one
+    app_threads = catalog.threads if catalog.threads is not None else preset.cores
+    unfit = {}
+    if "corun_stretch" in fitted and threads != app_threads:
+        fitted.pop("corun_stretch")
+        unfit["corun_stretch"] = (f"probed at {threads} thread(s) while the catalog's app runs {app_threads}: the "
+                                  f"cores the probe left free are not the ones the app leaves; calibrate with "
+                                  f"--threads {app_threads}")
+        log(f"corun_stretch not refitted: {unfit['corun_stretch']}")
 
     doc = read_data(dev_path, PresetError)
     before = {k: (doc.get(k) or {}).get("value") if isinstance(doc.get(k), dict) else None
@@ -289,8 +299,9 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
         elif isinstance(doc.get(key), dict):  # kept, and said so
             kept = {k: v for k, v in doc[key].items() if k == "value"}
             origin = doc[key].get("source") or doc[key].get("derived") or ""
+            why = unfit.get(key, "too few or implausible samples")
             kept["derived"] = (f"kept from {dev_path.name} (adascale-rl calibrate at {started} could not fit it: "
-                               f"too few or implausible samples): {origin}")
+                               f"{why}): {origin}")
             doc[key] = kept
     if scale is not None:
         doc["service_scale"] = {"value": scale, "source": (
@@ -323,7 +334,8 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
                                   width=120))
     atomic_write_text(spec_file, spec_text)
     load_spec(spec_file)
-    return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "before": before,
+    return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "not_fitted": unfit,
+            "before": before,
             "drift": drift, "drift_median": ratio, "speed_spread": spread, "service_scale": scale, "runs": runs,
             "samples": pooled,
             "refit": refit}

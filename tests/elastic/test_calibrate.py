@@ -311,6 +311,50 @@ def test_a_calibration_whose_rounds_ran_at_different_speeds_says_so(tmp_path):
     assert not any(m.startswith("warning") for m in said) and all(x < 1.05 for x in res["speed_spread"].values())
 
 
+def test_a_stretch_probed_at_other_threads_than_the_catalogs_is_not_written(tmp_path):
+    """Saved samples at 1 thread whose back-to-back service beside 1 busy process is 1.2x the quiet one: written as
+    corun_stretch 0.2 for the shipped catalog (1 thread), but not for a catalog whose app runs 2 threads (the
+    cores the probe left free are not the app's), and the calibration says why."""
+    from dataclasses import replace
+
+    from adascale_rl.device.catalog import load_catalog
+    from adascale_rl.device.presets import load_device
+    from adascale_rl.elastic.calibrate import catalog_key, prepare, run_calibrate
+    from adascale_rl.environment.spec import find_spec
+
+    spec = find_spec("Local-Digits")
+    cat = load_catalog(spec.catalog_path())
+    lat = {v.id: v.latency_ms for v in cat.variants}
+    ids = pick_variants(lat, 4)
+    rng = np.random.default_rng(4)
+    n = 40
+    s = {"_meta": {"levels": [0, 1, 4], "rounds": 1, "calls": n, "rate_hz": 60.0, "duration_s": 1.0, "threads": 1,
+                   "cores": 2, "quiet_rates": [400.0]}}
+    for v in ids:
+        service = lat[v] * 1.5
+        b2b = service * (1.0 + 0.01 * rng.random(n))
+        wake = list(service + 0.6 + 0.1 * service + 0.05 * rng.random(n))
+        cell = {"svc": wake, "resp": wake, "issued": n, "served": n}
+        s[v] = {"levels": {0: dict(cell, b2b=list(b2b)), 1: dict(cell, b2b=list(1.2 * b2b)), 4: dict(cell, b2b=list(b2b))},
+                "quiet": {400.0: {"b2b": [], "svc": [service + 0.25] * n, "resp": [service + 0.25] * n, "issued": n,
+                                  "served": n}}}
+    for folder in ("one", "two"):
+        (tmp_path / folder / "samples").mkdir(parents=True)
+        (tmp_path / folder / "samples" / "20261203-000001.json").write_text(json.dumps(
+            {"env": spec.id, "catalog": cat.name, "catalog_key": catalog_key(cat), "measured_at": "20261203-000001",
+             "samples": samples_to_json(s)}))
+    res = run_calibrate("Local-Digits", tmp_path / "one", refit=True, log=lambda m: None)
+    assert res["fitted"]["corun_stretch"][0] == pytest.approx(0.2, abs=0.01) and not res["not_fitted"]
+    assert load_preset_file(res["device"]).corun_stretch == pytest.approx(0.2, abs=0.01)
+    p = prepare("Local-Digits", tmp_path / "two", refit=True)
+    p["catalog"] = replace(p["catalog"], threads=2)
+    said = []
+    res = run_calibrate("Local-Digits", tmp_path / "two", refit=True, log=said.append, prepared=p)
+    assert "corun_stretch" not in res["fitted"] and "catalog's app runs 2" in res["not_fitted"]["corun_stretch"]
+    assert any(m.startswith("corun_stretch not refitted: probed at 1 thread(s)") for m in said), said
+    assert load_preset_file(res["device"]).corun_stretch == load_device("local-x86").corun_stretch
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_sigterm_stops_calibrate_and_every_process_it_started(profiled, tmp_path):
