@@ -365,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--out", required=True, metavar="DIR", help="folder for the spec and devices/<preset>.yaml")
     ca.add_argument("--variants", type=int, default=6, help="variants timed, spread over the latency range (default 6)")
     ca.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the load levels (default 2)")
-    ca.add_argument("--threads", type=int, default=1, help="torch threads, as the live loop runs (default 1)")
+    ca.add_argument("--threads", type=int, default=1,
+                    help="torch threads, as the live loop runs (default 1); corun_stretch is refitted only where "
+                         "they are the catalog's")
     ca.add_argument("--seed", type=int, default=0)
     ca.add_argument("--fresh", action="store_true", help="fit on this run alone, not also on the earlier runs "
                                                          "saved in --out (their samples are kept)")

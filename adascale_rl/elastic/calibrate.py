@@ -207,9 +207,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
                   prepared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure, save the samples in ``out/samples/``, refit on them and on the earlier runs saved there (unless
     ``fresh``), and write ``out/devices/<preset>.yaml`` and ``out/<spec file name>``; returns
-    ``{"spec", "device", "variants", "fitted", "before", "drift", "drift_median", "service_scale", "runs", "samples"}``
-    (``service_scale``: the median drift written into the preset, None if it could not be measured; ``runs``: the
-    measurement times pooled, this run's last). ``refit``: measure nothing; the newest run saved in ``out/samples/``
+    ``{"spec", "device", "variants", "fitted", "not_fitted", "before", "drift", "drift_median", "speed_spread",
+    "service_scale", "runs", "samples", "refit"}`` (``service_scale``: the median drift written into the preset, None
+    if it could not be measured; ``speed_spread``: :func:`~adascale_rl.elastic.contention.speed_spread` of this run's
+    samples; ``not_fitted``: constants fitted but not used, and why; ``runs``: the measurement times pooled, this
+    run's last). ``refit``: measure nothing; the newest run saved in ``out/samples/``
     is "this run" (its service scale), pooled with the earlier ones of its design unless ``fresh`` (re-derives a
     preset from saved samples, e.g. after this code changed). ``prepared``: what :func:`prepare` returned for the
     same arguments (it is called otherwise)."""
@@ -218,6 +220,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     import yaml
 
     from adascale_rl._files import atomic_write_text, read_data
+    from adascale_rl.device.model import Scheduler
     from adascale_rl.device.presets import PresetError, load_preset_file, parse_preset
     from adascale_rl.elastic.profile import CONTENTION_RATE_HZ
     from adascale_rl.elastic.variants import catalog_data
@@ -267,7 +270,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     moved = float(np.median(list(spread.values()))) if spread else math.nan
     warning = contention.moved_warning(spread, "The constants fitted and the host's speed")
     if warning:
-        log(warning + " (more rounds, --rounds, or runs pooled over the hours average more)")
+        log(warning + ("" if refit else " (more rounds, --rounds, or runs pooled over the hours average more)"))
     # the scheduler's constants act on the world's service time (the catalog's x the host's speed): fitted on it,
     # at the speed of the samples fitted (the pooled runs', which may differ from this run's)
     timed = {v: latency[v] for v in pooled if v != "_meta" and v in latency}
@@ -283,7 +286,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     if "corun_stretch" in fitted and threads != app_threads:
         fitted.pop("corun_stretch")
         unfit["corun_stretch"] = (f"probed at {threads} thread(s) while the catalog's app runs {app_threads}: the "
-                                  f"cores the probe left free are not the ones the app leaves; calibrate with "
+                                  f"cores the probe left free are not the ones the app leaves; measure with "
                                   f"--threads {app_threads}")
         log(f"corun_stretch not refitted: {unfit['corun_stretch']}")
 
@@ -299,10 +302,15 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
         elif isinstance(doc.get(key), dict):  # kept, and said so
             kept = {k: v for k, v in doc[key].items() if k == "value"}
             origin = doc[key].get("source") or doc[key].get("derived") or ""
-            why = unfit.get(key, "too few or implausible samples")
-            kept["derived"] = (f"kept from {dev_path.name} (adascale-rl calibrate at {started} could not fit it: "
-                               f"{why}): {origin}")
+            why = (f"did not use its fit: {unfit[key]}" if key in unfit else
+                   "could not fit it: too few or implausible samples")
+            kept["derived"] = f"kept from {dev_path.name} (adascale-rl calibrate at {started} {why}): {origin}"
             doc[key] = kept
+        elif key in unfit:  # an optional constant the preset leaves at the model's default: said so
+            default = getattr(Scheduler(), key)
+            doc[key] = {"value": float(default), "derived": (
+                f"not set in {dev_path.name} (the model's default, {default:g}); adascale-rl calibrate at {started} "
+                f"did not use its fit: {unfit[key]}")}
     if scale is not None:
         doc["service_scale"] = {"value": scale, "source": (
             f"measured on this host by adascale-rl calibrate at {started}: median over {len(drift)} variants of "
@@ -319,10 +327,11 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
         speed = f"# latency: not used ({why}), so the catalog's speed (1).\n"
     when = (f"{started} (refitted at {time.strftime('%Y-%m-%d %H:%M')} from the saved samples, nothing timed)"
             if refit else started)
+    unused = f" (not {', '.join(unfit)}: see its entry)" if unfit else ""
     header = (f"# {preset.name} recalibrated by `adascale-rl calibrate` at {when}: a copy of {dev_path}\n"
               f"# whose scheduler constants ({', '.join(FITTED)}) and host's speed (service_scale) were fitted\n"
-              f"# anew; everything else is the original's. Median back-to-back service with no load / the catalog's\n"
-              + speed)
+              f"# anew{unused}; everything else is the original's. Median back-to-back service with no load / the "
+              f"catalog's\n" + speed)
     new_dev = out / "devices" / dev_path.name
     parse_preset(doc, str(new_dev))  # a preset the simulator cannot read is not written
     atomic_write_text(new_dev, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))

@@ -277,7 +277,7 @@ def test_a_calibration_whose_rounds_ran_at_different_speeds_says_so(tmp_path):
     ids = pick_variants(lat, 4)
     rng = np.random.default_rng(3)
 
-    def save(folder, second_round, n=40):
+    def save(folder, second_round, stamp="20261203-000001", n=40):
         s = {"_meta": {"levels": [0, 4], "rounds": 2, "calls": n, "rate_hz": 60.0, "duration_s": 1.0, "threads": 1,
                        "cores": 2, "quiet_rates": [400.0]}}
         for v in ids:
@@ -292,9 +292,9 @@ def test_a_calibration_whose_rounds_ran_at_different_speeds_says_so(tmp_path):
                 add_cell(s[v]["quiet"], 400.0, {"b2b": [], "svc": [service + 0.25] * n,
                                                 "resp": [service + 0.25] * n, "issued": n, "served": n},
                          per_round=True)
-        (folder / "samples").mkdir(parents=True)
-        (folder / "samples" / "20261203-000001.json").write_text(json.dumps(
-            {"env": spec.id, "catalog": cat.name, "catalog_key": catalog_key(cat), "measured_at": "20261203-000001",
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        (folder / "samples" / f"{stamp}.json").write_text(json.dumps(
+            {"env": spec.id, "catalog": cat.name, "catalog_key": catalog_key(cat), "measured_at": stamp,
              "samples": samples_to_json(s)}))
         return s
 
@@ -304,11 +304,17 @@ def test_a_calibration_whose_rounds_ran_at_different_speeds_says_so(tmp_path):
     res = run_calibrate("Local-Digits", tmp_path / "moved", refit=True, log=said.append)
     warned = [m for m in said if m.startswith("warning: the service moved between this run's rounds")]
     assert len(warned) == 1 and "1.5" in warned[0], said
-    assert res["speed_spread"] and "rounds 1.5" in res["device"].read_text()
-    save(tmp_path / "steady", 1.0)
+    assert "rounds 1.50x apart" in yaml.safe_load(res["device"].read_text())["service_scale"]["source"]
+    # the spread is this run's: an earlier run that moved, pooled for the fit, does not make a steady one warn
+    save(tmp_path / "steady", 1.0, stamp="20261203-000002")
     said = []
     res = run_calibrate("Local-Digits", tmp_path / "steady", refit=True, log=said.append)
-    assert not any(m.startswith("warning") for m in said) and all(x < 1.05 for x in res["speed_spread"].values())
+    assert not any(m.startswith("warning") for m in said)
+    assert res["speed_spread"] and all(x < 1.05 for x in res["speed_spread"].values())
+    save(tmp_path / "steady", 1.5, stamp="20261203-000001")  # now the earlier run of the two moved
+    said = []
+    res = run_calibrate("Local-Digits", tmp_path / "steady", refit=True, log=said.append)
+    assert len(res["runs"]) == 2 and not any(m.startswith("warning") for m in said)
 
 
 def test_a_stretch_probed_at_other_threads_than_the_catalogs_is_not_written(tmp_path):
@@ -343,7 +349,8 @@ def test_a_stretch_probed_at_other_threads_than_the_catalogs_is_not_written(tmp_
         (tmp_path / folder / "samples" / "20261203-000001.json").write_text(json.dumps(
             {"env": spec.id, "catalog": cat.name, "catalog_key": catalog_key(cat), "measured_at": "20261203-000001",
              "samples": samples_to_json(s)}))
-    res = run_calibrate("Local-Digits", tmp_path / "one", refit=True, log=lambda m: None)
+    # a refit fits at the samples' threads, whatever --threads says
+    res = run_calibrate("Local-Digits", tmp_path / "one", refit=True, threads=2, log=lambda m: None)
     assert res["fitted"]["corun_stretch"][0] == pytest.approx(0.2, abs=0.01) and not res["not_fitted"]
     assert load_preset_file(res["device"]).corun_stretch == pytest.approx(0.2, abs=0.01)
     p = prepare("Local-Digits", tmp_path / "two", refit=True)
@@ -353,6 +360,9 @@ def test_a_stretch_probed_at_other_threads_than_the_catalogs_is_not_written(tmp_
     assert "corun_stretch" not in res["fitted"] and "catalog's app runs 2" in res["not_fitted"]["corun_stretch"]
     assert any(m.startswith("corun_stretch not refitted: probed at 1 thread(s)") for m in said), said
     assert load_preset_file(res["device"]).corun_stretch == load_device("local-x86").corun_stretch
+    written = yaml.safe_load(res["device"].read_text())["corun_stretch"]
+    assert "did not use its fit: probed at 1 thread(s)" in written["derived"]
+    assert "(not corun_stretch: see its entry)" in res["device"].read_text()
 
 
 @pytest.mark.slow
