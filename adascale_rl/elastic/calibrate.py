@@ -267,7 +267,7 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     drift = service_drift(samples, {v: latency[v] for v in chosen})
     ratio, scale = host_speed(drift)  # the machine's speed against the catalog, this run's (the one written)
     spread = contention.speed_spread(samples, chosen)
-    moved = float(np.median(list(spread.values()))) if spread else math.nan
+    moved = contention.spread_median(spread)
     warning = contention.moved_warning(spread, "The constants fitted and the host's speed")
     if warning:
         log(warning + ("" if refit else " (more rounds, --rounds, or runs pooled over the hours average more)"))
@@ -344,10 +344,8 @@ def run_calibrate(env: str, out: str | os.PathLike, *, variants: int = 6, rounds
     atomic_write_text(spec_file, spec_text)
     load_spec(spec_file)
     return {"spec": spec_file, "device": new_dev, "variants": chosen, "fitted": fitted, "not_fitted": unfit,
-            "before": before,
-            "drift": drift, "drift_median": ratio, "speed_spread": spread, "service_scale": scale, "runs": runs,
-            "samples": pooled,
-            "refit": refit}
+            "before": before, "drift": drift, "drift_median": ratio, "speed_spread": spread, "service_scale": scale,
+            "runs": runs, "samples": pooled, "refit": refit}
 
 
 def calibrate_command(args) -> int:
@@ -384,7 +382,7 @@ def calibrate_command(args) -> int:
     if res["speed_spread"]:
         sp = res["speed_spread"]
         print(f"the same between this run's rounds, the largest round's median over the smallest: median "
-              f"{float(np.median(list(sp.values()))):.2f}x (range {min(sp.values()):.2f}-{max(sp.values()):.2f}x)")
+              f"{contention.spread_median(sp):.2f}x (range {min(sp.values()):.2f}-{max(sp.values()):.2f}x)")
     print(f"\nwrote {res['device']} and {res['spec']}; replay live runs against it with:\n"
           f"  adascale-rl sim2real LIVE_DIR --env {res['spec']}")
     return 0

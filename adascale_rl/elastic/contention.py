@@ -26,6 +26,7 @@ import numpy as np
 
 from adascale_rl._cpus import usable_cpus
 from adascale_rl.context.load import BusyProcesses
+from adascale_rl.device.presets import CORUN_STRETCH_RANGE
 
 #: a request whose response exceeds its service by more than this waited for a core at wake-up
 WAKE_WAIT_MS = 0.5
@@ -64,28 +65,35 @@ def round_splits(xs: Sequence[float], per_round: Sequence[int] | None) -> list[n
 SPEED_SPREAD_WARN = 1.2
 
 
+def quiet_rounds(samples: dict, variant: str) -> list[np.ndarray]:
+    """A variant's back-to-back samples with no busy process, round by round (:func:`round_splits`; [] without the
+    per-round counts)."""
+    cell = samples.get(variant, {}).get("levels", {}).get(0) or {}
+    return round_splits(cell.get("b2b", []), cell.get("b2b_per_round"))
+
+
 def speed_spread(samples: dict, variants: Sequence[str] | None = None) -> dict[str, float]:
-    """Each variant's quiet back-to-back medians round by round, the largest over the smallest: how far the host's
-    speed moved between the rounds of one measurement (1 = not at all). Variants without the per-round counts or with
-    fewer than two rounds are left out."""
+    """Each variant's quiet back-to-back medians round by round (:func:`quiet_rounds`), the largest over the
+    smallest: how far the host's speed moved between the rounds of one measurement (1 = not at all). Variants without
+    the per-round counts or with fewer than two rounds are left out."""
     out = {}
     for v in variants or [k for k in samples if k != "_meta"]:
-        cell = samples.get(v, {}).get("levels", {}).get(0)
-        if not cell:
-            continue
-        medians = [float(np.median(r)) for r in round_splits(cell.get("b2b", []), cell.get("b2b_per_round"))]
+        medians = [float(np.median(r)) for r in quiet_rounds(samples, v)]
         if len(medians) >= 2 and min(medians) > 0.0:
             out[v] = max(medians) / min(medians)
     return out
 
 
+def spread_median(spread: dict[str, float]) -> float:
+    """The median over the variants of :func:`speed_spread` (nan without any)."""
+    return float(np.median(list(spread.values()))) if spread else math.nan
+
+
 def moved_warning(spread: dict[str, float], what: str) -> str | None:
-    """One warning line when :func:`speed_spread`'s median is beyond :data:`SPEED_SPREAD_WARN` (None otherwise):
-    the rounds of a measurement ran at different speeds, so what is fitted from it (``what``) averages over them."""
-    if not spread:
-        return None
-    moved = float(np.median(list(spread.values())))
-    if moved <= SPEED_SPREAD_WARN:
+    """One warning line when :func:`spread_median` is beyond :data:`SPEED_SPREAD_WARN` (None otherwise): the rounds
+    of a measurement ran at different speeds, so what is fitted from it (``what``) averages over them."""
+    moved = spread_median(spread)
+    if not moved > SPEED_SPREAD_WARN:
         return None
     worst = max(spread, key=spread.get)
     return (f"warning: the service moved between this run's rounds (each a fresh process): the quiet back-to-back "
@@ -222,7 +230,7 @@ def eevdf_slice_ms(cores: int) -> tuple[float, str]:
 PLAUSIBLE = {"idle_wake_ms": (0.0, 5.0), "idle_wake_per_ms": (0.0, 2.0), "idle_sleep_ms": (0.1, 50.0),
              "wake_wait": (0.0, 1.5), "wake_lag_ms": (0.05, 5.0),
              "wake_cv": (0.0, 3.0),  # wake_cv: an assumption (the probes measured 0.03-0.93; 3 is a timing gone wrong)
-             "corun_stretch": (0.0, 3.0)}  # the preset's range (adascale_rl.device.presets.CORUN_STRETCH_RANGE)
+             "corun_stretch": CORUN_STRETCH_RANGE}  # the preset's range
 #: requests per (variant, busy-process count) a fit needs
 MIN_SAMPLES = 20
 

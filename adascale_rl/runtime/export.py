@@ -66,6 +66,7 @@ def preset_doc(device: Any) -> dict:
     """A device preset as the document :func:`adascale_rl.device.presets.parse_preset` reads (values with origins),
     the optional ``temp_sensor``, ``wake_cv`` and ``corun_stretch`` included where the preset declares them. Its ``service_scale`` (a
     host slower than the catalog) is the simulated world's, not the app's: not written."""
+    from adascale_rl.device.model import OPTIONAL_SCHEDULER
     from adascale_rl.device.presets import _NUMBERS
 
     doc: dict[str, Any] = {"name": device.name, "description": device.description}
@@ -73,7 +74,7 @@ def preset_doc(device: Any) -> dict:
         kind, _, text = device.sources[key].partition(": ")
         value = getattr(device, key)
         doc[key] = {"value": list(value) if key == "dvfs_mhz" else value, kind: text}
-    for key in ("temp_sensor", "wake_cv", "corun_stretch"):  # optional keys, written where the preset declares them
+    for key in ("temp_sensor", *OPTIONAL_SCHEDULER):  # optional keys, written where the preset declares them
         if key in device.sources:
             kind, _, text = device.sources[key].partition(": ")
             doc[key] = {"value": getattr(device, key), kind: text}

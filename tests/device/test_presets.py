@@ -194,6 +194,19 @@ def test_a_host_constant_measured_at_another_time_replaces_the_presets_and_says_
             with_host_constants(shipped, bad, "a test")
 
 
+def _optional_number_is_read_and_checked(key: str, good: float, too_high: float) -> None:
+    """An optional number of a preset: read where given; negative, above its range, null or a bare number (no
+    origin) refused, naming the key."""
+    doc = _doc()
+    doc[key] = {"value": good, "source": "measured: a test"}
+    assert getattr(parse_preset(doc, "rpi4.yaml"), key) == good
+    for bad in ({"value": -0.1, "derived": "negative"}, {"value": too_high, "derived": "too much"},
+                {"value": None, "derived": "null"}, 0.3):
+        doc[key] = bad
+        with pytest.raises(PresetError, match=key):
+            parse_preset(doc, "rpi4.yaml")
+
+
 def test_a_device_may_say_how_far_its_wake_up_cost_spreads():
     """``wake_cv`` is optional (the model's default without it), checked like any number, a host constant, and what
     the contention model spreads the wake-up cost by."""
@@ -204,14 +217,7 @@ def test_a_device_may_say_how_far_its_wake_up_cost_spreads():
 
     shipped = load_device("local-x86")
     assert shipped.wake_cv == pytest.approx(model.WAKE_CV) and "wake_cv" not in shipped.sources
-    doc = _doc()
-    doc["wake_cv"] = {"value": 0.25, "source": "measured: the live probe"}
-    assert parse_preset(doc, "rpi4.yaml").wake_cv == 0.25
-    for bad in ({"value": -0.1, "derived": "negative"}, {"value": 9.0, "derived": "too wide"},
-                {"value": None, "derived": "null"}, 0.3):
-        doc["wake_cv"] = bad
-        with pytest.raises(PresetError, match="wake_cv"):
-            parse_preset(doc, "rpi4.yaml")
+    _optional_number_is_read_and_checked("wake_cv", 0.25, too_high=9.0)
     assert "wake_cv" in HOST_CONSTANTS
     tight = with_host_constants(shipped, {"wake_cv": 0.1}, "a probe")
     with pytest.raises(PresetError, match="wake_cv = 7"):
@@ -239,14 +245,7 @@ def test_a_device_may_say_how_much_co_runners_lengthen_its_service():
     for name in ("local-x86", "rpi4", "pixel4", "jetson-nano"):
         shipped = load_device(name)
         assert shipped.corun_stretch == 0.0 and model.Scheduler.of(shipped).corun_stretch == 0.0
-    doc = _doc()
-    doc["corun_stretch"] = {"value": 0.2, "source": "measured: benchmarks/contention.py --corun measured"}
-    assert parse_preset(doc, "rpi4.yaml").corun_stretch == 0.2
-    for bad in ({"value": -0.1, "derived": "negative"}, {"value": 3.5, "derived": "too much"},
-                {"value": None, "derived": "null"}, 0.3):
-        doc["corun_stretch"] = bad
-        with pytest.raises(PresetError, match="corun_stretch"):
-            parse_preset(doc, "rpi4.yaml")
+    _optional_number_is_read_and_checked("corun_stretch", 0.2, too_high=3.5)
     assert "corun_stretch" in HOST_CONSTANTS
     host = with_host_constants(load_device("local-x86"), {"corun_stretch": 0.15}, "calibrate")
     assert model.Scheduler.of(host).corun_stretch == 0.15 and "calibrate" in host.sources["corun_stretch"]

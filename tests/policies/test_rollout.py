@@ -14,8 +14,10 @@ from adascale_rl.policies import make_policy
 from adascale_rl.policies.ppo import load_policy
 from adascale_rl.policies.rollout import batched, evaluate
 
+
 def _key(results):
     return [(r.policy, r.seed, r.eval_seed, r.trace, r.start, r.steps, r.metrics) for r in results]
+
 
 class _Counting:
     """A deterministic policy of the observation alone, with a batched form that counts its calls."""
@@ -40,8 +42,10 @@ class _Counting:
         self.sizes.append(len(obs))
         return np.array([self._choose(o, i.get("action_mask")) for o, i in zip(obs, infos)])
 
+
 def _env(name="Rpi4-Vision"):
     return gym.make(f"AdaScale/{name}-v{VERSION}", split="test").unwrapped
+
 
 def test_episodes_side_by_side_give_the_results_of_one_after_the_other():
     env = _env()
@@ -58,11 +62,13 @@ def test_episodes_side_by_side_give_the_results_of_one_after_the_other():
     # the environment passed in is left usable, and a fork's episode did not leak into it
     assert _key(evaluate(env, pol, [0], episodes[:1])) == _key(one[:1])
 
+
 def test_progress_counts_every_episode_side_by_side():
     env = _env()
     done = []
     evaluate(env, _Counting(), [0, 1], env.evaluation_episodes()[:3], progress=done.append)
     assert sum(done) == 6
+
 
 @pytest.mark.parametrize("recipe", ["ppo", "ppo-noprior"])
 def test_the_shipped_controller_plays_the_same_episodes_in_a_batch(recipe):
