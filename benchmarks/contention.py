@@ -94,7 +94,8 @@ from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import PresetError, load_device, with_host_constants  # noqa: E402
 from adascale_rl.elastic.calibrate import service_drift  # noqa: E402
 from adascale_rl.elastic.contention import (corun_levels, fit_corun, fit_wake, levels_for, measure,  # noqa: E402
-                                             round_splits, samples_from_json, samples_to_json)
+                                             quiet_rounds, round_splits, samples_from_json, samples_to_json,
+                                             speed_spread)
 from adascale_rl.elastic.variants import variant_files  # noqa: E402
 from adascale_rl.environment.env import LATENCY_SIGMA, SPIKE_PROB, SPIKE_RANGE, noise_quadrature  # noqa: E402
 
@@ -171,6 +172,25 @@ def round_means(xs, per_round) -> list[float]:
     """The mean of each round's samples (``per_round``: how many each round took, in order); [] when the samples
     do not say (a --json file of an older run)."""
     return [float(r.mean()) for r in round_splits(xs, per_round)]
+
+
+def print_quiet_rounds(samples: dict, variants) -> None:
+    """Each variant's quiet back-to-back cell round by round (each round a fresh process): the rounds' medians, the
+    largest over the smallest (:func:`adascale_rl.elastic.contention.speed_spread`, what calibrate warns about) and
+    the range of a round's p95 over its median (the spread within one process)."""
+    spread = speed_spread(samples, variants)
+    lines = []
+    for v in variants:
+        rounds = quiet_rounds(samples, v)
+        if v not in spread:
+            continue
+        medians = [float(np.median(r)) for r in rounds]
+        within = [float(np.percentile(r, 95)) / m for r, m in zip(rounds, medians)]
+        lines.append(f"  {v + ':':<21} medians {' '.join(f'{m:.3f}' for m in medians)} ms (largest / smallest "
+                     f"{spread[v]:.2f}x); p95 / median within a round {min(within):.2f}-{max(within):.2f}")
+    if lines:
+        print("quiet back to back, round by round (each round a fresh process):")
+        print("\n".join(lines))
 
 
 def load_run(path: str) -> tuple[dict, dict]:
@@ -414,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         device = with_host_constants(device, {"corun_stretch": corun_given}, "given to benchmarks/contention.py")
         corun_how = f"given ({corun_given:g})"
     noise_how = (f"the environments' (log-normal sigma {LATENCY_SIGMA:g}, spikes of {SPIKE_RANGE[0]:g}-"
-                 f"{SPIKE_RANGE[1]:g}x in {SPIKE_PROB:.0%} of the intervals), mixed over {len(noise[0])} points"
-                 if args.noise == "env" else "none (one interval at factor 1)")
+                 f"{SPIKE_RANGE[1]:g}x in {SPIKE_PROB:.0%} of the intervals), mixed over {len(noise[0])} points, "
+                 f"mean factor {noise_mean:.4f}" if args.noise == "env" else "none (one interval at factor 1)")
     load = os.getloadavg()
     cores_how = plural(run_cores, "core") + ("" if run_cores == preset_cores else
                                         f" (the model's; the preset {device.name} has {preset_cores})")
@@ -428,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wake-up cost: {wake_how}")
     print(f"co-runners' lengthening of the service: {corun_how}")
     print(f"intervals' latency noise: {noise_how}")
+    print_quiet_rounds(samples, args.variants)
     print("rounds: the range of the per-round measured means over their mean (the measurement's own spread "
           "between rounds minutes apart)")
     header = (f"{'variant':<20} {'cat ms':>7} {'busy':>4} {'mode':>6} {'n':>5} {'mean':>8} {'pred':>8} {'err':>6} "

@@ -67,6 +67,9 @@ def test_from_json_compares_the_files_cells_with_the_model(tmp_path):
     for r, f in zip(quiet_b2b, flat_b2b):
         assert float(r[10]) / float(r[6]) > 1.23 and float(f[10]) / float(f[6]) < 1.18, (r, f)
     assert "intervals' latency noise: the environments' (log-normal sigma 0.08" in res.stdout
+    # the quiet cells round by round (two rounds of one speed here): what calibrate warns about when they differ
+    assert "quiet back to back, round by round" in res.stdout
+    assert res.stdout.count("(largest / smallest 1.00x); p95 / median within a round 1.00-1.00") == len(VARIANTS)
     assert "NOT within the 20% target" in res.stdout
     again = json.loads((tmp_path / "again.json").read_text())
     assert set(again["samples"]) == set(VARIANTS) | {"_meta"} and len(again["rows"]) == len(rows)
