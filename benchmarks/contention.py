@@ -75,7 +75,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -89,6 +88,7 @@ sys.path.insert(0, str(ROOT))
 
 from adascale_rl import paths  # noqa: E402
 from adascale_rl._cpus import pin, usable_cpus  # noqa: E402
+from adascale_rl.context.recorder import machine_description  # noqa: E402
 from adascale_rl.device import model  # noqa: E402
 from adascale_rl.device.catalog import load_catalog  # noqa: E402
 from adascale_rl.device.presets import PresetError, load_device, with_host_constants  # noqa: E402
@@ -202,6 +202,26 @@ def load_run(path: str) -> tuple[dict, dict]:
         return saved, samples_from_json(saved["samples"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not the samples of a --json run ({type(exc).__name__}: {exc})") from exc
+
+
+def saved_settings(saved: dict) -> dict[str, str]:
+    """The prediction settings a ``--json`` run printed its table with (``--noise``, ``--wake``, ``--corun``; a file
+    written before an option existed: that option's behaviour then, "none" noise and the "preset" stretch)."""
+    wake, corun = saved.get("wake"), saved.get("corun")
+    return {"--noise": str(saved.get("noise", "none")),
+            "--wake": str(wake.get("how", "preset")) if isinstance(wake, dict) else "preset",
+            "--corun": str(corun.get("how", "preset")) if isinstance(corun, dict) else "preset"}
+
+
+def settings_note(saved: dict, now: dict[str, str]) -> str | None:
+    """A line naming the prediction settings in which this re-read differs from the saved run's own table (its
+    predictions, not its measured cells, differ from the file's "rows"); None where they agree."""
+    then = saved_settings(saved)
+    diff = [k for k in then if then[k] != now[k]]
+    if not diff:
+        return None
+    return ("note: the saved run predicted with " + ", ".join(f"{k} {then[k]}" for k in diff) + "; this table with "
+            + ", ".join(f"{k} {now[k]}" for k in diff) + " (the same measured cells, other predictions)")
 
 
 def cell_stats(cell: dict, key: str) -> tuple[float, float]:
@@ -370,8 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if saved is not None:
         args.rounds, args.rate = saved["rounds"], saved["rate"]
-        print(f"samples from {args.from_json} (measured {saved['measured_at']}, load average then "
-              f"{saved['load_average']:.2f})")
+        print(f"samples from {args.from_json} (measured {saved['measured_at']})")
+        note = settings_note(saved, {"--noise": args.noise, "--wake": args.wake, "--corun": args.corun})
+        if note:
+            print(note)
     else:
         files = variant_files(cat)
         shape = (1, 1, 8, 8)
@@ -436,12 +458,21 @@ def main(argv: list[str] | None = None) -> int:
     noise_how = (f"the environments' (log-normal sigma {LATENCY_SIGMA:g}, spikes of {SPIKE_RANGE[0]:g}-"
                  f"{SPIKE_RANGE[1]:g}x in {SPIKE_PROB:.0%} of the intervals), mixed over {len(noise[0])} points, "
                  f"mean factor {noise_mean:.4f}" if args.noise == "env" else "none (one interval at factor 1)")
-    load = os.getloadavg()
+    # a re-read describes the machine and the load of the run it re-reads (a file written before it recorded its
+    # machine says so), not those of the machine that re-reads it
+    import torch
+
+    here = f"{machine_description()}, torch {torch.__version__}"
+    if saved is None:
+        machine, load = here, os.getloadavg()[0]
+    else:
+        machine = saved.get("machine") or f"not recorded in the file (re-read on {here})"
+        load = float(saved["load_average"])
     cores_how = plural(run_cores, "core") + ("" if run_cores == preset_cores else
                                         f" (the model's; the preset {device.name} has {preset_cores})")
-    print(f"machine: {platform.machine()}, {cores_how}, Python {platform.python_version()}; catalog "
-          f"{Path(args.catalog).name}, device {device.name}, {int(threads)} torch thread(s); {args.rounds} interleaved "
-          f"rounds; load average after the run {load[0]:.2f}; {secs:.0f} s")
+    print(f"machine: {machine}; {cores_how} in the model; catalog {Path(args.catalog).name}, device {device.name}, "
+          f"{int(threads)} torch thread(s); {args.rounds} interleaved rounds; load average after the run {load:.2f}"
+          + ("" if saved is not None else f"; {secs:.0f} s"))
     print(f"prediction: adascale_rl.device.model.contention with the catalog's latency x the host's speed and the "
           f"preset's scheduler constants; error = predicted / measured - 1; target |error| <= {TARGET:.0%}")
     print(f"host's speed against the catalog: {how}")
@@ -504,7 +535,9 @@ def main(argv: list[str] | None = None) -> int:
 
         keep = samples_to_json({k: v for k, v in samples.items() if k in args.variants or k == "_meta"})
         Path(args.json).write_text(json.dumps({
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": load[0], "rounds": args.rounds,
+            "measured_at": saved["measured_at"] if saved is not None else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": machine if saved is None or saved.get("machine") else None, "load_average": load,
+            "rounds": args.rounds,
             "rate": args.rate, "catalog": str(args.catalog), "device": str(args.device), "service_scale": scale,
             "wake": {"how": args.wake, "idle_wake_ms": device.idle_wake_ms, "idle_wake_per_ms": device.idle_wake_per_ms,
                      "wake_cv": device.wake_cv},

@@ -75,6 +75,26 @@ def test_from_json_compares_the_files_cells_with_the_model(tmp_path):
     assert set(again["samples"]) == set(VARIANTS) | {"_meta"} and len(again["rows"]) == len(rows)
 
 
+def test_a_re_read_names_the_saved_runs_machine_and_the_settings_its_own_table_used(tmp_path):
+    f = _saved(tmp_path)
+    res = _bench("--from-json", str(f))  # a file written before --noise: its table had none
+    assert res.returncode == 0, res.stderr
+    assert ("note: the saved run predicted with --noise none; this table with --noise env (the same measured cells, "
+            "other predictions)") in res.stdout
+    assert "machine: not recorded in the file (re-read on " in res.stdout
+    assert "load average after the run 0.10" in res.stdout  # the file's, not this machine's now
+    doc = json.loads(f.read_text())
+    doc.update(machine="Linux on a test rig", noise="env", corun={"how": "0.2", "corun_stretch": 0.2})
+    f.write_text(json.dumps(doc))
+    res = _bench("--from-json", str(f), "--corun", "0.2", "--json", str(tmp_path / "again.json"))
+    assert res.returncode == 0, res.stderr
+    assert "note:" not in res.stdout and "machine: Linux on a test rig; 2 cores in the model" in res.stdout
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["machine"] == "Linux on a test rig" and again["measured_at"] == doc["measured_at"]
+    res = _bench("--from-json", str(f))
+    assert "note: the saved run predicted with --corun 0.2; this table with --corun preset" in res.stdout
+
+
 def test_from_json_names_what_the_file_lacks(tmp_path):
     f = _saved(tmp_path)
     res = _bench("--from-json", str(f), "--levels", "0", "2")
