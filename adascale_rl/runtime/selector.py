@@ -169,7 +169,10 @@ class Selector:
             self.fallback_margin = fallback_margin
             self._margin_given = True
         try:
-            self._load(Path(folder), backend, initial, pid, monitor)
+            # a damaged number overflows somewhere in the tables, the compiled forward or the check decisions: the
+            # checks refuse the folder below, with one warning, and numpy says nothing of its own
+            with np.errstate(all="ignore"):
+                self._load(Path(folder), backend, initial, pid, monitor)
         except Exception as exc:  # never take the app down: serve the fallback instead
             self.load_error = _describe(exc)
             self._decide = None

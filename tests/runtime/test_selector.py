@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import sys
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -281,6 +282,21 @@ def test_observation_layout_of_another_version(folder, caplog):
 def test_policy_that_does_not_reproduce_its_check_decisions(folder, caplog):
     _rewrite_npz(folder, lambda a: a["check_logits"].__setitem__((0, 1), a["check_logits"][0, 1] + 50.0))
     _expect_fallback(Selector.load(folder, monitor=FakeMonitor()), caplog, "does not reproduce its own check")
+
+
+@pytest.mark.parametrize("path", [("policy", "prior", "reward", "w_miss"), ("policy", "table", "latency_ms", 0)])
+def test_a_number_that_overflows_the_prior_is_refused_with_one_warning_and_no_numpy_noise(folder, caplog, path):
+    """A finite but absurd number passes the schema; the check decisions catch it, without RuntimeWarnings."""
+    doc = json.loads((folder / "selector.json").read_text())
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = 1e308
+    (folder / "selector.json").write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sel = Selector.load(folder, monitor=FakeMonitor())
+    _expect_fallback(sel, caplog, "does not reproduce its own check")
 
 
 def test_missing_selector_json_with_and_without_a_fallback_variant(tmp_path, caplog):
