@@ -88,6 +88,8 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from adascale_rl.evaluation.bench import evaluate_command
 
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give at least 1 (1 plays every seed in this process)")
     return evaluate_command(args)
 
 
@@ -251,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
     ev.add_argument("--default-margins", action="store_true",
                     help="run a heuristic with its default margins (default: tuned on the train split, as bench does)")
+    ev.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="worker processes, one evaluation seed each, for the oracles and the learned controllers "
+                         "(default: the CPUs this process may use; 1: in this process; every other policy plays "
+                         "here); the numbers are the same whatever N")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
     # bench

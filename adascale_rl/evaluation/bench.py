@@ -283,11 +283,11 @@ def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
 
 
 def _worker_env(spec, split: str, traces: str | None, env_kwargs: Mapping[str, Any]) -> AdaScaleEnv:
-    key = (pickle.dumps(spec), split)
+    """A worker's environment of ``split`` (of ``traces`` where given), built once per worker."""
+    key = (pickle.dumps(spec), split, traces)
     env = _WORKER["envs"].get(key)
     if env is None:
-        env = _WORKER["envs"][key] = (AdaScaleEnv(spec, split="train", **env_kwargs) if split == "train"
-                                      else _env(spec, split, traces, env_kwargs))
+        env = _WORKER["envs"][key] = _env(spec, split, traces, env_kwargs)
     return env
 
 
@@ -295,26 +295,26 @@ def _worker_progress(n: int) -> None:
     _WORKER["progress"].put((_WORKER["token"], n))
 
 
-def _play_builtin(token, spec, traces, env_kwargs, name, quick, seeds, episodes):
-    """In a worker: tune built-in ``name`` on the train split, then play ``seeds`` x ``episodes``; (params, results).
-    Progress goes to the parent's queue as (``token``, episodes)."""
+def _play_builtin(token, spec, traces, env_kwargs, name, quick, seeds, episodes, split="test"):
+    """In a worker: tune built-in ``name`` on the train split, then play ``seeds`` x ``episodes`` of ``split``;
+    (params, results). Progress goes to the parent's queue as (``token``, episodes)."""
     _WORKER["token"] = token
-    train_env = _worker_env(spec, "train", traces, env_kwargs)
+    train_env = _worker_env(spec, "train", None, env_kwargs)  # tuned on the environment's own train split
     params = tuned_params(name, train_env, quick)
     policy, _ = built_policy(name, params, train_env.catalog)
     policy.name = name
-    test_env = _worker_env(spec, "test", traces, env_kwargs)
-    return params, evaluate(test_env, policy, seeds, episodes, progress=_worker_progress)
+    env = _worker_env(spec, split, traces, env_kwargs)
+    return params, evaluate(env, policy, seeds, episodes, progress=_worker_progress)
 
 
-def _play_learned(token, spec, traces, env_kwargs, label, path, seeds, episodes):
-    """In a worker: the learned controller in ``path`` on ``seeds`` x ``episodes``; (None, results)."""
+def _play_learned(token, spec, traces, env_kwargs, label, path, seeds, episodes, split="test"):
+    """In a worker: the learned controller in ``path`` on ``seeds`` x ``episodes`` of ``split``; (None, results)."""
     from adascale_rl.policies.ppo import load_policy
 
     _WORKER["token"] = token
     policy = load_policy(path)
     policy.name = label
-    return None, evaluate(_worker_env(spec, "test", traces, env_kwargs), policy, seeds, episodes,
+    return None, evaluate(_worker_env(spec, split, traces, env_kwargs), policy, seeds, episodes,
                           progress=_worker_progress)
 
 
@@ -356,11 +356,36 @@ class _Workers:
             if token == self._token:  # not a late count of an earlier environment's
                 bar.update(n)
 
+    def collect(self, pending: dict, bar) -> dict:
+        """Wait for every future in ``pending`` (future -> key), feeding the workers' progress to ``bar``; {key:
+        the future's result}. A worker's exception is raised here."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        out = {}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            self._drain(bar)
+            for future in done:
+                out[pending.pop(future)] = future.result()
+        self._drain(bar)
+        bar.update(bar.total - bar.n)  # progress still in the queue's pipe when the last result came
+        return out
+
+    def play_seeds(self, spec, traces, env_kwargs, split: str, name: str, path: str | None, seeds, episodes,
+                   bar) -> list:
+        """One policy on ``split``, each seed its own job: a built-in of :data:`SPLIT_BY_SEED` (``path`` None) or
+        the learned controller in the folder ``path`` (named ``name``); the results in seed order, as one process
+        plays them."""
+        self._token += 1
+        args = (self._token, spec, traces, env_kwargs)
+        fn, extra = (_play_builtin, (name, False)) if path is None else (_play_learned, (name, path))
+        pending = {self.pool.submit(fn, *args, *extra, [s], episodes, split): s for s in seeds}
+        done = self.collect(pending, bar)
+        return [r for s in seeds for r in done[s][1]]
+
     def play(self, spec, traces, env_kwargs, quick, names, learned, seeds, episodes, bar):
         """Every built-in in ``names`` (tuned) and every learned controller, as :func:`_bench` plays them in one
         process; returns (results by policy in the order of ``names`` then ``learned``, tuned params by name)."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-
         self._token += 1
         args = (self._token, spec, traces, env_kwargs)
         pending = {}
@@ -374,17 +399,12 @@ class _Workers:
                 pending[self.pool.submit(_play_learned, *args, label, str(path), [s], episodes)] = (label, s)
         for name in (n for n in names if n not in SPLIT_BY_SEED):
             pending[self.pool.submit(_play_builtin, *args, name, quick, list(seeds), episodes)] = (name, None)
-        parts, tuned = {}, {}
-        while pending:
-            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            self._drain(bar)
-            for future in done:
-                label, s = pending.pop(future)
-                params, parts[label, s] = future.result()  # a worker's exception is raised here
-                if label not in learned:
-                    tuned.setdefault(label, params)
-        self._drain(bar)
-        bar.update(bar.total - bar.n)  # progress still in the queue's pipe when the last result came
+        done = self.collect(pending, bar)
+        parts = {key: res for key, (_, res) in done.items()}
+        tuned = {}
+        for (label, _), (params, _) in done.items():
+            if label not in learned:
+                tuned.setdefault(label, params)
         results = {}
         for label in [*names, *learned]:
             split = label in learned or label in SPLIT_BY_SEED
@@ -438,7 +458,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
                 if workers.pool is None:
                     results[name] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
             for label, path in learned.items():
-                from adascale_rl.policies.ppo import load_policy
+                from adascale_rl.policies.ppo import load_policy, torch_threads
 
                 policy = load_policy(path)
                 policy.name = label
@@ -449,7 +469,8 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
                 params_of[label] = {"path": str(path)}
                 objs[label] = policy
                 if workers.pool is None:
-                    results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
+                    with torch_threads(1):
+                        results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
             bar.close()
             agg = {k: aggregate(v, seed_list) for k, v in results.items()}
             oracle = agg.get("oracle", {}).get("return")
@@ -568,9 +589,30 @@ def evaluate_command(args) -> int:
         policy = make_policy(name)
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(seeds) * len(env.evaluation_episodes()), desc=f"{args.policy} on {spec.name}", unit="ep",
+    # the oracles' planning and the learned controllers split by seed, as bench splits them; every other policy
+    # carries its state from one episode to the next (random's generator) or is quick: it plays here
+    path = None
+    if name not in BUILTIN:
+        from adascale_rl import paths
+
+        path = str(paths.resolve(name, "agents"))
+    jobs = min(args.jobs if args.jobs is not None else usable_cpus(), len(seeds))
+    split = jobs > 1 and (name in SPLIT_BY_SEED or path is not None)
+    episodes = env.evaluation_episodes()
+    with tqdm(total=len(seeds) * len(episodes), desc=f"{args.policy} on {spec.name}", unit="ep",
               disable=args.no_progress, leave=False) as bar:
-        res = evaluate(env, policy, seeds, progress=bar.update)
+        if split:
+            bar.set_postfix_str(f"{jobs} processes")
+            with _Workers(jobs) as workers:
+                res = workers.play_seeds(spec, args.traces, env_kwargs, args.split, policy.name, path, seeds,
+                                         episodes, bar)
+        elif path is not None:
+            from adascale_rl.policies.ppo import torch_threads
+
+            with torch_threads(1):
+                res = evaluate(env, policy, seeds, episodes, progress=bar.update)
+        else:
+            res = evaluate(env, policy, seeds, episodes, progress=bar.update)
     a = aggregate(res, seeds)
     print(f"{spec.id} split={env.split} policy={args.policy} episodes={int(a['episodes'])} seeds={args.seeds}"
           + (f" env_kwargs={env_kwargs}" if env_kwargs else ""))

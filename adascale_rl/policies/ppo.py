@@ -22,6 +22,7 @@ import os
 import pickle
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -560,6 +561,25 @@ class PPOPolicy:
 
     def __repr__(self) -> str:
         return f"PPOPolicy({self.name!r}, {self.path})"
+
+
+@contextmanager
+def torch_threads(n: int = 1):
+    """torch's intra-op threads at ``n`` for the block, restored after. A learned controller's forward (small MLPs,
+    and the prior's many small operations) is no faster on more threads, and several times slower where other
+    work shares the cores (``python benchmarks/evaluate_batch.py --compare threads``); ``train`` holds one thread
+    for the same reason, and bench's worker processes start with one."""
+    import torch as th
+
+    prev = th.get_num_threads()
+    if prev == n:
+        yield
+        return
+    th.set_num_threads(n)
+    try:
+        yield
+    finally:
+        th.set_num_threads(prev)
 
 
 def _stats_for(model_file: Path) -> Path | None:

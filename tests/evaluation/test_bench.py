@@ -220,6 +220,43 @@ def test_bench_in_worker_processes_gives_the_numbers_of_one_process(tmp_path):
     assert "best-fixed" in (tmp_path / "two" / "results.md").read_text()
 
 
+def test_evaluate_splits_the_oracle_by_seed_and_prints_the_numbers_of_one_process(tmp_path):
+    spec = _spec_file(tmp_path)
+    outs = {}
+    for jobs in ("1", "2"):
+        res = _cli("evaluate", "--env", str(spec), "--policy", "oracle", "--seeds", "2", "--jobs", jobs,
+                   "--no-progress", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        outs[jobs] = res.stdout
+    assert "return" in outs["1"] and outs["1"] == outs["2"]
+    bad = _cli("evaluate", "--env", str(spec), "--policy", "oracle", "--jobs", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--jobs 0: give at least 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_evaluate_splits_a_shipped_controller_by_seed_with_the_numbers_of_one_process(tmp_path):
+    outs = {}
+    for jobs in ("1", "2"):
+        res = _cli("evaluate", "--env", "Local-Digits", "--policy", "ppo", "--seeds", "2", "--jobs", jobs,
+                   "--no-progress", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        outs[jobs] = res.stdout
+    assert "policy=ppo" in outs["1"] and outs["1"] == outs["2"]
+
+
+def test_torch_threads_holds_the_count_for_the_block_and_restores_it():
+    import torch
+
+    from adascale_rl.policies.ppo import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
 def test_bench_refuses_a_jobs_count_below_one(tmp_path, jobs):
     from adascale_rl.evaluation.bench import bench
