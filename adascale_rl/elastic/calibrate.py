@@ -15,7 +15,7 @@ them only, with their provenance. Each run's samples are kept in ``OUT/samples/`
 pools them with the earlier runs kept there (``--fresh``: this run alone): one 2.5-minute
 calibration fits the growth of the wake-up cost with the sleep from few points, and runs spread
 over the hours an app runs average the host's drift. Use the spec to replay live runs against the
-machine (``adascale-rl sim2real LIVE_DIR --env OUT/<name>.yaml``), or to train and bench on it.
+machine (``adascale-rl sim2real LIVE_DIR --env OUT/<name>.yaml --host-speed spec``), or to train and bench on it.
 
 The host's speed moves too (on the reference VM the back-to-back service was 1.05-1.84x the
 catalog's latency within one day): the preset also gets ``service_scale``, the median over the
@@ -383,6 +383,7 @@ def calibrate_command(args) -> int:
         sp = res["speed_spread"]
         print(f"the same between this run's rounds, the largest round's median over the smallest: median "
               f"{contention.spread_median(sp):.2f}x (range {min(sp.values()):.2f}-{max(sp.values()):.2f}x)")
-    print(f"\nwrote {res['device']} and {res['spec']}; replay live runs against it with:\n"
-          f"  adascale-rl sim2real LIVE_DIR --env {res['spec']}")
+    print(f"\nwrote {res['device']} and {res['spec']}; replay live runs in it (every host constant the "
+          f"calibration's, not each run's own probe) with:\n"
+          f"  adascale-rl sim2real LIVE_DIR --env {res['spec']} --host-speed spec")
     return 0
