@@ -248,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--policy", required=True, help="a heuristic or reference name, or a trained run/agent folder")
     ev.add_argument("--seeds", type=int, default=5, help="evaluation seeds (default 5)")
     ev.add_argument("--traces", default=None, metavar="PATH", help="a trace dataset or folder of trace CSVs to evaluate on")
-    ev.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    ev.add_argument("--split", default=None, choices=("train", "val", "test", "all"),
+                    help="the split to evaluate on (default test; with --traces of a dataset without a test split, "
+                         "all of it, and the output says so)")
     ev.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="environment arguments, as for train (e.g. reward=energy-saver spike_spell_s=8)")
     ev.add_argument("--default-margins", action="store_true",

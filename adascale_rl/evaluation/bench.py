@@ -166,18 +166,22 @@ def env_kwargs_from(items: Sequence[str] | None) -> dict[str, Any]:
     return kw
 
 
-def trained_with(policy: Any, env_kwargs: Mapping[str, Any]) -> str | None:
-    """A note when a learned controller's run was trained under other environment arguments
-    than the ones it is evaluated under (``dataset`` aside), else None (also for a policy
-    without a run config: a heuristic, or a bare model file)."""
+def trained_with(policy: Any, env_kwargs: Mapping[str, Any], env_id: str | None = None) -> str | None:
+    """A note when a learned controller's run was trained on another environment than ``env_id`` or under
+    other environment arguments than the ones it is evaluated under (``dataset`` aside), else None (also for a
+    policy without a run config: a heuristic, or a bare model file)."""
     config = getattr(policy, "config", None)
     if not config:
         return None
+    said = []
+    trained_on = config.get("env")
+    if env_id is not None and trained_on and trained_on != env_id:
+        said.append(f"{policy.name} was trained on {trained_on} and is evaluated here on {env_id}")
     trained = {k: v for k, v in (config.get("env_kwargs") or {}).items() if k != "dataset"}
-    if trained == dict(env_kwargs):
-        return None
-    return (f"{policy.name} was trained with environment arguments {trained or 'none'} and is evaluated "
-            f"here with {dict(env_kwargs) or 'none'}")
+    if trained != dict(env_kwargs):
+        said.append(f"{policy.name} was trained with environment arguments {trained or 'none'} and is evaluated "
+                    f"here with {dict(env_kwargs) or 'none'}")
+    return "; ".join(said) or None
 
 
 def tuned_params(name: str, train_env: AdaScaleEnv, quick: bool = False) -> dict | None:
@@ -462,7 +466,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
 
                 policy = load_policy(path)
                 policy.name = label
-                mismatch = trained_with(policy, env_kwargs)
+                mismatch = trained_with(policy, env_kwargs, spec.id)
                 if mismatch:
                     notes.append(f"{spec.id}: {mismatch}")
                 kinds[label] = "learned"
@@ -474,6 +478,11 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
             bar.close()
             agg = {k: aggregate(v, seed_list) for k, v in results.items()}
             oracle = agg.get("oracle", {}).get("return")
+            if oracle is not None and not oracle > 0:
+                # a ratio of returns reads backwards below zero (the worse policy the larger): none is shown
+                notes.append(f"{spec.id}: the oracle's mean return is {oracle:.2f}, not positive: 'vs oracle' is "
+                             f"n/a; compare the returns")
+                oracle = None
             largest = agg.get("static-largest")
             for name, a in agg.items():
                 rows.append({
@@ -567,7 +576,11 @@ def evaluate_command(args) -> int:
     spec = find_spec(args.env or DEFAULT_ENV)
     env_kwargs = env_kwargs_from(args.env_kwargs)
     seeds = check_seeds(args.seeds)
-    env = _env(spec, args.split, args.traces, env_kwargs)
+    env = _env(spec, args.split or "test", args.traces, env_kwargs)
+    if args.split is not None and args.split != "all" and env.split != args.split:
+        raise ValueError(f"--split {args.split}: {args.traces} has no {args.split} split (leave --split out to "
+                        f"evaluate all of it, or give --split all)")
+    args.split = env.split if args.split is None else args.split
     margins = None
     name = args.policy
     shipped = learned_controllers(spec.name)
@@ -620,7 +633,7 @@ def evaluate_command(args) -> int:
         print(f"  {margins}")
     for n in data_notes(spec, env, args.traces):
         print(f"  {n.split(': ', 1)[1]}")
-    mismatch = trained_with(policy, env_kwargs)
+    mismatch = trained_with(policy, env_kwargs, spec.id)
     if mismatch:
         print(f"note: {mismatch}", file=sys.stderr)
     for k in ("return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms", "energy_j",

@@ -17,8 +17,8 @@ DEFINITIONS = (
     ("return", "the episode's summed reward (one reward per interval, docs/ENVIRONMENT.md), mean over the "
                "evaluation episodes; ± the half-width of the 95 % confidence interval of that mean over the "
                "per-seed means (t-distribution; n/a with one seed). CSV: mean_return, ci95_return"),
-    ("vs oracle", "the policy's mean return divided by the oracle's; n/a when the oracle did not run. "
-                  "CSV: return_vs_oracle"),
+    ("vs oracle", "the policy's mean return divided by the oracle's; n/a when the oracle did not run or its "
+                  "mean return is not positive (the ratio would read backwards). CSV: return_vs_oracle"),
     ("eff. accuracy", "per interval, the loaded variant's top-1 accuracy times the share of the interval's "
                       "requests answered within the deadline; mean over intervals (0-1). CSV: effective_accuracy"),
     ("miss rate", "per interval, the share of requests not answered within the deadline (late, or dropped while "

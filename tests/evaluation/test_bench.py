@@ -157,6 +157,30 @@ def test_bench_runs_under_env_kwargs_and_notes_a_controller_trained_under_others
     assert "trained with environment arguments none and is evaluated here with {'reward': 'energy-saver'" in \
         trained_with(shipped, kw)
     assert trained_with(make_policy("greedy"), kw) is None  # a heuristic has no training run
+    assert trained_with(shipped, {}, "AdaScale/Rpi4-Vision-v4") is None
+    both = trained_with(shipped, kw, "AdaScale/Pixel4-Vision-v4")
+    assert "ppo was trained on AdaScale/Rpi4-Vision-v4 and is evaluated here on AdaScale/Pixel4-Vision-v4; " in both
+    assert "trained with environment arguments none" in both
+
+
+def test_vs_oracle_is_na_with_a_note_where_the_oracles_return_is_not_positive(tmp_path, monkeypatch):
+    """A ratio of negative returns reads backwards (the worse policy the larger): n/a, and a note says why."""
+    from adascale_rl.evaluation import bench as b
+
+    real = b.aggregate
+
+    def shifted(results, seeds):  # every return 1000 lower: the oracle's below zero
+        a = dict(real(results, seeds))
+        a["return"] -= 1000.0
+        return a
+
+    monkeypatch.setattr(b, "aggregate", shifted)
+    rows = b.bench([str(_spec_file(tmp_path))], seeds=1, quick=True, out=tmp_path / "b",
+                   policies=["greedy", "oracle"], progress=False, jobs=1)
+    assert all(r["mean_return"] < 0 for r in rows)
+    assert all(r["return_vs_oracle"] != r["return_vs_oracle"] for r in rows)  # nan
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "not positive: 'vs oracle' is n/a; compare the returns" in md
 
 
 def test_bench_tunes_the_heuristics_under_the_env_kwargs(tmp_path, monkeypatch):
@@ -383,6 +407,10 @@ def test_bench_and_evaluate_say_which_traces_they_ran_on_and_on_which_device(tmp
     ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec),
               cwd=tmp_path)
     assert ev.returncode == 0 and "it has no test split" in ev.stdout and "replayed on rpi4" in ev.stdout
+    assert "split=all" in ev.stdout
+    asked = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec),
+                 "--split", "test", cwd=tmp_path)  # asked for by name: not replaced by all of it
+    assert asked.returncode == 2 and "--split test: " in asked.stderr and "has no test split" in asked.stderr
     # with a test split, only the test split; on the recording's own device, no replay note
     rec2 = _recording(tmp_path, "rec2-v1", device="rpi4", test=True)
     ev = _cli("evaluate", "--env", str(spec), "--policy", "static-smallest", "--seeds", "1", "--traces", str(rec2),
