@@ -292,10 +292,22 @@ class LoadSchedule:
         return "; ".join(parts)
 
 
+#: a segment whose load came in place more than this many seconds, and more than :data:`LATE_SHARE` of its length,
+#: after its start is named by :meth:`ScheduleRunner.shortfalls` (derived: two samples of ``record``'s default
+#: one-second interval; a tenth of a segment shifts its mean by a tenth)
+LATE_S = 2.0
+LATE_SHARE = 0.1
+
+
 class ScheduleRunner:
     """Play a :class:`LoadSchedule` in the background: at each segment's start, stop the previous
     segment's children and start this one's. Every child is stopped on exit (also on an error and
     Ctrl-C) and ends by itself if this process dies.
+
+    A memory hog takes seconds to touch its memory, a minute beside busy processes that share its cores; the
+    schedule keeps its clock meanwhile, so the segments after it start late or not at all. :attr:`in_place` holds
+    when each segment's load was in place (seconds from the start) and :meth:`shortfalls` names the segments that
+    did not hold their span, for ``record`` and ``run`` to say so.
 
     ::
 
@@ -315,6 +327,8 @@ class ScheduleRunner:
         self._index = -1
         self.t0 = None
         self.error: BaseException | None = None
+        self.in_place: list[float | None] = [None] * len(schedule.segments)
+        self.stopped_s: float | None = None
 
     def segment(self) -> Segment:
         return self.schedule.segments[max(self._index, 0)]
@@ -369,6 +383,8 @@ class ScheduleRunner:
                     return
                 if i > 0:
                     self._switch(i)
+                    if not self._stop.is_set():
+                        self.in_place[i] = self.elapsed_s()
                 self._stop.wait(max(0.0, self.t0 + end - self.clock()))
         except BaseException as exc:  # surfaced by stop(); the children are stopped there
             self.error = exc
@@ -382,11 +398,37 @@ class ScheduleRunner:
         except BaseException:
             self.stop()
             raise
+        self.in_place[0] = self.elapsed_s()
         self._thread = threading.Thread(target=self._run, daemon=True, name="load-schedule")
         self._thread.start()
         return self
 
+    def shortfalls(self) -> list[str]:
+        """One sentence per segment, begun before the run stopped (or by now), whose load came in place late
+        (:data:`LATE_S`, :data:`LATE_SHARE`), after the segment's end, or not before the run stopped; [] when every
+        segment held its span."""
+        until = self.stopped_s if self.stopped_s is not None else self.elapsed_s()
+        out, start = [], 0.0
+        for i, seg in enumerate(self.schedule.segments):
+            end = start + seg.duration_s
+            if start >= until:
+                break
+            at = self.in_place[i]
+            what = f"load segment {i} ({start:g}-{end:g} s: {seg.busy} busy, {seg.memory_mb} MiB)"
+            if at is None:
+                out.append(f"{what} was not in place before the run stopped at {until:.1f} s")
+            elif at >= end:
+                out.append(f"{what} never held: its load came in place at {at:.1f} s, after the segment's end "
+                           f"(the load before it took that long to start)")
+            elif at - start > max(LATE_S, LATE_SHARE * seg.duration_s):
+                out.append(f"{what} came in place {at - start:.1f} s late, at {at:.1f} s "
+                           f"({(at - start) / seg.duration_s:.0%} of the segment)")
+            start = end
+        return out
+
     def stop(self) -> None:
+        if self.stopped_s is None and self.t0 is not None:
+            self.stopped_s = self.elapsed_s()
         self._stop.set()
         if self._thread is not None:  # a segment's switch may be waiting for its memory hog to touch its memory
             self._thread.join(timeout=MemoryHog(0).timeout_s + 30.0)

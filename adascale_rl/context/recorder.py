@@ -70,6 +70,7 @@ class RecordResult:
     interrupted: str | None = None   # name of the signal that ended the recording early
     carried_forward: dict[str, int] = field(default_factory=dict)
     late_samples: int = 0            # samples taken more than half an interval late
+    load_shortfalls: list[str] = field(default_factory=list)  # segments of the load schedule that did not hold
 
 
 # --------------------------------------------------------------------------- host description
@@ -278,7 +279,7 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
             from tqdm import tqdm
             bar = tqdm(total=planned, unit="sample", desc=f"recording {rel}", file=sys.stderr,
                        dynamic_ncols=True, leave=True)
-        with _StopFlag() as stop, _load_runner(load):
+        with _StopFlag() as stop, _load_runner(load) as runner:
             if "bg_runnable" in columns and monitor.runnable_hz is not None and not monitor.sampling:
                 monitor.start()
                 started_sampler = True
@@ -320,6 +321,8 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
                 if bar is not None:
                     bar.update(1)
             result.interrupted = stop.signal_name
+        if runner is not None:  # after the with: the runner has stopped, so its account is complete
+            result.load_shortfalls = runner.shortfalls()
     finally:
         if started_sampler:
             monitor.stop()
@@ -343,6 +346,8 @@ def record(out: str | os.PathLike, duration_s: float, interval_s: float, split: 
         else:
             entry.update(rows=result.rows, interrupted=result.interrupted,
                          carried_forward=result.carried_forward or None, late_samples=result.late_samples)
+            if result.load_shortfalls:  # the note gives the schedule as written; this, what it did
+                entry["load_shortfalls"] = result.load_shortfalls
             _write_meta(root, meta)
     return result
 
@@ -383,4 +388,7 @@ def record_command(args) -> int:
     if result.late_samples:
         print(f"note: {result.late_samples} samples were taken more than half an interval late "
               f"(timestamps stay nominal)", file=sys.stderr)
+    for s in result.load_shortfalls:
+        print(f"note: {s}; the recording's note gives the schedule as written (schema.json keeps this too)",
+              file=sys.stderr)
     return 0

@@ -372,6 +372,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
     proc = time.process_time
     term = ExitStack()  # SIGTERM as Ctrl-C until the logs are closed (also for callers outside the CLI); entered
     term.enter_context(sigterm_as_interrupt())  # right before the try whose finally leaves it
+    played = None  # the load schedule's runner: what its segments held, for the summary
     try:
         selector = Selector.load(folder, monitor=monitor)
         if selector.status != "ok":
@@ -408,6 +409,7 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
 
         try:
             with (ScheduleRunner(schedule) if schedule is not None else nullcontext()) as runner:
+                played = runner
                 clock = time.perf_counter
                 t0 = clock()
                 end = t0 + duration
@@ -499,6 +501,8 @@ def run_live(env: str, controller: str, out: str | os.PathLike, *, load: str | N
             ctx, {c: np.asarray([r[c] for r in context_rows], dtype=float) for c in ctx}))
     summary = _summary(totals, spec, policy or controller, kind, folder, schedule, duration, period, threads, seed,
                        interrupted, initial, host)
+    # the intervals' segment columns follow the schedule's clock; this says where its load did not hold that clock
+    summary["load_shortfalls"] = played.shortfalls() if played is not None else []
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -601,6 +605,8 @@ def run_command(args) -> int:
           f"miss rate {s['miss_rate']:.3f}; accuracy {s['accuracy']:.3f}; effective accuracy "
           f"{s['effective_accuracy']:.3f}; mean latency {s['mean_latency_ms']:.3f} ms; switches {s['switches']}; "
           f"energy {s['energy_j_estimate']:.2f} J (estimate)")
+    for note in s.get("load_shortfalls") or []:
+        print(f"note: {note} (intervals.csv's segment columns give the schedule's clock)", file=sys.stderr)
     if s["host_speed"]:
         h = s["host_speed"]
         print(f"  host speed before the run: back-to-back service {h['median_ratio']:.2f}x the catalog's latency "

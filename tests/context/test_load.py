@@ -47,3 +47,42 @@ def test_a_schedule_keeps_what_carries_over_and_starts_busy_processes_before_the
     assert len(b2) == 2 and set(b2).isdisjoint(b0) and h2 == h0  # more busy processes; the hog carried over
     assert b3 == b2 and h3 == []                  # the hog stopped, the busy processes carried over
     assert started == [[True]]                    # one hog started, with its segment's busy process already running
+
+
+def test_shortfalls_name_the_segments_whose_load_came_late_or_never():
+    """Ten-second segments: in place at once, 3 s late (above LATE_S and a tenth), never held, not reached."""
+    segments = [load.Segment(10.0), load.Segment(10.0, busy=2), load.Segment(10.0, memory_mb=64),
+                load.Segment(10.0, busy=1), load.Segment(10.0)]
+    runner = load.ScheduleRunner(load.LoadSchedule("late", segments))
+    runner.t0, runner.stopped_s = 0.0, 35.0
+    runner.in_place = [0.1, 13.0, 31.0, None, None]
+    said = runner.shortfalls()
+    assert said == [
+        "load segment 1 (10-20 s: 2 busy, 0 MiB) came in place 3.0 s late, at 13.0 s (30% of the segment)",
+        "load segment 2 (20-30 s: 0 busy, 64 MiB) never held: its load came in place at 31.0 s, after the segment's "
+        "end (the load before it took that long to start)",
+        "load segment 3 (30-40 s: 1 busy, 0 MiB) was not in place before the run stopped at 35.0 s"]
+    runner.in_place = [0.1, 12.0, 20.5, 30.2, None]  # 2 s late is within LATE_S; segment 4 begins after the stop
+    assert runner.shortfalls() == []
+
+
+def test_a_memory_hog_that_outlasts_its_segment_shows_in_the_runners_account(monkeypatch):
+    """The schedule keeps its clock while a hog touches its memory: the segment after it never holds, and the
+    runner says so (record and run report it)."""
+    real_enter = load.MemoryHog.__enter__
+
+    def slow(self):
+        if self.mb:
+            time.sleep(1.5)  # a hog that takes longer than its segment and the next one
+        return real_enter(self)
+
+    monkeypatch.setattr(load.MemoryHog, "__enter__", slow)
+    segments = [load.Segment(0.5), load.Segment(0.5, memory_mb=16), load.Segment(0.5, busy=1), load.Segment(5.0)]
+    runner = load.ScheduleRunner(load.LoadSchedule("slow-hog", segments))
+    with runner:
+        _wait_for(runner, 3)
+        time.sleep(0.2)
+    said = runner.shortfalls()
+    assert [s.split(" (", 1)[0] for s in said] == ["load segment 1", "load segment 2"], said
+    assert all("never held" in s for s in said)
+    assert runner.in_place[0] is not None and runner.in_place[1] >= 1.5 and runner.in_place[3] < 3.0

@@ -270,3 +270,30 @@ def test_no_run_queue_no_column(tmp_path):
     assert "bg_runnable" not in res.columns and _sampler_threads() == 0
     meta = json.loads((tmp_path / "n-v1" / "schema.json").read_text())
     assert "bg_runnable" not in meta["how_made"] and "bg_runnable_hz" not in meta["files"][f"train/{res.path.stem}.csv"]
+
+
+def test_a_load_segment_that_never_held_is_noted_in_the_dataset_and_said(tmp_path, monkeypatch, capsys):
+    """A memory hog slower than its segment: the recording keeps the schedule as written in its note, and says
+    which segments did not hold (schema.json's load_shortfalls, a note on stderr)."""
+    from adascale_rl.context import load as load_mod
+
+    real_enter = load_mod.MemoryHog.__enter__
+
+    def slow(self):
+        if self.mb:
+            time.sleep(1.2)
+        return real_enter(self)
+
+    monkeypatch.setattr(load_mod.MemoryHog, "__enter__", slow)
+    schedule = load_mod.LoadSchedule("slow-hog", [load_mod.Segment(0.5), load_mod.Segment(0.5, memory_mb=16),
+                                                  load_mod.Segment(2.0)])
+    out = tmp_path / "loaded-v1"
+    monkeypatch.setattr("adascale_rl.context.load.LoadSchedule.load", classmethod(lambda cls, name: schedule))
+    args = SimpleNamespace(out=str(out), duration=None, interval=0.5, split="train", name=None, note="",
+                           no_progress=True, load="slow-hog")
+    assert record_command(args) == 0
+    entry = next(iter(json.loads((out / "schema.json").read_text())["files"].values()))
+    assert "load schedule slow-hog: 0-0.5 s quiet; 0.5-1 s 16 MiB held; 1-3 s quiet" in entry["note"]
+    (said,) = entry["load_shortfalls"]
+    assert said.startswith("load segment 1 (0.5-1 s: 0 busy, 16 MiB) never held")
+    assert f"note: {said}; the recording's note gives the schedule as written" in capsys.readouterr().err
