@@ -14,7 +14,8 @@ differently; the results are identical as long as no decision changes). The mach
 before and after are printed: the times mean something on a quiet machine only.
 
 ``--compare threads`` plays the episodes side by side both times, once on one torch thread and once on
-``--threads`` (default: the CPUs this process may use, torch's own default), the order alternating: what
+``--threads`` (default: the CPUs this process may use, torch's own default), the order alternating (``--busy N``
+busy-loop processes beside, as other work on the machine): what
 ``evaluate`` and an in-process ``bench --jobs 1`` gain by holding one thread
 (:func:`adascale_rl.policies.ppo.torch_threads`).
 """
@@ -34,6 +35,7 @@ from adascale_rl import paths
 from adascale_rl.context.recorder import cpu_model
 from adascale_rl.environment.spec import VERSION
 from adascale_rl._cpus import usable_cpus
+from adascale_rl.context.load import BusyProcesses
 from adascale_rl.policies.ppo import load_policy, torch_threads
 from adascale_rl.policies.rollout import evaluate
 
@@ -52,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", choices=("batch", "threads"), default="batch",
                     help="side by side against one by one (default), or one torch thread against --threads")
     ap.add_argument("--threads", type=int, default=None, help="with --compare threads (default: usable CPUs)")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="busy-loop processes running beside the timing (other work sharing the cores; default 0)")
     args = ap.parse_args(argv)
+    if args.busy < 0:
+        ap.error(f"--busy {args.busy}: give 0 or more")
     many = args.threads or usable_cpus()
     if many < 1:
         ap.error(f"--threads {many}: give at least 1")
@@ -60,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     load = lambda: ", ".join(f"{x:.2f}" for x in os.getloadavg())  # noqa: E731
     threads = "1 torch thread" if args.compare == "batch" else f"1 torch thread against {many}"
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
-          f"{platform.python_version()}, torch {torch.__version__}, {threads}; load average before: {load()}")
+          f"{platform.python_version()}, torch {torch.__version__}, {threads}, {args.busy} busy process(es) "
+          f"beside; load average before: {load()}")
+    with BusyProcesses(args.busy):
+        all_same = _compare(args, many)
+    print(f"load average after: {load()}")
+    return 0 if all_same else 1
+
+
+def _compare(args, many: int) -> bool:
     first, second = ("side by side", "one by one") if args.compare == "batch" else ("1 thread", f"{many} threads")
     print(f"{'environment':<20} {'controller':<12} {'episodes':>8} {first:>13} {second:>11} {'ratio':>6}  identical")
     all_same = True
@@ -81,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             all_same &= same
             print(f"{name:<20} {recipe:<12} {len(results[True]):>8} {times[True]:>12.1f}s {times[False]:>10.1f}s "
                   f"{times[False] / times[True]:>5.1f}x  {'yes' if same else 'NO'}", flush=True)
-    print(f"load average after: {load()}")
-    return 0 if all_same else 1
+    return all_same
 
 
 if __name__ == "__main__":
