@@ -756,7 +756,7 @@ def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, 
              f"data's labelled test split. Machine: {machine}."
              + (f" Command: `{command}`." if command else ""), "",
              "| policy | kind | return ± 95% CI (over rounds) | miss rate ± 95% CI | effective accuracy | "
-             "mean latency ms | energy J (ESTIMATE) | switches |",
+             "mean latency ms (per request) | energy J (ESTIMATE) | switches |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['policy']} | {r['kind']} | {f(r['mean_return'], 2)} ± {f(r['ci95_return'], 2)} | "
@@ -767,7 +767,10 @@ def _live_markdown(rows: list[dict], spec, schedule, rounds: int, machine: str, 
     lines += ["", "Return: the summed reward over the run's periods with the environment's weights, from what was "
                   "measured (accuracy of the served answers, on-time share of the requests, the energy estimate, the "
                   "variant's memory, switches). Energy is an ESTIMATE: process CPU time x the profile's dynamic "
-                  "power per busy core; no power counter is read. Each run's logs: runs/<round>-<policy>/.", ""]
+                  "power per busy core; no power counter is read. Mean latency: over every request the run served "
+                  "(sim2real.md's 'latency ms' is the mean of the periods' means, as the simulator's bench reports "
+                  "it; the two differ where the periods serve different numbers of requests). Each run's logs: "
+                  "runs/<round>-<policy>/.", ""]
     return "\n".join(lines)
 
 
