@@ -147,7 +147,7 @@ def run_profile(*, data_spec: str = "digits", out: Path, quick: bool = False, th
     fit_n = cores if threads == 1 else threads
     others = tuple(t for t in (1, fit_n) if t != threads)
     sessions = recipe.timing_sessions
-    log(f"timing {len(files)} variants in fresh processes, interleaved, {sessions} sessions at "
+    log(f"timing {len(files)} variants in fresh processes, interleaved, {sessions} session{'' if sessions == 1 else 's'} at "
         f"{', '.join(str(t) for t in (threads, *others))} thread(s), batch 1")
     with host.LoadMonitor() as mon, _bar(sessions * (1 + len(others)), "timing sessions", progress) as bar:
         timings = time_variants(files, tuple(example.shape), threads=threads, also_threads=others,

@@ -144,8 +144,13 @@ def find_spec(name_or_id: str) -> EnvSpec:
     An id of another version (``-v0``) is refused with the version that exists.
     """
     p = Path(name_or_id)
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return load_spec(p)
+    if p.suffix in (".yaml", ".yml"):
+        if p.exists():
+            return load_spec(p)
+        known = [f for f in spec_files() if f.stem == p.stem]
+        hint = (f"the registered {id_for(known[0])} is --env {p.stem}" if known else
+                "a spec YAML, or a registered name or id: adascale-rl envs list")
+        raise SpecError(f"no such environment file: {name_or_id} ({hint})")
     files = spec_files()
     for f in files:
         if name_or_id in (f.stem, id_for(f)):

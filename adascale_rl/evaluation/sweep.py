@@ -353,12 +353,12 @@ def _domain(tune, dist: dict):
 def run_sweep(path: str | os.PathLike, out: str | os.PathLike | None = None, address: str | None = None,
               progress: bool = True) -> Path:
     """Run (or resume) the study of a sweep file; returns the output folder with results.csv and results.md."""
+    sweep = load_sweep(path)  # the file's mistakes first: they do not wait for Ray to be installed
     try:
         import ray
         from ray import tune
     except ImportError:
         raise SweepError(MISSING_RAY) from None
-    sweep = load_sweep(path)
     out = Path(out if out is not None else Path("sweeps") / sweep.name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "sweep.yml"

@@ -184,7 +184,8 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
         env_kwargs["dataset"] = str(Path(env_kwargs["dataset"]).resolve())  # config.yml: usable from any folder
     recipe = load_recipe(spec.id, spec.name, hyperparams)
     check_env_kwargs(recipe.env_kwargs)
-    total = _whole_rollouts(int(timesteps) if timesteps is not None else recipe.n_timesteps, recipe)
+    asked = int(timesteps) if timesteps is not None else recipe.n_timesteps
+    total = _whole_rollouts(asked, recipe)
     freq = _eval_freq(eval_freq, total, recipe.rollout_steps)
     run = RunFolder(out if out is not None else default_out(spec, seed))
     if run.path.exists() and not run.path.is_dir():
@@ -198,6 +199,9 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
     said, warning = describe_data(probe.unwrapped)
     probe.close()
     run.path.mkdir(parents=True, exist_ok=True)
+    if total != asked:
+        print(f"{asked} steps rounded up to {total}: PPO trains whole rollouts of {recipe.rollout_steps} steps "
+              f"(n_envs x n_steps of the recipe)")
     for line in said:
         print(line)
     if warning:

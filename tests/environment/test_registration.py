@@ -145,3 +145,11 @@ def test_an_id_names_its_environment_and_its_dynamics_version():
     assert spec.env_version("AdaScale/Rpi4-Vision-v3") == 3
     assert spec.env_version(spec.id_for("Rpi4-Vision")) == spec.VERSION
     assert spec.env_version("AdaScale/Rpi4-Vision") is None and spec.env_version("AdaScale/My-vision-vx") is None
+
+
+def test_a_spec_file_that_does_not_exist_is_named_as_a_missing_file(tmp_path):
+    with pytest.raises(SpecError, match=r"no such environment file: .*nonexist\.yaml \(a spec YAML, or a registered"):
+        find_spec(str(tmp_path / "nonexist.yaml"))
+    with pytest.raises(SpecError, match=r"no such environment file: Rpi4-Vision\.yaml \(the registered "
+                                        r"AdaScale/Rpi4-Vision-v\d+ is --env Rpi4-Vision\)"):
+        find_spec("Rpi4-Vision.yaml")

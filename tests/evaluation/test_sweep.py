@@ -122,6 +122,9 @@ def test_without_ray_sweep_says_how_to_install_it_in_one_sentence(tmp_path, monk
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
     assert "pip install 'adascale-rl[distributed]'" in err
+    code = cli.main(["sweep", str(tmp_path / "nosuch.yml"), "--out", str(tmp_path / "out2")])
+    err = capsys.readouterr().err.strip()  # the file's mistake first, Ray or not
+    assert code == 2 and "nosuch.yml" in err and "pip install" not in err
 
 
 # ------------------------------------------------------------------ through Ray

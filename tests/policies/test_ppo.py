@@ -302,10 +302,11 @@ def test_resume_continues_from_where_it_stopped(tmp_path, env_yaml, tiny_hp, cap
     assert "nothing to do" in capsys.readouterr().out
 
 
-def test_budget_is_rounded_up_to_whole_rollouts(tmp_path, env_yaml, tiny_hp):
+def test_budget_is_rounded_up_to_whole_rollouts(tmp_path, env_yaml, tiny_hp, capsys):
     out = train(str(env_yaml), timesteps=100, out=tmp_path / "run", hyperparams=tiny_hp, progress=False)
     cfg = yaml.safe_load((out / "config.yml").read_text())
     assert cfg["timesteps"] == 128 and cfg["state"]["num_timesteps"] == 128  # 2 envs x 64 steps
+    assert "100 steps rounded up to 128: PPO trains whole rollouts of 128 steps" in capsys.readouterr().out
 
 
 def test_resume_of_another_environment_is_refused(tmp_path, env_yaml, tiny_hp):
