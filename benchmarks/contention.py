@@ -215,9 +215,16 @@ def saved_settings(saved: dict) -> dict[str, str]:
 
 def settings_note(saved: dict, now: dict[str, str]) -> str | None:
     """A line naming the prediction settings in which this re-read differs from the saved run's own table (its
-    predictions, not its measured cells, differ from the file's "rows"); None where they agree."""
+    predictions, not its measured cells, differ from the file's "rows"); None where they agree. The host's speed
+    is not compared: the file keeps the speed its table used, not how it was asked for."""
+    def same(a: str, b: str) -> bool:  # a number given two ways ("0.2", "0.20") is one setting
+        try:
+            return float(a) == float(b)
+        except ValueError:
+            return a == b
+
     then = saved_settings(saved)
-    diff = [k for k in then if then[k] != now[k]]
+    diff = [k for k in then if not same(then[k], now[k])]
     if not diff:
         return None
     return ("note: the saved run predicted with " + ", ".join(f"{k} {then[k]}" for k in diff) + "; this table with "

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.busy < 0:
         ap.error(f"--busy {args.busy}: give 0 or more")
-    many = args.threads or usable_cpus()
+    many = args.threads if args.threads is not None else usable_cpus()
     if many < 1:
         ap.error(f"--threads {many}: give at least 1")
     torch.set_num_threads(1)

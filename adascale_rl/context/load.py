@@ -383,8 +383,9 @@ class ScheduleRunner:
                     return
                 if i > 0:
                     self._switch(i)
-                    if not self._stop.is_set():
-                        self.in_place[i] = self.elapsed_s()
+                    with self._lock:  # stop() notes its time under the lock: no segment in place after it
+                        if not self._stop.is_set():
+                            self.in_place[i] = self.elapsed_s()
                 self._stop.wait(max(0.0, self.t0 + end - self.clock()))
         except BaseException as exc:  # surfaced by stop(); the children are stopped there
             self.error = exc
@@ -392,13 +393,15 @@ class ScheduleRunner:
     def __enter__(self):
         import threading
 
-        self.t0 = self.clock()
         try:
             self._switch(0)
         except BaseException:
             self.stop()
             raise
-        self.in_place[0] = self.elapsed_s()
+        # the schedule's clock starts once its first segment's load is in place (a memory hog is waited for): the
+        # clock of the caller, who starts its own right after entering (record's samples, run's periods)
+        self.t0 = self.clock()
+        self.in_place[0] = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True, name="load-schedule")
         self._thread.start()
         return self
@@ -407,13 +410,15 @@ class ScheduleRunner:
         """One sentence per segment, begun before the run stopped (or by now), whose load came in place late
         (:data:`LATE_S`, :data:`LATE_SHARE`), after the segment's end, or not before the run stopped; [] when every
         segment held its span."""
-        until = self.stopped_s if self.stopped_s is not None else self.elapsed_s()
+        with self._lock:
+            until = self.stopped_s if self.stopped_s is not None else self.elapsed_s()
+            in_place = list(self.in_place)
         out, start = [], 0.0
         for i, seg in enumerate(self.schedule.segments):
             end = start + seg.duration_s
             if start >= until:
                 break
-            at = self.in_place[i]
+            at = in_place[i]
             what = f"load segment {i} ({start:g}-{end:g} s: {seg.busy} busy, {seg.memory_mb} MiB)"
             if at is None:
                 out.append(f"{what} was not in place before the run stopped at {until:.1f} s")
@@ -427,9 +432,10 @@ class ScheduleRunner:
         return out
 
     def stop(self) -> None:
-        if self.stopped_s is None and self.t0 is not None:
-            self.stopped_s = self.elapsed_s()
-        self._stop.set()
+        with self._lock:
+            if self.stopped_s is None and self.t0 is not None:
+                self.stopped_s = self.elapsed_s()
+            self._stop.set()
         if self._thread is not None:  # a segment's switch may be waiting for its memory hog to touch its memory
             self._thread.join(timeout=MemoryHog(0).timeout_s + 30.0)
         with self._lock:

@@ -166,17 +166,24 @@ def env_kwargs_from(items: Sequence[str] | None) -> dict[str, Any]:
     return kw
 
 
-def trained_with(policy: Any, env_kwargs: Mapping[str, Any], env_id: str | None = None) -> str | None:
-    """A note when a learned controller's run was trained on another environment than ``env_id`` or under
-    other environment arguments than the ones it is evaluated under (``dataset`` aside), else None (also for a
-    policy without a run config: a heuristic, or a bare model file)."""
+def trained_with(policy: Any, env_kwargs: Mapping[str, Any], spec: Any = None) -> str | None:
+    """A note when a learned controller's run was trained on another environment than ``spec`` (another id, or
+    another file of the same id: a calibrated copy) or under other environment arguments than the ones it is
+    evaluated under (``dataset`` aside), else None (also for a policy without a run config: a heuristic, or a
+    bare model file)."""
+    from adascale_rl.policies.ppo import resolve_portable
+
     config = getattr(policy, "config", None)
     if not config:
         return None
     said = []
-    trained_on = config.get("env")
-    if env_id is not None and trained_on and trained_on != env_id:
-        said.append(f"{policy.name} was trained on {trained_on} and is evaluated here on {env_id}")
+    trained_on, trained_file = config.get("env"), config.get("env_spec")
+    if spec is not None and trained_on and trained_on != spec.id:
+        said.append(f"{policy.name} was trained on {trained_on} and is evaluated here on {spec.id}")
+    elif (spec is not None and trained_file and spec.path is not None
+          and resolve_portable(trained_file).resolve() != Path(spec.path).resolve()):
+        said.append(f"{policy.name} was trained on {trained_file} and is evaluated here on {spec.path} (the same "
+                    f"id, {spec.id}; e.g. a calibrated copy)")
     trained = {k: v for k, v in (config.get("env_kwargs") or {}).items() if k != "dataset"}
     if trained != dict(env_kwargs):
         said.append(f"{policy.name} was trained with environment arguments {trained or 'none'} and is evaluated "
@@ -375,17 +382,22 @@ class _Workers:
         bar.update(bar.total - bar.n)  # progress still in the queue's pipe when the last result came
         return out
 
+    def _submit_seeds(self, args: tuple, name: str, path: str | None, quick: bool, seeds, episodes,
+                      split: str = "test") -> dict:
+        """One job per seed for one policy: a built-in of :data:`SPLIT_BY_SEED` (``path`` None) or the learned
+        controller in the folder ``path`` (named ``name``); {future: (name, seed)}."""
+        fn, extra = (_play_builtin, (name, quick)) if path is None else (_play_learned, (name, path))
+        return {self.pool.submit(fn, *args, *extra, [s], episodes, split): (name, s) for s in seeds}
+
     def play_seeds(self, spec, traces, env_kwargs, split: str, name: str, path: str | None, seeds, episodes,
                    bar) -> list:
-        """One policy on ``split``, each seed its own job: a built-in of :data:`SPLIT_BY_SEED` (``path`` None) or
-        the learned controller in the folder ``path`` (named ``name``); the results in seed order, as one process
-        plays them."""
+        """One policy on ``split``, each seed its own job (:meth:`_submit_seeds`); the results in seed order, as
+        one process plays them."""
         self._token += 1
-        args = (self._token, spec, traces, env_kwargs)
-        fn, extra = (_play_builtin, (name, False)) if path is None else (_play_learned, (name, path))
-        pending = {self.pool.submit(fn, *args, *extra, [s], episodes, split): s for s in seeds}
+        pending = self._submit_seeds((self._token, spec, traces, env_kwargs), name, path, False, seeds, episodes,
+                                     split)
         done = self.collect(pending, bar)
-        return [r for s in seeds for r in done[s][1]]
+        return [r for s in seeds for r in done[name, s][1]]
 
     def play(self, spec, traces, env_kwargs, quick, names, learned, seeds, episodes, bar):
         """Every built-in in ``names`` (tuned) and every learned controller, as :func:`_bench` plays them in one
@@ -396,11 +408,9 @@ class _Workers:
         # split by seed, submitted first: the oracle's planning (the longest job) and the learned controllers
         # (each seed's episodes one batched forward per step, rollout.evaluate)
         for name in (n for n in names if n in SPLIT_BY_SEED):
-            for s in seeds:
-                pending[self.pool.submit(_play_builtin, *args, name, quick, [s], episodes)] = (name, s)
+            pending.update(self._submit_seeds(args, name, None, quick, seeds, episodes))
         for label, path in learned.items():
-            for s in seeds:
-                pending[self.pool.submit(_play_learned, *args, label, str(path), [s], episodes)] = (label, s)
+            pending.update(self._submit_seeds(args, label, str(path), quick, seeds, episodes))
         for name in (n for n in names if n not in SPLIT_BY_SEED):
             pending[self.pool.submit(_play_builtin, *args, name, quick, list(seeds), episodes)] = (name, None)
         done = self.collect(pending, bar)
@@ -466,7 +476,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
 
                 policy = load_policy(path)
                 policy.name = label
-                mismatch = trained_with(policy, env_kwargs, spec.id)
+                mismatch = trained_with(policy, env_kwargs, spec)
                 if mismatch:
                     notes.append(f"{spec.id}: {mismatch}")
                 kinds[label] = "learned"
@@ -604,11 +614,7 @@ def evaluate_command(args) -> int:
 
     # the oracles' planning and the learned controllers split by seed, as bench splits them; every other policy
     # carries its state from one episode to the next (random's generator) or is quick: it plays here
-    path = None
-    if name not in BUILTIN:
-        from adascale_rl import paths
-
-        path = str(paths.resolve(name, "agents"))
+    path = None if name in BUILTIN else str(paths.resolve(name, "agents"))
     jobs = min(args.jobs if args.jobs is not None else usable_cpus(), len(seeds))
     split = jobs > 1 and (name in SPLIT_BY_SEED or path is not None)
     episodes = env.evaluation_episodes()
@@ -633,7 +639,7 @@ def evaluate_command(args) -> int:
         print(f"  {margins}")
     for n in data_notes(spec, env, args.traces):
         print(f"  {n.split(': ', 1)[1]}")
-    mismatch = trained_with(policy, env_kwargs, spec.id)
+    mismatch = trained_with(policy, env_kwargs, spec)
     if mismatch:
         print(f"note: {mismatch}", file=sys.stderr)
     for k in ("return", "ci95_return", "effective_accuracy", "miss_rate", "mean_latency_ms", "energy_j",

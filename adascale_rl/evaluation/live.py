@@ -722,6 +722,12 @@ def bench_live(env: str, out: str | os.PathLike, *, load: str | None = None, qui
     done = sum(len(v) for v in runs.values())
     note = (f"Interrupted after {done} of {rounds * len(names)} runs: the table holds the finished ones."
             if interrupted is not None else None)
+    # where a run's load did not hold the schedule's clock (each run's summary.json keeps its own account)
+    short = [f"{n} (run {k}): {x}" for n in names for k, s in enumerate(runs[n]) for x in s.get("load_shortfalls") or []]
+    if short:
+        said = "Load segments that did not hold the schedule's clock: " + "; ".join(short) + "."
+        note = f"{note} {said}" if note else said
+        print(f"note: {said}", file=sys.stderr)
     (out / "results.md").write_text(_live_markdown(rows, spec, schedule, rounds, machine(), command, note),
                                     encoding="utf-8")
     try:

@@ -86,7 +86,7 @@ def test_a_re_read_names_the_saved_runs_machine_and_the_settings_its_own_table_u
     doc = json.loads(f.read_text())
     doc.update(machine="Linux on a test rig", noise="env", corun={"how": "0.2", "corun_stretch": 0.2})
     f.write_text(json.dumps(doc))
-    res = _bench("--from-json", str(f), "--corun", "0.2", "--json", str(tmp_path / "again.json"))
+    res = _bench("--from-json", str(f), "--corun", "0.20", "--json", str(tmp_path / "again.json"))
     assert res.returncode == 0, res.stderr
     assert "note:" not in res.stdout and "machine: Linux on a test rig; 2 cores in the model" in res.stdout
     again = json.loads((tmp_path / "again.json").read_text())

@@ -159,7 +159,6 @@ def test_sigterm_stops_the_run_its_load_children_and_leaves_readable_logs(profil
     assert float(rows[0]["request_rate_hz"]) == 30 and float(rows[0]["deadline_ms"]) == 40
     s = json.loads((out / "summary.json").read_text())
     assert s["interrupted"] is True and s["load"] == "two-steps" and s["periods"] == len(rows)
-    assert isinstance(s["load_shortfalls"], list)  # the 64 MiB hog is quick: usually empty; what the runner said
     assert len(np.load(out / "requests.npz")["arrival_s"]) == sum(int(r["requests"]) for r in rows)
 
 
