@@ -85,11 +85,15 @@ def _train(args) -> int:
     return train_command(args)
 
 
+def _check_jobs(jobs: int | None, one: str) -> None:
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs {jobs}: give at least 1 (1 plays every {one} in this process)")
+
+
 def _evaluate(args) -> int:
     from adascale_rl.evaluation.bench import evaluate_command
 
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"--jobs {args.jobs}: give at least 1 (1 plays every seed in this process)")
+    _check_jobs(args.jobs, "seed")
     return evaluate_command(args)
 
 
@@ -108,8 +112,7 @@ def _bench(args) -> int:
         raise UserError("--load goes with --live (a load schedule for the real model)")
     if args.host_probe is not None:
         raise UserError("--host-probe goes with --live (it times the real model)")
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"--jobs {args.jobs}: give at least 1 (1 plays every policy in this process)")
+    _check_jobs(args.jobs, "policy")
     return bench_command(args)
 
 

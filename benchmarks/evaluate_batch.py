@@ -17,7 +17,7 @@ before and after are printed: the times mean something on a quiet machine only.
 ``--threads`` (default: the CPUs this process may use, torch's own default), the order alternating (``--busy N``
 busy-loop processes beside, as other work on the machine): what
 ``evaluate`` and an in-process ``bench --jobs 1`` gain by holding one thread
-(:func:`adascale_rl.policies.ppo.torch_threads`).
+(``threads=`` of :func:`adascale_rl.policies.rollout.evaluate`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from adascale_rl.context.recorder import cpu_model
 from adascale_rl.environment.spec import VERSION
 from adascale_rl._cpus import usable_cpus
 from adascale_rl.context.load import BusyProcesses
-from adascale_rl.policies.ppo import load_policy, torch_threads
+from adascale_rl.policies.ppo import load_policy
 from adascale_rl.policies.rollout import evaluate
 
 ENVS = ("Rpi4-Vision", "Pixel4-Vision", "JetsonNano-Vision", "Local-Digits")
@@ -87,9 +87,8 @@ def _compare(args, many: int) -> bool:
             for batch in order:  # threads: True is one thread, False --threads (batched both times)
                 n = 1 if args.compare == "batch" or batch else many
                 t0 = time.perf_counter()
-                with torch_threads(n):
-                    results[batch] = evaluate(env, policy, range(args.seeds),
-                                              batch=batch if args.compare == "batch" else True)
+                results[batch] = evaluate(env, policy, range(args.seeds),
+                                          batch=batch if args.compare == "batch" else True, threads=n)
                 times[batch] = time.perf_counter() - t0
             same = _key(results[True]) == _key(results[False])
             all_same &= same

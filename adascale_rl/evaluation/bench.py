@@ -472,7 +472,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
                 if workers.pool is None:
                     results[name] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
             for label, path in learned.items():
-                from adascale_rl.policies.ppo import load_policy, torch_threads
+                from adascale_rl.policies.ppo import load_policy
 
                 policy = load_policy(path)
                 policy.name = label
@@ -483,8 +483,7 @@ def _bench(specs, seed_list, traces, quick, out: Path, policies, progress, comma
                 params_of[label] = {"path": str(path)}
                 objs[label] = policy
                 if workers.pool is None:
-                    with torch_threads(1):
-                        results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
+                    results[label] = evaluate(test_env, policy, seed_list, episodes, progress=bar.update)
             bar.close()
             agg = {k: aggregate(v, seed_list) for k, v in results.items()}
             oracle = agg.get("oracle", {}).get("return")
@@ -590,7 +589,6 @@ def evaluate_command(args) -> int:
     if args.split is not None and args.split != "all" and env.split != args.split:
         raise ValueError(f"--split {args.split}: {args.traces} has no {args.split} split (leave --split out to "
                         f"evaluate all of it, or give --split all)")
-    args.split = env.split if args.split is None else args.split
     margins = None
     name = args.policy
     shipped = learned_controllers(spec.name)
@@ -616,20 +614,15 @@ def evaluate_command(args) -> int:
     # carries its state from one episode to the next (random's generator) or is quick: it plays here
     path = None if name in BUILTIN else str(paths.resolve(name, "agents"))
     jobs = min(args.jobs if args.jobs is not None else usable_cpus(), len(seeds))
-    split = jobs > 1 and (name in SPLIT_BY_SEED or path is not None)
+    by_seed = jobs > 1 and (name in SPLIT_BY_SEED or path is not None)
     episodes = env.evaluation_episodes()
     with tqdm(total=len(seeds) * len(episodes), desc=f"{args.policy} on {spec.name}", unit="ep",
               disable=args.no_progress, leave=False) as bar:
-        if split:
+        if by_seed:
             bar.set_postfix_str(f"{jobs} processes")
             with _Workers(jobs) as workers:
-                res = workers.play_seeds(spec, args.traces, env_kwargs, args.split, policy.name, path, seeds,
+                res = workers.play_seeds(spec, args.traces, env_kwargs, env.split, policy.name, path, seeds,
                                          episodes, bar)
-        elif path is not None:
-            from adascale_rl.policies.ppo import torch_threads
-
-            with torch_threads(1):
-                res = evaluate(env, policy, seeds, episodes, progress=bar.update)
         else:
             res = evaluate(env, policy, seeds, episodes, progress=bar.update)
     a = aggregate(res, seeds)

@@ -22,7 +22,6 @@ import os
 import pickle
 import sys
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,6 +39,7 @@ from adascale_rl.policies import ppo_run
 from adascale_rl.policies.callbacks import RolloutInfoLogger
 from adascale_rl.policies.ppo_hyperparams import Recipe, build_callbacks, load_recipe, parse
 from adascale_rl.policies.ppo_run import RunFolder, ValidationCallback, pick_episodes, validation_episodes
+from adascale_rl.policies.rollout import torch_threads
 
 ALGO = "MaskablePPO"
 #: validation windows per evaluation (evenly spread over the val split)
@@ -221,7 +221,8 @@ def train(env_id: str | EnvSpec, timesteps: int | None = None, seed: int = 0, ou
                                                                    "dataset", "reward", "period_s",
                                                                    "max_episode_steps", "workload")}
     run.write_config(config)
-    return _learn(run, config, spec, recipe, model=None, progress=progress)
+    with torch_threads(1):  # small MLPs: one thread is as fast, and results do not depend on the core count
+        return _learn(run, config, spec, recipe, model=None, progress=progress)
 
 
 def _names(traces, windows: bool = False) -> str:
@@ -268,7 +269,8 @@ def _resume(path: Path, env_id: str | None, timesteps: int | None, progress: boo
     recipe = parse(config["hyperparams"], config["hyperparams_file"], config["hyperparams_key"])
     if timesteps is not None:
         config["timesteps"] = _whole_rollouts(int(timesteps), recipe)
-    return _learn(run, config, spec, recipe, model=run / ppo_run.MODEL, progress=progress)
+    with torch_threads(1):
+        return _learn(run, config, spec, recipe, model=run / ppo_run.MODEL, progress=progress)
 
 
 def _spec_of(config: dict) -> EnvSpec:
@@ -307,7 +309,6 @@ def _model_kwargs_for(recipe: Recipe, env: AdaScaleEnv, train_env: AdaScaleEnv |
 
 def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: Path | None,
            progress: bool) -> Path:
-    import torch as th
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.utils import is_masking_supported
     from stable_baselines3.common.vec_env import VecNormalize
@@ -321,8 +322,6 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
               f"(pass -n/--timesteps with a larger total to continue)")
         return run.path
 
-    threads = th.get_num_threads()
-    th.set_num_threads(1)  # small MLPs: one thread is as fast, and results do not depend on the core count
     started = time.time()
     session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": command_line(), "from_timesteps": done, "to_timesteps": total}
@@ -411,7 +410,6 @@ def _learn(run: RunFolder, config: dict, spec: EnvSpec, recipe: Recipe, model: P
             exc.reported = True  # the command line says nothing more
             raise
     finally:
-        th.set_num_threads(threads)
         for e in (venv, eval_env, val_vec):
             if e is not None:
                 e.close()
@@ -565,25 +563,6 @@ class PPOPolicy:
 
     def __repr__(self) -> str:
         return f"PPOPolicy({self.name!r}, {self.path})"
-
-
-@contextmanager
-def torch_threads(n: int = 1):
-    """torch's intra-op threads at ``n`` for the block, restored after. A learned controller's forward (small MLPs,
-    and the prior's many small operations) is no faster on more threads, and several times slower where other
-    work shares the cores (``python benchmarks/evaluate_batch.py --compare threads``); ``train`` holds one thread
-    for the same reason, and bench's worker processes start with one."""
-    import torch as th
-
-    prev = th.get_num_threads()
-    if prev == n:
-        yield
-        return
-    th.set_num_threads(n)
-    try:
-        yield
-    finally:
-        th.set_num_threads(prev)
 
 
 def _stats_for(model_file: Path) -> Path | None:

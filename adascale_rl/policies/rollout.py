@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -124,14 +125,42 @@ def _lockstep(envs: list, policy: Any, seed: int, episodes: Sequence[tuple[int, 
             for k, ((trace, start), t) in enumerate(zip(episodes, tallies))]
 
 
+@contextmanager
+def torch_threads(n: int = 1):
+    """torch's intra-op threads at ``n`` for the block, restored after. A learned controller's forward (small MLPs,
+    and the prior's many small operations) is no faster on more threads, and several times slower where other
+    work shares the cores (``python benchmarks/evaluate_batch.py --compare threads``): :func:`evaluate` plays a
+    learned policy on one, and ``train`` learns on one."""
+    import torch as th
+
+    prev = th.get_num_threads()
+    if prev == n:
+        yield
+        return
+    th.set_num_threads(n)
+    try:
+        yield
+    finally:
+        th.set_num_threads(prev)
+
+
 def evaluate(env: Any, policy: Policy, seeds: Iterable[int], episodes: Sequence[tuple[int, int]] | None = None,
-             progress: Callable[[int], None] | None = None, batch: bool = True) -> list[EpisodeResult]:
+             progress: Callable[[int], None] | None = None, batch: bool = True,
+             threads: int | None = 1) -> list[EpisodeResult]:
     """Every (seed, episode) pair; episodes default to the split's evaluation windows.
 
     A policy that decides in batches (``act_batch``, the learned controllers) plays a seed's episodes side by
     side on forks of ``env`` (:func:`batched`; ``batch=False``: one after the other). Each episode is the same
-    either way; only the network's arithmetic on a batch may round differently in the last float32 bits.
+    either way; only the network's arithmetic on a batch may round differently in the last float32 bits. A learned
+    policy plays on ``threads`` torch threads (:func:`torch_threads`; None: as many as torch has now).
     """
+    hold = torch_threads(threads) if threads is not None and getattr(policy, "kind", None) == "learned" \
+        else nullcontext()
+    with hold:
+        return _evaluate(env, policy, seeds, episodes, progress, batch)
+
+
+def _evaluate(env, policy, seeds, episodes, progress, batch) -> list[EpisodeResult]:
     episodes = list(episodes if episodes is not None else env.evaluation_episodes())
     out = []
     if batch and len(episodes) > 1 and batched(policy, env):

@@ -278,7 +278,7 @@ def test_evaluate_splits_a_shipped_controller_by_seed_with_the_numbers_of_one_pr
 def test_torch_threads_holds_the_count_for_the_block_and_restores_it():
     import torch
 
-    from adascale_rl.policies.ppo import torch_threads
+    from adascale_rl.policies.rollout import torch_threads
 
     default = torch.get_num_threads()
     torch.set_num_threads(2)  # whatever this machine's default: a count the block changes

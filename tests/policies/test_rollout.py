@@ -63,6 +63,33 @@ def test_episodes_side_by_side_give_the_results_of_one_after_the_other():
     assert _key(evaluate(env, pol, [0], episodes[:1])) == _key(one[:1])
 
 
+def test_a_learned_policy_plays_on_one_torch_thread_and_the_count_is_restored():
+    import torch
+
+    class _Seeing(_Counting):
+        def act_batch(self, obs, infos):
+            self.seen = torch.get_num_threads()
+            return super().act_batch(obs, infos)
+
+    class _Learned(_Seeing):
+        kind = "learned"
+
+    env, default = _env(), torch.get_num_threads()
+    episodes = env.evaluation_episodes()[:2]
+    torch.set_num_threads(2)  # whatever this machine's default: a count evaluate changes
+    try:
+        pol = _Learned()
+        evaluate(env, pol, [0], episodes)
+        assert pol.seen == 1 and torch.get_num_threads() == 2
+        evaluate(env, pol, [0], episodes, threads=None)  # as torch has them
+        assert pol.seen == 2
+        plain = _Seeing()  # not a learned policy: nothing changed
+        evaluate(env, plain, [0], episodes)
+        assert plain.seen == 2
+    finally:
+        torch.set_num_threads(default)
+
+
 def test_progress_counts_every_episode_side_by_side():
     env = _env()
     done = []
